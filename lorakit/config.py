@@ -1,0 +1,202 @@
+"""RunConfig: everything one training run needs, validated on construction.
+
+Validation collects every problem at once and names the field (like peft's
+``LoraConfig.__post_init__``), so a user fixes a form in one pass instead of one error at a time.
+Nothing is loaded before a config validates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Union
+
+METHODS = ("lora", "full")
+QUANTS = ("none", "int8", "nf4", "fp4")
+DTYPES = ("float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
+# Target-module presets, resolved against the loaded model's linear layers (adapters.resolve_targets).
+TARGET_PRESETS = {
+    "qv": ("q_proj", "v_proj"),  # the LoRA paper's choice
+    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+    "all-linear": "all-linear",  # peft's own shorthand: every linear layer except the output head
+}
+# Linear-layer names of the LLaMA family (every built-in trainable model); used to validate
+# target modules before anything is loaded. Other models are checked after loading.
+LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ConfigError(ValueError):
+    """One or more invalid fields. ``problems`` maps field name -> message."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = dict(problems)
+        lines = "\n".join(f"  - {k}: {v}" for k, v in self.problems.items())
+        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One fine-tuning run: model, method, quantization, LoRA shape, data and training loop."""
+
+    model: str = "smollm2-135m"
+    """Built-in model name (see ``lorakit.list_models()``), a hub id or a local directory."""
+    method: str = "lora"
+    """'lora' (train adapters A, B; base frozen) or 'full' (train every weight; the baseline)."""
+    quant: str = "none"
+    """Base-weight storage: 'none' (dtype), 'int8' (LLM.int8), 'nf4' or 'fp4' (4-bit, QLoRA)."""
+    double_quant: bool = True
+    """4-bit only: also quantize the per-block absmax constants (QLoRA's double quantization)."""
+    dtype: str = "float32"
+    """Dtype of unquantized weights and compute dtype of 4-bit layers: float32, bfloat16, float16."""
+    rank: int = 8
+    """LoRA rank r: A is r x d_in, B is d_out x r."""
+    alpha: float = 16
+    """LoRA alpha; the update BA is scaled by alpha / rank."""
+    dropout: float = 0.05
+    """Dropout on the LoRA branch input, in [0, 1)."""
+    target_modules: Union[tuple, str] = ("q_proj", "v_proj")
+    """Linear-layer names to adapt, or a preset: 'qv', 'attention', 'mlp', 'all-linear'."""
+    optimizer: str = "adamw"
+    """'adamw' (torch, fp32 state), 'adamw_8bit' or 'paged_adamw_8bit' (bitsandbytes, uint8 state)."""
+    dataset: str = "extract-json"
+    """Built-in task name (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file, or a hub dataset."""
+    train_examples: int = 512
+    """Number of training examples (built-in tasks generate this many; files are capped at it)."""
+    eval_examples: int = 32
+    """Number of held-out examples for eval loss and the task metric."""
+    max_steps: int = 30
+    """Optimizer steps to train."""
+    batch_size: int = 4
+    """Examples per step."""
+    seq_len: int = 128
+    """Maximum tokens per example; longer examples are truncated (and counted)."""
+    learning_rate: float = 2e-4
+    """Peak learning rate (linear decay after warmup)."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward instead of storing them (less memory, more time)."""
+    bf16_autocast: bool = False
+    """Run forward/backward under bfloat16 autocast (transformers' bf16=True)."""
+    eval_every: int = 0
+    """Evaluate every N steps (0: only at the end)."""
+    seed: int = 0
+    """Seed for data generation, adapter init and data order: same seed, same loss curve."""
+    name: str = ""
+    """Optional label shown in tables and charts."""
+
+    def __post_init__(self) -> None:
+        tm = self.target_modules
+        if isinstance(tm, (list, tuple)):
+            object.__setattr__(self, "target_modules", tuple(str(t) for t in tm))
+        problems = self.problems()
+        if problems:
+            raise ConfigError(problems)
+
+    def problems(self) -> dict[str, str]:
+        """Every invalid field with a message naming what is allowed (empty when valid)."""
+        p: dict[str, str] = {}
+
+        def one_of(name: str, allowed: tuple) -> None:
+            value = getattr(self, name)
+            if value not in allowed:
+                p[name] = f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+
+        def at_least(name: str, lo: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                p[name] = f"{name} must be an integer >= {lo}, got {value!r}"
+
+        one_of("method", METHODS)
+        one_of("quant", QUANTS)
+        one_of("dtype", DTYPES)
+        one_of("optimizer", OPTIMIZERS)
+        for name in ("rank", "max_steps", "batch_size", "seq_len", "train_examples", "eval_examples"):
+            at_least(name, 1)
+        for name in ("warmup_steps", "eval_every", "seed"):
+            at_least(name, 0)
+        if not _is_number(self.alpha) or self.alpha <= 0:
+            p["alpha"] = f"alpha must be a number > 0, got {self.alpha!r}"
+        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
+            p["dropout"] = f"dropout must be in [0, 1), got {self.dropout!r}"
+        if not _is_number(self.learning_rate) or self.learning_rate <= 0:
+            p["learning_rate"] = f"learning_rate must be a number > 0, got {self.learning_rate!r}"
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            p["weight_decay"] = f"weight_decay must be a number >= 0, got {self.weight_decay!r}"
+        if self.method == "full" and self.quant in QUANTS and self.quant != "none":
+            p["method"] = (
+                f"full fine-tuning needs an unquantized base (quant='none'); quant={self.quant!r} "
+                "stores frozen weights that cannot be trained. Use method='lora' (QLoRA) instead"
+            )
+        if not isinstance(self.model, str) or not self.model.strip():
+            p["model"] = "model must be a built-in name, a hub id or a local directory"
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
+        tm_problem = self._target_problem()
+        if tm_problem:
+            p["target_modules"] = tm_problem
+        return p
+
+    def _target_problem(self) -> str:
+        tm = self.target_modules
+        if isinstance(tm, str):
+            if tm in TARGET_PRESETS:
+                return ""
+            tm = (tm,)
+        if not tm:
+            return "target_modules must name at least one linear layer or a preset " + _allowed_targets()
+        if self.method == "lora" and _is_llama_builtin(self.model):
+            unknown = [t for t in tm if t not in LLAMA_LINEARS]
+            if unknown:
+                return f"unknown module(s) {', '.join(map(repr, unknown))}; allowed: {_allowed_targets()}"
+        return ""
+
+    def resolved_targets(self) -> Union[tuple, str]:
+        """Target modules with a preset expanded ('all-linear' stays peft's shorthand)."""
+        tm = self.target_modules
+        if isinstance(tm, str):
+            return TARGET_PRESETS.get(tm, (tm,))
+        return tm
+
+    @property
+    def label(self) -> str:
+        """A short human label: the name, or method/quant/rank."""
+        if self.name:
+            return self.name
+        if self.method == "full":
+            return "full"
+        kind = "qlora" if self.quant in ("nf4", "fp4") else "lora"
+        q = "" if self.quant == "none" else f"-{self.quant}"
+        return f"{kind}{q}-r{self.rank}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if isinstance(d["target_modules"], tuple):
+            d["target_modules"] = list(d["target_modules"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def replace(self, **changes) -> "RunConfig":
+        return replace(self, **changes)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _allowed_targets() -> str:
+    return "presets " + ", ".join(map(repr, TARGET_PRESETS)) + " or layer names " + ", ".join(LLAMA_LINEARS)
+
+
+def _is_llama_builtin(model: str) -> bool:
+    from .models import REGISTRY  # late import: models imports heavy libraries lazily only
+
+    info = REGISTRY.get(model)
+    return info is not None and info.architecture == "llama"

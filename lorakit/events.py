@@ -1,0 +1,80 @@
+"""Events a training run emits. Sinks (store, CLI bar, widgets) consume them; training never touches a UI.
+
+A sink is any callable ``sink(event)``. Sinks must be quick and must not raise; the engine
+catches and logs a sink's exception so one broken sink never kills a run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+
+from .memory import MemoryBreakdown
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """The model is loaded and adapters attached; training is about to start."""
+    run_id: str
+    config: Any
+    trainable_params: int
+    total_params: int
+    planned_memory: Optional[MemoryBreakdown] = None
+
+
+@dataclass(frozen=True)
+class StepLogged:
+    """One optimizer step finished."""
+    run_id: str
+    step: int
+    max_steps: int
+    loss: float
+    learning_rate: float
+    tokens_per_s: float
+    elapsed_s: float
+    grad_norm: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class EvalDone:
+    """An evaluation pass finished."""
+    run_id: str
+    step: int
+    eval_loss: float
+    perplexity: float
+    task_metric: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class MemoryMeasured:
+    """The measured memory breakdown (after the first optimizer step), with the planner's prediction."""
+    run_id: str
+    step: int
+    measured: MemoryBreakdown
+    planned: Optional[MemoryBreakdown] = None
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The run ended: status is 'finished', 'stopped' or 'failed'; record is the full RunRecord."""
+    run_id: str
+    status: str
+    record: Any
+    reason: str = ""
+
+
+Event = Any  # one of the dataclasses above
+
+
+class Sink(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+def emit(sinks: list[Callable[[Event], None]], event: Event) -> None:
+    """Send ``event`` to every sink; a failing sink is logged, never fatal."""
+    import logging
+
+    for sink in sinks:
+        try:
+            sink(event)
+        except Exception:  # noqa: BLE001 - a sink must not kill training
+            logging.getLogger("lorakit").exception("sink %r failed on %s", sink, type(event).__name__)

