@@ -1,0 +1,203 @@
+"""LoRA adapters with peft: discover linear layers, attach, count, save / load / swap / merge.
+
+LoRA keeps a frozen weight W (d_out x d_in) and learns ΔW = B A with A: r x d_in and
+B: d_out x r, scaled by alpha / r. B starts at zero, so a fresh adapter changes nothing.
+Trainable parameters per adapted layer: r * (d_in + d_out).
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from .config import TARGET_PRESETS, ConfigError
+
+_HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
+
+
+@dataclass(frozen=True)
+class LinearGroup:
+    """All linear layers sharing one short name (e.g. every layer's q_proj)."""
+    name: str
+    count: int
+    d_in: int
+    d_out: int
+    params: int  # weight parameters over all `count` layers
+
+    def lora_params(self, rank: int) -> int:
+        return self.count * rank * (self.d_in + self.d_out)
+
+
+def _is_linear(module) -> bool:
+    if isinstance(module, torch.nn.Linear):
+        return True
+    try:  # bitsandbytes layers subclass nn.Linear, but be explicit for older versions
+        import bitsandbytes as bnb
+
+        return isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt))
+    except Exception:
+        return False
+
+
+def linear_modules(model) -> list[LinearGroup]:
+    """Every linear layer of a (possibly quantized) model, grouped by short name, output head excluded."""
+    groups: "OrderedDict[str, list]" = OrderedDict()
+    for full_name, module in model.named_modules():
+        if "lora_" in full_name or not _is_linear(module):
+            continue
+        short = full_name.rsplit(".", 1)[-1]
+        if short in _HEADS:
+            continue
+        groups.setdefault(short, []).append((module.in_features, module.out_features))
+    out = []
+    for short, shapes in groups.items():
+        d_in, d_out = shapes[0]
+        out.append(LinearGroup(short, len(shapes), d_in, d_out, sum(i * o for i, o in shapes)))
+    return out
+
+
+def resolve_targets(model, target_modules: Union[tuple, list, str]) -> list[str]:
+    """Expand a preset or validate names against the model's linear layers; unknown names are refused."""
+    available = [g.name for g in linear_modules(model)]
+    if isinstance(target_modules, str):
+        preset = TARGET_PRESETS.get(target_modules, (target_modules,))
+        if preset == "all-linear":
+            return available
+        target_modules = preset
+    unknown = [t for t in target_modules if t not in available]
+    if unknown or not target_modules:
+        raise ConfigError({"target_modules": (
+            f"unknown module(s) {', '.join(map(repr, unknown)) or '(none given)'} for this model; "
+            f"its linear layers are {', '.join(available)}; presets: {', '.join(TARGET_PRESETS)}"
+        )})
+    return list(target_modules)
+
+
+def expected_lora_params(model, targets: list[str], rank: int) -> int:
+    """Σ r·(d_in + d_out) over the targeted layers: what peft must report as trainable."""
+    return sum(g.lora_params(rank) for g in linear_modules(model) if g.name in targets)
+
+
+def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
+                target_modules="qv", gradient_checkpointing: bool = False, adapter_name: str = "default"):
+    """Wrap ``model`` in a peft LoRA model; the base is frozen, only A and B train.
+
+    A quantized base goes through peft's ``prepare_model_for_kbit_training`` first (norms to fp32,
+    input grads on), as the QLoRA recipe does.
+    """
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    targets = resolve_targets(model, target_modules)
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                     bias="none", task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing; peft still asks
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return get_peft_model(model, cfg, adapter_name=adapter_name)
+
+
+def prepare_full(model, gradient_checkpointing: bool = False):
+    """Full fine-tuning: every parameter trains (the baseline LoRA is measured against)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def count_params(model) -> tuple[int, int]:
+    """(trainable, total) parameters; quantized 4-bit weights count as their logical size."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        if p.__class__.__name__ == "Params4bit":
+            n = int(getattr(p, "quant_state", None).shape.numel()) if getattr(p, "quant_state", None) else n * 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+# --- save / load / swap / merge ---------------------------------------------------------------
+
+def save_adapter(peft_model, path: Union[str, Path]) -> int:
+    """Save the adapter weights (safetensors) and config; returns bytes on disk."""
+    path = Path(path)
+    peft_model.save_pretrained(path, safe_serialization=True)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "default", is_trainable=False):
+    """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel)."""
+    from peft import PeftModel
+
+    if isinstance(base_model, PeftModel):
+        base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
+        return base_model
+    return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name,
+                                     is_trainable=is_trainable)
+
+
+def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=None):
+    """Fold BA into W and return a plain transformers model; optionally save it.
+
+    A quantized (QLoRA) base is dequantized first: W + BA cannot be stored in 4 bits without
+    losing the update, so the merged model is written in the compute dtype.
+    """
+    base = peft_model.get_base_model()
+    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        merged = _merge_dequantized(peft_model)
+    else:
+        merged = peft_model.merge_and_unload()
+    if out_dir is not None:
+        merged.save_pretrained(out_dir, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(out_dir)
+    return merged
+
+
+def _merge_dequantized(peft_model):
+    """Replace every bitsandbytes layer (with or without LoRA) by an nn.Linear holding W (+ BA)."""
+    import bitsandbytes as bnb
+
+    model = peft_model.get_base_model()
+    adapter = peft_model.active_adapter
+    for name, module in list(model.named_modules()):
+        has_lora = hasattr(module, "lora_A") and hasattr(module, "base_layer")
+        base = module.base_layer if has_lora else module
+        if not isinstance(base, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)):
+            continue
+        w = dequantize_weight(base)  # (d_out, d_in), float32
+        if has_lora and adapter in module.lora_A:
+            w = w + module.get_delta_weight(adapter).float()  # ΔW = (alpha/r) B A
+        dtype = getattr(base, "compute_dtype", None) or torch.float32
+        lin = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
+                              device=w.device, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w.to(dtype))
+            if base.bias is not None:
+                lin.bias.copy_(base.bias.to(dtype))
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, lin)
+    for attr in ("is_loaded_in_4bit", "is_loaded_in_8bit", "is_quantized"):
+        if hasattr(model, attr):
+            setattr(model, attr, False)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def dequantize_weight(layer) -> torch.Tensor:
+    """The float32 weight a bitsandbytes (or plain) linear layer computes with, (d_out, d_in)."""
+    from peft.utils.integrations import dequantize_module_weight
+
+    return dequantize_module_weight(layer).float()
