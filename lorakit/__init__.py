@@ -1,6 +1,61 @@
-"""lorakit: LoRA and QLoRA fine-tuning you can see, from a notebook or the command line."""
+"""lorakit: LoRA and QLoRA fine-tuning you can see, from a notebook or the command line.
+
+Heavy libraries (torch, transformers, peft) are imported when first needed, so ``import lorakit``
+is quick and never imports the notebook widgets.
+"""
 from .config import ConfigError, RunConfig
+from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
+from .record import RunRecord
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
+    "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
+    "train", "sweep", "compare", "plan_memory", "list_models", "load_model", "list_tasks", "RunStore",
+]
+
+
+def train(config, sinks=(), store=None, stop=None, device=None, output_dir=None):
+    """Train one run (blocking) and return its RunRecord; see lorakit.training.train."""
+    from .training import train as _train
+
+    return _train(config, sinks=sinks, store=store, stop=stop, device=device, output_dir=output_dir)
+
+
+def sweep(base, store=None, sinks=(), stop=None, **axes):
+    """Train a grid of configs; see lorakit.sweep.sweep."""
+    from .sweep import sweep as _sweep
+
+    return _sweep(base, store=store, sinks=sinks, stop=stop, **axes)
+
+
+def compare(runs=None, store=None):
+    """One row per run as a pandas DataFrame; see lorakit.compare.compare."""
+    from .compare import compare as _compare
+
+    return _compare(runs=runs, store=store)
+
+
+def plan_memory(model, **kwargs):
+    """Predicted MemoryBreakdown without loading weights; see lorakit.planner.plan_memory."""
+    from .planner import plan_memory as _plan
+
+    return _plan(model, **kwargs)
+
+
+def list_tasks():
+    """The built-in data tasks."""
+    from .data import list_tasks as _list
+
+    return _list()
+
+
+def __getattr__(name):
+    if name == "RunStore":
+        from .store import RunStore
+
+        return RunStore
+    raise AttributeError(f"module 'lorakit' has no attribute {name!r}")

@@ -200,3 +200,18 @@ def _is_llama_builtin(model: str) -> bool:
 
     info = REGISTRY.get(model)
     return info is not None and info.architecture == "llama"
+
+
+def field_docs(cls=RunConfig) -> dict[str, str]:
+    """Each field's one-line docstring (the string literal under it), for CLI help and widget tooltips."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs

@@ -255,8 +255,10 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     """Load a base model and its tokenizer, quantized as asked (bitsandbytes)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .logging_setup import quiet_libraries
     from .quantization import DTYPE_MAP, bnb_config, check_quant_available
 
+    quiet_libraries()
     device = device or default_device()
     check_quant_available(quant, device)
     t0 = time.perf_counter()

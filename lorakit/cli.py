@@ -1,0 +1,275 @@
+"""The ``lorakit`` command: train, sweep, compare, plan, models, demo.
+
+Flags of ``train`` and ``sweep`` are generated from RunConfig's fields (help text = the field's
+docstring), so the CLI can never drift from the config.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from typing import Optional
+
+from .config import ConfigError, RunConfig, field_docs
+
+MB = 1024 * 1024
+
+
+class ProgressBar:
+    """A sink: a tqdm bar with the live loss, and one line per eval / memory probe / end."""
+
+    def __init__(self, file=None):
+        self.bar = None
+        self.file = file or sys.stderr
+
+    def __call__(self, event) -> None:
+        from tqdm.auto import tqdm
+
+        from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+
+        if isinstance(event, RunStarted):
+            cfg = event.config
+            self.bar = tqdm(total=cfg.max_steps, desc=cfg.label, unit="step", file=self.file, leave=True)
+        elif isinstance(event, StepLogged) and self.bar is not None:
+            self.bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_s:.0f}", refresh=False)
+            self.bar.update(event.step - self.bar.n)
+        elif isinstance(event, EvalDone):
+            self._write(f"  eval @ step {event.step}: loss {event.eval_loss:.3f}, perplexity {event.perplexity:.1f}")
+        elif isinstance(event, MemoryMeasured):
+            m = event.measured
+            parts = ", ".join(f"{k} {v / MB:.1f}" for k, v in m.as_dict().items())
+            self._write(f"  memory (MB): {parts}")
+        elif isinstance(event, RunFinished):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+            rec = event.record
+            extra = f" ({event.reason})" if event.reason else ""
+            metric = "" if rec.task_metric is None else f", task metric {rec.task_metric:.2f}"
+            self._write(f"  {event.status}{extra}: train loss {_fmt(rec.train_loss)}, eval loss "
+                        f"{_fmt(rec.eval_loss)}{metric}, {_fmt(rec.tokens_per_s, '.0f')} tok/s, {_fmt(rec.wall_s, '.1f')} s")
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.file)
+        else:
+            print(text, file=self.file)
+
+
+def _fmt(x, spec=".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+# --- argument parsing from RunConfig ----------------------------------------------------------
+
+def _add_config_flags(p: argparse.ArgumentParser, multi: bool = False) -> None:
+    """One flag per RunConfig field; ``multi``: accept several values (a sweep axis)."""
+    docs = field_docs()
+    for f in dataclasses.fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_ = docs.get(f.name, "") + f" (default: {default!r})"
+        if f.name == "target_modules":
+            p.add_argument(flag, nargs="+", action="append" if multi else "store", default=None, help=help_)
+        elif isinstance(default, bool):
+            if multi:
+                p.add_argument(flag, nargs="+", type=_bool, default=None, help=help_)
+            else:
+                p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        else:
+            kind = type(default) if default is not None else str
+            p.add_argument(flag, nargs="+" if multi else None, type=kind, default=None, help=help_)
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _config_kwargs(ns: argparse.Namespace) -> dict:
+    out = {}
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(ns, f.name, None)
+        if v is None:
+            continue
+        if f.name == "target_modules" and not isinstance(v[0], list):
+            v = v[0] if len(v) == 1 and v[0] in ("qv", "attention", "mlp", "all-linear") else tuple(v)
+        out[f.name] = v
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lorakit", description="LoRA and QLoRA fine-tuning you can see.")
+    p.add_argument("--store", default=None, help="run store (SQLite file); default $LORAKIT_STORE or ./lorakit_runs.db")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run and record it in the store")
+    _add_config_flags(t)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sweep", help="train a grid: give several values to any flag, e.g. --rank 4 16 --quant none nf4")
+    _add_config_flags(s, multi=True)
+
+    c = sub.add_parser("compare", help="print the run table; optionally export CSV / HTML")
+    c.add_argument("--csv", help="write the table as CSV")
+    c.add_argument("--html", help="write a self-contained HTML report with charts")
+    c.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (and their adapters)")
+
+    pl = sub.add_parser("plan", help="predict the memory breakdown of a model without loading weights")
+    pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
+    for name in ("method", "quant", "optimizer", "dtype"):
+        pl.add_argument("--" + name, default=getattr(RunConfig, name))
+    pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
+    for name in ("rank", "batch_size", "seq_len"):
+        pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name))
+    pl.add_argument("--target-modules", nargs="+", default=["qv"])
+    pl.add_argument("--gradient-checkpointing", action="store_true")
+
+    sub.add_parser("models", help="list the built-in models")
+
+    d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; table + HTML report")
+    d.add_argument("--steps", type=int, default=40)
+    d.add_argument("--model", default="smollm2-135m")
+    d.add_argument("--html", default="lorakit_report.html")
+    return p
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+def cmd_train(ns) -> int:
+    from .training import train
+
+    cfg = RunConfig(**_config_kwargs(ns))
+    rec = train(cfg, sinks=[] if ns.quiet else [ProgressBar()], store=ns.store)
+    print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
+    if rec.adapter_path:
+        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MB:.2f} MB)")
+    return 0 if rec.status == "finished" else 1
+
+
+def cmd_sweep(ns) -> int:
+    from .sweep import sweep
+
+    kwargs = _config_kwargs(ns)
+    axes = {k: v for k, v in kwargs.items() if isinstance(v, list) and len(v) > 1}
+    base = RunConfig(**{k: (v[0] if isinstance(v, list) else v) for k, v in kwargs.items()})
+    table = sweep(base, store=ns.store, sinks=[ProgressBar()], **axes)
+    _print_table(table)
+    return 0 if (table["status"] == "finished").all() else 1
+
+
+def cmd_compare(ns) -> int:
+    from .compare import compare, export_csv, export_html
+    from .store import RunStore
+
+    store = RunStore(ns.store)
+    for run_id in ns.delete or []:
+        store.delete(run_id)
+        print(f"deleted {run_id}")
+    records = store.records()
+    if not records:
+        print(f"no runs in {store.path}")
+        return 0
+    table = compare(records)
+    _print_table(table)
+    if ns.csv:
+        export_csv(table, ns.csv)
+        print(f"wrote {ns.csv}")
+    if ns.html:
+        export_html(records, ns.html)
+        print(f"wrote {ns.html}")
+    return 0
+
+
+def cmd_plan(ns) -> int:
+    from .planner import plan_memory
+
+    tm = ns.target_modules[0] if len(ns.target_modules) == 1 and "_" not in ns.target_modules[0] else tuple(ns.target_modules)
+    plan = plan_memory(ns.model, method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype,
+                       rank=ns.rank, target_modules=tm, batch_size=ns.batch_size, seq_len=ns.seq_len,
+                       gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer)
+    print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
+          f"batch {ns.batch_size} x {ns.seq_len} tokens):")
+    for k, v in plan.as_dict().items():
+        print(f"  {k:<13} {v / MB:>12,.1f} MB  {v / 1024**3:>8.2f} GB")
+    return 0
+
+
+def cmd_models(ns) -> int:
+    from .models import list_models
+
+    print(f"{'name':<14} {'params':>10}  {'arch':<8} source")
+    for m in list_models():
+        print(f"{m.name:<14} {m.params / 1e6:>9.1f}M  {m.architecture:<8} {m.source}")
+    return 0
+
+
+def cmd_demo(ns) -> int:
+    """The README's main job: the three methods on the same task, compared."""
+    from .compare import compare, export_html
+    from .store import RunStore
+    from .training import train
+
+    store = RunStore(ns.store)
+    common = dict(model=ns.model, max_steps=ns.steps, batch_size=4, seq_len=128, learning_rate=5e-4,
+                  eval_examples=24, seed=0)
+    configs = [
+        RunConfig(name="LoRA r8 (fp32 base)", method="lora", quant="none", **common),
+        RunConfig(name="QLoRA r8 (NF4 base)", method="lora", quant="nf4", dtype="bfloat16", **common),
+        RunConfig(name="full fine-tuning", method="full", quant="none", **dict(common, learning_rate=5e-5)),
+    ]
+    t0 = time.perf_counter()
+    records = []
+    for cfg in configs:
+        print(f"== {cfg.name}", flush=True)
+        records.append(train(cfg, sinks=[ProgressBar()], store=store))
+    _print_table(compare(records))
+    export_html(records, ns.html, title="lorakit demo: LoRA vs QLoRA vs full fine-tuning")
+    print(f"\nwrote {os.path.abspath(ns.html)}; runs stored in {store.path}; {time.perf_counter() - t0:.0f} s in all")
+    return 0 if all(r.status == "finished" for r in records) else 1
+
+
+def _print_table(table) -> None:
+    import pandas as pd
+
+    cols = [c for c in ("run_id", "label", "status", "trainable_params", "trainable_pct", "mem_base_weights",
+                        "mem_adapters", "mem_gradients", "mem_optimizer", "mem_activations", "mem_total",
+                        "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s") if c in table]
+    view = table[cols].copy()
+    for c in [c for c in cols if c.startswith("mem_")]:
+        view[c] = (view[c] / MB).round(1)
+    view = view.rename(columns={c: c.replace("mem_", "") + "_MB" for c in cols if c.startswith("mem_")})
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
+        print(view.to_string(index=False))
+
+
+COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
+
+
+def main(argv: Optional[list] = None) -> int:
+    from .logging_setup import quiet_libraries
+
+    quiet_libraries()
+    ns = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[ns.command](ns)
+    except ConfigError as exc:
+        print(f"lorakit: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a CLI prints a message, not a traceback
+        from .models import ModelUnavailable
+        from .store import StoreError
+
+        if isinstance(exc, (ModelUnavailable, StoreError, FileNotFoundError, ValueError)):
+            print(f"lorakit: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

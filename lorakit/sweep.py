@@ -1,0 +1,45 @@
+"""sweep(): run a grid of configurations in order; a failing trial is recorded and the rest go on."""
+from __future__ import annotations
+
+import itertools
+import logging
+
+from .config import ConfigError, RunConfig
+
+log = logging.getLogger("lorakit")
+
+
+def grid(base: RunConfig, **axes) -> list:
+    """Every combination of ``axes`` applied to ``base``: RunConfigs, or (changes, ConfigError) when invalid."""
+    names = list(axes)
+    values = [v if isinstance(v, (list, tuple)) else [v] for v in axes.values()]
+    out = []
+    for combo in itertools.product(*values):
+        changes = dict(zip(names, combo))
+        try:
+            out.append(base.replace(**changes))
+        except ConfigError as exc:
+            out.append((changes, exc))
+    return out
+
+
+def sweep(base: RunConfig, store=None, sinks=(), stop=None, **axes):
+    """Train every combination of ``axes`` (e.g. rank=[4, 16], quant=['none', 'nf4']) and return the table.
+
+    Invalid combinations (e.g. method='full' with quant='nf4') are skipped with a warning; failed
+    runs are recorded as 'failed' by train() and the sweep goes on. Returns compare() of the trials.
+    """
+    from .compare import compare
+    from .training import _open_store, train
+
+    store = _open_store(store)
+    records = []
+    for item in grid(base, **axes):
+        if isinstance(item, tuple):
+            changes, exc = item
+            log.warning("sweep: skipping %s: %s", changes, "; ".join(exc.problems.values()))
+            continue
+        if stop is not None and stop.is_set():
+            break
+        records.append(train(item, sinks=sinks, store=store if store is not None else False, stop=stop))
+    return compare(records)
