@@ -139,11 +139,13 @@ def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "defaul
     """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel)."""
     from peft import PeftModel
 
-    if isinstance(base_model, PeftModel):
-        base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
-        return base_model
-    return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name,
-                                     is_trainable=is_trainable)
+    with warnings.catch_warnings():  # see attach_lora
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if isinstance(base_model, PeftModel):
+            base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
+            return base_model
+        return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name,
+                                         is_trainable=is_trainable)
 
 
 def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=None):
