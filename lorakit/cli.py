@@ -14,7 +14,7 @@ from typing import Optional
 
 from .config import ConfigError, RunConfig, field_docs
 
-MB = 1024 * 1024
+MB = 1024 * 1024  # MiB: all memory figures use binary units
 
 
 class ProgressBar:
@@ -40,7 +40,7 @@ class ProgressBar:
         elif isinstance(event, MemoryMeasured):
             m = event.measured
             parts = ", ".join(f"{k} {v / MB:.1f}" for k, v in m.as_dict().items())
-            self._write(f"  memory (MB): {parts}")
+            self._write(f"  memory (MiB): {parts}")
         elif isinstance(event, RunFinished):
             if self.bar is not None:
                 self.bar.close()
@@ -148,7 +148,7 @@ def cmd_train(ns) -> int:
     rec = train(cfg, sinks=[] if ns.quiet else [ProgressBar()], store=ns.store)
     print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
     if rec.adapter_path:
-        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MB:.2f} MB)")
+        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MB:.2f} MiB)")
     return 0 if rec.status == "finished" else 1
 
 
@@ -196,7 +196,7 @@ def cmd_plan(ns) -> int:
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
           f"batch {ns.batch_size} x {ns.seq_len} tokens):")
     for k, v in plan.as_dict().items():
-        print(f"  {k:<13} {v / MB:>12,.1f} MB  {v / 1024**3:>8.2f} GB")
+        print(f"  {k:<13} {v / MB:>12,.1f} MiB {v / 1024**3:>8.2f} GiB")
     return 0
 
 
@@ -243,7 +243,7 @@ def _print_table(table) -> None:
     view = table[cols].copy()
     for c in [c for c in cols if c.startswith("mem_")]:
         view[c] = (view[c] / MB).round(1)
-    view = view.rename(columns={c: c.replace("mem_", "") + "_MB" for c in cols if c.startswith("mem_")})
+    view = view.rename(columns={c: c.replace("mem_", "") + "_MiB" for c in cols if c.startswith("mem_")})
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         print(view.to_string(index=False))
 

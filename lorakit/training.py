@@ -126,7 +126,7 @@ class _Run:
                                     self.record.total_params))
 
     def build_trainer(self) -> None:
-        from transformers import Trainer, TrainingArguments
+        from transformers import PrinterCallback, Trainer, TrainingArguments
 
         cfg = self.cfg
         out = self.output_dir or tempfile.mkdtemp(prefix="lorakit-")
@@ -145,6 +145,8 @@ class _Run:
             data_collator=self.collate, processing_class=self.tokenizer,
             callbacks=[_EventCallback(self)],
         )
+        # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
+        self.trainer.remove_callback(PrinterCallback)
 
     def collate(self, features):
         """The bundle's collator (dynamic padding); remembers the batch for the memory probe."""
@@ -160,8 +162,9 @@ class _Run:
         self.check_stop()
 
     def finish(self) -> None:
-        metrics = self.trainer.evaluate()
-        self.on_eval(self.trainer.state.global_step, metrics)
+        step = self.trainer.state.global_step
+        if not self.record.evals or self.record.evals[-1]["step"] != step:  # eval_every may have just run it
+            self.on_eval(step, self.trainer.evaluate())
         self.evaluate_task()
         self.end("finished", "")
 
@@ -223,7 +226,11 @@ class _Run:
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         measured = measure(self.model, optimizer, batch)
         b, t = batch["input_ids"].shape
-        planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)))
+        try:  # the prediction for this very batch shape; a model the planner cannot read is no reason to fail
+            planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)))
+        except Exception:  # noqa: BLE001
+            log.warning("memory planner failed for %s", self.cfg.model, exc_info=True)
+            planned = None
         self.record.memory, self.record.planned_memory = measured, planned
         emit(self.sinks, MemoryMeasured(self.record.run_id, 1, measured, planned))
 
@@ -316,7 +323,7 @@ def _make_callback_class():
                 self.run.on_step(state.global_step, logs, tokens, self.step_s)
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):
-            if metrics and state.global_step < args.max_steps:  # the final eval is reported by finish()
+            if metrics and "eval_loss" in metrics:
                 self.run.on_eval(state.global_step, metrics)
 
     return EventCallback

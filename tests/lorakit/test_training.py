@@ -1,0 +1,159 @@
+"""The training engine on tiny-llama: events, record, determinism, stop, NaN, failures, store."""
+import math
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import lorakit
+from lorakit import events as ev
+from lorakit.store import RunStore
+
+# tiny-llama has a byte-level tokenizer: an example of the default task is ~300 tokens
+TINY = dict(model="tiny-llama", max_steps=4, batch_size=2, seq_len=400, train_examples=24, eval_examples=4,
+            learning_rate=1e-3)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "runs.db")
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def test_a_finished_run_emits_events_and_returns_a_full_record(store):
+    rec_sink = Recorder()
+    rec = lorakit.train(lorakit.RunConfig(**TINY), sinks=[rec_sink], store=store)
+    assert rec.status == "finished", rec.reason
+    kinds = [type(e).__name__ for e in rec_sink.events]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
+    assert [e.step for e in rec_sink.of(ev.StepLogged)] == [1, 2, 3, 4]
+    assert len(rec_sink.of(ev.MemoryMeasured)) == 1 and len(rec_sink.of(ev.EvalDone)) == 1
+    # the record
+    assert [h["step"] for h in rec.history] == [1, 2, 3, 4]
+    assert all(math.isfinite(h["loss"]) and h["tokens_per_s"] > 0 for h in rec.history)
+    assert rec.trainable_params == 2 * 8 * ((64 + 64) + (64 + 32))  # r=8 on q (64->64) and v (64->32)
+    assert rec.memory.adapters == 4 * rec.trainable_params
+    assert rec.memory.optimizer >= 2 * 4 * rec.trainable_params and rec.memory.activations > 0
+    assert rec.planned_memory is not None and rec.planned_memory.adapters == rec.memory.adapters
+    assert rec.eval_loss is not None and rec.perplexity == pytest.approx(math.exp(rec.eval_loss))
+    assert rec.task_metric is not None and rec.task_metric_before is not None
+    assert len(rec.samples) == 3 and {"prompt", "reference", "before", "after"} <= set(rec.samples[0])
+    assert rec.tokens_per_s > 0 and rec.time_to_first_loss_s > 0 and rec.wall_s >= rec.time_to_first_loss_s
+    assert rec.data_stats["n_train"] == 24 and rec.data_stats["n_eval"] == 4
+    # adapter saved with peft (safetensors) in the store's adapter directory
+    assert rec.adapter_path and rec.adapter_path.startswith(str(store.adapter_dir(rec.run_id)))
+    assert rec.adapter_bytes > 4 * rec.trainable_params
+    # and the store holds the same run
+    stored = store.load(rec.run_id)
+    assert stored.status == "finished" and [h["loss"] for h in stored.history] == [h["loss"] for h in rec.history]
+
+
+def test_same_config_and_seed_give_the_same_loss_curve():
+    cfg = lorakit.RunConfig(**dict(TINY, max_steps=3, eval_examples=1))
+    a = lorakit.train(cfg, store=False)
+    b = lorakit.train(cfg, store=False)
+    c = lorakit.train(cfg.replace(seed=1), store=False)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+    assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
+
+
+def test_stop_from_another_thread_ends_the_run_after_the_current_step(store):
+    stop = threading.Event()
+
+    def stopper(event):
+        if isinstance(event, ev.StepLogged) and event.step == 2:
+            threading.Thread(target=stop.set).start()  # another thread, as the Studio's Stop button
+
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=50)), sinks=[stopper], store=store, stop=stop)
+    assert rec.status == "stopped" and "stopped by request" in rec.reason
+    assert 2 <= len(rec.history) <= 3
+    stored = store.load(rec.run_id)
+    assert stored.status == "stopped" and len(stored.history) == len(rec.history)
+
+
+def test_a_non_finite_loss_fails_the_run_with_the_step(store, monkeypatch):
+    from transformers import Trainer
+
+    real = Trainer.compute_loss
+
+    def poisoned(self, model, inputs, *a, **kw):
+        loss = real(self, model, inputs, *a, **kw)
+        if self.state.global_step >= 2:  # the third step's loss becomes NaN
+            loss = loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=10)), store=store)
+    assert rec.status == "failed"
+    assert rec.reason == "non-finite loss (nan) at step 3"
+    assert len(rec.history) == 3 and math.isnan(rec.history[-1]["loss"])
+    assert store.load(rec.run_id).status == "failed"
+
+
+def test_an_exception_inside_training_is_recorded_not_lost(store, monkeypatch):
+    from transformers import Trainer
+
+    def boom(self, *a, **kw):
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(Trainer, "training_step", boom)
+    rec = lorakit.train(lorakit.RunConfig(**TINY), store=store)
+    assert rec.status == "failed" and rec.reason == "RuntimeError: kernel exploded"
+    assert store.load(rec.run_id).reason == "RuntimeError: kernel exploded"
+
+
+def test_a_missing_model_is_a_failed_run_with_the_reason(store, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, model="nobody/nothing")), store=store)
+    assert rec.status == "failed" and "no access to the hub" in rec.reason
+    assert [r.run_id for r in store.records()] == [rec.run_id]
+
+
+def test_full_finetuning_and_8bit_optimizer(store):
+    full = lorakit.train(lorakit.RunConfig(**dict(TINY, method="full", max_steps=2)), store=store)
+    assert full.status == "finished", full.reason
+    assert full.trainable_params == full.total_params == 90_624
+    assert full.memory.adapters == 0 and full.memory.gradients == 4 * 90_624
+    assert full.adapter_path is None  # nothing to save as an adapter
+    q8 = lorakit.train(lorakit.RunConfig(**dict(TINY, quant="nf4", optimizer="adamw_8bit", max_steps=2,
+                                                target_modules="all-linear")), store=store)
+    assert q8.status == "finished", q8.reason
+    assert q8.memory.base_weights < full.memory.base_weights
+
+
+def test_sweep_records_a_failing_trial_and_goes_on(store, monkeypatch):
+    from lorakit import adapters
+
+    real = adapters.attach_lora
+
+    def flaky(model, rank=8, *a, **kw):
+        if rank == 2:
+            raise RuntimeError("rank 2 is cursed")
+        return real(model, rank, *a, **kw)
+
+    monkeypatch.setattr(adapters, "attach_lora", flaky)
+    table = lorakit.sweep(lorakit.RunConfig(**dict(TINY, max_steps=2, eval_examples=1)), store=store,
+                          rank=[2, 4], method=["lora", "full"], quant=["none", "nf4"])
+    # full+nf4 is invalid and skipped; rank does not matter for full, but each combination runs
+    assert sorted(table["status"]) == ["failed", "failed", "finished", "finished", "finished", "finished"]
+    assert len(store.records()) == 6
+
+
+def test_runs_survive_a_new_process(store):
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=2, eval_examples=1)), store=store)
+    code = (f"import lorakit; from lorakit.store import RunStore\n"
+            f"t = lorakit.compare(store=RunStore({str(store.path)!r}))\n"
+            f"print(t.loc[0, 'run_id'], t.loc[0, 'status'], len(t))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == [rec.run_id, "finished", "1"], out.stderr
