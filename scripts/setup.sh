@@ -101,9 +101,9 @@ if ! [ -x "$VPY" ] || ! "$VPY" -c 'import sys' >/dev/null 2>&1; then
     rm -f "$STAMP"
 fi
 
-# Everything that decides what gets installed; when it is unchanged and the pieces are still there,
+# Everything that decides what gets installed (this script included); when it is unchanged and the pieces are still there,
 # the Python side is already done.
-key="$( { cat pyproject.toml; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
+key="$( { cat pyproject.toml "$0"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
 
 python_ready() {
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] || return 1
