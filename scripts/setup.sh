@@ -12,6 +12,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SELF="$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
 VENV="$ROOT/.venv"
@@ -24,7 +25,7 @@ STAMP="$VENV/.lorakit-setup"
 for arg in "$@"; do
     case "$arg" in
         --system) SYSTEM=1 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup: unknown argument: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -103,7 +104,7 @@ fi
 
 # Everything that decides what gets installed (this script included); when it is unchanged and the pieces are still there,
 # the Python side is already done.
-key="$( { cat pyproject.toml "$0"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
+key="$( { cat pyproject.toml "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
 
 python_ready() {
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] || return 1
