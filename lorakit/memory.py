@@ -2,11 +2,28 @@
 
 Everything is counted from real tensors (each storage once), so the same anatomy is shown on a
 CPU laptop and on a GPU. On CUDA the allocator's own figures are added alongside in ``cuda``.
+
+Counting rules (the planner in ``planner.py`` predicts the same quantities):
+
+- **base_weights**: every parameter and buffer of the model that is not a LoRA tensor, as stored:
+  a bitsandbytes ``Params4bit`` is its packed uint8 data plus its ``QuantState`` (absmax, code
+  book and, with double quantization, the nested absmax, offset and code); an ``Int8Params`` is
+  its int8 data plus its ``SCB`` row scales. Tied tensors (embedding = output head) count once.
+- **adapters**: the LoRA tensors (parameter names containing ``lora_``). Full fine-tuning has none.
+- **gradients**: the memory gradients occupy during backward: a trainable parameter's ``.grad``
+  when it is allocated, else the size it will have (same shape and dtype as the parameter). So the
+  figure is the same before backward, after it, and after ``zero_grad(set_to_none=True)``.
+- **optimizer**: every tensor in ``optimizer.state`` (torch AdamW: exp_avg, exp_avg_sq, step;
+  bitsandbytes 8-bit: uint8 state1/state2, per-256-block absmax, the shared quantization maps).
+- **activations**: the tensors autograd saves for backward during one training-mode forward pass
+  with labels (so the loss path is included), seen through ``saved_tensors_hooks``; each storage
+  counted once, parameters/buffers (weights, not activations) and the batch itself excluded.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 CATEGORIES = ("base_weights", "adapters", "gradients", "optimizer", "activations")
 
@@ -33,3 +50,322 @@ class MemoryBreakdown:
     @classmethod
     def from_dict(cls, d: dict) -> "MemoryBreakdown":
         return cls(**{c: int(d.get(c, 0)) for c in CATEGORIES}, cuda=d.get("cuda"))
+
+
+# --- counting each storage once ---------------------------------------------------------------
+
+def _is_tensor(t) -> bool:
+    import torch
+
+    return isinstance(t, torch.Tensor)
+
+
+def _storage_key(t) -> tuple:
+    s = t.untyped_storage()
+    return (t.device.type, t.device.index, s.data_ptr())
+
+
+def _byte_span(t) -> tuple[int, int]:
+    """[start, end) bytes of ``t`` inside its storage (the whole span for strided views)."""
+    es = t.element_size()
+    start = t.storage_offset() * es
+    if t.numel() == 0:
+        return start, start
+    extent = 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+    return start, start + extent * es
+
+
+class _Ledger:
+    """Bytes of a set of tensors, each byte of each storage counted once.
+
+    Tensors sharing a storage (tied weights, views) are merged as byte ranges, so two views of the
+    same bytes count once, while disjoint slices of one large storage (e.g. a memory-mapped
+    checkpoint) each count their own bytes.
+    """
+
+    def __init__(self):
+        self._spans: dict[tuple, list] = {}
+
+    def add(self, t) -> None:
+        if not _is_tensor(t) or t.device.type == "meta":
+            return
+        lo, hi = _byte_span(t)
+        if hi > lo:
+            self._spans.setdefault(_storage_key(t), []).append((lo, hi))
+
+    def add_all(self, tensors: Iterable) -> "_Ledger":
+        for t in tensors:
+            self.add(t)
+        return self
+
+    def __contains__(self, t) -> bool:
+        return _is_tensor(t) and _storage_key(t) in self._spans
+
+    @property
+    def nbytes(self) -> int:
+        total = 0
+        for spans in self._spans.values():
+            spans.sort()
+            cur_lo, cur_hi = spans[0]
+            for lo, hi in spans[1:]:
+                if lo > cur_hi:
+                    total += cur_hi - cur_lo
+                    cur_lo, cur_hi = lo, hi
+                else:
+                    cur_hi = max(cur_hi, hi)
+            total += cur_hi - cur_lo
+        return total
+
+
+def _quant_state_tensors(state) -> list:
+    """Tensors of a bitsandbytes QuantState: absmax, code, offset and the nested state."""
+    if state is None:
+        return []
+    out = [getattr(state, "absmax", None), getattr(state, "code", None)]
+    if getattr(state, "nested", False):
+        out.append(getattr(state, "offset", None))
+        out += _quant_state_tensors(getattr(state, "state2", None))
+    return [t for t in out if _is_tensor(t)]
+
+
+def _stored_tensors(t) -> list:
+    """A parameter as it sits in memory: the tensor plus any quantization state attached to it."""
+    out = [t]
+    out += _quant_state_tensors(getattr(t, "quant_state", None))  # Params4bit
+    for attr in ("SCB", "CB"):  # Int8Params: int8 rows (CB is the data itself) + fp32 row scales
+        v = getattr(t, attr, None)
+        if _is_tensor(v):
+            out.append(v)
+    return out
+
+
+def _module_extra_tensors(module) -> list:
+    """Quantization tensors a bitsandbytes layer keeps outside its parameters (Linear8bitLt.state)."""
+    state = getattr(module, "state", None)
+    out = []
+    if state is not None and state.__class__.__name__ == "MatmulLtState":
+        for attr in ("CB", "SCB"):
+            v = getattr(state, attr, None)
+            if _is_tensor(v):
+                out.append(v)
+    return out
+
+
+def _is_adapter(name: str) -> bool:
+    return "lora_" in name
+
+
+# --- the measurements -------------------------------------------------------------------------
+
+def measure_weights(model) -> tuple[int, int]:
+    """(base_weights, adapters) bytes of ``model`` as stored, each storage counted once.
+
+    Base weights include quantized data with its quantization state, unquantized parameters and
+    buffers; adapters are the LoRA tensors (names containing ``lora_``). A tensor shared by a
+    LoRA name and a base name (never the case with peft) would count as base.
+    """
+    base, adapters = _Ledger(), _Ledger()
+    for mod_name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{pname}" if mod_name else pname
+            (adapters if _is_adapter(full) else base).add_all(_stored_tensors(p))
+        for bname, b in module.named_buffers(recurse=False):
+            full = f"{mod_name}.{bname}" if mod_name else bname
+            (adapters if _is_adapter(full) else base).add(b)
+        base.add_all(_module_extra_tensors(module))
+    # a storage claimed by both (impossible with peft) counts as base only
+    for key in list(adapters._spans):
+        if key in base._spans:
+            del adapters._spans[key]
+    return base.nbytes, adapters.nbytes
+
+
+def _trainable(model) -> list:
+    seen, out = set(), []
+    for p in model.parameters():  # parameters() already yields a tied parameter once
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def expected_gradient_bytes(model) -> int:
+    """Bytes the gradients of ``model``'s trainable parameters take once allocated (no backward needed)."""
+    ledger = _Ledger()
+    for p in _trainable(model):
+        ledger.add(p)
+    return ledger.nbytes
+
+
+def measure_gradients(model) -> int:
+    """Gradient bytes during backward: each trainable parameter's ``.grad`` if allocated, else its
+    future size (numel x element size, as autograd allocates it in the parameter's dtype).
+
+    One behaviour before backward, after it and after ``zero_grad(set_to_none=True)`` (which HF
+    Trainer does right after the optimizer step): the figure is what backward needs.
+    """
+    ledger = _Ledger()
+    for p in _trainable(model):
+        g = p.grad
+        ledger.add(g if g is not None else p)
+    return ledger.nbytes
+
+
+def measure_optimizer(optimizer) -> int:
+    """Bytes of every tensor in ``optimizer.state`` (each storage once), e.g. torch AdamW's
+    exp_avg/exp_avg_sq/step or bitsandbytes 8-bit state1/state2/absmax/qmap. 0 before the first step."""
+    if optimizer is None:
+        return 0
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps one
+    ledger = _Ledger()
+    for state in inner.state.values():
+        if isinstance(state, dict):
+            for v in state.values():
+                ledger.add(v)
+    return ledger.nbytes
+
+
+def _model_tensor_keys(model) -> set:
+    keys = set()
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            for t in _stored_tensors(p):
+                keys.add(_storage_key(t))
+        for b in module.buffers(recurse=False):
+            keys.add(_storage_key(b))
+        for t in _module_extra_tensors(module):
+            keys.add(_storage_key(t))
+    return keys
+
+
+def _batch_tensors(batch) -> list:
+    if _is_tensor(batch):
+        return [batch]
+    if isinstance(batch, dict):
+        return [v for v in batch.values() if _is_tensor(v)]
+    if isinstance(batch, (list, tuple)):
+        return [v for v in batch if _is_tensor(v)]
+    return []
+
+
+def _as_inputs(model, batch) -> dict:
+    if _is_tensor(batch):
+        batch = {"input_ids": batch}
+    batch = dict(batch)
+    if "labels" not in batch and "input_ids" in batch:
+        batch["labels"] = batch["input_ids"]
+    device = _model_device(model)
+    return {k: (v.to(device) if _is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _model_device(model):
+    import torch
+
+    for p in model.parameters():
+        if p.device.type != "meta":
+            return p.device
+    return torch.device("cpu")
+
+
+def saved_activation_tensors(model, batch) -> list:
+    """The distinct tensors saved for backward during one training-mode forward (for teaching and
+    for deriving the planner's formula): a list of (tensor, nbytes) with each storage once."""
+    import torch
+
+    skip = _model_tensor_keys(model) | {_storage_key(t) for t in _batch_tensors(batch)}
+    inputs = _as_inputs(model, batch)
+    skip |= {_storage_key(t) for t in _batch_tensors(inputs)}
+    seen: dict = {}
+
+    def pack(t):
+        if _is_tensor(t) and t.device.type != "meta":
+            key = _storage_key(t)
+            if key not in skip and key not in seen:
+                seen[key] = (t, t.untyped_storage().nbytes())
+        return t
+
+    def unpack(t):
+        return t
+
+    was_training = {m: m.training for m in model.modules()}
+    devices = [_model_device(model).index or 0] if _model_device(model).type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            model.train()
+            with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+                out = model(**inputs)
+            for t in _ctx_held_tensors(out):
+                pack(t)
+            del out  # frees the graph: nothing is backpropagated, no .grad is touched
+    finally:
+        for m, mode in was_training.items():
+            m.training = mode
+    return list(seen.values())
+
+
+def _ctx_held_tensors(out) -> list:
+    """Tensors custom autograd Functions keep as ``ctx`` attributes instead of ``save_for_backward``
+    (invisible to saved-tensor hooks, yet held until backward), e.g. bitsandbytes' int8 matmul
+    keeps its input as ``ctx.A``."""
+    import torch
+
+    roots = []
+    for name in ("loss", "logits"):
+        t = getattr(out, name, None) if not isinstance(out, dict) else out.get(name)
+        if _is_tensor(t) and t.grad_fn is not None:
+            roots.append(t.grad_fn)
+    found, seen, stack = [], set(), roots
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            for v in vars(node).values():
+                vs = v if isinstance(v, (tuple, list)) else (v,)
+                found += [x for x in vs if _is_tensor(x)]
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return found
+
+
+def measure_activations(model, batch) -> int:
+    """Bytes saved for backward by one training-mode forward of ``batch`` (with labels, so the
+    loss path is included), each storage counted once; weights and the batch itself excluded.
+
+    ``batch``: a dict like ``{"input_ids": ..., "attention_mask": ..., "labels": ...}`` or a tensor
+    of input ids (labels default to the input ids). The model's train/eval modes are restored,
+    the RNG state is untouched and no gradient is left behind.
+    """
+    return sum(n for _, n in saved_activation_tensors(model, batch))
+
+
+def cuda_figures(device=None) -> Optional[dict]:
+    """The CUDA caching allocator's figures (bytes) for ``device``, or None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return {
+        "allocated": int(torch.cuda.memory_allocated(device)),
+        "reserved": int(torch.cuda.memory_reserved(device)),
+        "peak": int(torch.cuda.max_memory_allocated(device)),
+    }
+
+
+def measure(model, optimizer=None, batch=None) -> MemoryBreakdown:
+    """The measured breakdown of ``model`` (+ ``optimizer`` state, + activations of ``batch``).
+
+    On CUDA ``cuda`` holds the allocator's allocated/reserved/peak bytes for the model's device
+    (taken before the activation measurement, which would otherwise raise the peak).
+    """
+    base, adapters = measure_weights(model)
+    device = _model_device(model)
+    cuda = cuda_figures(device) if device.type == "cuda" else None
+    return MemoryBreakdown(
+        base_weights=base,
+        adapters=adapters,
+        gradients=measure_gradients(model),
+        optimizer=measure_optimizer(optimizer),
+        activations=measure_activations(model, batch) if batch is not None else 0,
+        cuda=cuda,
+    )

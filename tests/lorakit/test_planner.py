@@ -1,0 +1,153 @@
+"""The memory planner: the breakdown predicted from a config alone, checked against measurement."""
+import resource
+import warnings
+
+import pytest
+import torch
+
+from lorakit import memory as M
+from lorakit.adapters import attach_lora, prepare_full
+from lorakit.config import ConfigError, RunConfig
+from lorakit.models import REGISTRY, builtin_config, load_model
+from lorakit.planner import plan_for_config, plan_memory, quantized_linear_bytes
+from lorakit.quantization import quantization_error
+
+warnings.filterwarnings("ignore")
+
+GOALS = {"base_weights": 0.02, "adapters": 0.02, "gradients": 0.02, "optimizer": 0.02, "activations": 0.20}
+
+
+def measure_one_step(name, quant="none", method="lora", target_modules=("q_proj", "v_proj"),
+                     batch_size=2, seq_len=32, gradient_checkpointing=False, optimizer="adamw",
+                     double_quant=True):
+    """Load, attach, take one real optimizer step on a full-length batch, measure."""
+    import bitsandbytes as bnb
+
+    model = load_model(name, quant=quant, double_quant=double_quant, device="cpu").model
+    if method == "lora":
+        model = attach_lora(model, rank=8, alpha=16, dropout=0.05, target_modules=target_modules,
+                            gradient_checkpointing=gradient_checkpointing)
+    else:
+        model = prepare_full(model, gradient_checkpointing)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = {"adamw": torch.optim.AdamW, "adamw_8bit": bnb.optim.AdamW8bit}[optimizer]
+    opt = opt_cls(params, lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    return M.measure(model, opt, batch)
+
+
+def assert_within_goals(planned, measured):
+    for cat, tol in GOALS.items():
+        p, m = getattr(planned, cat), getattr(measured, cat)
+        if m == 0:
+            assert p == 0, f"{cat}: planned {p}, measured 0"
+        else:
+            assert abs(p - m) / m <= tol, f"{cat}: planned {p}, measured {m} ({100 * (p - m) / m:+.1f} %)"
+
+
+@pytest.mark.parametrize("quant,method,extra", [
+    ("none", "lora", {}),
+    ("nf4", "lora", {}),
+    ("int8", "lora", {}),
+    ("fp4", "lora", {"double_quant": False}),
+    ("none", "full", {}),
+    ("none", "lora", {"gradient_checkpointing": True, "target_modules": "all-linear"}),
+    ("nf4", "lora", {"gradient_checkpointing": True, "optimizer": "adamw_8bit", "target_modules": "mlp"}),
+])
+def test_plan_matches_measurement_on_tiny_llama(quant, method, extra):
+    measured = measure_one_step("tiny-llama", quant=quant, method=method, **extra)
+    planned = plan_memory("tiny-llama", method=method, quant=quant, rank=8, batch_size=2, seq_len=32,
+                          device="cpu", **extra)
+    assert_within_goals(planned, measured)
+
+
+@pytest.mark.e2e
+def test_plan_matches_measurement_on_smollm2_nf4():
+    measured = measure_one_step("smollm2-135m", quant="nf4", batch_size=2, seq_len=64)
+    planned = plan_memory("smollm2-135m", quant="nf4", batch_size=2, seq_len=64, device="cpu")
+    assert_within_goals(planned, measured)
+
+
+def test_plan_from_config_json_path_dir_and_pretrained_config(tmp_path):
+    cfg = builtin_config("tiny-llama")
+    cfg.to_json_file(tmp_path / "config.json")
+    kw = dict(quant="nf4", batch_size=2, seq_len=16, device="cpu")
+    by_name = plan_memory("tiny-llama", **kw)
+    assert plan_memory(str(tmp_path / "config.json"), **kw) == by_name
+    assert plan_memory(tmp_path, **kw) == by_name  # a directory holding config.json
+    assert plan_memory(cfg, **kw) == by_name
+    bigger = builtin_config("tiny-llama")
+    bigger.num_hidden_layers = 4
+    assert plan_memory(bigger, **kw).base_weights > by_name.base_weights
+    assert cfg.num_hidden_layers == 2  # the caller's config is not modified
+
+
+def test_llama_65b_nf4_base_is_sane_and_allocates_nothing():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    plan = plan_memory("llama-65b", quant="nf4", dtype="bfloat16", batch_size=1, seq_len=512)
+    grown_gib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
+    assert 33e9 <= plan.base_weights <= 38e9
+    assert grown_gib < 2  # 65 B parameters would need > 30 GiB if anything were materialised
+    fp16 = plan_memory("llama-65b", quant="none", dtype="bfloat16", batch_size=1, seq_len=512)
+    assert abs(fp16.base_weights - 2 * REGISTRY["llama-65b"].params) / fp16.base_weights < 0.01
+    int8 = plan_memory("llama-65b", quant="int8", dtype="bfloat16", batch_size=1, seq_len=512)
+    assert plan.base_weights < int8.base_weights < fp16.base_weights
+
+
+def test_unknown_model_names_the_builtins():
+    with pytest.raises(ConfigError) as err:
+        plan_memory("no-such-model")
+    assert "model" in err.value.problems
+    msg = str(err.value)
+    for name in ("smollm2-135m", "tiny-llama", "llama-65b", "mistral-7b"):
+        assert name in msg
+
+
+def test_invalid_settings_are_all_reported():
+    with pytest.raises(ConfigError) as err:
+        plan_memory("tiny-llama", method="lora", quant="int4", dtype="fp8", rank=0, optimizer="sgd")
+    assert set(err.value.problems) >= {"quant", "dtype", "rank", "optimizer"}
+    with pytest.raises(ConfigError) as err:
+        plan_memory("tiny-llama", method="full", quant="nf4")
+    assert "method" in err.value.problems
+    with pytest.raises(ConfigError) as err:
+        plan_memory("tiny-llama", target_modules=("q_proj", "wq"))
+    assert "wq" in err.value.problems["target_modules"]
+
+
+def test_quantized_linear_bytes_match_bitsandbytes():
+    w = torch.randn(192, 576)
+    for mode, dq in (("nf4", True), ("nf4", False), ("fp4", True), ("int8", False)):
+        assert quantized_linear_bytes(576, 192, mode, dq) == quantization_error(w, mode, dq).bytes
+
+
+def test_plan_reacts_to_settings_as_expected():
+    kw = dict(batch_size=4, seq_len=128, device="cpu")
+    base = plan_memory("smollm2-135m", **kw)
+    assert plan_memory("smollm2-135m", gradient_checkpointing=True, **kw).activations < base.activations / 2
+    assert plan_memory("smollm2-135m", seq_len=256, batch_size=4, device="cpu").activations > 1.9 * base.activations
+    assert plan_memory("smollm2-135m", target_modules="all-linear", **kw).adapters > base.adapters
+    assert plan_memory("smollm2-135m", rank=16, **kw).adapters == 2 * base.adapters
+    # smollm2 r=8 q,v: 460,800 LoRA parameters in fp32
+    assert base.adapters == 4 * 460_800 and base.gradients == base.adapters
+    full = plan_memory("smollm2-135m", method="full", **kw)
+    assert full.gradients == 4 * REGISTRY["smollm2-135m"].params and full.adapters == 0
+    full8 = plan_memory("smollm2-135m", method="full", optimizer="adamw_8bit", **kw)
+    assert full8.optimizer < full.optimizer / 3
+    # on CUDA the LoRA dropout mask is bool (1 byte), on CPU it has the input's dtype
+    assert plan_memory("smollm2-135m", batch_size=4, seq_len=128, device="cuda").activations < base.activations
+
+
+def test_plan_for_config_uses_the_run_settings():
+    cfg = RunConfig(model="tiny-llama", quant="nf4", rank=4, target_modules="attention", batch_size=2,
+                    seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1)
+    expected = plan_memory("tiny-llama", quant="nf4", rank=4, target_modules="attention", batch_size=2,
+                           seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1,
+                           device="cpu")
+    assert plan_for_config(cfg, device="cpu") == expected
+    assert plan_for_config(cfg, seq_len=32, device="cpu").activations < expected.activations
