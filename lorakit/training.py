@@ -164,7 +164,7 @@ class _Run:
     def finish(self) -> None:
         step = self.trainer.state.global_step
         if not self.record.evals or self.record.evals[-1]["step"] != step:  # eval_every may have just run it
-            self.on_eval(step, self.trainer.evaluate())
+            self.trainer.evaluate()  # reported through the callback's on_evaluate
         self.evaluate_task()
         self.end("finished", "")
 
