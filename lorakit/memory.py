@@ -16,8 +16,12 @@ Counting rules (the planner in ``planner.py`` predicts the same quantities):
 - **optimizer**: every tensor in ``optimizer.state`` (torch AdamW: exp_avg, exp_avg_sq, step;
   bitsandbytes 8-bit: uint8 state1/state2, per-256-block absmax, the shared quantization maps).
 - **activations**: the tensors autograd saves for backward during one training-mode forward pass
-  with labels (so the loss path is included), seen through ``saved_tensors_hooks``; each storage
-  counted once, parameters/buffers (weights, not activations) and the batch itself excluded.
+  with labels (so the loss path is included), seen through ``saved_tensors_hooks``, plus tensors
+  custom autograd Functions keep as ``ctx`` attributes (bitsandbytes' int8 matmul keeps its input
+  that way; reentrant checkpointing its RNG state); each storage counted once, parameters/buffers
+  (weights, not activations) and the batch itself excluded. Not counted: transient buffers of the
+  forward itself (e.g. the logits, freed before backward) and, under non-reentrant gradient
+  checkpointing, the keyword arguments a checkpointed layer closes over (rotary cos/sin, shared).
 """
 from __future__ import annotations
 
@@ -254,6 +258,8 @@ def _as_inputs(model, batch) -> dict:
     batch = dict(batch)
     if "labels" not in batch and "input_ids" in batch:
         batch["labels"] = batch["input_ids"]
+    if getattr(model, "config", None) is not None:
+        batch.setdefault("use_cache", False)  # a KV cache is not part of training memory
     device = _model_device(model)
     return {k: (v.to(device) if _is_tensor(v) else v) for k, v in batch.items()}
 

@@ -219,7 +219,7 @@ def _dims(cfg) -> _Dims:
 
 def _activation_bytes(dims: _Dims, *, method: str, quant: str, dtype: str, rank: int, targets: set,
                       dropout: float, batch_size: int, seq_len: int, gradient_checkpointing: bool,
-                      device: str) -> int:
+                      device: str, padded: bool = False) -> int:
     """Bytes autograd saves for backward in one training forward of a LLaMA-family model.
 
     Derived from ``memory.saved_activation_tensors`` on tiny-llama and SmolLM2 (fp32, CPU), where it
@@ -286,7 +286,12 @@ def _activation_bytes(dims: _Dims, *, method: str, quant: str, dtype: str, rank:
         if attn_req:
             # sdpa (flash on CPU, GQA without repeat_kv): rotated q (nh*hd), rotated k (nkv*hd),
             # v (nkv*hd, the v_proj output), output (nh*hd) and the fp32 log-sum-exp (nh).
-            b += (2 * nh * hd + 2 * nkv * hd) * e
+            # With padding transformers passes a mask, so k and v are first repeated to nh heads,
+            # and the kernel saves the mask converted to the query dtype (batch x seq x seq, per layer).
+            kv = nh if padded else nkv
+            b += (2 * nh * hd + 2 * kv * hd) * e
+            if padded:
+                b += seq_len * e
             lse_rows = seq_len if device != "cuda" else 32 * math.ceil(seq_len / 32)
             b += nh * _FP32 * lse_rows // seq_len
         # o_proj's input is the sdpa output, already saved when attention is.
@@ -363,7 +368,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                 dtype: str = "float32", rank: int = 8, target_modules: Union[tuple, list, str] = ("q_proj", "v_proj"),
                 batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
                 optimizer: str = "adamw", *, dropout: float = 0.05,
-                device: Optional[str] = None) -> MemoryBreakdown:
+                device: Optional[str] = None, padded: bool = False) -> MemoryBreakdown:
     """Predict the memory breakdown of a training run without loading any weights.
 
     ``model``: a built-in name (``lorakit.list_models()``, including config-only sizes such as
@@ -371,7 +376,10 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     ``PretrainedConfig``. ``target_modules``: layer names or a preset ('qv', 'attention', 'mlp',
     'all-linear'). ``dropout``: the LoRA dropout (a dropout mask is saved per adapted layer).
     ``device``: 'cpu' or 'cuda' (default: cuda when available), which changes only the dropout
-    mask's size and the attention kernel's log-sum-exp padding.
+    mask's size and the attention kernel's log-sum-exp padding. ``padded``: the batch has padding
+    (an attention mask with zeros), which makes attention save a mask and repeated k/v heads;
+    the default plans full-length, unpadded batches of ``batch_size`` x ``seq_len`` tokens.
+    Not modelled: bf16 autocast (``RunConfig.bf16_autocast``), other attention implementations.
     Raises ``ConfigError`` (naming the field) for invalid settings or an unknown model.
     """
     problems = {}
@@ -420,18 +428,19 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     acts = _activation_bytes(
         _dims(cfg), method=method, quant=quant, dtype=dtype, rank=rank, targets=targets,
         dropout=float(dropout), batch_size=batch_size, seq_len=seq_len,
-        gradient_checkpointing=bool(gradient_checkpointing), device=device,
+        gradient_checkpointing=bool(gradient_checkpointing), device=device, padded=bool(padded),
     )
     return MemoryBreakdown(base_weights=int(base), adapters=int(adapters), gradients=int(gradients),
                            optimizer=int(opt), activations=int(acts))
 
 
-def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None) -> MemoryBreakdown:
+def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,
+                    padded: bool = False) -> MemoryBreakdown:
     """``plan_memory`` for a ``RunConfig`` (``seq_len`` overrides the config's, e.g. the longest
-    tokenized example when it is shorter)."""
+    tokenized example when it is shorter; ``padded``: the batches carry padding)."""
     return plan_memory(
         cfg.model, method=cfg.method, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
         rank=cfg.rank, target_modules=cfg.target_modules, batch_size=cfg.batch_size,
         seq_len=int(seq_len or cfg.seq_len), gradient_checkpointing=cfg.gradient_checkpointing,
-        optimizer=cfg.optimizer, dropout=cfg.dropout, device=device,
+        optimizer=cfg.optimizer, dropout=cfg.dropout, device=device, padded=padded,
     )

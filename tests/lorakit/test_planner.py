@@ -19,11 +19,11 @@ GOALS = {"base_weights": 0.02, "adapters": 0.02, "gradients": 0.02, "optimizer":
 
 def measure_one_step(name, quant="none", method="lora", target_modules=("q_proj", "v_proj"),
                      batch_size=2, seq_len=32, gradient_checkpointing=False, optimizer="adamw",
-                     double_quant=True):
+                     double_quant=True, dtype="float32"):
     """Load, attach, take one real optimizer step on a full-length batch, measure."""
     import bitsandbytes as bnb
 
-    model = load_model(name, quant=quant, double_quant=double_quant, device="cpu").model
+    model = load_model(name, quant=quant, double_quant=double_quant, dtype=dtype, device="cpu").model
     if method == "lora":
         model = attach_lora(model, rank=8, alpha=16, dropout=0.05, target_modules=target_modules,
                             gradient_checkpointing=gradient_checkpointing)
@@ -56,6 +56,9 @@ def assert_within_goals(planned, measured):
     ("int8", "lora", {}),
     ("fp4", "lora", {"double_quant": False}),
     ("none", "full", {}),
+    ("none", "lora", {"dtype": "bfloat16"}),
+    ("nf4", "lora", {"dtype": "bfloat16", "target_modules": "attention"}),
+    ("none", "full", {"dtype": "bfloat16", "optimizer": "adamw_8bit"}),
     ("none", "lora", {"gradient_checkpointing": True, "target_modules": "all-linear"}),
     ("nf4", "lora", {"gradient_checkpointing": True, "optimizer": "adamw_8bit", "target_modules": "mlp"}),
 ])
@@ -151,3 +154,19 @@ def test_plan_for_config_uses_the_run_settings():
                            device="cpu")
     assert plan_for_config(cfg, device="cpu") == expected
     assert plan_for_config(cfg, seq_len=32, device="cpu").activations < expected.activations
+
+
+def test_padded_batches_are_planned_too():
+    """Padding makes attention save a mask and repeated k/v heads; padded=True plans that."""
+    model = attach_lora(load_model("tiny-llama", device="cpu").model, rank=8, target_modules="qv")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (4, 64), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 40:] = 0
+    mask[3, 10:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    measured = M.measure_activations(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    unpadded = plan_memory("tiny-llama", batch_size=4, seq_len=64, device="cpu").activations
+    padded = plan_memory("tiny-llama", batch_size=4, seq_len=64, device="cpu", padded=True).activations
+    assert unpadded < measured
+    assert abs(padded - measured) / measured <= GOALS["activations"]
