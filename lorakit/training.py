@@ -227,7 +227,8 @@ class _Run:
         measured = measure(self.model, optimizer, batch)
         b, t = batch["input_ids"].shape
         try:  # the prediction for this very batch shape; a model the planner cannot read is no reason to fail
-            planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)))
+            padded = bool((batch["attention_mask"] == 0).any()) if "attention_mask" in batch else False
+            planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)), padded=padded)
         except Exception:  # noqa: BLE001
             log.warning("memory planner failed for %s", self.cfg.model, exc_info=True)
             planned = None
