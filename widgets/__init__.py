@@ -1,1 +1,26 @@
-"""lorakit.widgets: the notebook panels (ipywidgets + plotly), built on lorakit's public API."""
+"""lorakit.widgets: the notebook panels (ipywidgets + plotly), built on lorakit's public API.
+
+    from lorakit.widgets import Studio
+    Studio()
+
+Each panel also works alone (``AdapterPanel()``); ``LiveCallback`` brings the live loss and memory
+panels to a plain ``transformers.Trainer``.
+"""
+from .controller import StudioController
+from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, TrainPanel
+from .studio import Studio
+from .throttle import Throttle
+
+__all__ = [
+    "Studio", "StudioController", "ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel",
+    "MemoryPanel", "ComparePanel", "LiveCallback", "LiveDashboard", "Throttle",
+]
+
+
+def __getattr__(name):
+    # LiveCallback subclasses transformers' TrainerCallback: import transformers only when asked
+    if name in ("LiveCallback", "LiveDashboard"):
+        from . import live
+
+        return getattr(live, name)
+    raise AttributeError(f"module 'lorakit.widgets' has no attribute {name!r}")

@@ -1,0 +1,176 @@
+"""The Studio in a real browser: JupyterLab + headless Debian chromium driven by playwright.
+
+Runs notebooks/01_studio.ipynb as a user would: run all cells, press Train on the default model,
+wait for three loss points on the live chart, press Stop, then check the memory chart and the run
+table rendered. Saves a screenshot to docs/studio.png (and the test's tmp dir).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOK = REPO / "notebooks" / "01_studio.ipynb"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+MS = 1000
+LONG = 600 * MS  # model conversion, kernel start and imports on a loaded 2-core machine
+
+# JS: the live plotly charts of the page, as {title, n, points, bars}
+PLOTS_JS = """
+() => Array.from(document.querySelectorAll('.lorakit-studio .js-plotly-plot')).map(gd => ({
+    title: (gd.layout && gd.layout.title && (gd.layout.title.text || gd.layout.title)) || '',
+    traces: (gd.data || []).map(t => ({name: t.name || '', n: (t.x || []).length,
+                                        y: Array.from(t.y || []).filter(v => v !== null)})),
+    bars: gd.querySelectorAll('g.trace.bars path').length,
+    points: gd.querySelectorAll('g.scatterlayer g.trace g.points path').length,
+}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _need_browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian chromium (scripts/setup.sh --system does)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -e .[test])")
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("jupyterlab is not installed next to this Python (pip install -e .[test])")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on a free port, rooted in a temp dir holding a copy of the notebook."""
+    _need_browser()
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port = _free_port()
+    env = dict(os.environ, LORAKIT_STORE=str(root / "lorakit_runs.db"), HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
+               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), PYTHONUNBUFFERED="1")
+    cmd = [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", f"--port={port}",
+           "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=",
+           f"--ServerApp.root_dir={root}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(tmp_path / "jupyterlab.log", "w")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({proc.returncode}): {(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=5).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("jupyter lab did not answer within 300 s")
+                time.sleep(1)
+        yield url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _plots(page) -> list:
+    return page.evaluate(PLOTS_JS)
+
+
+def _loss_points(page) -> int:
+    for p in _plots(page):
+        if str(p["title"]).startswith("Loss ·"):
+            return len(p["traces"][0]["y"]) if p["traces"] else 0
+    return 0
+
+
+def test_studio_in_jupyterlab(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    shot = tmp_path / "studio.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=LONG)
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
+            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)  # the kernel is up
+            # Run > Run All Cells
+            page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            studio = page.locator(".lorakit-studio")
+            studio.wait_for(timeout=LONG)
+            # the model panel reports the loaded default model
+            page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
+            assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
+            page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
+
+            studio.get_by_role("button", name="Train", exact=True).click()
+            deadline = time.monotonic() + LONG / MS
+            while _loss_points(page) < 3:
+                status = page.locator(".lorakit-studio .lorakit-status").first.inner_text()
+                assert "failed" not in status, status
+                assert time.monotonic() < deadline, f"no 3 loss points; status: {status}"
+                page.wait_for_timeout(500)
+            # the curve is drawn, not only in the data
+            assert page.locator(".lorakit-studio .js-plotly-plot g.scatterlayer path.js-line").count() >= 1
+
+            studio.get_by_role("button", name="Stop", exact=True).click()
+            page.wait_for_selector(".lorakit-studio .lorakit-status-warn:has-text('stopped after step')",
+                                   timeout=LONG)
+            status = page.locator(".lorakit-studio .lorakit-status").first.inner_text()
+            assert "kept" in status
+
+            # memory chart: five categories, predicted next to measured, bars drawn
+            page.wait_for_selector(".lorakit-studio .lorakit-runs-table td:has-text('stopped')", timeout=LONG)
+            mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: predicted")]
+            assert len(mem) == 1, [p["title"] for p in _plots(page)]
+            assert [t["name"] for t in mem[0]["traces"]] == [
+                "base weights", "adapters", "gradients", "optimizer state", "activations"]
+            assert all(t["n"] == 2 for t in mem[0]["traces"])  # predicted + measured of this run
+            assert mem[0]["bars"] >= 5
+            assert max(mem[0]["traces"][0]["y"]) > 100  # MiB of base weights (SmolLM2 fp32: ~513)
+            # the run table has the stopped run, and its charts rendered
+            rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
+            assert rows.count() == 1
+            assert "lora-r8" in rows.first.inner_text() and "stopped" in rows.first.inner_text()
+            assert any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0 for p in _plots(page))
+            page.wait_for_timeout(1500)  # let the last redraw settle before the picture
+            page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
+            studio.screenshot(path=str(shot), timeout=LONG)
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    (REPO / "docs").mkdir(exist_ok=True)
+    shutil.copy(shot, REPO / "docs" / "studio.png")

@@ -1,0 +1,78 @@
+"""LiveCallback: a plain transformers Trainer (not lorakit.train) feeds the live loss and memory panels."""
+from __future__ import annotations
+
+import pytest
+
+from lorakit.memory import CATEGORIES
+
+WAIT = 600
+
+
+def _tiny_trainer(tmp_path, callback, max_steps=4):
+    import torch
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    import lorakit
+    from lorakit.adapters import attach_lora
+
+    loaded = lorakit.load_model("tiny-llama", device="cpu")
+    model = attach_lora(loaded.model, rank=4, alpha=8, dropout=0.0, target_modules="qv")
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(16):
+        ids = torch.randint(3, 250, (24,), generator=g).tolist()
+        rows.append({"input_ids": ids, "attention_mask": [1] * 24, "labels": ids})
+    ds = Dataset.from_list(rows)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=max_steps, per_device_train_batch_size=2,
+        per_device_eval_batch_size=4, learning_rate=1e-3, logging_steps=1, eval_strategy="steps", eval_steps=2,
+        save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+    )
+    return Trainer(model=model, args=args, train_dataset=ds, eval_dataset=ds.select(range(4)),
+                   callbacks=[callback])
+
+
+def test_live_callback_dashboard_from_a_plain_trainer(tmp_path):
+    from lorakit.widgets import LiveCallback, LiveDashboard
+
+    cb = LiveCallback(label="my trainer", config=None)
+    assert isinstance(cb.dashboard, LiveDashboard)
+    _tiny_trainer(tmp_path, cb).train()
+    d = cb.dashboard
+    assert not cb.errors, cb.errors
+    assert [x for x, _ in d.chart.train_points] == [1, 2, 3, 4]
+    assert all(y > 0 for _, y in d.chart.train_points)
+    assert [x for x, _ in d.chart.eval_points] == [2, 4]
+    bars = d.memory.values()
+    measured = bars[("my trainer", "measured")]
+    assert set(measured) == set(CATEGORIES)
+    assert measured["adapters"] == 2 * 4 * ((64 + 64) + (64 + 32)) * 4  # r=4 on q, v: fp32 bytes
+    assert measured["gradients"] == measured["adapters"] and measured["optimizer"] > 0
+    assert measured["activations"] > 0 and measured["base_weights"] > 0
+    assert "finished" in d.status_text and d.progress.value == 4
+    assert d.live.tokens_per_s and d.live.tokens_per_s > 0
+
+
+def test_live_callback_feeds_an_open_studio(tmp_path):
+    from lorakit.config import RunConfig
+    from lorakit.widgets import LiveCallback, Studio
+
+    s = Studio(store=False, autoload=False, model="tiny-llama")
+    cfg = RunConfig(model="tiny-llama", rank=4, alpha=8, target_modules="qv", batch_size=2, seq_len=24)
+    cb = LiveCallback(s, config=cfg)
+    _tiny_trainer(tmp_path, cb, max_steps=3).train()
+    assert not cb.errors, cb.errors
+    assert [x for x, _ in s.train_panel.chart.train_points] == [1, 2, 3]
+    assert "finished" in s.train_panel.status_text
+    bars = s.memory_panel.chart.values()
+    this = f"{cfg.label} (this run)"
+    assert bars[(this, "measured")] is not None and bars[(this, "predicted")] is not None  # planner next to it
+    assert bars[(this, "predicted")]["adapters"] == bars[(this, "measured")]["adapters"]
+
+
+def test_live_callback_rejects_a_bad_target():
+    from lorakit.widgets import LiveCallback
+
+    with pytest.raises(TypeError):
+        LiveCallback(target=42)

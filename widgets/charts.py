@@ -1,0 +1,110 @@
+"""The live charts: a loss curve and the memory bars, as plotly FigureWidgets.
+
+Both redraw inside ``fig.batch_update()`` so one redraw is one message to the browser; callers
+throttle how often they redraw (see ``throttle.py``).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import plotly.graph_objects as go
+
+from lorakit.memory import CATEGORIES
+
+MiB = 1024 ** 2
+CATEGORY_NAMES = {"base_weights": "base weights", "adapters": "adapters", "gradients": "gradients",
+                  "optimizer": "optimizer state", "activations": "activations"}
+CATEGORY_COLORS = {"base_weights": "#8c96a6", "adapters": "#e45756", "gradients": "#f2a93b",
+                   "optimizer": "#4c78a8", "activations": "#54a24b"}
+TRAIN, EVAL = 0, 1  # trace indices of the loss chart
+
+
+class LossChart:
+    """Train loss (line) and eval loss (diamonds) against the step."""
+
+    def __init__(self, height: int = 300, width: int = 540):
+        self.figure = go.FigureWidget(
+            data=[
+                go.Scatter(x=[], y=[], mode="lines+markers", name="train loss",
+                           line=dict(color="#1f77b4", width=2), marker=dict(size=5)),
+                go.Scatter(x=[], y=[], mode="lines+markers", name="eval loss",
+                           line=dict(color="#e45756", dash="dash"), marker=dict(size=9, symbol="diamond")),
+            ],
+            layout=go.Layout(
+                title=dict(text="Loss", x=0.02), height=height, width=width, template="plotly_white",
+                margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss",
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                xaxis=dict(range=[0, 10]), yaxis=dict(rangemode="tozero"),
+                annotations=[_note("press Train: the loss appears here after the first step")],
+            ),
+        )
+
+    def show(self, steps: Sequence, evals: Sequence, max_steps: int = 0, title: str = "Loss") -> None:
+        """Redraw from [(step, loss)] and [(step, eval_loss)] in one batched update."""
+        f = self.figure
+        with f.batch_update():
+            f.layout.annotations = () if (steps or evals) else (_note("waiting for the first step…"),)
+            f.data[TRAIN].x = [s for s, _ in steps]
+            f.data[TRAIN].y = [_finite(v) for _, v in steps]
+            f.data[EVAL].x = [s for s, _ in evals]
+            f.data[EVAL].y = [_finite(v) for _, v in evals]
+            f.layout.xaxis.range = [0, max(max_steps, steps[-1][0] if steps else 1, 1)] if max_steps else None
+            f.layout.title.text = title
+
+    @property
+    def train_points(self) -> list:
+        return list(zip(self.figure.data[TRAIN].x or (), self.figure.data[TRAIN].y or ()))
+
+    @property
+    def eval_points(self) -> list:
+        return list(zip(self.figure.data[EVAL].x or (), self.figure.data[EVAL].y or ()))
+
+
+class MemoryChart:
+    """Stacked bars of the five memory categories: predicted next to measured, one pair per run."""
+
+    def __init__(self, height: int = 340, width: int = 540, title: str = "Memory: predicted vs measured"):
+        self.figure = go.FigureWidget(
+            data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
+                         hovertemplate=f"{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
+                  for c in CATEGORIES],
+            layout=go.Layout(
+                barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
+                template="plotly_white",
+                yaxis_title="MiB", margin=dict(t=40, r=10, b=60, l=55),
+                legend=dict(orientation="h", yanchor="top", y=-0.2, x=0.0, font=dict(size=11),
+                            traceorder="normal"),
+                annotations=[_note("no run yet: bars appear after the first optimizer step")],
+            ),
+        )
+        self.bars: list = []
+
+    def show(self, bars: Sequence) -> None:
+        """bars: [(run label, 'predicted' | 'measured', MemoryBreakdown or None)]; None draws an empty slot."""
+        self.bars = list(bars)
+        x = [[b[0] for b in self.bars], [b[1] for b in self.bars]] if self.bars else []
+        f = self.figure
+        with f.batch_update():
+            f.layout.annotations = () if self.bars else (_note("no run yet: bars appear after the first "
+                                                               "optimizer step"),)
+            for trace, c in zip(f.data, CATEGORIES):
+                trace.x = x
+                trace.y = [(getattr(b[2], c) / MiB if b[2] is not None else 0.0) for b in self.bars]
+
+    def values(self) -> dict:
+        """{(run label, kind): {category: bytes}} as drawn (for tests)."""
+        return {(label, kind): ({c: getattr(m, c) for c in CATEGORIES} if m is not None else None)
+                for label, kind, m in self.bars}
+
+
+def _note(text: str) -> dict:
+    return dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                font=dict(size=13, color="#999"))
+
+
+def _finite(v) -> Optional[float]:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and abs(f) != float("inf") else None

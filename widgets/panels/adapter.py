@@ -1,0 +1,179 @@
+"""Adapter panel: LoRA or full fine-tuning, rank / alpha / dropout, target modules, trainable count."""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from lorakit.config import LLAMA_LINEARS, TARGET_PRESETS
+
+from ..fields import fmt_count
+from .base import Panel
+
+RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
+
+
+class AdapterPanel(Panel):
+    """What trains: method, LoRA shape, target modules (from the loaded model) and what that costs."""
+
+    title = "Adapter"
+    subtitle = "what trains"
+
+    def __init__(self, controller=None, autoload: bool = None, **kwargs):
+        super().__init__(controller, **kwargs)
+        v = self.controller.values
+        self.method = W.ToggleButtons(options=[("LoRA", "lora"), ("full fine-tuning", "full")],
+                                      style=W.ToggleButtonsStyle(button_width="120px"))
+        self.rank = W.SelectionSlider(options=_rank_options(v["rank"]), continuous_update=False,
+                                      layout=W.Layout(width="95%"))
+        self.alpha = W.FloatText(layout=W.Layout(width="220px"))
+        self.dropout = W.FloatText(step=0.01, layout=W.Layout(width="220px"))
+        self.field("method", self.method, "method")
+        self.field("rank", self.rank, "rank r")
+        self.field("alpha", self.alpha, "alpha")
+        self.field("dropout", self.dropout, "dropout")
+        self.checks: dict = {}
+        self.checks_box = W.VBox([], layout=W.Layout(margin="0 0 0 118px", width="calc(100% - 118px)"))
+        self.targets_field = self._targets_field()
+        self.presets = W.HBox([self.button(p, (lambda p=p: self.apply_preset(p)), width="auto",
+                                           tooltip=_preset_tip(p)) for p in TARGET_PRESETS],
+                              layout=W.Layout(margin="0 0 0 118px"))
+        self.trainable = W.HTML("")
+        self.controller.on("model", self._guard(self._rebuild_checks))
+        self._rebuild_checks()
+        self._set_children([
+            self.fields["method"].box, self.fields["rank"].box, W.HBox([self.fields["alpha"].box,
+                                                                        self.fields["dropout"].box]),
+            W.HTML('<div style="margin-left:4px;font-size:13px">target modules</div>'),
+            self.presets, self.checks_box, self.targets_field.box, self.trainable,
+        ])
+        self.refresh()
+        if (autoload if autoload is not None else self.owns_controller) and self.controller.model_info is None:
+            self.controller.load_model()
+
+    def _targets_field(self):
+        from ..fields import Field
+
+        f = Field("target_modules", W.HTML(""))
+        f.keys = ("target_modules",)
+        self.fields["target_modules"] = f
+        return f
+
+    def to_widget(self, name, value):
+        if name == "rank" and not _valid_rank(value):
+            return self.rank.value  # the slider cannot show it; the message under it says why
+        return value
+
+    # --- target modules ---------------------------------------------------------------------------
+    def _names(self) -> list:
+        info = self.controller.model_info
+        if info is not None and info.name == self.controller.values["model"]:
+            return info.group_names
+        return list(LLAMA_LINEARS)
+
+    def _selected(self) -> set:
+        tm = self.controller.values["target_modules"]
+        if isinstance(tm, str):
+            preset = TARGET_PRESETS.get(tm, (tm,))
+            return set(self._names()) if preset == "all-linear" else set(preset)
+        return set(tm)
+
+    def _rebuild_checks(self) -> None:
+        names = self._names()
+        if list(self.checks) != names:
+            self.checks = {}
+            for n in names:
+                cb = W.Checkbox(value=False, indent=False, layout=W.Layout(width="98%"),
+                                style={"description_width": "initial"})
+                cb.observe(self._guard(lambda ch, n=n: self._check_changed(n, ch["new"])), "value")
+                self.checks[n] = cb
+            self.checks_box.children = list(self.checks.values())
+        self.refresh()
+
+    def _check_changed(self, name: str, on: bool) -> None:
+        if self._syncing:
+            return
+        chosen = [n for n, cb in self.checks.items() if cb.value]
+        if len(chosen) == len(self.checks) and chosen:
+            value = "all-linear"
+        else:
+            value = tuple(chosen)
+        self.controller.set(target_modules=value)
+
+    def apply_preset(self, preset: str) -> None:
+        """Select the preset's modules (``qv``, ``attention``, ``mlp``, ``all-linear``)."""
+        p = TARGET_PRESETS[preset]
+        if p == "all-linear":
+            self.controller.set(target_modules="all-linear")
+        else:
+            self.controller.set(target_modules=tuple(n for n in self._names() if n in p) or tuple(p))
+
+    def select_targets(self, names) -> None:
+        """Tick exactly these modules (as a user would)."""
+        for n, cb in self.checks.items():
+            cb.value = n in names
+
+    # --- read-outs ------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        c = self.controller
+        v = c.values
+        if _valid_rank(v["rank"]) and v["rank"] not in self.rank.options:
+            self._syncing = True
+            try:
+                self.rank.options = _rank_options(v["rank"])
+                self.rank.value = v["rank"]
+            finally:
+                self._syncing = False
+        lora = v["method"] == "lora"
+        for w in (self.rank, self.alpha, self.dropout, *self.checks.values(), *self.presets.children):
+            w.disabled = not lora
+        selected = self._selected()
+        info = c.model_info if c.model_info is not None and c.model_info.name == v["model"] else None
+        groups = {g.name: g for g in info.groups} if info else {}
+        rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
+        self._syncing = True
+        try:
+            for n, cb in self.checks.items():
+                cb.value = n in selected
+                g = groups.get(n)
+                if g is None:
+                    cb.description = n
+                else:
+                    cb.description = (f"{n} · {g.count}× {g.d_in}→{g.d_out} · {fmt_count(g.params)}"
+                                      + (f" · LoRA +{fmt_count(g.lora_params(rank))}" if lora else ""))
+                    cb.tooltip = (f"{g.count} layers of {g.d_in}→{g.d_out}: {g.params:,} weights; LoRA at "
+                                  f"rank {rank} adds {g.lora_params(rank):,} trainable parameters")
+        finally:
+            self._syncing = False
+        t = c.trainable()
+        if t is None:
+            text = "<i>load the model to count trainable parameters</i>"
+        else:
+            n, total, pct = t
+            what = "LoRA parameters" if lora else "parameters (every weight)"
+            text = (f"trainable: <b>{n:,}</b> {what} of {total:,} = <b>{pct:.3g} %</b>")
+        text = f'<div class="lorakit-trainable" style="font-size:13px;margin:4px 0 0 4px">{text}</div>'
+        if self.trainable.value != text:
+            self.trainable.value = text
+
+    @property
+    def trainable_text(self) -> str:
+        from ..fields import plain_text
+
+        return plain_text(self.trainable.value)
+
+
+def _valid_rank(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _rank_options(value) -> list:
+    opts = set(RANKS)
+    if _valid_rank(value):
+        opts.add(value)
+    return sorted(opts)
+
+
+def _preset_tip(p: str) -> str:
+    v = TARGET_PRESETS[p]
+    return "every linear layer except the output head" if v == "all-linear" else ", ".join(v)

@@ -1,0 +1,173 @@
+"""Compare panel: every stored run in a table; charts and sample generations for the selected runs."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import importlib
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..fields import plain_text
+from .base import Panel
+
+cmp = importlib.import_module("lorakit.compare")  # not `from lorakit import compare`: that name is the function
+
+TABLE_COLUMNS = ("label", "status", "method", "quant", "rank", "alpha", "target_modules", "trainable_params",
+                 "trainable_pct", "mem_total", "planned_total", "tokens_per_s", "train_loss", "eval_loss",
+                 "task_metric_before", "task_metric", "wall_s", "run_id")
+
+
+class ComparePanel(Panel):
+    """The run store as a table (it survives kernel restarts), with row selection, delete and export;
+    loss overlay, memory bars and memory vs task metric for the selection; generations before/after."""
+
+    title = "Compare runs"
+    subtitle = "every run in the store"
+
+    def __init__(self, controller=None, **kwargs):
+        super().__init__(controller, **kwargs)
+        self.records: list = []
+        self.frame = None
+        self.table = W.HTML("", layout=W.Layout(overflow="auto", max_height="320px"))
+        self.select = W.SelectMultiple(options=[], rows=6, description="selected",
+                                       layout=W.Layout(width="420px"))
+        self.select.style.description_width = "70px"
+        self.select.observe(self._guard(lambda ch: self.draw_charts()), "value")
+        self.path = W.Text(value="lorakit_runs", description="export to", layout=W.Layout(width="300px"))
+        self.path.style.description_width = "70px"
+        self.message = W.HTML("")
+        buttons = W.VBox([
+            self.button("Refresh", self.refresh, width="150px"),
+            self.button("Delete selected", self.delete_selected, style="warning", width="150px",
+                        tooltip="Delete the selected runs and their adapters from the store"),
+            self.button("Export CSV", lambda: self.export("csv"), width="150px"),
+            self.button("Export HTML report", lambda: self.export("html"), width="150px"),
+        ])
+        self.loss_chart = _figure("Loss (selected runs)")
+        self.memory_chart = _figure("Memory (selected runs)")
+        self.pareto_chart = _figure("Memory vs task metric")
+        self.samples = W.HTML("", layout=W.Layout(overflow="auto", max_height="360px"))
+        self.controller.on("runs", self._guard(self.refresh))
+        self._set_children([
+            self.table,
+            W.HBox([self.select, buttons, W.VBox([self.path, self.message])], layout=W.Layout(margin="6px 0")),
+            W.HBox([self.loss_chart, self.memory_chart]),
+            W.HBox([self.pareto_chart, self.samples]),
+        ])
+        self.refresh()
+
+    # --- data -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the store: table, selection list and charts."""
+        self.records = self.controller.records()
+        self.frame = cmp.compare(self.records)
+        if len(self.frame):
+            self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px">'
+                                + cmp.styled(self.frame, TABLE_COLUMNS).to_html() + "</div>")
+        else:
+            self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px;color:#777">No runs in '
+                                'the store yet: finished, stopped and failed runs all appear here.</div>')
+        options = [(_option(r), r.run_id) for r in reversed(self.records)]
+        keep = tuple(v for v in self.select.value if v in {r.run_id for r in self.records})
+        self._syncing = True
+        try:
+            self.select.options = options
+            self.select.value = keep
+        finally:
+            self._syncing = False
+        self.draw_charts()
+
+    def selected_records(self) -> list:
+        """The selected runs, oldest first; all runs when nothing is selected."""
+        chosen = set(self.select.value)
+        return [r for r in self.records if r.run_id in chosen] if chosen else list(self.records)
+
+    def draw_charts(self) -> None:
+        recs = self.selected_records()
+        _replace(self.loss_chart, cmp.loss_figure(recs))
+        _replace(self.memory_chart, cmp.memory_figure(recs))
+        metric = "task_metric" if any(r.task_metric is not None for r in recs) else "eval_loss"
+        _replace(self.pareto_chart, cmp.pareto_figure(recs, metric=metric))
+        self.samples.value = _samples_html(recs)
+
+    # --- actions ----------------------------------------------------------------------------------
+    def delete_selected(self) -> None:
+        ids = list(self.select.value)
+        if not ids:
+            self._say("warn", "Select runs to delete first.")
+            return
+        n = self.controller.delete_runs(ids)
+        self._say("ok", f"Deleted {n} run(s).")
+
+    def export(self, kind: str) -> Path:
+        recs = self.selected_records()
+        if not recs:
+            self._say("warn", "No runs to export.")
+            return None
+        stem = self.path.value.strip() or "lorakit_runs"
+        path = Path(stem if stem.endswith(f".{kind}") else f"{stem}.{kind}")
+        try:
+            out = cmp.export_csv(recs, path) if kind == "csv" else cmp.export_html(recs, path)
+        except Exception as exc:  # noqa: BLE001 - a bad path is a message
+            self._say("error", f"Export failed: {type(exc).__name__}: {exc}")
+            return None
+        self._say("ok", f"Wrote {len(recs)} run(s) to {out}")
+        return out
+
+    def _say(self, level: str, text: str) -> None:
+        from ..fields import status_html
+
+        self.message.value = status_html(level, text)
+
+    @property
+    def message_text(self) -> str:
+        return plain_text(self.message.value)
+
+    @property
+    def table_text(self) -> str:
+        return plain_text(self.table.value)
+
+
+def _figure(title: str) -> go.FigureWidget:
+    return go.FigureWidget(layout=go.Layout(title=title, height=300, width=480, template="plotly_white",
+                                            margin=dict(t=40, r=10, b=40, l=50)))
+
+
+def _replace(fw: go.FigureWidget, fig: go.Figure) -> None:
+    """Show ``fig`` in the existing FigureWidget, in one batched update."""
+    layout = fig.layout.to_plotly_json()
+    layout.pop("template", None)
+    with fw.batch_update():
+        fw.data = ()
+        fw.add_traces(list(fig.data))
+        fw.layout.annotations = ()
+        fw.update_layout(layout)
+        fw.update_layout(height=300, width=480)
+
+
+def _option(r) -> str:
+    label = getattr(r.config, "label", "") or r.run_id
+    return f"{label} · {r.status} · {r.run_id}"
+
+
+def _samples_html(recs: list) -> str:
+    parts = []
+    for r in recs[-2:]:  # the newest two: enough to read side by side
+        if not r.samples:
+            continue
+        rows = "".join(
+            "<tr>" + "".join(
+                f'<td style="padding:2px 6px;vertical-align:top"><pre style="white-space:pre-wrap;margin:0;'
+                f'font-size:11px;max-width:22em">{html.escape(str(s.get(k) or ""))}</pre></td>'
+                for k in ("prompt", "before", "after")) + "</tr>"
+            for s in r.samples)
+        label = getattr(r.config, "label", "") or r.run_id
+        parts.append(f'<div style="font-size:12px;margin:4px 0"><b>{html.escape(label)}</b> '
+                     f'<span style="color:#777">{r.run_id}</span><table style="border-collapse:collapse">'
+                     f'<tr><th>prompt</th><th>before training</th><th>after training</th></tr>{rows}</table></div>')
+    if not parts:
+        return ('<div style="font-size:12px;color:#777;padding:8px">Sample generations before and after '
+                'training appear here when a run finishes.</div>')
+    return "".join(parts)

@@ -1,0 +1,77 @@
+"""Memory panel: the five categories as stacked bars, predicted next to measured, this run and the previous."""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from lorakit.events import MemoryMeasured, RunFinished, RunStarted
+from lorakit.memory import CATEGORIES
+
+from ..charts import CATEGORY_NAMES, MemoryChart
+from ..fields import fmt_bytes
+from .base import Panel
+
+
+class MemoryPanel(Panel):
+    """Base weights, adapters, gradients, optimizer state, activations: what the planner predicted and
+    what was measured after the first optimizer step, for this run and the one before it (so LoRA and
+    QLoRA read side by side)."""
+
+    title = "Memory"
+    subtitle = "predicted vs measured"
+
+    def __init__(self, controller=None, **kwargs):
+        super().__init__(controller, **kwargs)
+        self.chart = MemoryChart()
+        self.table = W.HTML("")
+        c = self.controller
+        c.on("run", self._guard(lambda live: self.redraw()))
+        c.on("event", self._guard(self._event))
+        if c.previous is None:
+            c.previous = c._previous_candidate()
+        self._set_children([self.chart.figure, self.table])
+        self.redraw()
+
+    def _event(self, event) -> None:
+        if isinstance(event, (MemoryMeasured, RunFinished, RunStarted)):
+            self.redraw()
+
+    def runs(self) -> list:
+        """[(label, LiveRun)]: the previous run (if any) then the current one."""
+        c = self.controller
+        out = []
+        if c.previous is not None and c.previous is not c.live:
+            out.append((f"{c.previous.label} (previous)", c.previous))
+        if c.live is not None:
+            out.append((f"{c.live.label} (this run)", c.live))
+        return out
+
+    def redraw(self) -> None:
+        bars = []
+        for label, live in self.runs():
+            bars.append((label, "predicted", live.planned))
+            bars.append((label, "measured", live.memory))
+        self.chart.show(bars)
+        self.table.value = _table_html(self.runs())
+
+
+def _table_html(runs: list) -> str:
+    if not runs:
+        return ('<div style="font-size:12px;color:#777">No run yet: press Train. The bars appear after the '
+                'first optimizer step (measured) next to the planner\'s prediction.</div>')
+    head = "".join(f'<th colspan="2" style="padding:1px 8px">{html.escape(label)}</th>' for label, _ in runs)
+    sub = "".join('<th style="padding:1px 8px">predicted</th><th style="padding:1px 8px">measured</th>'
+                  for _ in runs)
+    rows = []
+    for c in (*CATEGORIES, "total"):
+        cells = []
+        for _, live in runs:
+            for m in (live.planned, live.memory):
+                v = None if m is None else (m.total if c == "total" else getattr(m, c))
+                cells.append(f'<td style="padding:1px 8px;text-align:right">{fmt_bytes(v)}</td>')
+        name = CATEGORY_NAMES.get(c, c)
+        style = ' style="font-weight:bold"' if c == "total" else ""
+        rows.append(f'<tr{style}><td style="padding:1px 8px">{name}</td>{"".join(cells)}</tr>')
+    return (f'<table class="lorakit-memory-table" style="font-size:12px;border-collapse:collapse">'
+            f'<tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{"".join(rows)}</table>')

@@ -1,0 +1,60 @@
+"""Studio: every panel in one layout, sharing one controller."""
+from __future__ import annotations
+
+from typing import Optional
+
+import ipywidgets as W
+
+from .controller import StudioController
+from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, TrainPanel
+
+HEADER = (
+    '<div style="font-size:18px;font-weight:bold">lorakit Studio</div>'
+    '<div style="font-size:12px;color:#555">Pick a base model, an adapter and a quantization mode, press '
+    '<b>Train</b>, and watch the loss and the memory. Every run lands in the comparison table at the bottom '
+    '(kept in the run store across kernel restarts).</div>'
+)
+
+
+class Studio(W.VBox):
+    """The composed notebook panel: ``from lorakit.widgets import Studio; Studio()``.
+
+    ``store``: a RunStore, a path, None for the default store (``$LORAKIT_STORE`` or
+    ``./lorakit_runs.db``) or False for none. Keyword arguments set initial form values
+    (any RunConfig field), e.g. ``Studio(model="tiny-llama", max_steps=10)``.
+    ``autoload``: load the model at once (in the background) to list its layers.
+    """
+
+    def __init__(self, store=None, autoload: bool = True, controller: Optional[StudioController] = None,
+                 **values):
+        super().__init__()
+        self.controller = controller or StudioController(store=store, **values)
+        c = self.controller
+        self.model_panel = ModelPanel(c, autoload=False)
+        self.adapter_panel = AdapterPanel(c, autoload=False)
+        self.quant_panel = QuantPanel(c)
+        self.data_panel = DataPanel(c)
+        self.train_panel = TrainPanel(c)
+        self.memory_panel = MemoryPanel(c)
+        self.compare_panel = ComparePanel(c)
+        left = W.VBox([self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
+                      layout=W.Layout(width="46%", min_width="420px"))
+        right = W.VBox([self.train_panel, self.memory_panel], layout=W.Layout(width="54%", min_width="420px"))
+        self.children = [W.HTML(HEADER), W.HBox([left, right], layout=W.Layout(flex_flow="row wrap")),
+                         self.compare_panel]
+        self.add_class("lorakit-studio")
+        if autoload:
+            c.load_model()
+
+    # conveniences for scripts and tests: the same as pressing the buttons
+    def train(self) -> bool:
+        return self.controller.train()
+
+    def stop(self) -> bool:
+        return self.controller.stop()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        return self.controller.wait(timeout)
+
+    def set(self, **values) -> dict:
+        return self.controller.set(**values)
