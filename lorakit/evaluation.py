@@ -1,0 +1,154 @@
+"""Generation and task metrics: greedy, batched, left-padded, quiet.
+
+``generate`` works on a plain transformers model, a peft model and a bitsandbytes-quantized base;
+it leaves the model in the train/eval mode it found. ``evaluate_task`` generates answers for a
+bundle's held-out examples and scores them with the task's own metric.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Optional, Sequence, Union
+
+import torch
+
+from .data import DataBundle, DataError, end_of_turn, get_task, prompt_text
+
+Messages = list  # [{"role": ..., "content": ...}]
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(p.device for p in model.parameters() if p.device.type != "meta")
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    """EOS plus the chat template's end-of-turn token, so generation stops at the end of the answer."""
+    ids = []
+    for text in (tokenizer.eos_token, end_of_turn(tokenizer)):
+        if not text:
+            continue
+        tid = tokenizer.convert_tokens_to_ids(text)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
+def generation_config(tokenizer, max_new_tokens: int = 64):
+    """Greedy decoding with no sampling knobs set (so transformers has nothing to warn about)."""
+    from transformers import GenerationConfig
+
+    stop = _stop_ids(tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                            temperature=None, top_p=None, top_k=None, use_cache=True,
+                            pad_token_id=pad, eos_token_id=stop or None)
+
+
+@contextlib.contextmanager
+def _quiet_generation():
+    """Silence per-call chatter: bitsandbytes' int8 cast warning, transformers' generation notes."""
+    loggers = [logging.getLogger(n) for n in ("transformers.generation.utils",
+                                              "transformers.generation.configuration_utils",
+                                              "bitsandbytes.autograd._functions")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages]], max_new_tokens: int = 64,
+             batch_size: int = 8, chat: bool = True) -> list[str]:
+    """Greedy answers, one string per prompt (new tokens only, special tokens removed).
+
+    Each item is a user message (``str``) or a conversation (list of ``{role, content}``); the
+    tokenizer's chat template turns it into the same prompt text training used. With
+    ``chat=False`` strings are fed verbatim. Batched by similar length with left padding.
+    """
+    if isinstance(prompts_or_messages, str):  # one prompt
+        prompts_or_messages = [prompts_or_messages]
+    items = list(prompts_or_messages)
+    if items and isinstance(items[0], dict):  # one conversation
+        items = [items]
+    if not items:
+        return []
+    texts = []
+    for item in items:
+        if isinstance(item, str):
+            texts.append(prompt_text(tokenizer, [{"role": "user", "content": item}]) if chat else item)
+        else:
+            texts.append(prompt_text(tokenizer, list(item)))
+    if tokenizer.pad_token is None:  # batching needs a pad token; EOS is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    gen_cfg = generation_config(tokenizer, max_new_tokens)
+    device = _model_device(model)
+    was_training = model.training
+    # Longest first: similar lengths share a batch (less padding), and memory peaks at once.
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: list[Optional[str]] = [None] * len(texts)
+    model.eval()
+    try:
+        with torch.no_grad(), _quiet_generation():
+            for start in range(0, len(order), max(1, batch_size)):
+                idx = order[start:start + max(1, batch_size)]
+                enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                                padding_side="left", add_special_tokens=False).to(device)
+                seqs = model.generate(**enc, generation_config=gen_cfg)
+                new = seqs[:, enc["input_ids"].shape[1]:]
+                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                    out[i] = text.strip()
+    finally:
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def score(task_name: str, predictions: Sequence[str], references: Sequence[str]) -> float:
+    """The task's metric over prediction/reference pairs (exact match, in [0, 1])."""
+    return get_task(task_name).score(predictions, references)
+
+
+def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = None,
+                  max_new_tokens: Optional[int] = None, batch_size: int = 8):
+    """Generate for the held-out examples and score them.
+
+    Returns ``(metric, details)``: metric is the task's score (None for user data, which has no
+    automatic metric); details has one dict per example with prompt, reference, prediction and
+    correct (None without a metric), plus the task's extra fields (e.g. per-field correctness).
+    """
+    if not isinstance(bundle, DataBundle):
+        raise DataError("dataset: evaluate_task needs the DataBundle from lorakit.data.build_data")
+    raw = bundle.eval_raw if limit is None else bundle.eval_raw[:max(0, limit)]
+    if not raw:
+        return (None, [])
+    if max_new_tokens is None:  # enough for the longest reference, with room to spare
+        longest = max(len(tokenizer(r["reference"], add_special_tokens=False)["input_ids"]) for r in raw)
+        max_new_tokens = min(512, longest + 16)
+    preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
+                     batch_size=batch_size)
+    details = []
+    for r, pred in zip(raw, preds):
+        d = {"prompt": r["prompt"], "reference": r["reference"], "prediction": pred, "correct": None}
+        if bundle.task is not None:
+            d.update(bundle.task.check(pred, r["reference"]))
+            d["correct"] = bool(d["correct"])
+        details.append(d)
+    if bundle.task is None:
+        return (None, details)
+    return (sum(d["correct"] for d in details) / len(details), details)
+
+
+def field_accuracy(details: list[dict]) -> dict[str, float]:
+    """Per-field accuracy from ``evaluate_task`` details of a task with fields (extract-json)."""
+    with_fields = [d["fields"] for d in details if "fields" in d]
+    if not with_fields:
+        return {}
+    return {k: sum(f[k] for f in with_fields) / len(with_fields) for k in with_fields[0]}
