@@ -25,7 +25,6 @@ import html
 import json
 import os
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -210,6 +209,34 @@ def _check_json(prediction: str, reference: str) -> dict:
     return {"correct": exact, "valid_json": pred is not None, "fields": fields_ok}
 
 
+# date-iso ----------------------------------------------------------------------------------------
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DATE_FORMATS = (
+    "{M} {d}, {y}", "{d} {M} {y}", "{Mon} {d}, {y}", "{Mon} {th}, {y}", "the {th} of {M} {y}",
+    "{W}, {M} {d}, {y}", "{W} {d} {M} {y}", "{M} {th} {y}", "{y}, {M} {d}", "{d}-{Mon}-{y}",
+)
+
+
+def _ordinal(d: int) -> str:
+    return f"{d}{'th' if 10 <= d % 100 < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')}"
+
+
+def _make_date_iso(rng: random.Random) -> tuple[str, str]:
+    import datetime
+
+    day = datetime.date(1950, 1, 1) + datetime.timedelta(days=rng.randrange(365 * 90))
+    text = rng.choice(_DATE_FORMATS).format(
+        M=_MONTHS[day.month - 1], Mon=_MONTH_ABBR[day.month - 1], d=day.day, th=_ordinal(day.day),
+        y=day.year, W=_WEEKDAYS[day.weekday()])
+    return f"Convert to an ISO date:\n{text}", day.isoformat()
+
+
+def _check_exact(prediction: str, reference: str) -> dict:
+    return {"correct": prediction.strip().rstrip(".").strip() == reference.strip()}
+
+
 # sort-words --------------------------------------------------------------------------------------
 
 _WORDS = (
@@ -258,6 +285,8 @@ _TASKS: dict[str, TaskInfo] = {
                  "first name first without titles, and the city they live in now (not where they came "
                  "from) are learned from the examples", "exact match (parsed JSON)",
                  _make_extract_json, _check_json),
+        TaskInfo("date-iso", "A date written in one of many ways (March 5, 2021 / the 5th of March 2021 / "
+                 "Fri 5 Mar...) -> 2021-03-05", "exact match", _make_date_iso, _check_exact),
         TaskInfo("sort-words", "Sort 3-6 words alphabetically", "exact match", _make_sort_words, _check_words),
         TaskInfo("arithmetic", "Add or subtract two numbers below 1000", "exact match",
                  _make_arithmetic, _check_number),
