@@ -3,6 +3,10 @@
 Heavy libraries (torch, transformers, peft) are imported when first needed, so ``import lorakit``
 is quick and never imports the notebook widgets.
 """
+# Bind the submodules compare.py and sweep.py now (both are light), so that the functions defined
+# below stay lorakit.compare / lorakit.sweep: Python sets a package attribute to a submodule only when
+# the submodule is first imported, which would otherwise replace the function after its first call.
+from . import compare as _compare_module, sweep as _sweep_module  # noqa: E402,I001
 from .config import ConfigError, RunConfig
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 from .memory import MemoryBreakdown
@@ -37,6 +41,13 @@ def compare(runs=None, store=None):
     from .compare import compare as _compare
 
     return _compare(runs=runs, store=store)
+
+
+# lorakit.compare.loss_figure(...) etc. keep working on the function.
+for _name in _compare_module.__all__:
+    if _name != "compare":
+        setattr(compare, _name, getattr(_compare_module, _name))
+del _name
 
 
 def plan_memory(model, **kwargs):
