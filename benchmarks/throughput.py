@@ -46,8 +46,8 @@ def flops_per_token(model_name: str, method: str, seq_len: int) -> float:
 def plain_trainer(cfg, bundle_cache: dict) -> dict:
     """The baseline: peft + Trainer as in the peft docs, dynamic padding, no lorakit in the loop."""
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                              TrainerCallback, TrainingArguments, set_seed)
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, PrinterCallback,
+                              Trainer, TrainerCallback, TrainingArguments, set_seed)
 
     from lorakit.data import build_data
     from lorakit.models import model_dir
@@ -79,6 +79,7 @@ def plain_trainer(cfg, bundle_cache: dict) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=data.train,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
                       callbacks=[clock])
+    trainer.remove_callback(PrinterCallback)  # same as lorakit: no per-step printing
     trainer.train()
     tokens = trainer.state.num_input_tokens_seen
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
