@@ -417,6 +417,7 @@ class StudioController:
             return False
         self._stop.set()
         live = self.live
+        live.stopping = True
         self._set_status("warn", f"{live.label}: stopping after the current step…")
         return True
 

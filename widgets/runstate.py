@@ -33,6 +33,7 @@ class LiveRun:
     trainable_params: int = 0
     total_params: int = 0
     record: Any = None
+    stopping: bool = False  # Stop was pressed; the run ends after the current step
     holds_engine: bool = False  # the Studio's run holds the engine lock until its first step
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -82,14 +83,18 @@ class LiveRun:
 
     def _message(self) -> tuple[str, str]:
         name = self.label
-        if self.status == "starting":
-            return "running", f"{name}: loading the model and preparing data…"
-        if self.status == "running":
-            if not self.steps:
-                return "running", f"{name}: training started, waiting for the first step…"
-            step, loss = self.steps[-1]
-            speed = f" · {self.tokens_per_s:,.0f} tokens/s" if self.tokens_per_s else ""
-            return "running", f"{name}: step {step}/{self.max_steps} · loss {_num(loss)}{speed}"
+        if self.status in ("starting", "running"):
+            if self.status == "starting":
+                text = f"{name}: loading the model and preparing data…"
+            elif not self.steps:
+                text = f"{name}: training started, waiting for the first step…"
+            else:
+                step, loss = self.steps[-1]
+                speed = f" · {self.tokens_per_s:,.0f} tokens/s" if self.tokens_per_s else ""
+                text = f"{name}: step {step}/{self.max_steps} · loss {_num(loss)}{speed}"
+            if self.stopping:
+                return "warn", text + " · stopping after the current step…"
+            return "running", text
         rec = self.record
         if self.status == "finished":
             parts = [f"{name} finished"]

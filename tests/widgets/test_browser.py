@@ -122,7 +122,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 2300})
+            page = browser.new_page(viewport={"width": 1750, "height": 2900})
             page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=LONG)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
             page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)  # the kernel is up
@@ -158,7 +158,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
             assert len(mem) == 1, [p["title"] for p in _plots(page)]
             assert [t["name"] for t in mem[0]["traces"]] == [
                 "base weights", "adapters", "gradients", "optimizer state", "activations"]
-            assert all(t["n"] == 2 for t in mem[0]["traces"])  # predicted + measured of this run
+            assert all(len(t["y"]) == 2 for t in mem[0]["traces"])  # predicted + measured of this run
             assert mem[0]["bars"] >= 5
             assert max(mem[0]["traces"][0]["y"]) > 100  # MiB of base weights (SmolLM2 fp32: ~513)
             # the run table has the stopped run, and its charts rendered

@@ -69,6 +69,20 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
     assert list(s.compare_panel.frame["quant"]) == ["none", "nf4"]
     with RunStore(store_path) as st:
         assert [r.status for r in st.records()] == ["finished", "finished"]  # the refused press made no run
+    # charts follow the row selection: only the first run's loss curve
+    cp = s.compare_panel
+    first = cp.frame.iloc[0]["run_id"]
+    cp.select.value = (first,)
+    assert {t.name for t in cp.loss_chart.data} == {"lora-r16", "lora-r16 (eval)"}
+    assert len(cp.memory_chart.data) == 5 and all(len(t.y) == 2 for t in cp.memory_chart.data)
+    assert "before training" in cp.samples.value and "after training" in cp.samples.value
+    # the table survives a kernel restart: a new Studio on the same store shows both runs
+    from lorakit.widgets import Studio
+
+    again = Studio(store=store_path, autoload=False)
+    assert list(again.compare_panel.frame["run_id"]) == list(cp.frame["run_id"])
+    assert set(again.memory_panel.chart.values()) == {("qlora-nf4-r16 (previous)", "predicted"),
+                                                      ("qlora-nf4-r16 (previous)", "measured")}
 
 
 def test_bad_values_show_messages_next_to_fields_and_train_is_refused(studio, store_path):

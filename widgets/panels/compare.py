@@ -35,7 +35,7 @@ class ComparePanel(Panel):
                                        layout=W.Layout(width="420px"))
         self.select.style.description_width = "70px"
         self.select.observe(self._guard(lambda ch: self.draw_charts()), "value")
-        self.path = W.Text(value="lorakit_runs", description="export to", layout=W.Layout(width="300px"))
+        self.path = W.Text(value="lorakit_report", description="export to", layout=W.Layout(width="300px"))
         self.path.style.description_width = "70px"
         self.message = W.HTML("")
         buttons = W.VBox([
@@ -106,7 +106,7 @@ class ComparePanel(Panel):
         if not recs:
             self._say("warn", "No runs to export.")
             return None
-        stem = self.path.value.strip() or "lorakit_runs"
+        stem = self.path.value.strip() or "lorakit_report"
         path = Path(stem if stem.endswith(f".{kind}") else f"{stem}.{kind}")
         try:
             out = cmp.export_csv(recs, path) if kind == "csv" else cmp.export_html(recs, path)
