@@ -103,6 +103,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch intra-op threads (0: torch's default). On a shared 2-core machine, 1 keeps "
+                         "OpenMP from collapsing when another job takes a core, which swings throughput 10x")
     args = ap.parse_args(argv)
 
     import lorakit
@@ -110,13 +113,17 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     # eval_examples small: the after-training evaluation and samples are not what is measured
     cfg = lorakit.RunConfig(model=args.model, method="lora", max_steps=args.steps, eval_examples=1,
                             train_examples=max(64, args.steps * 4))
     if args.model == "tiny-llama":  # byte-level tokenizer: a task that fits (for a quick check of the script)
         cfg = cfg.replace(dataset="arithmetic", seq_len=256)
     print(f"ui_overhead: {args.model}, LoRA r={cfg.rank} on {','.join(cfg.resolved_targets())}, "
-          f"{args.steps} steps of batch {cfg.batch_size} x {cfg.seq_len}; {args.pairs} pairs after a warm-up",
+          f"{args.steps} steps of batch {cfg.batch_size} x {cfg.seq_len}; {args.pairs} pairs after a warm-up; "
+          f"{torch.get_num_threads()} torch thread(s)",
           flush=True)
     run_headless(cfg.replace(max_steps=3))  # warm-up: imports, caches, the first model load
     rows = []
