@@ -107,6 +107,13 @@ def _plots(page) -> list:
     return page.evaluate(PLOTS_JS)
 
 
+def _wait_until(page, condition, what: str) -> None:
+    deadline = time.monotonic() + LONG / MS
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not render"
+        page.wait_for_timeout(500)
+
+
 def _loss_points(page) -> int:
     for p in _plots(page):
         if str(p["title"]).startswith("Loss ·"):
@@ -165,7 +172,10 @@ def test_studio_in_jupyterlab(lab, tmp_path):
             rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
             assert rows.count() == 1
             assert "lora-r8" in rows.first.inner_text() and "stopped" in rows.first.inner_text()
-            assert any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0 for p in _plots(page))
+            _wait_until(page, lambda: any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0
+                                          for p in _plots(page)), "the comparison memory chart")
+            _wait_until(page, lambda: any(str(p["title"]) == "Loss" and p["traces"] for p in _plots(page)),
+                        "the comparison loss chart")
             page.wait_for_timeout(1500)  # let the last redraw settle before the picture
             page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
             studio.screenshot(path=str(shot), timeout=LONG)
