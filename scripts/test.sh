@@ -19,6 +19,7 @@ fi
 export LORAKIT_FAST="${LORAKIT_FAST:-1}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
 export PYTHONUNBUFFERED=1
+export PATH="$ROOT/.venv/bin:$PATH"  # the console script and jupyter of the venv, as after activating it
 
 echo "test: LORAKIT_HOME=$LORAKIT_HOME LORAKIT_FAST=$LORAKIT_FAST"
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

@@ -1,6 +1,8 @@
 """The lorakit command, called in-process through main(argv) and once as a real console script."""
+import os
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -61,7 +63,8 @@ def test_sweep_flags_become_grid_axes():
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("lorakit")
-    assert exe, "the lorakit console script is not on PATH"
+    # The script pip installed next to this interpreter (a venv's bin/ need not be on PATH).
+    exe = shutil.which("lorakit", path=os.path.dirname(sys.executable))
+    assert exe, f"no lorakit console script next to {sys.executable}: pip install -e . installs it"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "plan" in out.stdout
