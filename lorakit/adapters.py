@@ -15,6 +15,7 @@ from typing import Union
 import torch
 
 from .config import TARGET_PRESETS, ConfigError
+from .models import building
 
 _HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
 
@@ -99,7 +100,7 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
         model.enable_input_require_grads()
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                      bias="none", task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing; peft still asks
+    with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)
         return get_peft_model(model, cfg, adapter_name=adapter_name)
 
@@ -139,7 +140,7 @@ def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "defaul
     """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel)."""
     from peft import PeftModel
 
-    with warnings.catch_warnings():  # see attach_lora
+    with building(), warnings.catch_warnings():  # see attach_lora
         warnings.filterwarnings("ignore", category=FutureWarning)
         if isinstance(base_model, PeftModel):
             base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
@@ -168,6 +169,11 @@ def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=
 
 def _merge_dequantized(peft_model):
     """Replace every bitsandbytes layer (with or without LoRA) by an nn.Linear holding W (+ BA)."""
+    with building():
+        return _replace_quantized_layers(peft_model)
+
+
+def _replace_quantized_layers(peft_model):
     import bitsandbytes as bnb
 
     model = peft_model.get_base_model()

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,19 @@ CHATML_TEMPLATE = (
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+# Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
+# patches ``nn.Module.register_parameter`` and transformers' loading patches ``torch.nn.init``, both
+# process-wide. A LoRA layer created on another thread meanwhile would land on the meta device or
+# skip its initialisation. Every place lorakit creates modules holds this lock; it is re-entrant
+# because loading may plan and planning may load a config.
+_BUILD_LOCK = threading.RLock()
+
+
+def building():
+    """Context manager: hold lorakit's module-construction lock (see ``_BUILD_LOCK``)."""
+    return _BUILD_LOCK
 
 
 class ModelUnavailable(RuntimeError):
@@ -171,7 +185,7 @@ def smollm2_gguf_path() -> Path:
 
 def _convert_smollm2(out: Path) -> None:
     gguf = smollm2_gguf_path()
-    with _quiet_transformers():
+    with building(), _quiet_transformers():
         _convert_smollm2_quiet(gguf, out)
 
 
@@ -214,7 +228,8 @@ def _build_tiny(out: Path) -> None:
     cfg = builtin_config("tiny-llama")
     cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 1, 2, 2
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg)
+    with building():
+        model = AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 
@@ -271,7 +286,7 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     if qc is not None:
         kwargs["quantization_config"] = qc
     try:
-        with _quiet_transformers():
+        with building(), _quiet_transformers():
             tok = AutoTokenizer.from_pretrained(source, local_files_only=local is not None)
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:

@@ -106,12 +106,15 @@ def _tally(config_json: str, model_type: str, dtype: str) -> _Tally:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from .adapters import linear_modules
+    from .models import building
     from .quantization import DTYPE_MAP
 
     d = json.loads(config_json)
     d.pop("model_type", None)
     cfg = AutoConfig.for_model(model_type, **d)
-    with init_empty_weights():  # parameters on the meta device: nothing is allocated
+    # parameters on the meta device: nothing is allocated. The patch is process-wide, so hold the
+    # construction lock: no other thread may build modules meanwhile.
+    with building(), init_empty_weights():
         model = AutoModelForCausalLM.from_config(cfg, dtype=DTYPE_MAP[dtype])
     if getattr(cfg, "tie_word_embeddings", False):
         model.tie_weights()  # from_config on meta does not tie; real loading does

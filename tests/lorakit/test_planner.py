@@ -170,3 +170,41 @@ def test_padded_batches_are_planned_too():
     padded = plan_memory("tiny-llama", batch_size=4, seq_len=64, device="cpu", padded=True).activations
     assert unpadded < measured
     assert abs(padded - measured) / measured <= GOALS["activations"]
+
+
+def test_planning_on_one_thread_does_not_put_another_threads_lora_on_meta(monkeypatch):
+    """The planner's meta build patches nn.Module process-wide; a LoRA attached meanwhile on another
+    thread (the Studio plans while it trains) must still get real, initialised A and B."""
+    import threading
+
+    from peft import LoraConfig, get_peft_model  # noqa: F401  imported now, so the attach below is quick
+    from transformers import AutoModelForCausalLM
+
+    from lorakit import planner
+
+    model = load_model("tiny-llama", device="cpu").model
+    inside, release = threading.Event(), threading.Event()
+    real_from_config = AutoModelForCausalLM.from_config
+
+    def paused_from_config(*args, **kwargs):  # runs inside init_empty_weights
+        out = real_from_config(*args, **kwargs)
+        inside.set()
+        release.wait(timeout=30)
+        return out
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_config", paused_from_config)
+    planner._tally.cache_clear()
+    plan_thread = threading.Thread(target=plan_memory, args=("llama-7b",), kwargs={"quant": "nf4"})
+    plan_thread.start()
+    assert inside.wait(timeout=60), "the planner never reached its meta build"
+    result = {}
+    attach = threading.Thread(target=lambda: result.update(m=attach_lora(model, rank=4, target_modules="qv")))
+    attach.start()
+    attach.join(timeout=5.0)  # without the lock it finishes in here, inside the planner's meta build
+    release.set()
+    plan_thread.join(timeout=60)
+    attach.join(timeout=60)
+    planner._tally.cache_clear()
+    lora = [p for n, p in result["m"].named_parameters() if "lora_" in n]
+    assert lora and all(p.device.type == "cpu" for p in lora), "LoRA weights landed on the meta device"
+    assert any(p.abs().sum() > 0 for n, p in result["m"].named_parameters() if "lora_A" in n)
