@@ -22,6 +22,8 @@ Counting rules (the planner in ``planner.py`` predicts the same quantities):
   (weights, not activations) and the batch itself excluded. Not counted: transient buffers of the
   forward itself (e.g. the logits, freed before backward) and, under non-reentrant gradient
   checkpointing, the keyword arguments a checkpointed layer closes over (rotary cos/sin, shared).
+  ``lorakit.train`` counts them during the Trainer's own first forward (``ActivationRecorder``),
+  which also saves the Trainer's one-element loss normaliser: a few bytes above the plan.
 """
 from __future__ import annotations
 
@@ -273,40 +275,72 @@ def _model_device(model):
     return torch.device("cpu")
 
 
+class ActivationRecorder:
+    """Counts the distinct tensors autograd saves for backward while it is active (a context manager).
+
+    Used two ways: ``saved_activation_tensors`` runs one extra forward inside it, and the training
+    loop wraps its own first forward in it, so a run measures its real step instead of replaying it.
+    Parameters, buffers and the batch's own tensors are weights and inputs, not activations: skipped.
+    After the forward, ``add_outputs(out)`` adds what custom autograd Functions hold on ``ctx``.
+    """
+
+    def __init__(self, model, batch):
+        self.skip = _model_tensor_keys(model) | {_storage_key(t) for t in _batch_tensors(batch)}
+        self.seen: dict = {}
+        self._hooks = None
+
+    def pack(self, t):
+        if _is_tensor(t) and t.device.type != "meta":
+            key = _storage_key(t)
+            if key not in self.skip and key not in self.seen:
+                self.seen[key] = (t, t.untyped_storage().nbytes())
+        return t
+
+    def add_outputs(self, out) -> None:
+        for t in _ctx_held_tensors(out):
+            self.pack(t)
+
+    @property
+    def tensors(self) -> list:
+        return list(self.seen.values())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(n for _, n in self.seen.values())
+
+    def __enter__(self):
+        import torch
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc)
+        self._hooks = None
+        return False
+
+
 def saved_activation_tensors(model, batch) -> list:
     """The distinct tensors saved for backward during one training-mode forward (for teaching and
     for deriving the planner's formula): a list of (tensor, nbytes) with each storage once."""
     import torch
 
-    skip = _model_tensor_keys(model) | {_storage_key(t) for t in _batch_tensors(batch)}
     inputs = _as_inputs(model, batch)
-    skip |= {_storage_key(t) for t in _batch_tensors(inputs)}
-    seen: dict = {}
-
-    def pack(t):
-        if _is_tensor(t) and t.device.type != "meta":
-            key = _storage_key(t)
-            if key not in skip and key not in seen:
-                seen[key] = (t, t.untyped_storage().nbytes())
-        return t
-
-    def unpack(t):
-        return t
-
+    recorder = ActivationRecorder(model, list(_batch_tensors(batch)) + list(_batch_tensors(inputs)))
     was_training = {m: m.training for m in model.modules()}
     devices = [_model_device(model).index or 0] if _model_device(model).type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             model.train()
-            with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            with recorder:
                 out = model(**inputs)
-            for t in _ctx_held_tensors(out):
-                pack(t)
+            recorder.add_outputs(out)
             del out  # frees the graph: nothing is backpropagated, no .grad is touched
     finally:
         for m, mode in was_training.items():
             m.training = mode
-    return list(seen.values())
+    return recorder.tensors
 
 
 def _ctx_held_tensors(out) -> list:
@@ -358,8 +392,11 @@ def cuda_figures(device=None) -> Optional[dict]:
     }
 
 
-def measure(model, optimizer=None, batch=None) -> MemoryBreakdown:
+def measure(model, optimizer=None, batch=None, activations: Optional[int] = None) -> MemoryBreakdown:
     """The measured breakdown of ``model`` (+ ``optimizer`` state, + activations of ``batch``).
+
+    ``activations``: bytes an ``ActivationRecorder`` already counted during a real training forward;
+    given, no extra forward of ``batch`` is run.
 
     On CUDA ``cuda`` holds the allocator's allocated/reserved/peak bytes for the model's device
     (taken before the activation measurement, which would otherwise raise the peak).
@@ -372,6 +409,7 @@ def measure(model, optimizer=None, batch=None) -> MemoryBreakdown:
         adapters=adapters,
         gradients=measure_gradients(model),
         optimizer=measure_optimizer(optimizer),
-        activations=measure_activations(model, batch) if batch is not None else 0,
+        activations=(activations if activations is not None
+                     else measure_activations(model, batch) if batch is not None else 0),
         cuda=cuda,
     )

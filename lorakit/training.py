@@ -86,6 +86,7 @@ class _Run:
         self.output_dir = output_dir
         self.t0 = time.perf_counter()
         self.model = self.tokenizer = self.bundle = self.trainer = self.last_batch = None
+        self.activations = self.probed_batch = None  # bytes saved for backward by the first forward, its batch
         self.train_t0 = None  # when the Trainer's loop began
         self.train_t1 = None  # when the last step ended
         self.ended = False
@@ -126,7 +127,7 @@ class _Run:
                                     self.record.total_params))
 
     def build_trainer(self) -> None:
-        from transformers import PrinterCallback, Trainer, TrainingArguments
+        from transformers import PrinterCallback, TrainingArguments
 
         cfg = self.cfg
         out = self.output_dir or tempfile.mkdtemp(prefix="lorakit-")
@@ -140,8 +141,8 @@ class _Run:
             eval_steps=cfg.eval_every or None, include_num_input_tokens_seen="non_padding",
             use_cpu=self.record.device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
         )
-        self.trainer = Trainer(
-            model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
+        self.trainer = _make_trainer_class()(
+            activation_probe=self.on_activations, model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
             data_collator=self.collate, processing_class=self.tokenizer,
             callbacks=[_EventCallback(self)],
         )
@@ -149,7 +150,7 @@ class _Run:
         self.trainer.remove_callback(PrinterCallback)
 
     def collate(self, features):
-        """The bundle's collator (dynamic padding); remembers the batch for the memory probe."""
+        """The bundle's collator (dynamic padding); remembers the batch (the planner predicts for its shape)."""
         batch = self.bundle.collator(features)
         self.last_batch = batch
         return batch
@@ -219,12 +220,18 @@ class _Run:
         self.record.eval_loss, self.record.perplexity = loss, ppl
         emit(self.sinks, EvalDone(self.record.run_id, step, loss, ppl))
 
+    def on_activations(self, nbytes: int, batch: dict) -> None:
+        self.activations, self.probed_batch = nbytes, batch
+
     def on_memory(self, optimizer, batch) -> None:
         from .memory import measure
         from .planner import plan_for_config
 
+        # Activations come from the first real forward (then the planner predicts for that batch: the
+        # data loader has already fetched the next one); a replay of the latest batch only if missed.
+        batch = self.probed_batch if self.activations is not None else batch
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
-        measured = measure(self.model, optimizer, batch)
+        measured = measure(self.model, optimizer, batch, activations=self.activations)
         b, t = batch["input_ids"].shape
         try:  # the prediction for this very batch shape; a model the planner cannot read is no reason to fail
             padded = bool((batch["attention_mask"] == 0).any()) if "attention_mask" in batch else False
@@ -328,6 +335,32 @@ def _make_callback_class():
                 self.run.on_eval(state.global_step, metrics)
 
     return EventCallback
+
+
+def _make_trainer_class():
+    from transformers import Trainer
+
+    from .memory import ActivationRecorder
+
+    class ProbingTrainer(Trainer):
+        """A Trainer whose first training forward also counts the bytes autograd saves for backward,
+        so the memory probe measures the real step instead of running an extra forward."""
+
+        def __init__(self, *args, activation_probe=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.activation_probe = activation_probe  # called once: (bytes, the batch)
+
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            if self.activation_probe is None or not model.training:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+            probe, self.activation_probe = self.activation_probe, None
+            with ActivationRecorder(model, inputs) as recorder:
+                loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+            recorder.add_outputs(outputs)
+            probe(recorder.nbytes, inputs)
+            return (loss, outputs) if return_outputs else loss
+
+    return ProbingTrainer
 
 
 def _EventCallback(run: _Run):

@@ -157,3 +157,22 @@ def test_runs_survive_a_new_process(store):
             f"print(t.loc[0, 'run_id'], t.loc[0, 'status'], len(t))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == [rec.run_id, "finished", "1"], out.stderr
+
+
+@pytest.mark.parametrize("quant", ["none", "int8"])
+def test_memory_probe_measures_the_first_real_step_and_agrees_with_the_plan(quant, monkeypatch):
+    """Activations are counted during the Trainer's own first forward (no replay forward), and the
+    planner is asked about that very batch: every category agrees, activations up to the Trainer's
+    one-element loss normaliser (``loss / num_items_in_batch`` saves the divisor)."""
+    from lorakit import memory
+
+    replays = []
+    real = memory.measure_activations
+    monkeypatch.setattr(memory, "measure_activations", lambda *a, **k: replays.append(1) or real(*a, **k))
+    rec = lorakit.train(lorakit.RunConfig(**{**TINY, "max_steps": 2, "quant": quant}), store=False)
+    assert rec.status == "finished", rec.reason
+    assert not replays, "the probe ran an extra forward instead of measuring the real step"
+    m, p = rec.memory, rec.planned_memory
+    assert (m.base_weights, m.adapters, m.gradients, m.optimizer) == \
+        (p.base_weights, p.adapters, p.gradients, p.optimizer)
+    assert 0 <= m.activations - p.activations <= 8
