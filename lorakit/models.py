@@ -184,9 +184,28 @@ def smollm2_gguf_path() -> Path:
 
 
 def _convert_smollm2(out: Path) -> None:
+    import functools
+    import logging
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
     gguf = smollm2_gguf_path()
-    with building(), _quiet_transformers():
+    logging.getLogger("lorakit").info("converting the built-in %s once into %s (about 20 s)", gguf.name, out)
+    # transformers' GGUF reader draws its own tqdm bar (not behind disable_progress_bar): it would
+    # be progress-bar debris in a notebook cell. The construction lock makes the patch exclusive.
+    with building(), _quiet_transformers(), _patched(gguf_utils, "tqdm",
+                                                      functools.partial(gguf_utils.tqdm, disable=True)):
         _convert_smollm2_quiet(gguf, out)
+
+
+@contextlib.contextmanager
+def _patched(obj, name: str, value):
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
 
 
 def _convert_smollm2_quiet(gguf: Path, out: Path) -> None:

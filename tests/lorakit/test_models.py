@@ -118,3 +118,15 @@ def test_int8_forward_prints_no_per_call_warning():
     assert "DONE" in out.stdout
     assert "MatMul8bitLt" not in out.stderr + out.stdout
     assert "gemm_4bit_forward" not in out.stderr + out.stdout
+
+
+@pytest.mark.e2e
+def test_first_conversion_of_the_default_model_draws_no_progress_bar(tmp_path):
+    """The one-time GGUF conversion happens inside whatever cell or command first loads the model:
+    transformers' own tqdm bar would be debris there."""
+    code = "import lorakit\nlorakit.load_model('smollm2-135m', device='cpu')\nprint('DONE')\n"
+    env = {**os.environ, "LORAKIT_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "DONE" in out.stdout and (tmp_path / "models" / "smollm2-135m").is_dir()
+    assert "%|" not in out.stderr + out.stdout and "Converting" not in out.stderr + out.stdout
