@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; table + HTML report")
     d.add_argument("--steps", type=int, default=40)
     d.add_argument("--model", default="smollm2-135m")
+    d.add_argument("--seq-len", type=int, default=128, help="tokens per example (tiny-llama's byte tokenizer needs ~512)")
+    d.add_argument("--eval-examples", type=int, default=24, help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
     return p
 
@@ -212,15 +214,19 @@ def cmd_models(ns) -> int:
 def cmd_demo(ns) -> int:
     """The README's main job: the three methods on the same task, compared."""
     from .compare import compare, export_html
+    from .models import default_device
     from .store import RunStore
     from .training import train
 
     store = RunStore(ns.store)
-    common = dict(model=ns.model, max_steps=ns.steps, batch_size=4, seq_len=128, learning_rate=5e-4,
-                  eval_examples=24, seed=0)
+    # QLoRA computes in bf16 on a GPU (the paper's recipe); a CPU without bf16 units runs bf16 2.6x
+    # slower than fp32 (benchmarks/RESULTS.md, Throughput), and the NF4 storage is the same either way.
+    qdtype, qshort = ("bfloat16", "bf16") if default_device() == "cuda" else ("float32", "fp32")
+    common = dict(model=ns.model, max_steps=ns.steps, batch_size=4, seq_len=ns.seq_len, learning_rate=5e-4,
+                  eval_examples=ns.eval_examples, seed=0)
     configs = [
         RunConfig(name="LoRA r8 (fp32 base)", method="lora", quant="none", **common),
-        RunConfig(name="QLoRA r8 (NF4 base)", method="lora", quant="nf4", dtype="bfloat16", **common),
+        RunConfig(name=f"QLoRA r8 (NF4 base, {qshort} compute)", method="lora", quant="nf4", dtype=qdtype, **common),
         RunConfig(name="full fine-tuning", method="full", quant="none", **dict(common, learning_rate=5e-5)),
     ]
     t0 = time.perf_counter()

@@ -7,7 +7,9 @@ import sys
 import pandas as pd
 import pytest
 
+import lorakit
 from lorakit.cli import build_parser, main
+from lorakit.store import RunStore
 
 TINY = ["--model", "tiny-llama", "--seq-len", "400", "--batch-size", "2", "--train-examples", "16",
         "--eval-examples", "1", "--max-steps", "2"]
@@ -68,3 +70,14 @@ def test_console_script_is_installed():
     assert exe, f"no lorakit console script next to {sys.executable}: pip install -e . installs it"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "plan" in out.stdout
+
+
+def test_demo_compares_the_three_methods_and_writes_the_report(tmp_path, capsys):
+    db, html = tmp_path / "runs.db", tmp_path / "report.html"
+    assert main(["--store", str(db), "demo", "--model", "tiny-llama", "--steps", "2", "--seq-len", "512",
+                 "--eval-examples", "2", "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    table = lorakit.compare(store=RunStore(db))
+    assert sorted(table["label"]) == ["LoRA r8 (fp32 base)", "QLoRA r8 (NF4 base, fp32 compute)", "full fine-tuning"]
+    assert set(table["status"]) == {"finished"}
+    assert "QLoRA r8 (NF4 base, fp32 compute)" in out and html.stat().st_size > 10_000
