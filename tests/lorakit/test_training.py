@@ -1,4 +1,5 @@
 """The training engine on tiny-llama: events, record, determinism, stop, NaN, failures, store."""
+import json
 import math
 import subprocess
 import sys
@@ -176,3 +177,23 @@ def test_memory_probe_measures_the_first_real_step_and_agrees_with_the_plan(quan
     assert (m.base_weights, m.adapters, m.gradients, m.optimizer) == \
         (p.base_weights, p.adapters, p.gradients, p.optimizer)
     assert 0 <= m.activations - p.activations <= 8
+
+
+@pytest.mark.e2e
+def test_default_model_lora_and_qlora_runs_show_in_compare_from_a_fresh_process(tmp_path):
+    """The issue's acceptance check on the real model: both runs land in the store, and a new
+    Python process (as after a kernel restart) sees them in lorakit.compare()."""
+    db = tmp_path / "runs.db"
+    common = dict(model="smollm2-135m", max_steps=2, batch_size=2, seq_len=128, train_examples=8,
+                  eval_examples=2)
+    for quant in ("none", "nf4"):
+        rec = lorakit.train(lorakit.RunConfig(quant=quant, **common), store=RunStore(db))
+        assert rec.status == "finished", rec.reason
+    code = ("import lorakit, sys\nt = lorakit.compare(store=sys.argv[1])\n"
+            "print(t[['quant', 'status', 'mem_base_weights', 'trainable_params']].to_json(orient='records'))")
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r["quant"] for r in rows] == ["none", "nf4"] and {r["status"] for r in rows} == {"finished"}
+    assert rows[0]["trainable_params"] == rows[1]["trainable_params"] == 460_800
+    assert rows[1]["mem_base_weights"] < 0.4 * rows[0]["mem_base_weights"]  # NF4: ~161 vs 513 MiB
