@@ -142,9 +142,9 @@ class _Run:
             use_cpu=self.record.device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
         )
         self.trainer = _make_trainer_class()(
-            activation_probe=self.on_activations, model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
+            model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
             data_collator=self.collate, processing_class=self.tokenizer,
-            callbacks=[_EventCallback(self)],
+            callbacks=[_EventCallback(self)], activation_probe=self.on_activations,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
         self.trainer.remove_callback(PrinterCallback)
