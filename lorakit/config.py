@@ -118,6 +118,10 @@ class RunConfig:
             at_least(name, 1)
         for name in ("warmup_steps", "eval_every", "seed"):
             at_least(name, 0)
+        for name in _BOOL_FIELDS:  # 'no' or 0 would be truthy/falsy by accident further down
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                p[name] = f"{name} must be True or False, got {value!r}"
         if not _is_number(self.alpha) or self.alpha <= 0:
             p["alpha"] = f"alpha must be a number > 0, got {self.alpha!r}"
         if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
@@ -185,6 +189,9 @@ class RunConfig:
 
     def replace(self, **changes) -> "RunConfig":
         return replace(self, **changes)
+
+
+_BOOL_FIELDS = tuple(f.name for f in fields(RunConfig) if f.type in ("bool", bool))
 
 
 def _is_number(x) -> bool:

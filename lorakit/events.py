@@ -46,11 +46,15 @@ class EvalDone:
 
 @dataclass(frozen=True)
 class MemoryMeasured:
-    """The measured memory breakdown (after the first optimizer step), with the planner's prediction."""
+    """The measured memory breakdown (after the first optimizer step), with the planner's prediction.
+
+    ``planned`` is None when the planner could not predict this run; ``plan_error`` then says why
+    in one line (e.g. "ValueError: ..."), for a UI to show next to the measured figures."""
     run_id: str
     step: int
     measured: MemoryBreakdown
     planned: Optional[MemoryBreakdown] = None
+    plan_error: str = ""
 
 
 @dataclass(frozen=True)

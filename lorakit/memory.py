@@ -42,7 +42,10 @@ class MemoryBreakdown:
     gradients: int = 0
     optimizer: int = 0
     activations: int = 0
-    cuda: Optional[dict] = None  # allocator figures (allocated, reserved, peak) when measured on CUDA
+    cuda: Optional[dict] = None
+    """CUDA allocator figures in bytes (allocated, reserved, peak) when measured on CUDA, else None.
+    ``peak`` is ``torch.cuda.max_memory_allocated``: ``lorakit.train`` resets it when the run starts,
+    so a run's peak is its own; a bare ``measure()`` reports the peak since the process last reset it."""
 
     @property
     def total(self) -> int:

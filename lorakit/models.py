@@ -87,7 +87,7 @@ REGISTRY: dict[str, ModelInfo] = {
                   "config only", False, _llama(5120, 13824, 40, 40)),
         ModelInfo("llama-33b", "LLaMA 33B (config only, for planning)", "llama", 32_528_943_616,
                   "config only", False, _llama(6656, 17920, 60, 52)),
-        ModelInfo("llama-65b", "LLaMA 65B (config only, for planning)", "llama", 65_285_652_480,
+        ModelInfo("llama-65b", "LLaMA 65B (config only, for planning)", "llama", 65_285_660_672,
                   "config only", False, _llama(8192, 22016, 80, 64)),
         ModelInfo("llama3-8b", "Llama-3 8B (config only, for planning)", "llama", 8_030_261_248,
                   "config only", False, _llama(4096, 14336, 32, 32, 8, 128256, ctx=8192, theta=500000.0)),
@@ -135,12 +135,65 @@ def model_dir(name: str) -> Path:
     if name in REGISTRY:
         raise ModelUnavailable(
             f"model {name!r} is config-only (for lorakit.plan_memory); trainable built-ins: "
-            + ", ".join(m.name for m in list_models() if m.trainable)
+            + _trainable_names()
         )
     path = Path(name).expanduser()
     if path.is_dir():
+        _check_model_dir(path)
         return path
+    if _looks_like_path(name):
+        what = "is a file, not a directory" if path.exists() else "no such directory"
+        raise ModelUnavailable(
+            f"model {name!r}: {what} ({path.absolute()}). A local model is a directory holding "
+            f"config.json and the weights; built-in models: {_trainable_names()}"
+        )
+    _check_hub_id(name)
     return None  # a hub id: passed through to transformers
+
+
+def _trainable_names() -> str:
+    return ", ".join(m.name for m in list_models() if m.trainable)
+
+
+def _looks_like_path(name: str) -> bool:
+    """True for names only a path can have. A hub id is 'name' or 'org/name' and never starts with
+    '.', so 'HuggingFaceTB/SmolLM2-135M' stays a hub id while './x', '~/x', '/x' and 'a/b/c' are paths."""
+    return (name.startswith(("/", ".", "~")) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name) or Path(name).expanduser().exists())
+
+
+_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+
+
+def _check_model_dir(path: Path) -> None:
+    """A local model directory must hold what ``save_pretrained`` writes; say what is missing
+    instead of letting the tokenizer loader fail with an unrelated message."""
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any(any(path.glob(pattern)) for pattern in _WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model*.bin)")
+    if missing:
+        raise ModelUnavailable(
+            f"directory {str(path)!r} is not a model: it has no {' and no '.join(missing)}. A local model "
+            "is a directory written by save_pretrained (config.json, the weights and the tokenizer files)"
+        )
+
+
+def _check_hub_id(name: str) -> None:
+    """Refuse a malformed hub id with what is allowed, instead of huggingface_hub's HFValidationError."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as exc:
+        raise ModelUnavailable(
+            f"model {name!r} is not a built-in name, an existing local directory or a valid hub id. "
+            f"Allowed: a built-in model ({_trainable_names()}), a local directory holding config.json "
+            "and the weights, or a hub id 'name' or 'org/name' (letters, digits, '-', '_', '.'; at most "
+            f"96 characters). Details: {exc}"
+        ) from exc
 
 
 def _cached(name: str, build) -> Path:
@@ -157,6 +210,7 @@ def _cached(name: str, build) -> Path:
         return final
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{name}.lock")):
+        _remove_stale_builds(root, name)
         if (final / _COMPLETE).exists():  # another process finished while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
@@ -169,6 +223,15 @@ def _cached(name: str, build) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _remove_stale_builds(root: Path, name: str) -> None:
+    """Delete ``.{name}.*`` temp directories left by builds that were killed outright (no finally ran).
+
+    Only a build holding the lock writes one, and we hold it now, so none of them is in use."""
+    for tmp in root.glob(f".{name}.*"):
+        if tmp.is_dir():  # the lock file shares the prefix
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def smollm2_gguf_path() -> Path:
@@ -283,10 +346,12 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .logging_setup import quiet_libraries
-    from .quantization import DTYPE_MAP, bnb_config, check_quant_available
+    from .quantization import DTYPE_MAP, bnb_config, check_quant_available, check_quant_dtype
 
+    check_quant_dtype(quant, dtype)
     quiet_libraries()
     device = device or default_device()
+    check_device(device)
     check_quant_available(quant, device)
     t0 = time.perf_counter()
     local = model_dir(name)
@@ -299,14 +364,14 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
         kwargs["quantization_config"] = qc
     try:
         with building(), progress_bars_off("transformers"):  # no per-tensor loading bars
-            tok = AutoTokenizer.from_pretrained(source, local_files_only=local is not None)
+            tok = _load_tokenizer(AutoTokenizer, source, local)
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         if local is None:
             raise ModelUnavailable(
                 f"model {name!r} is neither a built-in name nor a local directory, and it could not be "
                 f"fetched from the Hugging Face Hub (this machine may have no internet access). "
-                f"Use a built-in model ({', '.join(m.name for m in list_models() if m.trainable)}) "
+                f"Use a built-in model ({_trainable_names()}) "
                 f"or a local directory. Details: {exc}"
             ) from exc
         raise
@@ -314,6 +379,42 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
     return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a CUDA device this machine does not have, with the reason, before torch asserts."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from exc
+    if dev.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ModelUnavailable(
+            f"device {device!r} was asked for, but CUDA is not available on this machine. "
+            "Use device='cpu', or leave device unset to use CUDA when there is a GPU"
+        )
+    if dev.index is not None and dev.index >= count:
+        raise ModelUnavailable(
+            f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+
+
+def _load_tokenizer(auto_tokenizer, source: str, local: Optional[Path]):
+    """The tokenizer; a local directory without tokenizer files is named as such (transformers'
+    own message is about backends and slow tokenizers)."""
+    try:
+        return auto_tokenizer.from_pretrained(source, local_files_only=local is not None)
+    except (OSError, ValueError) as exc:
+        if local is None:
+            raise
+        raise ModelUnavailable(
+            f"directory {str(local)!r} has no usable tokenizer (tokenizer.json or tokenizer_config.json "
+            f"with its vocabulary files, as save_pretrained writes them). Details: {exc}"
+        ) from exc
 
 
 def _check_hub_reachable(name: str) -> None:
@@ -336,6 +437,6 @@ def _check_hub_reachable(name: str) -> None:
     raise ModelUnavailable(
         f"model {name!r} is not a built-in name or a local directory, and it would have to be "
         f"downloaded from the Hugging Face Hub, but {reason}: this machine has no access to the hub. "
-        f"Use a built-in model ({', '.join(m.name for m in list_models() if m.trainable)}) "
+        f"Use a built-in model ({_trainable_names()}) "
         "or a local directory containing config.json and the weights."
     )

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import DTYPES, QUANTS
+
 DTYPE_MAP = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Kept equal to the bitsandbytes requirement in pyproject.toml (a test checks they match).
+BNB_REQUIREMENT = "bitsandbytes>=0.48"
 
 
 class QuantizationUnavailable(RuntimeError):
@@ -46,21 +50,28 @@ def bitsandbytes_available() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
+def check_quant_dtype(quant: str, dtype: str) -> None:
+    """Raise ValueError naming the field and the allowed values for an unknown quant or dtype."""
+    for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPES)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
 def check_quant_available(quant: str, device: str) -> None:
     """Raise QuantizationUnavailable with a plain reason when ``quant`` cannot run here."""
     if quant == "none":
         return
     if not bitsandbytes_available():
-        raise QuantizationUnavailable(
-            f"quant={quant!r} needs bitsandbytes: pip install 'bitsandbytes>=0.45'"
-        )
+        raise QuantizationUnavailable(f"quant={quant!r} needs bitsandbytes: pip install '{BNB_REQUIREMENT}'")
     quiet_bitsandbytes()
     try:
         import bitsandbytes  # noqa: F401
     except Exception as exc:  # a broken native library must not crash the kernel
         raise QuantizationUnavailable(f"quant={quant!r}: bitsandbytes failed to load ({exc})") from exc
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise QuantizationUnavailable(f"quant={quant!r} on device {device!r}: CUDA is not available")
+        raise QuantizationUnavailable(
+            f"quant={quant!r} on device {device!r}: CUDA is not available on this machine; use device='cpu'"
+        )
 
 
 def bnb_config(quant: str, double_quant: bool = True, dtype: str = "float32"):

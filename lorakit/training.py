@@ -105,9 +105,11 @@ class _Run:
 
         from . import adapters
         from .data import build_data
-        from .models import load_model
+        from .models import check_device, load_model
 
         cfg = self.cfg
+        check_device(self.record.device)  # a clear reason before the allocator is touched
+        _reset_cuda_peak(self.record.device)
         loaded = load_model(cfg.model, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
                             device=self.record.device)
         self.record.load_s = loaded.load_s
@@ -159,6 +161,10 @@ class _Run:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", message=".*use_cache=True.*")
+            # bitsandbytes warns when a paged optimizer creates its state on CPU; it falls back to
+            # ordinary state, which is what the user gets and sees in the memory breakdown anyway.
+            warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU",
+                                    category=UserWarning)
             self.trainer.train()
         self.check_stop()
 
@@ -233,14 +239,18 @@ class _Run:
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         measured = measure(self.model, optimizer, batch, activations=self.activations)
         b, t = batch["input_ids"].shape
+        plan_error = ""
         try:  # the prediction for this very batch shape; a model the planner cannot read is no reason to fail
             padded = bool((batch["attention_mask"] == 0).any()) if "attention_mask" in batch else False
             planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)), padded=padded)
-        except Exception:  # noqa: BLE001
-            log.warning("memory planner failed for %s", self.cfg.model, exc_info=True)
+        except Exception as exc:  # noqa: BLE001
+            # one line: with no logging handler (a notebook) a traceback would land in the cell's output
+            plan_error = _one_line(exc)
+            log.warning("memory planner failed for %s: %s", self.cfg.model, plan_error)
+            log.debug("memory planner traceback", exc_info=True)
             planned = None
         self.record.memory, self.record.planned_memory = measured, planned
-        emit(self.sinks, MemoryMeasured(self.record.run_id, 1, measured, planned))
+        emit(self.sinks, MemoryMeasured(self.record.run_id, 1, measured, planned, plan_error))
 
     def check_stop(self) -> None:
         if self.stop.is_set():
@@ -283,6 +293,20 @@ class _Run:
             rec.adapter_path = str(path)
         except Exception as exc:  # noqa: BLE001 - keep the run even if the disk is full
             rec.reason = (rec.reason + "; " if rec.reason else "") + f"adapter not saved: {exc}"
+
+
+def _reset_cuda_peak(device: str) -> None:
+    """Start the allocator's peak afresh, so ``record.memory.cuda['peak']`` is this run's own peak,
+    not the largest allocation of anything the process ran before."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _maybe_float(x):

@@ -83,7 +83,7 @@ def test_fresh_adapter_changes_nothing_and_disabling_gives_the_base_exactly():
             assert torch.equal(pm(**enc).logits, base)
 
 
-@pytest.mark.parametrize("quant", ["none", "nf4"])
+@pytest.mark.parametrize("quant", ["none", "int8", "nf4", "fp4"])
 def test_base_weights_are_bit_for_bit_unchanged_by_training(quant):
     lm = tiny(quant)
     before = checksum(lm.model)

@@ -70,3 +70,31 @@ def dataclasses_error():
 def test_public_surface():
     for name in ("RunConfig", "train", "compare", "plan_memory", "list_models", "MemoryBreakdown", "sweep"):
         assert hasattr(lorakit, name)
+
+
+def test_boolean_fields_must_be_real_bools_and_are_reported_with_the_rest():
+    with pytest.raises(ConfigError) as err:
+        RunConfig(double_quant="no", gradient_checkpointing=1, bf16_autocast="False", rank=0)
+    problems = err.value.problems
+    assert set(problems) == {"double_quant", "gradient_checkpointing", "bf16_autocast", "rank"}
+    assert problems["double_quant"] == "double_quant must be True or False, got 'no'"
+    assert RunConfig(double_quant=False, gradient_checkpointing=True).double_quant is False
+
+
+def test_an_invalid_config_imports_no_heavy_library():
+    """Validation happens before anything is loaded: building (and refusing) a config in a fresh
+    process must not pull in torch, transformers, peft or bitsandbytes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lorakit\n"
+        "try:\n    lorakit.RunConfig(rank=0, quant='int4', double_quant='no', target_modules=['foo'])\n"
+        "except lorakit.ConfigError as e:\n"
+        "    assert set(e.problems) == {'rank', 'quant', 'double_quant', 'target_modules'}, e\n"
+        "else:\n    raise SystemExit('no ConfigError')\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'bitsandbytes') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

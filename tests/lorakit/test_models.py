@@ -24,7 +24,7 @@ def test_registry_param_counts_match_the_configs():
     from accelerate import init_empty_weights
     from transformers import AutoModelForCausalLM
 
-    for name in ("tiny-llama", "smollm2-135m", "llama-7b"):
+    for name in models.REGISTRY:  # config-only entries too: the planner quotes these counts
         with init_empty_weights():
             m = AutoModelForCausalLM.from_config(models.builtin_config(name))
         m.tie_weights()  # init_empty_weights leaves tied embeddings untied until asked
@@ -57,6 +57,22 @@ def test_cache_build_is_atomic(tmp_path, monkeypatch):
     assert (path / models._COMPLETE).exists() and (path / "config.json").exists()
 
 
+def test_a_killed_builds_temp_directory_is_removed_by_the_next_build(tmp_path, monkeypatch):
+    """A conversion killed outright (no finally) leaves .{name}.XXXX behind; the next build under
+    the lock clears it, and leaves the lock file and other models' directories alone."""
+    monkeypatch.setenv("LORAKIT_HOME", str(tmp_path))
+    root = tmp_path / "models"
+    stale = root / ".tiny-llama.k1ll3d"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half")
+    other = root / ".smollm2-135m.abc"
+    other.mkdir()
+    path = models.model_dir("tiny-llama")
+    assert (path / models._COMPLETE).exists()
+    assert not stale.exists() and other.exists()
+    assert (root / ".tiny-llama.lock").exists()
+
+
 def test_missing_smollm2_package_names_the_install_command(monkeypatch):
     import importlib.util
 
@@ -83,6 +99,79 @@ def test_local_directory_passes_through(tmp_path):
     lm.tokenizer.save_pretrained(tmp_path)
     again = lorakit.load_model(str(tmp_path), device="cpu")
     assert torch.equal(again.model.lm_head.weight, lm.model.lm_head.weight)
+
+
+@pytest.mark.parametrize("name", ["./no/such/dir", "/no/such/dir", "~/no/such/dir", "no/such/dir", "../nowhere"])
+def test_a_path_that_does_not_exist_says_no_such_directory(name):
+    with pytest.raises(models.ModelUnavailable, match="no such directory"):
+        lorakit.load_model(name, device="cpu")
+
+
+def test_an_existing_file_is_not_a_model_directory(tmp_path):
+    f = tmp_path / "config.json"
+    f.write_text("{}")
+    with pytest.raises(models.ModelUnavailable, match="is a file, not a directory"):
+        lorakit.load_model(str(f), device="cpu")
+
+
+def test_hub_ids_are_not_taken_for_paths():
+    assert not models._looks_like_path("HuggingFaceTB/SmolLM2-135M")
+    assert not models._looks_like_path("gpt2")
+    assert models._looks_like_path("./gpt2") and models._looks_like_path("a/b/c")
+
+
+def test_a_directory_without_config_or_weights_says_what_is_missing(tmp_path):
+    with pytest.raises(models.ModelUnavailable) as err:
+        lorakit.load_model(str(tmp_path), device="cpu")
+    assert "config.json" in str(err.value) and "weights" in str(err.value)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(models.ModelUnavailable) as err:
+        lorakit.load_model(str(tmp_path), device="cpu")
+    assert "no weights" in str(err.value) and "no config.json" not in str(err.value)
+
+
+def test_a_directory_without_tokenizer_files_says_so(tmp_path):
+    lorakit.load_model("tiny-llama", device="cpu").model.save_pretrained(tmp_path)
+    with pytest.raises(models.ModelUnavailable, match="no usable tokenizer"):
+        lorakit.load_model(str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize("name", ["weird id!!", "-starts-with-dash"])
+def test_a_malformed_hub_id_says_what_is_allowed(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(models.ModelUnavailable) as err:
+        lorakit.load_model(name, device="cpu")
+    msg = str(err.value)
+    assert "valid hub id" in msg and "'org/name'" in msg and "tiny-llama" in msg
+
+
+@pytest.mark.parametrize("kw,field", [(dict(quant="int4"), "quant"), (dict(dtype="fp16"), "dtype")])
+def test_unknown_quant_or_dtype_names_the_field_and_the_allowed_values(kw, field):
+    with pytest.raises(ValueError) as err:
+        lorakit.load_model("tiny-llama", device="cpu", **kw)
+    msg = str(err.value)
+    assert msg.startswith(f"{field} must be one of") and repr(kw[field]) in msg
+    assert ("'nf4'" in msg) if field == "quant" else ("'bfloat16'" in msg)
+
+
+@pytest.mark.parametrize("quant", ["none", "int8", "nf4", "fp4"])
+def test_cuda_on_a_machine_without_cuda_is_a_clear_error(quant, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(models.ModelUnavailable, match="device 'cuda' was asked for, but CUDA is not available"):
+        lorakit.load_model("tiny-llama", quant=quant, device="cuda")
+
+
+def test_a_cuda_index_beyond_the_machines_gpus_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(models.ModelUnavailable, match=r"'cuda:3': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        models.check_device("cuda:3")
+    models.check_device("cuda:0")
+
+
+def test_an_unknown_device_string_names_the_field():
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu'"):
+        lorakit.load_model("tiny-llama", device="gpu")
 
 
 @pytest.mark.parametrize("quant,layer", [("int8", "Linear8bitLt"), ("nf4", "Linear4bit"), ("fp4", "Linear4bit")])

@@ -31,3 +31,43 @@ def test_nf4_beats_fp4_on_normal_weights_and_double_quant_saves_bytes():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="'nf4', 'fp4' or 'int8'"):
         quantization_error(torch.ones(64, 64), "int4")
+
+
+def test_install_hint_matches_the_pyproject_requirement():
+    import tomllib
+    from pathlib import Path
+
+    from lorakit.quantization import BNB_REQUIREMENT
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert BNB_REQUIREMENT in pyproject["project"]["dependencies"]
+
+
+def test_missing_bitsandbytes_names_the_install_command(monkeypatch):
+    from lorakit import quantization as q
+
+    monkeypatch.setattr(q, "bitsandbytes_available", lambda: False)
+    with pytest.raises(q.QuantizationUnavailable, match=f"pip install '{q.BNB_REQUIREMENT}'"):
+        q.check_quant_available("nf4", "cpu")
+    q.check_quant_available("none", "cpu")  # no bitsandbytes needed
+
+
+@pytest.mark.parametrize("quant", ["int8", "nf4", "fp4"])
+def test_a_quant_mode_on_cuda_without_cuda_is_unavailable(quant, monkeypatch):
+    from lorakit import quantization as q
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(q.QuantizationUnavailable) as err:
+        q.check_quant_available(quant, "cuda")
+    assert f"quant={quant!r} on device 'cuda': CUDA is not available" in str(err.value)
+    assert "use device='cpu'" in str(err.value)  # what to do instead
+    q.check_quant_available(quant, "cpu")
+
+
+@pytest.mark.parametrize("quant,dtype,field", [("int4", "float32", "quant"), ("nf4", "fp16", "dtype")])
+def test_unknown_quant_or_dtype_is_refused_naming_the_field(quant, dtype, field):
+    from lorakit.quantization import check_quant_dtype
+
+    with pytest.raises(ValueError, match=f"^{field} must be one of .*; got "):
+        check_quant_dtype(quant, dtype)
+    check_quant_dtype("fp4", "bfloat16")

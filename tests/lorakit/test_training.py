@@ -121,6 +121,66 @@ def test_a_missing_model_is_a_failed_run_with_the_reason(store, monkeypatch):
     assert [r.run_id for r in store.records()] == [rec.run_id]
 
 
+def test_a_missing_local_directory_is_a_failed_run_saying_no_such_directory(store):
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, model="./no/such/dir")), store=store)
+    assert rec.status == "failed" and rec.reason.startswith("ModelUnavailable:"), rec.reason
+    assert "no such directory" in rec.reason
+
+
+def test_cuda_asked_on_a_machine_without_cuda_is_a_failed_run_naming_the_device(store, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rec = lorakit.train(lorakit.RunConfig(**TINY), store=store, device="cuda")
+    assert rec.status == "failed" and "device 'cuda'" in rec.reason and "CUDA is not available" in rec.reason
+
+
+def test_a_planner_failure_is_one_warning_line_and_the_reason_reaches_the_sinks(caplog, capfd, monkeypatch):
+    """In a notebook (no logging handler) a traceback would be printed into the cell: the warning is
+    one line, the traceback goes to DEBUG, and MemoryMeasured carries the reason for the UI."""
+    import logging
+
+    from lorakit import planner
+
+    def broken(*a, **kw):
+        raise ValueError("cannot read this config\nsecond line")
+
+    monkeypatch.setattr(planner, "plan_for_config", broken)
+    caplog.set_level(logging.DEBUG, logger="lorakit")
+    sink = Recorder()
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=1, eval_examples=1)), sinks=[sink], store=False)
+    assert rec.status == "finished", rec.reason
+    (event,) = sink.of(ev.MemoryMeasured)
+    assert event.planned is None and event.plan_error == "ValueError: cannot read this config"
+    warnings_ = [r for r in caplog.records if r.levelno == logging.WARNING and "planner" in r.getMessage()]
+    assert len(warnings_) == 1 and warnings_[0].exc_info is None
+    assert "cannot read this config" in warnings_[0].getMessage()
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)  # the traceback, kept
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_paged_adamw_8bit_on_cpu_prints_no_warning(recwarn):
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, optimizer="paged_adamw_8bit", max_steps=1, eval_examples=1)),
+                        store=False, device="cpu")
+    assert rec.status == "finished", rec.reason
+    assert rec.memory.optimizer > 0  # the optimizer did make its state
+    assert not [w for w in recwarn if "Paged optimizers" in str(w.message)]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_cuda_figures_are_filled_and_the_peak_is_this_runs_own():
+    import torch
+
+    big = torch.empty(1 << 30, dtype=torch.uint8, device="cuda")  # 1 GiB before the run...
+    del big  # ...freed: the run's peak must not include it
+    rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=1, eval_examples=1)), store=False, device="cuda")
+    assert rec.status == "finished", rec.reason
+    cuda = rec.memory.cuda
+    assert set(cuda) == {"allocated", "reserved", "peak"}
+    assert cuda["peak"] >= cuda["allocated"] > 0 and cuda["reserved"] >= cuda["allocated"]
+    assert cuda["peak"] < 1 << 30
+
+
 def test_full_finetuning_and_8bit_optimizer(store):
     full = lorakit.train(lorakit.RunConfig(**dict(TINY, method="full", max_steps=2)), store=store)
     assert full.status == "finished", full.reason
