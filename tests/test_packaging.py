@@ -192,6 +192,7 @@ def runs(cmds: list[list[str]], script: str) -> bool:
 def test_ci_runs_the_readme_test_command():
     text = (ROOT / ".ci" / "run").read_text()
     assert runs(commands(text), "scripts/test.sh")
+    assert "export LORAKIT_REQUIRE_BROWSER=1" in text  # CI fails, not skips, without the browser stack
 
 
 def test_demo_test_and_lab_scripts_run_setup_first():
