@@ -5,6 +5,7 @@ throttle how often they redraw (see ``throttle.py``).
 """
 from __future__ import annotations
 
+import html
 from typing import Optional, Sequence
 
 import plotly.graph_objects as go
@@ -66,7 +67,7 @@ class MemoryChart:
     def __init__(self, height: int = 340, width: int = 540, title: str = "Memory: predicted vs measured"):
         self.figure = go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
-                         hovertemplate=f"{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
+                         hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
                   for c in CATEGORIES],
             layout=go.Layout(
                 barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
@@ -78,28 +79,81 @@ class MemoryChart:
             ),
         )
         self.bars: list = []
+        self.notes: list = []
 
-    def show(self, bars: Sequence) -> None:
-        """bars: [(run label, 'predicted' | 'measured', MemoryBreakdown or None)]; None draws an empty slot."""
-        self.bars = list(bars)
-        x = [[b[0] for b in self.bars], [b[1] for b in self.bars]] if self.bars else []
+    def show(self, bars: Sequence, notes: Sequence = ()) -> None:
+        """bars: [(run label, 'predicted' | 'measured', MemoryBreakdown or None[, tick text])]; None draws
+        an empty slot. The tick text (default: the kind) says what a bar is, e.g. which batch a prediction
+        is for. notes: lines shown over the bars (why a prediction is missing)."""
+        self.bars = [tuple(b) + (b[1],) * (4 - len(b)) for b in bars]
+        self.notes = list(notes)
+        ticks = [b[3] for b in self.bars]
+        x = [[b[0] for b in self.bars], ticks] if self.bars else []
         f = self.figure
         with f.batch_update():
-            f.layout.annotations = () if self.bars else (_note("no run yet: bars appear after the first "
-                                                               "optimizer step"),)
+            if not self.bars:
+                f.layout.annotations = (_note("no run yet: bars appear after the first optimizer step"),)
+            elif self.notes:
+                f.layout.annotations = (_top_note("<br>".join(html.escape(n) for n in self.notes)),)
+            else:
+                f.layout.annotations = ()
             for trace, c in zip(f.data, CATEGORIES):
                 trace.x = x
                 trace.y = [(getattr(b[2], c) / MiB if b[2] is not None else 0.0) for b in self.bars]
+                trace.customdata = [f"{b[0]}, {b[3].replace('<br>', ' ')}" for b in self.bars]
 
     def values(self) -> dict:
         """{(run label, kind): {category: bytes}} as drawn (for tests)."""
         return {(label, kind): ({c: getattr(m, c) for c in CATEGORIES} if m is not None else None)
-                for label, kind, m in self.bars}
+                for label, kind, m, _tick in self.bars}
+
+    def ticks(self) -> dict:
+        """{(run label, kind): tick text} as drawn (for tests)."""
+        return {(label, kind): tick for label, kind, _m, tick in self.bars}
+
+
+# The two predictions differ: before training the planner assumes full batch_size x seq_len rows
+# (the Quantization panel); after the first step it predicts for the batch that step trained.
+PREDICTED_TICKS = {"config": "predicted<br>(before training)", "batch": "predicted<br>(this batch)"}
+
+
+def memory_bars(runs: Sequence) -> tuple:
+    """(bars, notes) for ``MemoryChart.show`` from [(label, LiveRun)]: predicted next to measured."""
+    bars, notes = [], []
+    for label, live in runs:
+        bars.append((label, "predicted", live.planned, predicted_tick(live)))
+        bars.append((label, "measured", live.memory))
+        note = _prediction_note(live)
+        if note:
+            notes.append(f"{label}: {note}")
+    return bars, notes
+
+
+def predicted_tick(live) -> str:
+    """What a run's predicted bar is: for the trained batch, before training, or missing."""
+    if live.planned is not None:
+        return PREDICTED_TICKS.get(live.plan_scope, "predicted")
+    return "no prediction" if _prediction_note(live) else "predicted"  # else: not computed yet
+
+
+def _prediction_note(live) -> str:
+    """Why a run has no prediction (for the trained batch), or ""."""
+    if live.planned is not None:
+        return f"no prediction for the trained batch: {live.plan_error}" if live.plan_error else ""
+    if live.plan_error or live.memory is not None:  # measured, yet nothing to set it against
+        return f"no prediction: {live.plan_error or 'the planner gave none'}"
+    return ""
 
 
 def _note(text: str) -> dict:
     return dict(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                 font=dict(size=13, color="#999"))
+
+
+def _top_note(text: str) -> dict:
+    return dict(text=text, xref="paper", yref="paper", x=0.0, y=1.0, xanchor="left", yanchor="top",
+                showarrow=False, align="left", bgcolor="rgba(255,255,255,0.85)",
+                font=dict(size=11, color="#b26a00"))
 
 
 def _finite(v) -> Optional[float]:

@@ -8,7 +8,8 @@ topic they subscribed to with ``on(topic, fn)``:
 - ``problems`` (problems): field -> message, for the message next to each field;
 - ``model`` (): a model was loaded, or loading started / failed (``model_info``, ``model_error``);
 - ``plan`` (): the planner's prediction for the form (``plan_result``) was recomputed;
-- ``data`` (): a data preview finished or failed (``data_stats``, ``data_html``, ``data_error``);
+- ``data`` (): a data preview finished or failed, or a change made it stale (``data_stats``,
+  ``data_html``, ``data_error``, ``data_changed``);
 - ``status`` (): the status line changed for a reason other than a training step;
 - ``run`` (live): Train was pressed (or an outside run started): a fresh ``LiveRun``;
 - ``event`` (event): a lorakit event of the current run, already folded into ``live``;
@@ -42,6 +43,10 @@ FORM_FIELDS = (
     "target_modules", "dataset", "train_examples", "eval_examples", "max_steps", "batch_size", "seq_len",
     "learning_rate",
 )
+# A data preview describes these values: changing any of them clears it (it would be stale).
+DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
+# The ranks the Studio's rank slider offers; any other rank is a problem, never a new slider stop.
+RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
 
 
 @dataclass
@@ -78,6 +83,7 @@ class StudioController:
         self.data_stats: Optional[dict] = None
         self.data_html: str = ""
         self.data_error: str = ""
+        self.data_changed: tuple = ()  # the DATA_FIELDS changed since the last preview (it was cleared)
         self.live: Optional[LiveRun] = None  # the current (or last) run
         self.previous: Optional[LiveRun] = None  # the run before it, for side-by-side memory
         self.status: tuple = ("info", "Ready. Pick a model and settings, then press Train.")
@@ -137,17 +143,29 @@ class StudioController:
         changes = {k: v for k, v in changes.items() if self.values.get(k) != v}
         if not changes:
             return self.problems
+        stale = tuple(k for k in DATA_FIELDS if k in changes)
         with self._lock:
-            if "model" in changes and changes["model"] != self.values["model"]:
+            if "model" in changes:
                 self.model_error = ""
-                self.data_stats, self.data_html, self.data_error = None, "", ""
-            if "dataset" in changes or "seq_len" in changes:
-                self.data_error = ""
+            if stale:
+                self._clear_data(stale)
             self.values.update(changes)
         self._notify("values", changes)
+        if stale:
+            self._notify("data")
         problems = self._validate()
         self.request_plan()
         return problems
+
+    def _clear_data(self, changed: tuple) -> None:
+        """Forget the preview: its counts and tokens were for other values (the caller holds the lock)."""
+        had_preview = self.data_stats is not None or bool(self.data_html or self.data_error)
+        if had_preview or self.data_changed:
+            self.data_changed = tuple(dict.fromkeys((*self.data_changed, *changed)))
+        self.data_stats, self.data_html, self.data_error = None, "", ""
+
+    def _data_key(self) -> tuple:
+        return tuple(self.values[k] for k in DATA_FIELDS)
 
     def _validate(self, notify: bool = True) -> dict:
         problems: dict = {}
@@ -158,6 +176,9 @@ class StudioController:
         except (TypeError, ValueError) as exc:
             problems["form"] = str(exc)
         v, info = self.values, self.model_info
+        if "rank" not in problems and v["rank"] not in RANKS:
+            problems["rank"] = (f"rank must be one of {', '.join(map(str, RANKS))} (the Studio's slider); "
+                                f"got {v['rank']!r}")
         if (info is not None and info.name == v["model"] and v["method"] == "lora"
                 and "target_modules" not in problems and isinstance(v["target_modules"], tuple)):
             unknown = [t for t in v["target_modules"] if t not in info.group_names]
@@ -285,11 +306,12 @@ class StudioController:
     def _preview(self, n: int) -> None:
         from lorakit.data import build_data, preview_html
 
+        key = self._data_key()  # a change while the preview builds makes its result stale: dropped
         try:
             cfg = self.config()
         except ConfigError as exc:
             with self._lock:
-                self.data_stats, self.data_html = None, ""
+                self.data_stats, self.data_html, self.data_changed = None, "", ()
                 self.data_error = exc.problems.get("dataset", "") or (
                     "fix the highlighted fields first: " + ", ".join(exc.problems))
             self._notify("data")
@@ -303,13 +325,16 @@ class StudioController:
             bundle = build_data(cfg, tok)
             html = preview_html(bundle, tok, n=n)
         except Exception as exc:  # noqa: BLE001 - DataError and friends: next to the dataset field
-            with self._lock:
-                self.data_stats, self.data_html, self.data_error = None, "", _message(exc)
-            self._notify("data")
-            self._validate()
+            self._data_done(key, None, "", _message(exc))
             return
+        self._data_done(key, dict(bundle.stats), html, "")
+
+    def _data_done(self, key: tuple, stats: Optional[dict], html: str, error: str) -> None:
+        """Show a finished preview, unless the form changed meanwhile (set() already cleared it)."""
         with self._lock:
-            self.data_stats, self.data_html, self.data_error = dict(bundle.stats), html, ""
+            if key != self._data_key():
+                return
+            self.data_stats, self.data_html, self.data_error, self.data_changed = stats, html, error, ()
         self._notify("data")
         self._validate()
 
@@ -356,6 +381,9 @@ class StudioController:
             if rec.memory is not None:
                 live = LiveRun.for_config(rec.config, rec.planned_memory)
                 live.memory, live.status, live.run_id, live.record = rec.memory, rec.status, rec.run_id, rec
+                live.plan_scope = "batch"  # the engine stores the prediction for the trained batch
+                if rec.planned_memory is None:
+                    live.plan_error = "the run store has no prediction for this run"
                 return live
         return None
 
@@ -403,6 +431,7 @@ class StudioController:
                 self._notify("runs")
         except Exception as exc:  # noqa: BLE001 - never a traceback from the training thread
             self.errors.append(exc)
+            log.debug("display failed on %s", type(event).__name__, exc_info=True)  # for debugging only
             self._set_status("error", f"display error on {type(event).__name__}: {type(exc).__name__}: {exc}")
 
     def _release_engine(self, live: LiveRun) -> None:
@@ -480,6 +509,7 @@ class StudioController:
                 warm()
                 fn()
             except Exception as exc:  # noqa: BLE001 - jobs report, never die silently
+                log.debug("%s failed", what, exc_info=True)  # for debugging only
                 self.report("error", f"{what} failed: {_message(exc)}")
 
         if not background:

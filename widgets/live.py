@@ -3,7 +3,12 @@
     from lorakit.widgets import LiveCallback
     cb = LiveCallback()            # or LiveCallback(studio) to feed an open Studio's panels
     cb                             # shows the dashboard
-    Trainer(..., callbacks=[cb]).train()
+    trainer = Trainer(..., callbacks=[cb])
+    with cb:                       # an exception in train() marks the dashboard failed (and is re-raised)
+        trainer.train()
+
+Without the ``with``, a Trainer that raises never calls ``on_train_end``, so the dashboard would
+keep saying "running".
 
 The callback turns the Trainer's hooks into lorakit's events (RunStarted, StepLogged, EvalDone,
 MemoryMeasured, RunFinished), so the same panels draw them. Memory is measured with
@@ -20,7 +25,7 @@ from transformers import TrainerCallback
 
 from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 
-from .charts import LossChart, MemoryChart
+from .charts import LossChart, MemoryChart, memory_bars
 from .fields import plain_text, status_html
 from .runstate import LiveRun
 from .throttle import Throttle
@@ -59,8 +64,8 @@ class LiveDashboard(W.VBox):
         with live.lock:
             steps, evals, max_steps = list(live.steps), list(live.evals), live.max_steps
         self.chart.show(steps, evals, max_steps, title=f"Loss · {live.label}")
-        self.memory.show([(live.label, "predicted", live.planned), (live.label, "measured", live.memory)]
-                         if (live.planned or live.memory) else [])
+        bars, notes = memory_bars([(live.label, live)]) if (live.planned or live.memory) else ([], [])
+        self.memory.show(bars, notes)
         self.progress.max = max(1, max_steps)
         self.progress.value = min(steps[-1][0] if steps else 0, self.progress.max)
         self.status.value = status_html(*live.message())
@@ -93,6 +98,7 @@ class LiveCallback(TrainerCallback):
             raise TypeError("LiveCallback target must be a Studio, a StudioController, a LiveDashboard or a callable")
         self.label, self.config, self.measure_memory = label, config, measure_memory
         self.run_id = ""
+        self.finished = False  # RunFinished was sent for the current run
         self.errors: list = []
         self._hook = None
         self._batch = None
@@ -107,6 +113,26 @@ class LiveCallback(TrainerCallback):
         display(self.dashboard if self.dashboard is not None else W.HTML(
             "LiveCallback feeds the Studio's panels above."))
 
+    # --- the context manager: a Trainer that raises skips on_train_end ------------------------------
+    def __enter__(self) -> "LiveCallback":
+        self.finished = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and not self.finished:
+            stopped = isinstance(exc, KeyboardInterrupt)
+            reason = "interrupted (KeyboardInterrupt)" if stopped else f"{type(exc).__name__}: {exc}"
+            self._end("stopped" if stopped else "failed", reason)
+        return False  # the user's exception goes on: the dashboard only reports it
+
+    def _end(self, status: str, reason: str) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._batch = None
+        self.finished = True
+        self._emit(RunFinished(self.run_id, status, None, reason))
+
     # --- events out --------------------------------------------------------------------------------
     def _emit(self, event) -> None:
         try:
@@ -117,6 +143,7 @@ class LiveCallback(TrainerCallback):
     # --- Trainer hooks -------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.run_id = uuid.uuid4().hex[:12]
+        self.finished = False
         self._t0 = self._t_log = time.perf_counter()
         self._tokens, self._probed = 0, False
         trainable = total = 0
@@ -160,19 +187,23 @@ class LiveCallback(TrainerCallback):
             return
         finally:
             self._measuring = False
-        self._emit(MemoryMeasured(self.run_id, state.global_step + 1, measured, self._planned()))
+        planned, why = self._planned()
+        self._emit(MemoryMeasured(self.run_id, state.global_step + 1, measured, planned, plan_error=why))
 
-    def _planned(self):
-        if self.config is None or self._batch is None or "input_ids" not in self._batch:
-            return None
+    def _planned(self) -> tuple:
+        """(prediction for the trained batch or None, why there is none)."""
+        if self.config is None:
+            return None, "pass LiveCallback(config=RunConfig(...)) for the planner's prediction"
+        if self._batch is None or "input_ids" not in self._batch:
+            return None, "no training batch was seen"
         try:
             from lorakit.planner import plan_for_config
 
             b, t = self._batch["input_ids"].shape
-            return plan_for_config(self.config.replace(batch_size=int(b), seq_len=int(t)))
+            return plan_for_config(self.config.replace(batch_size=int(b), seq_len=int(t))), ""
         except Exception as exc:  # noqa: BLE001 - a prediction is optional
             self.errors.append(exc)
-            return None
+            return None, f"{type(exc).__name__}: {exc}"
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:
@@ -193,14 +224,10 @@ class LiveCallback(TrainerCallback):
             self._emit(EvalDone(self.run_id, int(state.global_step), loss, math.exp(loss) if loss < 50 else float("inf")))
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        self._batch = None
         done = state.max_steps and state.global_step >= state.max_steps
         status = "finished" if done or not state.max_steps else "stopped"
         reason = "" if status == "finished" else f"the Trainer stopped at step {state.global_step}"
-        self._emit(RunFinished(self.run_id, status, None, reason))
+        self._end(status, reason)
 
 
 def _maybe_float(x) -> Optional[float]:

@@ -22,6 +22,10 @@ class LiveRun:
     max_steps: int = 0
     config: Any = None
     planned: Optional[MemoryBreakdown] = None
+    # what ``planned`` predicts: "config" (before training: the form's batch_size x seq_len) or
+    # "batch" (the batch the first step actually trained, from MemoryMeasured.planned)
+    plan_scope: str = "config"
+    plan_error: str = ""  # why there is no prediction for the trained batch
     run_id: str = ""
     status: str = "starting"  # starting | running | finished | stopped | failed
     reason: str = ""
@@ -68,7 +72,9 @@ class LiveRun:
             elif isinstance(event, MemoryMeasured):
                 self.memory = event.measured
                 if event.planned is not None:
-                    self.planned = event.planned
+                    self.planned, self.plan_scope, self.plan_error = event.planned, "batch", ""
+                else:
+                    self.plan_error = event.plan_error or "none came with the measurement"
             elif isinstance(event, RunFinished):
                 self.status, self.reason, self.record = event.status, event.reason or "", event.record
                 rec = event.record
@@ -115,6 +121,8 @@ class LiveRun:
             return "ok", " · ".join(parts)
         if self.status == "stopped":
             n = len(self.steps)
+            if rec is None:  # an outside run (LiveCallback): no run store, say why it stopped instead
+                return "warn", f"{name} stopped after step {self.last_step}: {self.reason or 'stopped'}"
             return "warn", (f"{name} stopped after step {self.last_step} of {self.max_steps}; its history "
                             f"({n} step{'s' if n != 1 else ''}) is kept in the run store")
         if self.status == "failed":

@@ -76,3 +76,44 @@ def test_live_callback_rejects_a_bad_target():
 
     with pytest.raises(TypeError):
         LiveCallback(target=42)
+
+
+def test_live_callback_context_marks_the_dashboard_failed_when_the_trainer_raises(tmp_path):
+    from lorakit.widgets import LiveCallback
+
+    cb = LiveCallback(label="my trainer")
+    trainer = _tiny_trainer(tmp_path, cb, max_steps=4)
+    real_step = trainer.training_step
+
+    def step_then_fail(*args, **kwargs):
+        if trainer.state.global_step >= 2:
+            raise RuntimeError("out of memory (simulated)")
+        return real_step(*args, **kwargs)
+
+    trainer.training_step = step_then_fail  # the user's training dies at step 3: on_train_end never fires
+    with pytest.raises(RuntimeError, match="simulated"):  # the user's exception is not swallowed
+        with cb:
+            trainer.train()
+    d = cb.dashboard
+    assert d.live.status == "failed"
+    assert d.status_text == "my trainer failed: RuntimeError: out of memory (simulated)"
+    assert [x for x, _ in d.chart.train_points] == [1, 2]  # what ran is kept
+    assert not trainer.model._forward_pre_hooks  # the batch-capturing hook left the user's model
+
+
+def test_live_callback_context_reports_to_a_studio_and_an_interrupt_is_a_stop():
+    from lorakit.widgets import LiveCallback, StudioController
+
+    c = StudioController(store=False, model="tiny-llama")
+    with pytest.raises(ValueError):
+        with LiveCallback(c):
+            raise ValueError("bad dataset column")  # before the Trainer even started
+    assert c.live.status == "failed" and c.status == ("error", "your run failed: ValueError: bad dataset column")
+    with pytest.raises(KeyboardInterrupt):
+        with LiveCallback(c):
+            raise KeyboardInterrupt
+    assert c.live.status == "stopped"
+    assert c.status == ("warn", "your run stopped after step 0: interrupted (KeyboardInterrupt)")
+    with LiveCallback(c):  # no exception: nothing reported
+        pass
+    assert c.live.status == "stopped"

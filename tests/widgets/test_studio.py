@@ -1,7 +1,10 @@
 """The Studio headless: set widget values, click Train in Python, read the charts, the status and the table."""
 from __future__ import annotations
 
+import logging
 import threading
+
+import pytest
 
 from lorakit.events import StepLogged
 from lorakit.memory import CATEGORIES
@@ -141,7 +144,9 @@ def test_stop_mid_run_keeps_history(studio, store_path):
     assert s.train_panel.stop_button.disabled  # nothing left to stop
 
 
-def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, tmp_path, store_path, caplog):
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no silent thread death
+def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, tmp_path, store_path, caplog, capsys):
+    caplog.set_level(logging.DEBUG, logger="lorakit.widgets")  # where the widgets keep tracebacks
     s = studio
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "2+2", "reply": "4"}\n{"question": "3+3", "reply": "6"}\n')
@@ -161,7 +166,15 @@ def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, tmp_
     assert text.startswith("lora-r8 failed:") and "dataset" in text  # the engine's reason, readable
     assert "Traceback" not in text
     assert any("display error" in t and "this panel is broken" in t for t in seen)
-    assert not any(r.exc_info for r in caplog.records if r.name.startswith("lorakit.widgets"))
+    # the broken panel's traceback is kept for debugging, at DEBUG only (hidden at default levels) ...
+    kept = [r for r in caplog.records if r.name == "lorakit.widgets" and r.exc_info
+            and "this panel is broken" in str(r.exc_info[1])]
+    assert kept and all(r.levelno == logging.DEBUG for r in kept)
+    assert not [r for r in caplog.records if r.name.startswith("lorakit") and r.levelno >= logging.WARNING
+                and r.exc_info]
+    # ... and nothing reaches the notebook's output
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "this panel is broken" not in out + err
     with RunStore(store_path) as st:
         assert [r.status for r in st.records()] == ["failed"]
 

@@ -98,3 +98,26 @@ def test_real_timer_delivers_the_trailing_update():
     t.push("last")  # within the interval: left to the timer thread
     assert done.wait(30)
     assert drawn == ["first", "last"]
+
+
+def test_train_panel_through_the_controller_redraws_a_few_times_and_keeps_every_point():
+    from lorakit.events import RunFinished, RunStarted, StepLogged
+    from lorakit.widgets import StudioController, TrainPanel
+
+    c = StudioController(store=False, model="tiny-llama")
+    panel = TrainPanel(c, interval=0.3)
+    clock, timer = FakeClock(), ManualTimer()
+    panel.throttle.clock, panel.throttle.timer = clock, timer  # the panel's own throttle, on a fake clock
+    draw, drawn = panel.chart.show, []
+    panel.chart.show = lambda steps, *a, **k: (drawn.append(len(steps)), draw(steps, *a, **k))  # count redraws
+    c.feed(RunStarted("r1", None, 10, 100))
+    for step in range(1, 301):  # 300 steps over 3 fake seconds, through the sink LiveCallback uses
+        c.feed(StepLogged("r1", step, 300, 10.0 / step, 1e-3, 1000.0, step / 100))
+        clock.now += 0.01
+        if step % 30 == 0:  # the timer thread gets a chance now and then
+            timer.fire_all()
+    c.feed(RunFinished("r1", "finished", None))
+    assert panel.throttle.pushed >= 300
+    assert 2 <= len(drawn) <= 3 / 0.3 + 3, drawn  # a few redraws per second, not one per step
+    assert drawn[-1] == 300 and panel.chart.train_points == [(s, 10.0 / s) for s in range(1, 301)]
+    assert "finished" in panel.status_text and panel.progress.value == 300

@@ -1,12 +1,15 @@
 """Panel: a titled box of form fields bound to a StudioController (its own one when used alone)."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import ipywidgets as W
 
 from ..controller import StudioController
 from ..fields import Field, title_html
+
+log = logging.getLogger("lorakit.widgets")
 
 
 class Panel(W.VBox):
@@ -32,6 +35,7 @@ class Panel(W.VBox):
 
     def _set_children(self, children: list) -> None:
         self.children = [W.HTML(title_html(self.title, self.subtitle)), *children]
+        self._show_messages(self.controller.problems)  # e.g. Studio(rank=3): said from the start
 
     # --- fields -------------------------------------------------------------------------------
     def field(self, name: str, widget: W.Widget, label: str = "", also: tuple = ()) -> Field:
@@ -40,7 +44,7 @@ class Panel(W.VBox):
         f.keys = (name, *also)
         self.fields[name] = f
         if name in self.controller.values:
-            self._put(widget, self.controller.values[name])
+            self._put(widget, self.to_widget(name, self.controller.values[name]))
         widget.observe(self._guard(lambda change: self._forward(name, change["new"])), "value")
         return f
 
@@ -72,9 +76,12 @@ class Panel(W.VBox):
         self.refresh()
 
     def _show_problems(self, problems: dict) -> None:
+        self._show_messages(problems)
+        self.refresh()
+
+    def _show_messages(self, problems: dict) -> None:
         for f in self.fields.values():
             f.show(next((problems[k] for k in f.keys if k in problems), ""))
-        self.refresh()
 
     def message(self, name: str) -> str:
         """The message shown next to field ``name`` (plain text)."""
@@ -89,6 +96,7 @@ class Panel(W.VBox):
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - never a traceback in the notebook log
+                log.debug("%s failed in %r", type(self).__name__, fn, exc_info=True)  # not shown by default
                 self.controller.report("error", f"{type(self).__name__}: {type(exc).__name__}: {exc}")
         return guarded
 

@@ -87,6 +87,9 @@ class DataPanel(Panel):
             counts = (f'<b>{s["n_train"]}</b> train · <b>{s["n_eval"]}</b> eval examples · truncated: '
                       f'<b>{s["truncated_train"]}</b> train, <b>{s["truncated_eval"]}</b> eval '
                       f'(longest {s.get("max_len", "?")} of seq_len {s.get("seq_len", "?")} tokens){notes}')
+        elif c.data_changed:  # a preview was shown, then the form changed: say why it went away
+            counts = (f"<i>{html.escape(', '.join(c.data_changed))} changed: press Preview to count "
+                      f"again</i>")
         else:
             counts = "<i>press Preview to count examples and see the loss tokens</i>"
         counts = f'<div class="lorakit-data-counts" style="font-size:12px;margin:4px 8px">{counts}</div>'

@@ -8,7 +8,7 @@ import ipywidgets as W
 from lorakit.events import MemoryMeasured, RunFinished, RunStarted
 from lorakit.memory import CATEGORIES
 
-from ..charts import CATEGORY_NAMES, MemoryChart
+from ..charts import CATEGORY_NAMES, MemoryChart, memory_bars, predicted_tick
 from ..fields import fmt_bytes
 from .base import Panel
 
@@ -48,21 +48,19 @@ class MemoryPanel(Panel):
         return out
 
     def redraw(self) -> None:
-        bars = []
-        for label, live in self.runs():
-            bars.append((label, "predicted", live.planned))
-            bars.append((label, "measured", live.memory))
-        self.chart.show(bars)
-        self.table.value = _table_html(self.runs())
+        runs = self.runs()
+        bars, notes = memory_bars(runs)
+        self.chart.show(bars, notes)
+        self.table.value = _table_html(runs, notes)
 
 
-def _table_html(runs: list) -> str:
+def _table_html(runs: list, notes: list = ()) -> str:
     if not runs:
         return ('<div style="font-size:12px;color:#777">No run yet: press Train. The bars appear after the '
                 'first optimizer step (measured) next to the planner\'s prediction.</div>')
     head = "".join(f'<th colspan="2" style="padding:1px 8px">{html.escape(label)}</th>' for label, _ in runs)
-    sub = "".join('<th style="padding:1px 8px">predicted</th><th style="padding:1px 8px">measured</th>'
-                  for _ in runs)
+    sub = "".join(f'<th style="padding:1px 8px">{predicted_tick(live).replace("<br>", " ")}</th>'
+                  '<th style="padding:1px 8px">measured</th>' for _, live in runs)
     rows = []
     for c in (*CATEGORIES, "total"):
         cells = []
@@ -73,5 +71,7 @@ def _table_html(runs: list) -> str:
         name = CATEGORY_NAMES.get(c, c)
         style = ' style="font-weight:bold"' if c == "total" else ""
         rows.append(f'<tr{style}><td style="padding:1px 8px">{name}</td>{"".join(cells)}</tr>')
+    why = "".join(f'<div class="lorakit-no-prediction" style="font-size:12px;color:#b26a00">'
+                  f'{html.escape(n)}</div>' for n in notes)
     return (f'<table class="lorakit-memory-table" style="font-size:12px;border-collapse:collapse">'
-            f'<tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{"".join(rows)}</table>')
+            f'<tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{"".join(rows)}</table>{why}')

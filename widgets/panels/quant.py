@@ -66,7 +66,8 @@ def _plan_html(plan, v) -> str:
             f'<td style="padding:1px 6px;text-align:right">{fmt_bytes(b)}</td>'
             f'<td style="width:160px"><div style="background:{CATEGORY_COLORS[c]};height:10px;'
             f'width:{width:.1f}%"></div></td></tr>')
-    head = (f'predicted memory for batch {v["batch_size"]} × {v["seq_len"]} tokens, before training: '
+    # the Memory panel's "predicted (this batch)" bar is for the batch actually trained, often shorter
+    head = (f'predicted memory before training (batch {v["batch_size"]} × seq_len {v["seq_len"]}): '
             f'<b>{fmt_bytes(plan.total)}</b>')
     return (f'<div class="lorakit-plan" style="font-size:12px;margin-top:4px">{head}'
             f'<table style="border-collapse:collapse;margin-top:2px">{"".join(rows)}</table></div>')

