@@ -256,7 +256,7 @@ def _convert_smollm2(out: Path) -> None:
 
 
     gguf = smollm2_gguf_path()
-    logging.getLogger("lorakit").info("converting the built-in %s once into %s (about 20 s)", gguf.name, out)
+    logging.getLogger("lorakit").info("converting the built-in %s once into %s (about 30 s)", gguf.name, out)
     # transformers' GGUF reader draws its own tqdm bar (not behind disable_progress_bar): it would
     # be progress-bar debris in a notebook cell. The construction lock makes the patch exclusive.
     quiet_tqdm = functools.partial(gguf_utils.tqdm, disable=True)

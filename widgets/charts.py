@@ -72,8 +72,9 @@ class MemoryChart:
             layout=go.Layout(
                 barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
                 template="plotly_white",
-                yaxis_title="MiB", margin=dict(t=40, r=10, b=60, l=55),
-                legend=dict(orientation="h", yanchor="top", y=-0.2, x=0.0, font=dict(size=11),
+                # two-line ticks (kind, then run label) need the bottom; the legend goes to the right
+                yaxis_title="MiB", margin=dict(t=40, r=10, b=80, l=55),
+                legend=dict(orientation="v", yanchor="top", y=1.0, x=1.02, font=dict(size=11),
                             traceorder="normal"),
                 annotations=[_note("no run yet: bars appear after the first optimizer step")],
             ),
