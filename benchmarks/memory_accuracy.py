@@ -12,6 +12,13 @@ figures with the tensor accounting.
     python benchmarks/memory_accuracy.py --model smollm2-135m  # one model
     python benchmarks/memory_accuracy.py --quick               # batch 2 x 32
 
+The activation formula was derived from the tensors autograd saves on the two built-in models, so
+matching them is expected. Two held-out architectures check it on shapes it was not fitted to:
+"heldout-mistral" (untied 1000-token head, 8:2 grouped-query attention, head_dim 24) and
+"heldout-qwen2" (q/k/v biases, 4:1 GQA, tied embeddings), random weights built from a config and
+saved to a temporary directory; they load through the local-directory path, and the planner reads the
+same directory's config.json.
+
 Goals: within 2 % for base weights, adapters, gradients and optimizer; within 20 % for activations.
 """
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import gc
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -28,7 +36,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 SETTINGS = [("none", "lora"), ("int8", "lora"), ("nf4", "lora"), ("fp4", "lora"), ("none", "full")]
-MODELS = ["tiny-llama", "smollm2-135m"]
+MODELS = ["tiny-llama", "smollm2-135m", "heldout-mistral", "heldout-qwen2"]
+HELD_OUT = {  # transformers config kwargs: architectures the activation formula was not derived on
+    "heldout-mistral": dict(model_type="mistral", hidden_size=96, intermediate_size=256, num_hidden_layers=3,
+                            num_attention_heads=4, num_key_value_heads=2, vocab_size=1000,
+                            tie_word_embeddings=False, max_position_embeddings=512, sliding_window=None),
+    "heldout-qwen2": dict(model_type="qwen2", hidden_size=128, intermediate_size=352, num_hidden_layers=2,
+                          num_attention_heads=8, num_key_value_heads=2, vocab_size=300,
+                          tie_word_embeddings=True, max_position_embeddings=512),
+}
 GOALS = {"base_weights": 2.0, "adapters": 2.0, "gradients": 2.0, "optimizer": 2.0, "activations": 20.0}
 MIB = 2**20
 
@@ -59,6 +75,25 @@ def versions() -> str:
 
     return (f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
             f"bitsandbytes {bitsandbytes.__version__}, python {platform.python_version()}")
+
+
+def held_out_dir(name: str, root: Path) -> str:
+    """Save a random-weight model of a held-out architecture (with lorakit's byte tokenizer) under root."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lorakit.logging_setup import progress_bars_off
+    from lorakit.models import byte_tokenizer
+
+    out = root / name
+    if not (out / "config.json").exists():
+        kw = dict(HELD_OUT[name])
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.for_model(kw.pop("model_type"), **kw))
+        with progress_bars_off("transformers"):  # no "Writing model shards" bar in the table
+            model.save_pretrained(out)
+        byte_tokenizer().save_pretrained(out)
+    return str(out)
 
 
 def run_one(model_name: str, quant: str, method: str, batch_size: int, seq_len: int, device: str):
@@ -109,7 +144,7 @@ def fmt_err(p: int, m: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=MODELS, help="one built-in model (default: both)")
+    ap.add_argument("--model", choices=MODELS, help="one model (default: all four)")
     ap.add_argument("--quick", action="store_true", help="batch 2 x 32 tokens instead of 4 x 128")
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--seq-len", type=int, default=None)
@@ -131,6 +166,9 @@ def main(argv=None) -> int:
 
     device = default_device()
     models = [args.model] if args.model else MODELS
+    import tempfile
+
+    held_out_root = Path(tempfile.mkdtemp(prefix="lorakit-heldout-"))
     print(f"# Memory accuracy: plan_memory vs measured, {time.strftime('%Y-%m-%d')}")
     print(f"# machine: {machine()}")
     print(f"# {versions()}")
@@ -142,7 +180,8 @@ def main(argv=None) -> int:
     worst = {c: 0.0 for c in CATEGORIES}
     for model_name in models:
         for quant, method in SETTINGS:
-            planned, measured, _ = run_one(model_name, quant, method, batch_size, seq_len, device)
+            source = held_out_dir(model_name, held_out_root) if model_name in HELD_OUT else model_name
+            planned, measured, _ = run_one(source, quant, method, batch_size, seq_len, device)
             for cat in list(CATEGORIES) + ["total"]:
                 p, m = planned.as_dict()[cat], measured.as_dict()[cat]
                 if cat in worst and m:
@@ -159,6 +198,7 @@ def main(argv=None) -> int:
                 print(f"| {model_name} | {quant} | {method} | cuda step peak vs measured total | "
                       f"{measured.total / MIB:.3f} | {peak / MIB:.3f} | {fmt_err(measured.total, peak)} |")
             sys.stdout.flush()
+    shutil.rmtree(held_out_root, ignore_errors=True)
     print()
     verdicts = []
     for cat in CATEGORIES:
