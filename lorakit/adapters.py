@@ -94,9 +94,15 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
 
     targets = resolve_targets(model, target_modules)
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        # peft's recipe checkpoints reentrantly (torch's old default, which the planner models); saying
+        # so explicitly spares torch's "pass use_reentrant" warning, and peft still calls transformers'
+        # deprecated gradient_checkpointing_enable alias (a FutureWarning per call).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*gradient_checkpointing_enable.*", category=FutureWarning)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": True})
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing_on(model)
         model.enable_input_require_grads()
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
                      bias="none", task_type="CAUSAL_LM")
@@ -110,8 +116,17 @@ def prepare_full(model, gradient_checkpointing: bool = False):
     for p in model.parameters():
         p.requires_grad_(True)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpointing_on(model)
     return model
+
+
+def _checkpointing_on(model) -> None:
+    """Non-reentrant activation checkpointing, through transformers 5's name where it exists."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:  # transformers < 5.24
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def count_params(model) -> tuple[int, int]:

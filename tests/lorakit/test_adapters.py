@@ -150,3 +150,25 @@ def test_smollm2_r8_on_q_v_has_460800_trainable_parameters():
     trainable, total = adapters.count_params(pm)
     assert trainable == 460_800 == 30 * 8 * ((576 + 576) + (576 + 192))
     assert total == 134_515_008 + 460_800
+
+
+@pytest.mark.parametrize("quant", ["none", "nf4"])
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_checkpointing_trains_without_deprecation_or_reentrant_warnings(quant, method):
+    import warnings
+
+    if method == "full" and quant != "none":
+        pytest.skip("full fine-tuning needs an unquantized base")
+    lm = tiny(quant)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model = (adapters.attach_lora(lm.model, rank=4, target_modules="qv", gradient_checkpointing=True)
+                 if method == "lora" else adapters.prepare_full(lm.model, gradient_checkpointing=True))
+        model.train()
+        model(**batch(lm)).loss.backward()
+    noise = [str(w.message) for w in seen if "checkpoint" in str(w.message)]
+    assert noise == []
+    layers = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    assert layers and all(m.gradient_checkpointing for m in layers)  # it is really on
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)  # gradients flow through the checkpoints
