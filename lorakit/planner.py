@@ -397,6 +397,13 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
         problems["dropout"] = f"dropout must be in [0, 1), got {dropout!r}"
     if method == "full" and quant in QUANTS and quant != "none":
         problems["method"] = (f"full fine-tuning needs an unquantized base (quant='none'); got quant={quant!r}")
+    # the model and its target modules are checked too, so every problem is reported at once
+    cfg = _collecting(problems, _resolve_config, model)
+    tally = None
+    if cfg is not None and "dtype" not in problems:
+        tally = _tally(_config_key(cfg), cfg.model_type, dtype)
+        if method == "lora":
+            _collecting(problems, _resolve_target_names, tally.groups, target_modules)
     if problems:
         raise ConfigError(problems)
     if device is None:
@@ -405,9 +412,6 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = "cuda" if str(device).startswith("cuda") else "cpu"
 
-    cfg = _resolve_config(model)
-    key = _config_key(cfg)
-    tally = _tally(key, cfg.model_type, dtype)
     base = _base_weight_bytes(tally, quant, double_quant, dtype)
 
     if method == "full":
@@ -435,6 +439,15 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     )
     return MemoryBreakdown(base_weights=int(base), adapters=int(adapters), gradients=int(gradients),
                            optimizer=int(opt), activations=int(acts))
+
+
+def _collecting(problems: dict, fn, *args):
+    """fn(*args), or None with its ConfigError's problems added to ``problems``."""
+    try:
+        return fn(*args)
+    except ConfigError as exc:
+        problems.update(exc.problems)
+        return None
 
 
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,

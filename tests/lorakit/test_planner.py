@@ -121,6 +121,13 @@ def test_invalid_settings_are_all_reported():
     with pytest.raises(ConfigError) as err:
         plan_memory("tiny-llama", target_modules=("q_proj", "wq"))
     assert "wq" in err.value.problems["target_modules"]
+    # the model and the target modules are reported together with the settings, not in a second round
+    with pytest.raises(ConfigError) as err:
+        plan_memory("no-such-model", rank=0, batch_size=0)
+    assert set(err.value.problems) == {"model", "rank", "batch_size"}
+    with pytest.raises(ConfigError) as err:
+        plan_memory("tiny-llama", target_modules=("q_proj", "wq"), seq_len=0, optimizer="sgd")
+    assert set(err.value.problems) == {"target_modules", "seq_len", "optimizer"}
 
 
 def test_quantized_linear_bytes_match_bitsandbytes():
