@@ -12,7 +12,9 @@ keep saying "running".
 
 The callback turns the Trainer's hooks into lorakit's events (RunStarted, StepLogged, EvalDone,
 MemoryMeasured, RunFinished), so the same panels draw them. Memory is measured with
-``lorakit.memory.measure`` after the first optimizer step, on the batch that step trained on.
+``lorakit.memory.measure`` after the first optimizer step, on the batch that step trained on; its
+activations are the tensors autograd saved during that step's own forward (recorded between a
+forward pre-hook and a forward hook on your model), so no extra forward runs.
 """
 from __future__ import annotations
 
@@ -102,6 +104,9 @@ class LiveCallback(TrainerCallback):
         self.errors: list = []
         self._hook = None
         self._batch = None
+        self._recorder = None  # ActivationRecorder of the first training forward, while it runs
+        self._post_hook = None  # the forward hook that ends that recording
+        self._activations: Optional[int] = None  # bytes it counted
         self._measuring = False
         self._probed = False
         self._tokens = 0  # real tokens since the last logged step
@@ -129,6 +134,7 @@ class LiveCallback(TrainerCallback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        self._stop_recording()
         self._batch = None
         self.finished = True
         self._emit(RunFinished(self.run_id, status, None, reason))
@@ -145,7 +151,7 @@ class LiveCallback(TrainerCallback):
         self.run_id = uuid.uuid4().hex[:12]
         self.finished = False
         self._t0 = self._t_log = time.perf_counter()
-        self._tokens, self._probed = 0, False
+        self._tokens, self._probed, self._activations = 0, False, None
         trainable = total = 0
         if model is not None:
             for p in model.parameters():
@@ -171,7 +177,42 @@ class LiveCallback(TrainerCallback):
             self._tokens += int(mask.sum()) if mask is not None else (int(ids.numel()) if ids is not None else 0)
         except Exception:  # noqa: BLE001
             pass
+        if self.measure_memory and not self._probed and self._activations is None and self._recorder is None:
+            self._start_recording(module)
         return None
+
+    # --- activations of the first training forward, without replaying it ----------------------------
+    def _start_recording(self, module) -> None:
+        """Count what autograd saves from here to the end of this forward (the loss included: a causal
+        LM computes it inside forward when given labels)."""
+        try:
+            from lorakit.memory import ActivationRecorder
+
+            self._recorder = ActivationRecorder(module, self._batch).__enter__()
+            # always_call: a forward that raises must not leave the saved-tensor hooks installed
+            self._post_hook = module.register_forward_hook(self._finish_recording, always_call=True)
+        except Exception as exc:  # noqa: BLE001 - the probe then falls back to one replay forward
+            self.errors.append(exc)
+            self._stop_recording()
+
+    def _finish_recording(self, module, args, output):
+        recorder = self._recorder
+        self._stop_recording()
+        if recorder is not None:
+            try:
+                recorder.add_outputs(output)  # tensors custom autograd Functions keep on ctx
+                self._activations = recorder.nbytes
+            except Exception as exc:  # noqa: BLE001
+                self.errors.append(exc)
+        return None
+
+    def _stop_recording(self) -> None:
+        if self._post_hook is not None:
+            self._post_hook.remove()
+            self._post_hook = None
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            recorder.__exit__(None, None, None)
 
     def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self._probed or not self.measure_memory or model is None or self._batch is None:
@@ -180,8 +221,8 @@ class LiveCallback(TrainerCallback):
         try:
             from lorakit.memory import measure
 
-            self._measuring = True
-            measured = measure(model, optimizer, self._batch)
+            self._measuring = True  # a replay forward (when nothing was recorded) is not a training batch
+            measured = measure(model, optimizer, self._batch, activations=self._activations)
         except Exception as exc:  # noqa: BLE001
             self.errors.append(exc)
             return

@@ -71,6 +71,34 @@ def test_live_callback_feeds_an_open_studio(tmp_path):
     assert bars[(this, "predicted")]["adapters"] == bars[(this, "measured")]["adapters"]
 
 
+def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tmp_path, monkeypatch):
+    import lorakit.memory
+    from lorakit.memory import saved_activation_tensors
+    from lorakit.widgets import LiveCallback
+
+    cb = LiveCallback(label="probe")
+    trainer = _tiny_trainer(tmp_path, cb, max_steps=2)
+    training_batches = []  # the kwargs of every training-mode forward
+
+    def spy(module, args, kwargs):
+        if module.training:
+            training_batches.append({k: v for k, v in kwargs.items() if k in ("input_ids", "attention_mask", "labels")})
+
+    trainer.model.register_forward_pre_hook(spy, with_kwargs=True)
+    replays = []
+    real_replay = lorakit.memory.measure_activations
+    monkeypatch.setattr(lorakit.memory, "measure_activations", lambda *a, **k: replays.append(1) or real_replay(*a, **k))
+    trainer.train()
+    assert not cb.errors, cb.errors
+    assert replays == [] and len(training_batches) == 2  # two training steps, no extra forward
+    measured = cb.dashboard.memory.values()[("probe", "measured")]["activations"]
+    # the first batch replayed by hand: equal up to the Trainer's loss normaliser (a 4-byte scalar)
+    trainer.model.train()
+    replayed = sum(n for _, n in saved_activation_tensors(trainer.model, training_batches[0]))
+    assert measured > 0 and abs(measured - replayed) <= 8, (measured, replayed)
+    assert not trainer.model._forward_hooks  # the recording hook is gone
+
+
 def test_live_callback_rejects_a_bad_target():
     from lorakit.widgets import LiveCallback
 
