@@ -9,7 +9,7 @@ topic they subscribed to with ``on(topic, fn)``:
 - ``model`` (): a model was loaded, or loading started / failed (``model_info``, ``model_error``);
 - ``plan`` (): the planner's prediction for the form (``plan_result``) was recomputed;
 - ``data`` (): a data preview finished or failed, or a change made it stale (``data_stats``,
-  ``data_html``, ``data_error``, ``data_changed``);
+  ``data_html``, ``data_error``, ``data_changed``, ``data_hint``);
 - ``status`` (): the status line changed for a reason other than a training step;
 - ``run`` (live): Train was pressed (or an outside run started): a fresh ``LiveRun``;
 - ``event`` (event): a lorakit event of the current run, already folded into ``live``;
@@ -45,7 +45,8 @@ FORM_FIELDS = (
 )
 # A data preview describes these values: changing any of them clears it (it would be stale).
 DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
-# The ranks the Studio's rank slider offers; any other rank is a problem, never a new slider stop.
+# The ranks the Studio's rank slider offers; a rank set from code outside them (Studio(rank=12)) is
+# valid LoRA and becomes one extra stop on the slider rather than a refusal.
 RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
 
 
@@ -84,6 +85,7 @@ class StudioController:
         self.data_html: str = ""
         self.data_error: str = ""
         self.data_changed: tuple = ()  # the DATA_FIELDS changed since the last preview (it was cleared)
+        self.data_hint: str = ""  # why Preview did nothing (other fields are invalid); never a problem
         self.live: Optional[LiveRun] = None  # the current (or last) run
         self.previous: Optional[LiveRun] = None  # the run before it, for side-by-side memory
         self.status: tuple = ("info", "Ready. Pick a model and settings, then press Train.")
@@ -162,7 +164,7 @@ class StudioController:
         had_preview = self.data_stats is not None or bool(self.data_html or self.data_error)
         if had_preview or self.data_changed:
             self.data_changed = tuple(dict.fromkeys((*self.data_changed, *changed)))
-        self.data_stats, self.data_html, self.data_error = None, "", ""
+        self.data_stats, self.data_html, self.data_error, self.data_hint = None, "", "", ""
 
     def _data_key(self) -> tuple:
         return tuple(self.values[k] for k in DATA_FIELDS)
@@ -176,9 +178,6 @@ class StudioController:
         except (TypeError, ValueError) as exc:
             problems["form"] = str(exc)
         v, info = self.values, self.model_info
-        if "rank" not in problems and v["rank"] not in RANKS:
-            problems["rank"] = (f"rank must be one of {', '.join(map(str, RANKS))} (the Studio's slider); "
-                                f"got {v['rank']!r}")
         if (info is not None and info.name == v["model"] and v["method"] == "lora"
                 and "target_modules" not in problems and isinstance(v["target_modules"], tuple)):
             unknown = [t for t in v["target_modules"] if t not in info.group_names]
@@ -312,7 +311,10 @@ class StudioController:
         except ConfigError as exc:
             with self._lock:
                 self.data_stats, self.data_html, self.data_changed = None, "", ()
-                self.data_error = exc.problems.get("dataset", "") or (
+                # only a dataset problem is the data's own; any other is already shown at its field,
+                # and must not turn into a dataset problem that outlives its fix (it would block Train)
+                self.data_error = exc.problems.get("dataset", "")
+                self.data_hint = "" if self.data_error else (
                     "fix the highlighted fields first: " + ", ".join(exc.problems))
             self._notify("data")
             return
@@ -335,6 +337,7 @@ class StudioController:
             if key != self._data_key():
                 return
             self.data_stats, self.data_html, self.data_error, self.data_changed = stats, html, error, ()
+            self.data_hint = ""
         self._notify("data")
         self._validate()
 

@@ -71,26 +71,45 @@ def test_a_preview_finishing_after_a_change_is_dropped(tiny, monkeypatch):
 
 # --- 4d. the rank slider offers powers of two only ---------------------------------------------------------
 
-def test_rank_slider_is_powers_of_two_and_other_ranks_are_refused_with_a_message(tiny):
+def test_rank_slider_is_powers_of_two_and_a_rank_set_from_code_is_one_extra_stop(tiny):
     from lorakit.widgets import AdapterPanel, TrainPanel
 
     c = _controller(tiny)
     adapter, train = AdapterPanel(c, autoload=False), TrainPanel(c)
     powers = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-    assert tuple(adapter.rank.options) == powers
-    problems = c.set(rank=3)
-    allowed = "1, 2, 4, 8, 16, 32, 64, 128, 256"
-    assert "rank must be one of" in problems["rank"] and allowed in problems["rank"] and "3" in problems["rank"]
-    assert problems["rank"] in adapter.message("rank")  # next to the slider
-    assert tuple(adapter.rank.options) == powers and adapter.rank.value == 8  # 3 is not a new stop
+    assert tuple(adapter.rank.options) == powers and adapter.rank.value == 8
+    # a valid LoRA rank from code: shown on the slider (the slider and the value never disagree)
+    assert "rank" not in c.set(rank=12)
+    assert adapter.rank.value == 12 and tuple(adapter.rank.options) == tuple(sorted(powers + (12,)))
+    adapter.rank.value = 8  # and the user can move away from it
+    assert c.values["rank"] == 8
+    # an invalid rank: the message next to the slider names the field, the slider keeps its stop
+    problems = c.set(rank=0)
+    assert problems["rank"] == "rank must be an integer >= 1, got 0" and adapter.message("rank") == problems["rank"]
+    assert adapter.rank.value == 8
     train.click_train()
     assert "Cannot train" in train.status_text and "rank" in train.status_text and not c.running
     adapter.rank.value = 4
     assert c.values["rank"] == 4 and adapter.message("rank") == "" and "rank" not in c.problems
-    # a rank given up front is said from the start
+    # a rank given up front
     late = AdapterPanel(_controller(tiny, rank=12), autoload=False)
-    assert "got 12" in late.message("rank") and tuple(late.rank.options) == powers
+    assert late.rank.value == 12 and late.message("rank") == ""
     assert c.wait(WAIT)  # the plan jobs set() started
+
+
+def test_a_refused_preview_does_not_become_a_dataset_problem(tiny):
+    """Preview pressed while another field is invalid says so, and fixing that field frees Train."""
+    from lorakit.widgets import DataPanel
+    from lorakit.widgets.fields import plain_text
+
+    c = _controller(tiny, learning_rate=0, train_examples=8, eval_examples=1)
+    data = DataPanel(c)
+    data.preview_button.click()
+    assert c.wait(WAIT)
+    assert "fix the highlighted fields first: learning_rate" in plain_text(data.counts.value)
+    assert set(c.problems) == {"learning_rate"} and data.message("dataset") == ""
+    assert c.set(learning_rate=1e-3) == {}  # nothing left to fix: Train is allowed
+    assert "8 train · 1 eval" in _preview(data)
 
 
 # --- 3. the memory chart says what each prediction is for ---------------------------------------------------

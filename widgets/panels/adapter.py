@@ -22,8 +22,8 @@ class AdapterPanel(Panel):
         super().__init__(controller, **kwargs)
         self.method = W.ToggleButtons(options=[("LoRA", "lora"), ("full fine-tuning", "full")],
                                       style=W.ToggleButtonsStyle(button_width="120px"))
-        self.rank = W.SelectionSlider(options=RANKS, value=8, continuous_update=False,
-                                      layout=W.Layout(width="95%"))
+        self.rank = W.SelectionSlider(options=_rank_options(self.controller.values["rank"]),
+                                      continuous_update=False, layout=W.Layout(width="95%"))
         self.alpha = W.FloatText(layout=W.Layout(width="220px"))
         self.dropout = W.FloatText(step=0.01, layout=W.Layout(width="220px"))
         self.field("method", self.method, "method")
@@ -58,8 +58,8 @@ class AdapterPanel(Panel):
         return f
 
     def to_widget(self, name, value):
-        if name == "rank" and value not in RANKS:
-            return self.rank.value  # the slider cannot show it; the controller's message under it says why
+        if name == "rank" and not _valid_rank(value):
+            return self.rank.value  # the slider cannot show it; the message under it says why
         return value
 
     # --- target modules ---------------------------------------------------------------------------
@@ -115,6 +115,13 @@ class AdapterPanel(Panel):
     def refresh(self) -> None:
         c = self.controller
         v = c.values
+        if _valid_rank(v["rank"]) and v["rank"] not in self.rank.options:  # set from code: one extra stop
+            self._syncing = True
+            try:
+                self.rank.options = _rank_options(v["rank"])
+                self.rank.value = v["rank"]
+            finally:
+                self._syncing = False
         lora = v["method"] == "lora"
         for w in (self.rank, self.alpha, self.dropout, *self.checks.values(), *self.presets.children):
             w.disabled = not lora
@@ -152,6 +159,15 @@ class AdapterPanel(Panel):
         from ..fields import plain_text
 
         return plain_text(self.trainable.value)
+
+
+def _valid_rank(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _rank_options(value) -> list:
+    """The powers of two 1 … 256, plus ``value`` when it is another valid rank."""
+    return sorted(set(RANKS) | ({value} if _valid_rank(value) else set()))
 
 
 def _preset_tip(p: str) -> str:

@@ -87,6 +87,8 @@ class DataPanel(Panel):
             counts = (f'<b>{s["n_train"]}</b> train · <b>{s["n_eval"]}</b> eval examples · truncated: '
                       f'<b>{s["truncated_train"]}</b> train, <b>{s["truncated_eval"]}</b> eval '
                       f'(longest {s.get("max_len", "?")} of seq_len {s.get("seq_len", "?")} tokens){notes}')
+        elif c.data_hint:  # Preview was pressed while other fields are invalid
+            counts = f"<i>{html.escape(c.data_hint)}</i>"
         elif c.data_changed:  # a preview was shown, then the form changed: say why it went away
             counts = (f"<i>{html.escape(', '.join(c.data_changed))} changed: press Preview to count "
                       f"again</i>")
