@@ -11,6 +11,16 @@ from typing import Any, Callable, Optional, Protocol
 from .memory import MemoryBreakdown
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception as one readable line for a status line or a chart note: a ``ConfigError`` gives
+    its problems ("model: ...; rank: ..."), anything else its type and first line."""
+    problems = getattr(exc, "problems", None)
+    if isinstance(problems, dict) and problems:
+        return "; ".join(f"{k}: {v}" for k, v in problems.items())
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class RunStarted:
     """The model is loaded and adapters attached; training is about to start."""

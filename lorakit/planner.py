@@ -450,6 +450,15 @@ def _collecting(problems: dict, fn, *args):
         return None
 
 
+def plan_for_batch(cfg, batch: dict, device: Optional[str] = None) -> MemoryBreakdown:
+    """``plan_memory`` for the batch a step actually trained on: its shape, and whether it is padded
+    (``batch``: ``input_ids`` of batch x seq, optionally ``attention_mask``)."""
+    b, t = batch["input_ids"].shape
+    mask = batch.get("attention_mask")
+    padded = bool((mask == 0).any()) if mask is not None else False
+    return plan_for_config(cfg.replace(batch_size=int(b), seq_len=int(t)), device=device, padded=padded)
+
+
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,
                     padded: bool = False) -> MemoryBreakdown:
     """``plan_memory`` for a ``RunConfig`` (``seq_len`` overrides the config's, e.g. the longest

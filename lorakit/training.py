@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from .config import RunConfig
-from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit
+from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit, error_line
 from .record import RunRecord
 
 log = logging.getLogger("lorakit")
@@ -231,21 +231,19 @@ class _Run:
 
     def on_memory(self, optimizer, batch) -> None:
         from .memory import measure
-        from .planner import plan_for_config
+        from .planner import plan_for_batch
 
         # Activations come from the first real forward (then the planner predicts for that batch: the
         # data loader has already fetched the next one); a replay of the latest batch only if missed.
         batch = self.probed_batch if self.activations is not None else batch
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
         measured = measure(self.model, optimizer, batch, activations=self.activations)
-        b, t = batch["input_ids"].shape
         plan_error = ""
-        try:  # the prediction for this very batch shape; a model the planner cannot read is no reason to fail
-            padded = bool((batch["attention_mask"] == 0).any()) if "attention_mask" in batch else False
-            planned = plan_for_config(self.cfg.replace(batch_size=int(b), seq_len=int(t)), padded=padded)
+        try:  # the prediction for this very batch; a model the planner cannot read is no reason to fail
+            planned = plan_for_batch(self.cfg, batch)
         except Exception as exc:  # noqa: BLE001
             # one line: with no logging handler (a notebook) a traceback would land in the cell's output
-            plan_error = _one_line(exc)
+            plan_error = error_line(exc)
             log.warning("memory planner failed for %s: %s", self.cfg.model, plan_error)
             log.debug("memory planner traceback", exc_info=True)
             planned = None
@@ -302,11 +300,6 @@ def _reset_cuda_peak(device: str) -> None:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def _one_line(exc: BaseException) -> str:
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _maybe_float(x):

@@ -18,6 +18,7 @@ forward pre-hook and a forward hook on your model), so no extra forward runs.
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any, Callable, Optional
@@ -25,7 +26,7 @@ from typing import Any, Callable, Optional
 import ipywidgets as W
 from transformers import TrainerCallback
 
-from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, error_line
 
 from .charts import LossChart, MemoryChart, memory_bars
 from .fields import plain_text, status_html
@@ -106,6 +107,9 @@ class LiveCallback(TrainerCallback):
         self._batch = None
         self._recorder = None  # ActivationRecorder of the first training forward, while it runs
         self._post_hook = None  # the forward hook that ends that recording
+        self._recording_thread = None
+        self._probe_batch = None  # the batch whose forward was recorded (measured and planned for)
+        self._record = True
         self._activations: Optional[int] = None  # bytes it counted
         self._measuring = False
         self._probed = False
@@ -135,7 +139,7 @@ class LiveCallback(TrainerCallback):
             self._hook.remove()
             self._hook = None
         self._stop_recording()
-        self._batch = None
+        self._batch = self._probe_batch = None
         self.finished = True
         self._emit(RunFinished(self.run_id, status, None, reason))
 
@@ -148,10 +152,18 @@ class LiveCallback(TrainerCallback):
 
     # --- Trainer hooks -------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # a previous run interrupted mid-forward (Ctrl-C skips always_call hooks) may have left hooks
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._stop_recording()
         self.run_id = uuid.uuid4().hex[:12]
         self.finished = False
         self._t0 = self._t_log = time.perf_counter()
-        self._tokens, self._probed, self._activations = 0, False, None
+        self._tokens, self._probed, self._activations, self._probe_batch = 0, False, None, None
+        # DataParallel (several GPUs in one process) runs replicas on threads that share the hooks: a
+        # recording entered on one thread cannot be left on another, so measure by replay there
+        self._record = int(getattr(args, "n_gpu", 1) or 1) <= 1
         trainable = total = 0
         if model is not None:
             for p in model.parameters():
@@ -177,7 +189,8 @@ class LiveCallback(TrainerCallback):
             self._tokens += int(mask.sum()) if mask is not None else (int(ids.numel()) if ids is not None else 0)
         except Exception:  # noqa: BLE001
             pass
-        if self.measure_memory and not self._probed and self._activations is None and self._recorder is None:
+        if (self.measure_memory and self._record and not self._probed and self._recorder is None
+                and self._probe_batch is None):
             self._start_recording(module)
         return None
 
@@ -188,6 +201,10 @@ class LiveCallback(TrainerCallback):
         try:
             from lorakit.memory import ActivationRecorder
 
+            # with gradient accumulation the step ends several batches later: keep this one for the
+            # measurement and the prediction, so both describe the recorded forward
+            self._probe_batch = self._batch
+            self._recording_thread = threading.get_ident()
             self._recorder = ActivationRecorder(module, self._batch).__enter__()
             # always_call: a forward that raises must not leave the saved-tensor hooks installed
             self._post_hook = module.register_forward_hook(self._finish_recording, always_call=True)
@@ -196,6 +213,8 @@ class LiveCallback(TrainerCallback):
             self._stop_recording()
 
     def _finish_recording(self, module, args, output):
+        if threading.get_ident() != self._recording_thread:
+            return None  # another thread's forward of a shared module: not the one being recorded
         recorder = self._recorder
         self._stop_recording()
         if recorder is not None:
@@ -212,17 +231,22 @@ class LiveCallback(TrainerCallback):
             self._post_hook = None
         if self._recorder is not None:
             recorder, self._recorder = self._recorder, None
-            recorder.__exit__(None, None, None)
+            try:
+                recorder.__exit__(None, None, None)
+            except Exception as exc:  # noqa: BLE001 - never into the user's forward
+                self.errors.append(exc)
 
     def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self._probed or not self.measure_memory or model is None or self._batch is None:
             return
         self._probed = True
+        recorded = self._activations is not None
+        self._probe_batch = batch = self._probe_batch if recorded else self._batch
         try:
             from lorakit.memory import measure
 
             self._measuring = True  # a replay forward (when nothing was recorded) is not a training batch
-            measured = measure(model, optimizer, self._batch, activations=self._activations)
+            measured = measure(model, optimizer, batch, activations=self._activations)
         except Exception as exc:  # noqa: BLE001
             self.errors.append(exc)
             return
@@ -235,16 +259,16 @@ class LiveCallback(TrainerCallback):
         """(prediction for the trained batch or None, why there is none)."""
         if self.config is None:
             return None, "pass LiveCallback(config=RunConfig(...)) for the planner's prediction"
-        if self._batch is None or "input_ids" not in self._batch:
+        batch = self._probe_batch
+        if batch is None or "input_ids" not in batch:
             return None, "no training batch was seen"
         try:
-            from lorakit.planner import plan_for_config
+            from lorakit.planner import plan_for_batch
 
-            b, t = self._batch["input_ids"].shape
-            return plan_for_config(self.config.replace(batch_size=int(b), seq_len=int(t))), ""
+            return plan_for_batch(self.config, batch), ""  # its shape, and padding if it has any
         except Exception as exc:  # noqa: BLE001 - a prediction is optional
             self.errors.append(exc)
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, error_line(exc)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or "loss" not in logs:

@@ -99,6 +99,58 @@ def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tm
     assert not trainer.model._forward_hooks  # the recording hook is gone
 
 
+def test_with_gradient_accumulation_measured_and_predicted_describe_the_same_batch(tmp_path):
+    """Micro-batches of different lengths: the recorded forward is the step's first, the optimizer step
+    comes after the second; the prediction must be for the recorded one."""
+    import torch
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    import lorakit
+    from lorakit.adapters import attach_lora
+    from lorakit.config import RunConfig
+    from lorakit.widgets import LiveCallback
+
+    cfg = RunConfig(model="tiny-llama", rank=4, alpha=8, dropout=0.0, target_modules="qv")
+    cb = LiveCallback(label="accum", config=cfg)
+    model = attach_lora(lorakit.load_model("tiny-llama", device="cpu").model, rank=4, alpha=8, dropout=0.0,
+                        target_modules="qv")
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_ids": (ids := torch.randint(3, 250, (n,), generator=g).tolist()), "labels": ids}
+            for n in (16, 96, 40, 72)]  # batch size 1: every micro-batch has its own length, no padding
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=1,
+                             gradient_accumulation_steps=2, save_strategy="no", report_to="none",
+                             disable_tqdm=True, use_cpu=True, logging_steps=1)
+    Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[cb]).train()
+    assert not cb.errors, cb.errors
+    bars = cb.dashboard.memory.values()
+    measured, planned = bars[("accum", "measured")], bars[("accum", "predicted")]
+    assert planned is not None
+    # equal up to the Trainer's loss scalars (normaliser, accumulation: 3 x 4 bytes); a prediction for
+    # the other micro-batch (16 vs 96 tokens) would be off by a factor
+    assert abs(planned["activations"] - measured["activations"]) <= 16, (planned, measured)
+
+
+def test_an_interrupted_first_forward_leaves_no_hooks_behind_for_the_next_run(tmp_path):
+    """Ctrl-C skips always_call forward hooks: the next train() must clear what the broken one left."""
+    from lorakit.widgets import LiveCallback
+
+    cb = LiveCallback(label="again")
+    trainer = _tiny_trainer(tmp_path, cb, max_steps=2)
+    def interrupt(module, args):  # Ctrl-C inside the first forward, after LiveCallback's pre-hook ran
+        raise KeyboardInterrupt
+
+    inner = trainer.model.get_base_model().register_forward_pre_hook(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()  # no `with cb`: on_train_end never runs
+    inner.remove()
+    trainer.train()
+    assert not cb.errors, cb.errors
+    assert not trainer.model._forward_pre_hooks and not trainer.model._forward_hooks
+    assert cb.dashboard.memory.values()[("again", "measured")]["activations"] > 0
+    assert cb.dashboard.live.status == "finished"
+
+
 def test_live_callback_rejects_a_bad_target():
     from lorakit.widgets import LiveCallback
 
@@ -145,3 +197,23 @@ def test_live_callback_context_reports_to_a_studio_and_an_interrupt_is_a_stop():
     with LiveCallback(c):  # no exception: nothing reported
         pass
     assert c.live.status == "stopped"
+
+
+def test_a_forward_ending_on_another_thread_does_not_end_the_recording():
+    """DataParallel replicas share hooks and run on threads: only the recording thread may end it."""
+    import threading
+
+    import torch
+
+    from lorakit.widgets import LiveCallback
+
+    cb = LiveCallback(label="threads")
+    model = torch.nn.Linear(4, 4)
+    cb._batch = {"input_ids": torch.zeros(1, 4, dtype=torch.long)}
+    cb._start_recording(model)
+    other = threading.Thread(target=cb._finish_recording, args=(model, (), torch.zeros(1)))
+    other.start()
+    other.join()
+    assert cb._recorder is not None and cb._activations is None  # still recording, no crash
+    cb._finish_recording(model, (), torch.zeros(1))
+    assert cb._recorder is None and cb._activations is not None and not cb.errors
