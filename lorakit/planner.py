@@ -352,6 +352,10 @@ def _activation_bytes(dims: _Dims, *, method: str, quant: str, dtype: str, rank:
 
 def _resolve_target_names(groups, target_modules) -> set:
     available = [g.name for g in groups]
+    if not available:
+        raise ConfigError({"target_modules": (
+            "this model has no nn.Linear layers for LoRA to target (GPT-2, for one, uses Conv1D); "
+            "the planner covers LLaMA-family models (llama, mistral, qwen2...)")})
     if isinstance(target_modules, str):
         preset = TARGET_PRESETS.get(target_modules, (target_modules,))
         if preset == "all-linear":
@@ -401,7 +405,9 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     cfg = _collecting(problems, _resolve_config, model)
     tally = None
     if cfg is not None and "dtype" not in problems:
-        tally = _tally(_config_key(cfg), cfg.model_type, dtype)
+        tally = _collecting(problems, _tally_or_problem, cfg, dtype)
+    if tally is not None:
+        _collecting(problems, _dims, cfg)
         if method == "lora":
             _collecting(problems, _resolve_target_names, tally.groups, target_modules)
     if problems:
@@ -439,6 +445,17 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     )
     return MemoryBreakdown(base_weights=int(base), adapters=int(adapters), gradients=int(gradients),
                            optimizer=int(opt), activations=int(acts))
+
+
+def _tally_or_problem(cfg, dtype: str) -> _Tally:
+    """``_tally``, with a config transformers cannot build as a causal LM turned into a model problem."""
+    try:
+        return _tally(_config_key(cfg), cfg.model_type, dtype)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError({"model": (
+            f"cannot build a {getattr(cfg, 'model_type', '?')} causal LM from this config on the meta "
+            f"device ({type(exc).__name__}: {reason}); the planner covers LLaMA-family models")}) from exc
 
 
 def _collecting(problems: dict, fn, *args):

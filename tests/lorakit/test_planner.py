@@ -130,6 +130,22 @@ def test_invalid_settings_are_all_reported():
     assert set(err.value.problems) == {"target_modules", "seq_len", "optimizer"}
 
 
+
+def test_a_config_outside_the_llama_family_is_a_model_problem_reported_with_the_rest():
+    from transformers import GPT2Config, T5Config
+
+    with pytest.raises(ConfigError) as err:  # not a causal LM at all
+        plan_memory(T5Config(), rank=0)
+    assert set(err.value.problems) == {"model", "rank"}
+    assert "cannot build a t5 causal LM" in err.value.problems["model"]
+    with pytest.raises(ConfigError) as err:  # a causal LM the activation formula does not cover
+        plan_memory(GPT2Config(n_layer=2), method="full", rank=0)
+    assert set(err.value.problems) == {"model", "rank"} and "lacks intermediate_size" in err.value.problems["model"]
+    with pytest.raises(ConfigError) as err:  # and LoRA has no nn.Linear to target there
+        plan_memory(GPT2Config(n_layer=2))
+    assert "no nn.Linear layers" in err.value.problems["target_modules"]
+
+
 def test_quantized_linear_bytes_match_bitsandbytes():
     w = torch.randn(192, 576)
     for mode, dq in (("nf4", True), ("nf4", False), ("fp4", True), ("int8", False)):
