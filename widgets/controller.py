@@ -411,6 +411,9 @@ class StudioController:
 
     def feed(self, event) -> None:
         """Events from outside the Studio (``LiveCallback`` on a user's own Trainer)."""
+        if self._active:  # the Studio's own run owns the panels: an outside event must not end or mix into it
+            self.errors.append(RuntimeError(f"outside {type(event).__name__} ignored: the Studio is training"))
+            return
         if isinstance(event, RunStarted) or self.live is None or self.live.done:
             if self.live is not None and self.live.memory is not None:
                 self.previous = self.live

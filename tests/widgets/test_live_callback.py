@@ -217,3 +217,17 @@ def test_a_forward_ending_on_another_thread_does_not_end_the_recording():
     assert cb._recorder is not None and cb._activations is None  # still recording, no crash
     cb._finish_recording(model, (), torch.zeros(1))
     assert cb._recorder is None and cb._activations is not None and not cb.errors
+
+
+def test_an_outside_failure_never_ends_the_studios_own_run():
+    from lorakit.widgets import LiveCallback, StudioController
+    from lorakit.widgets.runstate import LiveRun
+
+    c = StudioController(store=False, model="tiny-llama")
+    own = LiveRun(label="studio run", status="running")
+    c.live, c._active = own, True  # as while the Studio's own run trains
+    with pytest.raises(ValueError):
+        with LiveCallback(c):
+            raise ValueError("bad dataset column")
+    assert c.live is own and own.status == "running" and not own.done
+    assert any("ignored: the Studio is training" in str(e) for e in c.errors)
