@@ -101,9 +101,8 @@ class RunConfig:
         p: dict[str, str] = {}
 
         def one_of(name: str, allowed: tuple) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                p[name] = f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+            if problem := not_one_of(name, getattr(self, name), allowed):
+                p[name] = problem
 
         def at_least(name: str, lo: int) -> None:
             value = getattr(self, name)
@@ -192,6 +191,11 @@ class RunConfig:
 
 
 _BOOL_FIELDS = tuple(f.name for f in fields(RunConfig) if f.type in ("bool", bool))
+
+
+def not_one_of(name: str, value, allowed) -> str:
+    """The message for ``value`` outside ``allowed`` (naming the field and the choices), else ""."""
+    return "" if value in allowed else f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
 
 
 def _is_number(x) -> bool:

@@ -254,7 +254,6 @@ def _convert_smollm2(out: Path) -> None:
 
     from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
-
     gguf = smollm2_gguf_path()
     logging.getLogger("lorakit").info("converting the built-in %s once into %s (about 30 s)", gguf.name, out)
     # transformers' GGUF reader draws its own tqdm bar (not behind disable_progress_bar): it would

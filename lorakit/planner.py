@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from .config import DTYPES, METHODS, OPTIMIZERS, QUANTS, TARGET_PRESETS, ConfigError
+from .config import DTYPES, METHODS, OPTIMIZERS, QUANTS, TARGET_PRESETS, ConfigError, not_one_of
 from .memory import MemoryBreakdown
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -392,8 +392,8 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     problems = {}
     for name, value, allowed in (("method", method, METHODS), ("quant", quant, QUANTS),
                                  ("dtype", dtype, DTYPES), ("optimizer", optimizer, OPTIMIZERS)):
-        if value not in allowed:
-            problems[name] = f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+        if problem := not_one_of(name, value, allowed):
+            problems[name] = problem
     for name, value in (("rank", rank), ("batch_size", batch_size), ("seq_len", seq_len)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             problems[name] = f"{name} must be an integer >= 1, got {value!r}"
@@ -403,11 +403,11 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
         problems["method"] = (f"full fine-tuning needs an unquantized base (quant='none'); got quant={quant!r}")
     # the model and its target modules are checked too, so every problem is reported at once
     cfg = _collecting(problems, _resolve_config, model)
-    tally = None
+    tally = dims = None
     if cfg is not None and "dtype" not in problems:
         tally = _collecting(problems, _tally_or_problem, cfg, dtype)
     if tally is not None:
-        _collecting(problems, _dims, cfg)
+        dims = _collecting(problems, _dims, cfg)
         if method == "lora":
             _collecting(problems, _resolve_target_names, tally.groups, target_modules)
     if problems:
@@ -439,7 +439,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
         gradients = adapters
     opt = _opt_bytes(tensors, "adamw" if optimizer == "adamw" else "8bit")
     acts = _activation_bytes(
-        _dims(cfg), method=method, quant=quant, dtype=dtype, rank=rank, targets=targets,
+        dims, method=method, quant=quant, dtype=dtype, rank=rank, targets=targets,
         dropout=float(dropout), batch_size=batch_size, seq_len=seq_len,
         gradient_checkpointing=bool(gradient_checkpointing), device=device, padded=bool(padded),
     )

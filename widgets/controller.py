@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import lorakit
 from lorakit.config import ConfigError, RunConfig
-from lorakit.events import RunFinished, RunStarted, StepLogged
+from lorakit.events import RunFinished, RunStarted, StepLogged, error_line
 
 from .imports import warm
 from .runstate import LiveRun
@@ -529,7 +529,7 @@ class StudioController:
 def _message(exc: BaseException) -> str:
     """A readable one-paragraph message for an exception (no traceback)."""
     if isinstance(exc, ConfigError):
-        return "; ".join(f"{k}: {v}" for k, v in exc.problems.items())
+        return error_line(exc)  # its problems, "field: message; ..."
     text = str(exc).strip() or type(exc).__name__
     if type(exc).__name__ not in ("ModelUnavailable", "DataError", "StoreError"):
         text = f"{type(exc).__name__}: {text}"

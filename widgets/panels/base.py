@@ -35,7 +35,7 @@ class Panel(W.VBox):
 
     def _set_children(self, children: list) -> None:
         self.children = [W.HTML(title_html(self.title, self.subtitle)), *children]
-        self._show_messages(self.controller.problems)  # e.g. Studio(rank=3): said from the start
+        self._show_messages(self.controller.problems)  # e.g. Studio(rank=0): said from the start
 
     # --- fields -------------------------------------------------------------------------------
     def field(self, name: str, widget: W.Widget, label: str = "", also: tuple = ()) -> Field:
