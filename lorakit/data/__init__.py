@@ -1,0 +1,32 @@
+"""Training data: built-in tasks, user datasets, the chat template and answer-only loss.
+
+Every example is a conversation whose last turn is the answer; the loss covers the answer tokens
+only. Sources (``RunConfig.dataset``):
+
+- a built-in task (``list_tasks()``), generated deterministically from the seed; train and eval
+  examples come from different random streams and never overlap;
+- a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file with ``prompt`` and ``completion``
+  columns, or a ``messages`` column (chat format; the last assistant turn is the answer), split
+  deterministically with the seed;
+- a Hugging Face Hub dataset id with the same columns (needs internet; fails fast without it).
+
+Examples longer than ``seq_len`` are truncated from the end (the prompt start is kept) and counted
+in ``DataBundle.stats``; an example whose answer is cut away entirely is dropped, and counted too.
+
+The modules, in the order data flows through them (each imports only those before it):
+``rows`` (an example row, ``DataError``) → ``tasks`` (the built-in tasks, one module each) →
+``sources`` (a ``dataset`` string to a task or to user rows) → ``chat`` (the chat template) →
+``encoding`` (token ids, answer-only labels, truncation, the collator) → ``bundle``
+(``build_data``, ``preview``).
+"""
+from .bundle import DataBundle, build_data, preview
+from .chat import end_of_turn, prompt_text
+from .encoding import IGNORE_INDEX, encode_example
+from .rows import DataError
+from .sources import FILE_SUFFIXES, load_rows
+from .tasks import TaskInfo, generate_examples, get_task, list_tasks
+
+__all__ = [
+    "DataBundle", "DataError", "FILE_SUFFIXES", "IGNORE_INDEX", "TaskInfo", "build_data", "encode_example",
+    "end_of_turn", "generate_examples", "get_task", "list_tasks", "load_rows", "preview", "prompt_text",
+]

@@ -1,0 +1,81 @@
+"""``build_data``: a run's dataset resolved, split, formatted and tokenized into a ``DataBundle``;
+``preview``: its first examples token by token, with the tokens that carry loss flagged."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .chat import end_of_turn
+from .encoding import IGNORE_INDEX, encode_rows, make_collator
+from .rows import DataError
+from .sources import load_rows, split_rows
+from .tasks import TaskInfo, generate_examples
+
+
+@dataclass
+class DataBundle:
+    """Tokenized train/eval sets, the raw eval examples for generation, the collator and counts."""
+    train: Any  # datasets.Dataset: input_ids, attention_mask, labels
+    eval: Any  # datasets.Dataset: input_ids, attention_mask, labels
+    eval_raw: list  # [{prompt, answer, reference, messages}] for generation and the task metric
+    collator: Any  # transformers DataCollatorForSeq2Seq: dynamic padding, labels padded with -100
+    task: Optional[TaskInfo]  # None for user data
+    stats: dict = field(default_factory=dict)
+    train_raw: list = field(default_factory=list, repr=False)  # [{prompt, answer, messages}]
+    source: str = ""
+
+
+def build_data(cfg, tokenizer) -> DataBundle:
+    """Load or generate ``cfg.dataset``, split it, format with the chat template and tokenize."""
+    rows, task, source = load_rows(cfg.dataset)
+    if tokenizer.pad_token is None:  # the collator pads; EOS is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    notes = []
+    if task is not None:
+        train_rows, eval_rows = generate_examples(task.name, cfg.train_examples, cfg.eval_examples, cfg.seed)
+    else:
+        train_rows, eval_rows, note = split_rows(rows, cfg.train_examples, cfg.eval_examples, cfg.seed)
+        if note:
+            notes.append(note)
+
+    eot = end_of_turn(tokenizer)
+    train, train_truncated, train_dropped = encode_rows(tokenizer, train_rows, cfg.seq_len, eot)
+    eval_set, eval_truncated, eval_dropped = encode_rows(tokenizer, eval_rows, cfg.seq_len, eot)
+    if len(train) == 0:
+        raise DataError(f"dataset: no training example fits in seq_len={cfg.seq_len} tokens (all "
+                        f"{len(train_rows)} answers were truncated away); raise seq_len")
+    if train_truncated or eval_truncated:
+        notes.append(f"{train_truncated} train and {eval_truncated} eval examples were longer than "
+                     f"seq_len={cfg.seq_len} and were truncated ({train_dropped} + {eval_dropped} "
+                     "dropped: nothing of the answer was left)")
+    train_lengths = [len(x) for x in train["input_ids"]]
+    stats = {
+        "source": source,
+        "n_train": len(train),
+        "n_eval": len(eval_set),
+        "truncated_train": train_truncated,
+        "truncated_eval": eval_truncated,
+        "dropped_train": train_dropped,
+        "dropped_eval": eval_dropped,
+        "train_tokens": sum(train_lengths),
+        "loss_tokens": sum(sum(1 for t in lab if t != IGNORE_INDEX) for lab in train["labels"]),
+        "max_len": max(train_lengths),
+        "mean_len": sum(train_lengths) / len(train_lengths),
+        "seq_len": cfg.seq_len,
+        "notes": notes,
+    }
+    eval_raw = [{"prompt": r["prompt"], "answer": r["answer"], "reference": r["answer"], "messages": r["messages"]}
+                for r in eval_rows]
+    return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer), task, stats, train_rows, source)
+
+
+def preview(bundle_or_cfg, tokenizer, n: int = 3) -> list[list[tuple[str, bool]]]:
+    """The first ``n`` training examples as (token text, carries loss) pairs; given a config, only
+    those ``n`` are built."""
+    bundle = bundle_or_cfg if isinstance(bundle_or_cfg, DataBundle) else build_data(
+        bundle_or_cfg.replace(train_examples=min(n, bundle_or_cfg.train_examples)), tokenizer)
+    out = []
+    for ex in bundle.train.select(range(min(n, len(bundle.train)))):
+        out.append([(tokenizer.decode([i]), label != IGNORE_INDEX)
+                    for i, label in zip(ex["input_ids"], ex["labels"], strict=True)])
+    return out

@@ -1,0 +1,66 @@
+"""Rows to token ids with answer-only labels, cut to ``seq_len``, and the collator that pads them.
+
+Labels are ``IGNORE_INDEX`` on the prompt: the loss covers the answer and its end-of-turn token
+only. An example longer than ``seq_len`` is truncated from the end (the prompt start is kept); one
+whose answer is cut away entirely has nothing to learn from and is dropped. Both are counted.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..logging_setup import progress_bars_off
+from .chat import end_of_turn, prompt_text
+
+IGNORE_INDEX = -100  # label value the loss ignores (PyTorch's cross_entropy default)
+
+
+def encode_example(tokenizer, messages: list, answer: str, seq_len: int, eot: Optional[str] = None) -> dict:
+    """Token ids and answer-only labels for one example, truncated to ``seq_len``.
+
+    Returns input_ids, attention_mask, labels, plus ``truncated`` (the example was longer than
+    seq_len) and ``answer_tokens`` (answer tokens left after truncation; 0 means drop it).
+    """
+    eot = end_of_turn(tokenizer) if eot is None else eot
+    p_ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
+    a_ids = tokenizer(answer + eot, add_special_tokens=False)["input_ids"]
+    ids = p_ids + a_ids
+    labels = [IGNORE_INDEX] * len(p_ids) + list(a_ids)
+    truncated = len(ids) > seq_len
+    ids, labels = ids[:seq_len], labels[:seq_len]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels,
+            "truncated": truncated, "answer_tokens": sum(label != IGNORE_INDEX for label in labels)}
+
+
+def encode_rows(tokenizer, rows: list[dict], seq_len: int, eot: Optional[str] = None):
+    """Rows as a ``datasets.Dataset`` (input_ids, attention_mask, labels) without the examples that
+    lost their whole answer: (dataset, how many were truncated, how many dropped)."""
+    import datasets
+
+    eot = end_of_turn(tokenizer) if eot is None else eot
+
+    def encode(batch):
+        out = {k: [] for k in ("input_ids", "attention_mask", "labels", "truncated", "answer_tokens")}
+        for messages, answer in zip(batch["messages"], batch["answer"], strict=True):
+            enc = encode_example(tokenizer, messages, answer, seq_len, eot)
+            for k in out:
+                out[k].append(enc[k])
+        return out
+
+    with progress_bars_off("datasets"):  # no "Map: 100%" bars in notebook output
+        raw = datasets.Dataset.from_list([{"messages": r["messages"], "answer": r["answer"]} for r in rows])
+        enc = raw.map(encode, batched=True, remove_columns=raw.column_names)
+        truncated = sum(enc["truncated"])
+        keep = [i for i, n in enumerate(enc["answer_tokens"]) if n > 0]
+        dropped = len(enc) - len(keep)
+        if dropped:
+            enc = enc.select(keep)
+        return enc.remove_columns(["truncated", "answer_tokens"]), truncated, dropped
+
+
+def make_collator(tokenizer):
+    """Pads each batch to its own longest example (dynamic padding); labels are padded with
+    ``IGNORE_INDEX``, so padding carries no loss. The tokenizer needs a pad token."""
+    from transformers import DataCollatorForSeq2Seq
+
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX,
+                                  pad_to_multiple_of=None)

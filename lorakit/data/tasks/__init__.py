@@ -1,0 +1,108 @@
+"""The built-in tasks: examples generated from a seed, scored by an automatic metric.
+
+Each task is a module with ``make(rng) -> (prompt, answer)`` and ``check(prediction, reference)
+-> {"correct": bool, ...extra per-example details}``; ``_TASKS`` below names it, describes it and
+says what its metric is. A new task is one module and one entry there.
+"""
+from __future__ import annotations
+
+import difflib
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ..rows import DataError, make_row
+from . import arithmetic, date_iso, extract_json, sort_words
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A built-in task: examples generated from a seed, scored by an automatic metric."""
+    name: str
+    description: str
+    metric: str  # name of the metric, e.g. "exact match (parsed JSON)"
+    make: Callable[[random.Random], tuple[str, str]] = field(repr=False, compare=False)
+    check: Callable[[str, str], dict] = field(repr=False, compare=False)
+    """check(prediction, reference) -> {"correct": bool, ...extra per-example details}"""
+
+    def example(self, seed: int = 0) -> dict:
+        """One generated example, for showing what the task looks like."""
+        prompt, answer = self.make(random.Random(f"{self.name}:{seed}:example"))
+        return {"prompt": prompt, "answer": answer}
+
+    def score(self, predictions: Sequence[str], references: Sequence[str]) -> float:
+        """Mean correctness over the pairs (0.0 for no pairs)."""
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        if not predictions:
+            return 0.0
+        pairs = zip(predictions, references, strict=True)
+        return sum(bool(self.check(p, r)["correct"]) for p, r in pairs) / len(predictions)
+
+
+# In the order list_tasks() gives them: the default (RunConfig.dataset) first.
+_TASKS: dict[str, TaskInfo] = {
+    t.name: t
+    for t in (
+        TaskInfo("extract-json", "A sentence about a person -> JSON {name, age, city}. The prompt does not "
+                 "spell out the schema: keys, age as a number (words or 'turns 35 tomorrow' included), "
+                 "first name first without titles, and the city they live in now (not where they came "
+                 "from) are learned from the examples", "exact match (parsed JSON)",
+                 extract_json.make, extract_json.check),
+        TaskInfo("date-iso", "A date written in one of many ways (March 5, 2021 / the 5th of March 2021 / "
+                 "Fri 5 Mar...) -> 2021-03-05", "exact match", date_iso.make, date_iso.check),
+        TaskInfo("sort-words", "Sort 3-6 words alphabetically", "exact match", sort_words.make, sort_words.check),
+        TaskInfo("arithmetic", "Add or subtract two numbers below 1000", "exact match",
+                 arithmetic.make, arithmetic.check),
+    )
+}
+
+
+def list_tasks() -> list[TaskInfo]:
+    """The built-in tasks (the default, ``extract-json``, first)."""
+    return list(_TASKS.values())
+
+
+def get_task(name: str) -> TaskInfo:
+    """A built-in task by name; ``DataError`` listing the tasks when unknown."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise DataError(f"dataset: unknown built-in task {name!r}{did_you_mean(name)}; "
+                        f"built-in tasks: {', '.join(_TASKS)}") from None
+
+
+def did_you_mean(name: str) -> str:
+    """`` (did you mean 'x'?)`` for the closest task name, else empty: a suffix for messages."""
+    close = difflib.get_close_matches(str(name), list(_TASKS), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def generate_examples(task: str, n_train: int, n_eval: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(train, eval) rows of a built-in task: deterministic in the seed, never overlapping.
+
+    Eval comes from its own random stream and does not depend on ``n_train``; train examples
+    that happen to equal an eval prompt (or an earlier train prompt) are skipped.
+    """
+    info = get_task(task)
+
+    def stream(kind: str, n: int, exclude: set) -> list[dict]:
+        rng = random.Random(f"{task}:{seed}:{kind}")
+        out, seen = [], set(exclude)
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 50 * n + 1000:
+                raise DataError(f"dataset: task {task!r} cannot produce {n} distinct {kind} examples")
+            prompt, answer = info.make(rng)
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            out.append(make_row(prompt, answer))
+        return out
+
+    eval_rows = stream("eval", n_eval, set())
+    train_rows = stream("train", n_train, {r["prompt"] for r in eval_rows})
+    overlap = {r["prompt"] for r in train_rows} & {r["prompt"] for r in eval_rows}
+    assert not overlap, f"train/eval overlap in task {task!r}"
+    return train_rows, eval_rows
