@@ -418,21 +418,15 @@ def _load_tokenizer(auto_tokenizer, source: str, local: Optional[Path]):
 
 def _check_hub_reachable(name: str) -> None:
     """Fail fast with a plain message instead of minutes of download retries."""
-    import socket
-
     from huggingface_hub import try_to_load_from_cache
+
+    from .hub import unreachable_reason
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return  # already in the local Hugging Face cache
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        reason = "HF_HUB_OFFLINE is set"
-    else:
-        try:
-            socket.create_connection((host, 443), timeout=3).close()
-            return
-        except OSError as exc:
-            reason = f"cannot reach {host} ({exc})"
+    reason = unreachable_reason()
+    if reason is None:
+        return
     raise ModelUnavailable(
         f"model {name!r} is not a built-in name or a local directory, and it would have to be "
         f"downloaded from the Hugging Face Hub, but {reason}: this machine has no access to the hub. "
