@@ -30,16 +30,21 @@ def sweep(base: RunConfig, store=None, sinks=(), stop=None, **axes):
     runs are recorded as 'failed' by train() and the sweep goes on. Returns compare() of the trials.
     """
     from .compare import compare
-    from .training import _open_store, train
+    from .store import open_store
+    from .training import train
 
-    store = _open_store(store)
+    store, opened_here = open_store(store)  # one store for every trial
     records = []
-    for item in grid(base, **axes):
-        if isinstance(item, tuple):
-            changes, exc = item
-            log.warning("sweep: skipping %s: %s", changes, "; ".join(exc.problems.values()))
-            continue
-        if stop is not None and stop.is_set():
-            break
-        records.append(train(item, sinks=sinks, store=store if store is not None else False, stop=stop))
+    try:
+        for item in grid(base, **axes):
+            if isinstance(item, tuple):
+                changes, exc = item
+                log.warning("sweep: skipping %s: %s", changes, "; ".join(exc.problems.values()))
+                continue
+            if stop is not None and stop.is_set():
+                break
+            records.append(train(item, sinks=sinks, store=store if store is not None else False, stop=stop))
+    finally:
+        if opened_here:
+            store.close()
     return compare(records)

@@ -45,13 +45,12 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     """
     from .logging_setup import quiet_libraries
     from .models import default_device
+    from .store import StoreSink, open_store
 
     quiet_libraries()
-    store = _open_store(store)
+    store, opened_here = open_store(store)
     sinks = list(sinks)
     if store is not None:
-        from .store import StoreSink
-
         sinks.insert(0, StoreSink(store))
     stop = stop or threading.Event()
     record = RunRecord(config=config, created_at=time.time(), device=device or default_device())
@@ -65,17 +64,10 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     except Exception as exc:  # noqa: BLE001 - a failed run is data, never lost
         log.debug("run %s failed", record.run_id, exc_info=True)
         run.end("failed", f"{type(exc).__name__}: {exc}")
+    finally:
+        if opened_here:  # opened for this run only
+            store.close()
     return record
-
-
-def _open_store(store):
-    if store is False:
-        return None
-    from .store import RunStore
-
-    if store is None or isinstance(store, (str, Path)):
-        return RunStore(store)
-    return store
 
 
 class _Run:

@@ -1,0 +1,24 @@
+"""The run store: SQLite, so runs survive a kernel restart and can be compared later.
+
+Import from here; the modules are, from the file up:
+
+- :mod:`.errors`  — ``StoreError`` (names the file and why), ``RunNotFound``;
+- :mod:`.schema`  — the tables, listed once, and their creation / upgrade; one write transaction;
+- :mod:`.files`   — where the store lives (``default_store_path``) and which files are refused;
+- :mod:`.orphans` — runs left 'running' by a process that has ended become 'stopped';
+- :mod:`.rows`    — the row codec: a RunRecord to rows and back;
+- :mod:`.runs`    — ``RunStore`` (save / load / records / delete / adapter_dir ...) and
+  ``open_store``, how every ``store=`` argument becomes a RunStore;
+- :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains.
+"""
+from .errors import RunNotFound, StoreError
+from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path
+from .orphans import ORPHAN_REASON
+from .runs import RunStore, open_store
+from .schema import APPLICATION, SCHEMA_VERSION
+from .sink import StoreSink
+
+__all__ = [
+    "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
+    "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON",
+]

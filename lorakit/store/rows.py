@@ -1,0 +1,243 @@
+"""The row codec: a RunRecord to the store's rows and back.
+
+``runs.record`` holds the RunRecord without its history, evals and memory; those live in their own
+tables (they are what grows during training) and are the source of truth when loading. Non-finite
+numbers (a NaN loss) are kept: SQLite turns NaN into NULL, so they are also written to the row's
+``extra`` JSON and restored from there. Writers take a connection inside the caller's transaction.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any, Optional
+
+from ..memory import MemoryBreakdown
+from ..record import RunRecord
+from .errors import StoreError
+from .orphans import owner
+from .schema import EVALS, MEMORY, RUNS, STEPS
+
+# Value columns of each table: every column but the keys and the JSON ones.
+STEP_VALUES = tuple(c for c in STEPS.names if c not in ("run_id", "step", "extra"))
+EVAL_VALUES = tuple(c for c in EVALS.names if c not in ("run_id", "idx", "step", "extra"))
+MEMORY_VALUES = tuple(c for c in MEMORY.names if c not in ("run_id", "kind", "cuda"))
+# The runs columns a listing shows (summaries()): all but bookkeeping and the JSON bodies.
+SUMMARY_COLUMNS = tuple(c for c in RUNS.names if c not in ("updated_at", "pid", "host", "proc_start", "config",
+                                                            "record"))
+# Kept out of runs.record: they have tables of their own.
+TABLE_FIELDS = ("history", "evals", "memory", "planned_memory")
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+_UPSERT_RUN = (RUNS.insert() + " ON CONFLICT (run_id) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in RUNS.names if c != "run_id"))
+
+
+def check_run_id(run_id: Any) -> str:
+    """``run_id`` if it is safe as a key and as a directory name, else StoreError."""
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id) or run_id in (".", ".."):
+        raise StoreError(
+            f"invalid run id {run_id!r}: use letters, digits, '_', '-' or '.' (at most 128 characters)"
+        )
+    return run_id
+
+
+# --------------------------------------------------------------------------- values
+
+def plain(x: Any) -> Any:
+    """numpy / torch scalars -> Python numbers; everything else unchanged."""
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    item = getattr(x, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return x
+    return x
+
+
+def _json_default(o: Any) -> Any:
+    o2 = plain(o)
+    if o2 is not o:
+        return o2
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "as_dict"):
+        return o.as_dict()
+    return str(o)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+def num(x: Any) -> Optional[float]:
+    """A value for a REAL column (NaN becomes NULL there; see _split)."""
+    x = plain(x)
+    if x is None or isinstance(x, str):
+        return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def integer(x: Any) -> Optional[int]:
+    x = plain(x)
+    if x is None:
+        return None
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _split(entry: dict, cols: tuple) -> tuple[list, Optional[str]]:
+    """Column values for ``cols`` plus an ``extra`` JSON of everything else (and non-finite values)."""
+    values, extra = [], {}
+    for c in cols:
+        f = num(entry.get(c))
+        if f is not None and not math.isfinite(f):
+            extra[c] = f  # JSON keeps NaN / inf; SQLite would turn NaN into NULL
+        values.append(f)
+    for k, v in entry.items():
+        if k not in cols and k not in ("run_id", "step", "idx"):  # keys have columns of their own
+            extra[k] = plain(v)
+    return values, (dumps(extra) if extra else None)
+
+
+def _join(step: Any, values: tuple, cols: tuple, extra: Optional[str]) -> dict:
+    d = {"step": step}
+    d.update(zip(cols, values, strict=True))
+    if extra:
+        d.update(json.loads(extra))
+    return d
+
+
+# --------------------------------------------------------------------------- writing
+
+def write_run(c: sqlite3.Connection, r: RunRecord, now: float) -> None:
+    """Insert or update ``r``'s runs row (not its steps, evals or memory)."""
+    cfg = r.config
+    cfg_dict = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
+    body = r.to_dict()
+    for k in TABLE_FIELDS:
+        body.pop(k, None)
+    created = r.created_at
+    if not created:  # keep the first save's time rather than moving the run in the list
+        row = c.execute("SELECT created_at FROM runs WHERE run_id = ?", (r.run_id,)).fetchone()
+        created = row[0] if row else now
+    row = {
+        "run_id": r.run_id, "created_at": float(created), "updated_at": now, "status": r.status,
+        "reason": r.reason or "", "label": str(getattr(cfg, "label", "")),
+        "method": cfg_dict.get("method"), "quant": cfg_dict.get("quant"), "rank": integer(cfg_dict.get("rank")),
+        "model": cfg_dict.get("model"), "dataset": cfg_dict.get("dataset"),
+        "train_loss": num(r.train_loss), "eval_loss": num(r.eval_loss), "task_metric": num(r.task_metric),
+        "mem_total": int(r.memory.total) if r.memory is not None else None,
+        "tokens_per_s": num(r.tokens_per_s), "wall_s": num(r.wall_s),
+        **owner(r.status == "running"),
+        "config": dumps(cfg_dict), "record": dumps(body),
+    }
+    c.execute(_UPSERT_RUN, [row[col] for col in RUNS.names])
+
+
+def insert_steps(c: sqlite3.Connection, run_id: str, steps: list) -> None:
+    """Logged steps (dicts with at least ``step``); a step already stored is replaced."""
+    rows = []
+    for i, s in enumerate(steps):
+        s = dict(s)
+        step = integer(s.get("step"))
+        values, extra = _split(s, STEP_VALUES)
+        rows.append((run_id, i + 1 if step is None else step, *values, extra))
+    if rows:
+        c.executemany(STEPS.insert("INSERT OR REPLACE"), rows)
+
+
+def insert_evals(c: sqlite3.Connection, run_id: str, evals: list, start: int) -> None:
+    """Evaluation results, numbered from ``start`` (a run may evaluate twice at one step)."""
+    rows = []
+    for i, e in enumerate(evals):
+        e = dict(e)
+        values, extra = _split(e, EVAL_VALUES)
+        rows.append((run_id, start + i, integer(e.get("step")), *values, extra))
+    if rows:
+        c.executemany(EVALS.insert(), rows)
+
+
+def write_memory(c: sqlite3.Connection, run_id: str, kind: str, mem: MemoryBreakdown) -> None:
+    """The 'measured' or 'planned' breakdown of a run (a MemoryBreakdown or its as_dict())."""
+    if isinstance(mem, dict):
+        mem = MemoryBreakdown.from_dict(mem)
+    cuda = dumps(mem.cuda) if mem.cuda is not None else None
+    c.execute(MEMORY.insert("INSERT OR REPLACE"),
+              (run_id, kind, *(integer(getattr(mem, k)) for k in MEMORY_VALUES), cuda))
+
+
+# --------------------------------------------------------------------------- reading
+
+def read_runs(conn: sqlite3.Connection, where: str, params: tuple) -> list[RunRecord]:
+    """The runs matching ``where`` (over the runs table), oldest first; call inside a read transaction."""
+    runs = conn.execute(
+        f"SELECT run_id, status, reason, created_at, config, record FROM runs {where} ORDER BY created_at, rowid",
+        params,
+    ).fetchall()
+    sub = f"WHERE run_id IN (SELECT run_id FROM runs {where})"
+    steps = conn.execute(f"SELECT run_id, step, {', '.join(STEP_VALUES)}, extra FROM steps {sub} "
+                         "ORDER BY run_id, step", params).fetchall()
+    evals = conn.execute(f"SELECT run_id, step, {', '.join(EVAL_VALUES)}, extra FROM evals {sub} "
+                         "ORDER BY run_id, idx", params).fetchall()
+    mems = conn.execute(f"SELECT run_id, kind, {', '.join(MEMORY_VALUES)}, cuda FROM memory {sub}",
+                        params).fetchall()
+    hist = _by_run(steps, STEP_VALUES)
+    evs = _by_run(evals, EVAL_VALUES)
+    mem = {(row[0], row[1]): MemoryBreakdown(**{k: int(v) for k, v in zip(MEMORY_VALUES, row[2:-1], strict=True)},
+                                             cuda=json.loads(row[-1]) if row[-1] else None)
+           for row in mems}
+    known = RunRecord.__dataclass_fields__
+    out = []
+    for run_id, status, reason, created_at, config, body in runs:
+        d = json.loads(body)
+        d.update(run_id=run_id, status=status, reason=reason, created_at=created_at,
+                 config=_lenient_config(json.loads(config)), history=hist.get(run_id, []),
+                 evals=evs.get(run_id, []), memory=mem.get((run_id, "measured")),
+                 planned_memory=mem.get((run_id, "planned")))
+        out.append(RunRecord(**{k: v for k, v in d.items() if k in known}))
+    return out
+
+
+def _by_run(rows: list, cols: tuple) -> dict[str, list[dict]]:
+    """(run_id, step, *values, extra) rows -> {run_id: [entry dicts in row order]}."""
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(_join(row[1], row[2:-1], cols, row[-1]))
+    return out
+
+
+def _lenient_config(d: dict):
+    """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost)."""
+    from dataclasses import MISSING, fields
+
+    from ..config import RunConfig
+
+    try:
+        return RunConfig.from_dict(d)
+    except Exception:  # noqa: BLE001 - e.g. a model name a later lorakit no longer knows
+        cfg = object.__new__(RunConfig)
+        for f in fields(RunConfig):
+            if f.name in d:
+                value = d[f.name]
+                if f.name == "target_modules" and isinstance(value, list):
+                    value = tuple(value)
+            elif f.default is not MISSING:
+                value = f.default
+            elif f.default_factory is not MISSING:  # type: ignore[misc]
+                value = f.default_factory()  # type: ignore[misc]
+            else:
+                value = None
+            object.__setattr__(cfg, f.name, value)
+        return cfg
+

@@ -1,0 +1,301 @@
+"""``RunStore``: every run in one SQLite file, so runs survive a kernel restart and can be compared.
+
+Every write is one transaction (``save`` writes the run row, its steps, evals and memory together)
+and the file is in WAL mode, so a process killed mid-write never leaves a half-written run. How a
+record maps to rows is :mod:`.rows`; which files are refused, :mod:`.files`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
+
+from ..memory import MemoryBreakdown
+from ..record import STATUSES, RunRecord
+from . import orphans, rows
+from .errors import RunNotFound, StoreError
+from .files import check_file, connect, default_store_path
+from .schema import RUN_TABLES, RUNS, init_schema, transaction
+
+_log = logging.getLogger("lorakit")
+
+
+class RunStore:
+    """All runs in one SQLite file.
+
+    ``RunStore()`` opens ``$LORAKIT_STORE`` or ``./lorakit_runs.db`` (created when missing).
+    Adapters of run ``r`` belong in ``adapter_dir(r)`` = ``<db dir>/<db stem>_adapters/<r>``.
+    Safe to share between threads (one connection behind a lock). Usable as a context manager.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike, None] = None, *, timeout: float = 30.0):
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self.path = self.path.absolute()
+        self._lock = threading.RLock()
+        self._conn: Optional[sqlite3.Connection] = None
+        check_file(self.path)
+        self._conn = connect(self.path, timeout)
+        try:
+            init_schema(self._conn, self.path)
+            self.recover_orphans()
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    # ---------------------------------------------------------------- plumbing
+
+    @contextmanager
+    def _writing(self, failure: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock; an SQLite error becomes StoreError(``failure: error``)."""
+        with self._lock:
+            try:
+                with transaction(self._require()) as c:
+                    yield c
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{failure}: {e}") from None
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the run store {self.path} is closed")
+        return self._conn
+
+    def _query(self, sql: str, params: Iterable = ()) -> list:
+        with self._lock:
+            try:
+                return self._require().execute(sql, tuple(params)).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"cannot read the run store {self.path}: {e}") from None
+
+    @staticmethod
+    def _require_run(c, run_id: str) -> None:
+        if c.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
+            raise RunNotFound(f"no run {run_id!r} in the run store (save the run before adding to it)")
+
+    # ---------------------------------------------------------------- writing
+
+    def save(self, record: RunRecord) -> None:
+        """Write the whole run (row, steps, evals, memory) in one transaction, replacing what was there."""
+        if not isinstance(record, RunRecord):
+            raise StoreError(f"save() takes a RunRecord, got {type(record).__name__}")
+        run_id = rows.check_run_id(record.run_id)
+        if record.status not in STATUSES:
+            raise StoreError(f"run {run_id}: status must be one of {', '.join(STATUSES)}; got {record.status!r}")
+        with self._writing(f"cannot save run {run_id} to {self.path}") as c:
+            rows.write_run(c, record, time.time())
+            for table in RUN_TABLES:
+                c.execute(f"DELETE FROM {table.name} WHERE run_id = ?", (run_id,))
+            rows.insert_steps(c, run_id, record.history)
+            rows.insert_evals(c, run_id, record.evals, start=0)
+            for kind, mem in (("measured", record.memory), ("planned", record.planned_memory)):
+                if mem is not None:
+                    rows.write_memory(c, run_id, kind, mem)
+
+    def append_steps(self, run_id: str, steps: Iterable[dict]) -> None:
+        """Add logged steps to a saved run (one transaction); a step already stored is replaced."""
+        steps = list(steps)
+        run_id = rows.check_run_id(run_id)
+        with self._writing(f"cannot append steps to run {run_id} in {self.path}") as c:
+            self._require_run(c, run_id)
+            rows.insert_steps(c, run_id, steps)
+            c.execute("UPDATE runs SET updated_at = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def append_evals(self, run_id: str, evals: Iterable[dict]) -> None:
+        """Add evaluation results to a saved run (one transaction)."""
+        evals = list(evals)
+        run_id = rows.check_run_id(run_id)
+        with self._writing(f"cannot append evals to run {run_id} in {self.path}") as c:
+            self._require_run(c, run_id)
+            (n,) = c.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM evals WHERE run_id = ?", (run_id,)).fetchone()
+            rows.insert_evals(c, run_id, evals, start=n)
+            if evals:
+                last = evals[-1]
+                c.execute(
+                    "UPDATE runs SET eval_loss = COALESCE(?, eval_loss), task_metric = COALESCE(?, task_metric),"
+                    " updated_at = ? WHERE run_id = ?",
+                    (rows.num(last.get("eval_loss")), rows.num(last.get("task_metric")), time.time(), run_id),
+                )
+
+    def set_memory(self, run_id: str, measured: Optional[MemoryBreakdown] = None,
+                   planned: Optional[MemoryBreakdown] = None) -> None:
+        """Store the measured and/or planned memory breakdown of a saved run (one transaction)."""
+        run_id = rows.check_run_id(run_id)
+        with self._writing(f"cannot store memory of run {run_id} in {self.path}") as c:
+            self._require_run(c, run_id)
+            for kind, mem in (("measured", measured), ("planned", planned)):
+                if mem is not None:
+                    rows.write_memory(c, run_id, kind, mem)
+            if measured is not None:
+                c.execute("UPDATE runs SET mem_total = ?, updated_at = ? WHERE run_id = ?",
+                          (int(measured.total), time.time(), run_id))
+
+    def set_status(self, run_id: str, status: str, reason: str = "") -> None:
+        """Change a run's status (and reason) without rewriting it."""
+        run_id = rows.check_run_id(run_id)
+        if status not in STATUSES:
+            raise StoreError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        with self._writing(f"cannot update run {run_id} in {self.path}") as c:
+            self._require_run(c, run_id)
+            c.execute("UPDATE runs SET status = ?, reason = ?, updated_at = ? WHERE run_id = ?",
+                      (status, reason or "", time.time(), run_id))
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run, its steps, evals, memory and its adapter directory."""
+        run_id = rows.check_run_id(run_id)
+        adapter = self.adapter_dir(run_id)
+        with self._writing(f"cannot delete run {run_id} from {self.path}") as c:
+            row = c.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None and not adapter.exists():
+                raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
+            for table in (*RUN_TABLES, RUNS):
+                c.execute(f"DELETE FROM {table.name} WHERE run_id = ?", (run_id,))
+        doomed = [adapter]
+        if row is not None:
+            try:
+                stored = json.loads(row[0]).get("adapter_path")
+            except ValueError:
+                stored = None
+            # A recorded adapter path is removed only when it lies inside this store's adapter folder.
+            if stored:
+                sp = Path(stored).absolute()
+                if self.adapters_root in sp.parents and sp != adapter:
+                    doomed.append(sp)
+        for d in doomed:
+            if d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+            elif d.exists():
+                d.unlink(missing_ok=True)
+
+    def recover_orphans(self) -> list[str]:
+        """Mark runs left 'running' by a process of this host that has ended as 'stopped'; their history stays."""
+        dead = orphans.orphans(self._query(orphans.RUNNING_SQL))
+        if dead:
+            with self._writing(f"cannot update the run store {self.path}") as c:
+                orphans.mark_stopped(c, dead)
+            _log.info("run store %s: marked %d orphaned run(s) stopped", self.path, len(dead))
+        return dead
+
+    # ---------------------------------------------------------------- reading
+
+    def load(self, run_id: str) -> RunRecord:
+        """The stored run; :class:`RunNotFound` (a StoreError and a KeyError) when there is none."""
+        run_id = rows.check_run_id(run_id)
+        records = self._load_where("WHERE run_id = ?", (run_id,))
+        if not records:
+            raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
+        return records[0]
+
+    def records(self, status: Optional[str] = None) -> list[RunRecord]:
+        """Every stored run, oldest first; only those with ``status`` when given."""
+        if status is None:
+            return self._load_where("", ())
+        if status not in STATUSES:
+            raise StoreError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        return self._load_where("WHERE status = ?", (status,))
+
+    def summaries(self, status: Optional[str] = None) -> list[dict]:
+        """One small dict per run (no history), oldest first: quick listing for menus and tables."""
+        cols = rows.SUMMARY_COLUMNS
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        found = self._query(f"SELECT {', '.join(cols)} FROM runs {where} ORDER BY created_at, rowid", params)
+        return [dict(zip(cols, r, strict=True)) for r in found]
+
+    def run_ids(self) -> list[str]:
+        """Run ids, oldest first."""
+        return [r[0] for r in self._query("SELECT run_id FROM runs ORDER BY created_at, rowid")]
+
+    def _load_where(self, where: str, params: tuple) -> list[RunRecord]:
+        with self._lock:
+            conn = self._require()
+            try:
+                # One read transaction, so a concurrent writer never shows a half-updated run.
+                conn.execute("BEGIN")
+                try:
+                    return rows.read_runs(conn, where, params)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"cannot read the run store {self.path}: {e}") from None
+
+    # ---------------------------------------------------------------- paths, size, lifetime
+
+    @property
+    def adapters_root(self) -> Path:
+        """``<db dir>/<db stem>_adapters``: where the adapters of this store's runs live."""
+        return self.path.parent / f"{self.path.stem}_adapters"
+
+    def adapter_dir(self, run_id: str) -> Path:
+        """Where run ``run_id``'s adapter belongs (not created here)."""
+        return self.adapters_root / rows.check_run_id(run_id)
+
+    def __len__(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM runs")[0][0])
+
+    def __contains__(self, run_id: object) -> bool:
+        if not isinstance(run_id, str):
+            return False
+        return bool(self._query("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        return iter(self.records())
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else f"{len(self)} run(s)"
+        return f"RunStore({str(self.path)!r}, {state})"
+
+
+def open_store(store: Any = None, *, required: bool = False) -> tuple[Optional[RunStore], bool]:
+    """``(RunStore or None, opened_here)`` for a ``store=`` argument of the public API.
+
+    - a :class:`RunStore`: itself, ``opened_here=False`` (its owner closes it);
+    - a file path (``str`` or ``os.PathLike``), or None for the default store (``$LORAKIT_STORE`` or
+      ``./lorakit_runs.db``): a new RunStore, ``opened_here=True``: the caller closes it when done;
+    - False: keep nothing on disk, ``(None, False)``; refused with ``required=True`` (the caller
+      reads runs from the store, e.g. ``compare``).
+
+    Anything else is a TypeError naming the accepted kinds. A file that cannot be used is a
+    :class:`StoreError` from RunStore itself.
+    """
+    if isinstance(store, RunStore):
+        return store, False
+    if store is False and not required:
+        return None, False
+    if store is None or isinstance(store, (str, os.PathLike)):
+        return RunStore(store), True
+    accepted = "a RunStore, a file path or None (the default store: $LORAKIT_STORE or ./lorakit_runs.db)"
+    if store is False:
+        raise TypeError(f"store=False (keep no runs) cannot be used here, where runs are read from a store; "
+                        f"give {accepted}")
+    raise TypeError(f"store must be {accepted}, or False to keep no runs; got {type(store).__name__}: {store!r}")

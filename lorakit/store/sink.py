@@ -1,0 +1,103 @@
+"""``StoreSink``: an events sink that records a run in a RunStore while it trains."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from ..record import STATUSES, RunRecord
+from .runs import RunStore
+
+_log = logging.getLogger("lorakit")
+
+
+class StoreSink:
+    """An events sink that records a run in a :class:`RunStore` as it happens.
+
+    RunStarted inserts the run as 'running'; StepLogged is buffered and written every
+    ``flush_every`` steps; EvalDone and MemoryMeasured are written at once; RunFinished saves the
+    full record in one transaction. A sink never raises: a store error is logged and kept in
+    ``errors``, and training goes on.
+    """
+
+    def __init__(self, store: RunStore, flush_every: int = 5):
+        self.store = store
+        self.flush_every = max(1, int(flush_every))
+        self.errors: list[BaseException] = []
+        self._buffer: dict[str, list[dict]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        from .. import events as ev
+
+        try:
+            if isinstance(event, ev.RunStarted):
+                self._started(event)
+            elif isinstance(event, ev.StepLogged):
+                self._step(event)
+            elif isinstance(event, ev.EvalDone):
+                self.flush(event.run_id)
+                self.store.append_evals(event.run_id, [{"step": event.step, "eval_loss": event.eval_loss,
+                                                        "perplexity": event.perplexity,
+                                                        "task_metric": event.task_metric}])
+            elif isinstance(event, ev.MemoryMeasured):
+                self.store.set_memory(event.run_id, measured=event.measured, planned=event.planned)
+            elif isinstance(event, ev.RunFinished):
+                self._finished(event)
+        except Exception as e:  # noqa: BLE001 - a sink must not kill training
+            self.errors.append(e)
+            _log.exception("run store sink failed on %s", type(event).__name__)
+
+    def _started(self, event) -> None:
+        from ..config import RunConfig
+
+        cfg = event.config
+        if isinstance(cfg, dict):
+            cfg = RunConfig.from_dict(cfg)
+        record = RunRecord(config=cfg, run_id=event.run_id, status="running", created_at=time.time(),
+                           trainable_params=int(event.trainable_params or 0),
+                           total_params=int(event.total_params or 0), planned_memory=event.planned_memory)
+        with self._lock:
+            self._buffer[event.run_id] = []
+        self.store.save(record)
+
+    def _step(self, event) -> None:
+        step = {"step": event.step, "loss": event.loss, "learning_rate": event.learning_rate,
+                "tokens_per_s": event.tokens_per_s, "elapsed_s": event.elapsed_s, "grad_norm": event.grad_norm}
+        with self._lock:
+            buf = self._buffer.setdefault(event.run_id, [])
+            buf.append(step)
+            full = len(buf) >= self.flush_every or event.step >= event.max_steps
+        if full:  # the last step flushes at once
+            self.flush(event.run_id)
+
+    def _finished(self, event) -> None:
+        record = event.record
+        if isinstance(record, RunRecord):
+            with self._lock:
+                self._buffer.pop(event.run_id, None)  # the record's history supersedes the buffer
+            if record.status != event.status and event.status in STATUSES:
+                record = dataclasses.replace(record, status=event.status, reason=record.reason or event.reason)
+            self.store.save(record)
+        else:
+            self.flush(event.run_id)
+            self.store.set_status(event.run_id, event.status, event.reason)
+
+    def flush(self, run_id: Optional[str] = None) -> None:
+        """Write buffered steps now (of one run, or of all)."""
+        with self._lock:
+            ids = [run_id] if run_id is not None else list(self._buffer)
+            pending = {rid: self._buffer.get(rid, []) for rid in ids}
+            for rid in ids:
+                if rid in self._buffer:
+                    self._buffer[rid] = []
+        for rid, steps in pending.items():
+            if steps:
+                try:
+                    self.store.append_steps(rid, steps)
+                except BaseException:
+                    with self._lock:  # keep them for the next try
+                        self._buffer[rid] = steps + self._buffer.get(rid, [])
+                    raise
