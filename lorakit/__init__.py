@@ -3,15 +3,18 @@
 Heavy libraries (torch, transformers, peft) are imported when first needed, so ``import lorakit``
 is quick and never imports the notebook widgets.
 """
-# Bind the submodules compare.py and sweep.py now (both are light), so that the functions defined
-# below stay lorakit.compare / lorakit.sweep: Python sets a package attribute to a submodule only when
-# the submodule is first imported, which would otherwise replace the function after its first call.
-from . import compare as _compare_module, sweep as _sweep_module  # noqa: E402,I001
+# Bind the submodule sweep.py now (it is light), so that the function defined below stays lorakit.sweep:
+# Python sets a package attribute to a submodule only when the submodule is first imported, which would
+# otherwise replace the function after its first call.
+from . import sweep as _sweep_module  # noqa: F401
 from .config import ConfigError, RunConfig
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from .figures import loss_figure, memory_figure, pareto_figure, pareto_front
 from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
+from .report import export_csv, export_html
+from .table import compare, styled
 
 __version__ = "0.1.0"
 
@@ -19,6 +22,7 @@ __all__ = [
     "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "list_models", "load_model", "list_tasks", "RunStore",
+    "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
 ]
 
 
@@ -34,20 +38,6 @@ def sweep(base, store=None, sinks=(), stop=None, **axes):
     from .sweep import sweep as _sweep
 
     return _sweep(base, store=store, sinks=sinks, stop=stop, **axes)
-
-
-def compare(runs=None, store=None):
-    """One row per run as a pandas DataFrame; see lorakit.compare.compare."""
-    from .compare import compare as _compare
-
-    return _compare(runs=runs, store=store)
-
-
-# lorakit.compare.loss_figure(...) etc. keep working on the function.
-for _name in _compare_module.__all__:
-    if _name != "compare":
-        setattr(compare, _name, getattr(_compare_module, _name))
-del _name
 
 
 def plan_memory(model, **kwargs):

@@ -6,17 +6,13 @@ throttle how often they redraw (see ``throttle.py``).
 from __future__ import annotations
 
 import html
-from typing import Optional, Sequence
+from typing import Sequence
 
 import plotly.graph_objects as go
 
+from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, MiB, finite
 from lorakit.memory import CATEGORIES
 
-MiB = 1024 ** 2
-CATEGORY_NAMES = {"base_weights": "base weights", "adapters": "adapters", "gradients": "gradients",
-                  "optimizer": "optimizer state", "activations": "activations"}
-CATEGORY_COLORS = {"base_weights": "#8c96a6", "adapters": "#e45756", "gradients": "#f2a93b",
-                   "optimizer": "#4c78a8", "activations": "#54a24b"}
 TRAIN, EVAL = 0, 1  # trace indices of the loss chart
 
 
@@ -46,19 +42,19 @@ class LossChart:
         with f.batch_update():
             f.layout.annotations = () if (steps or evals) else (_note("waiting for the first step…"),)
             f.data[TRAIN].x = [s for s, _ in steps]
-            f.data[TRAIN].y = [_finite(v) for _, v in steps]
+            f.data[TRAIN].y = [finite(v) for _, v in steps]
             f.data[EVAL].x = [s for s, _ in evals]
-            f.data[EVAL].y = [_finite(v) for _, v in evals]
+            f.data[EVAL].y = [finite(v) for _, v in evals]
             f.layout.xaxis.range = [0, max(max_steps, steps[-1][0] if steps else 1, 1)] if max_steps else None
             f.layout.title.text = title
 
     @property
     def train_points(self) -> list:
-        return list(zip(self.figure.data[TRAIN].x or (), self.figure.data[TRAIN].y or ()))
+        return list(zip(self.figure.data[TRAIN].x or (), self.figure.data[TRAIN].y or (), strict=False))
 
     @property
     def eval_points(self) -> list:
-        return list(zip(self.figure.data[EVAL].x or (), self.figure.data[EVAL].y or ()))
+        return list(zip(self.figure.data[EVAL].x or (), self.figure.data[EVAL].y or (), strict=False))
 
 
 class MemoryChart:
@@ -98,7 +94,7 @@ class MemoryChart:
                 f.layout.annotations = (_top_note("<br>".join(html.escape(n) for n in self.notes)),)
             else:
                 f.layout.annotations = ()
-            for trace, c in zip(f.data, CATEGORIES):
+            for trace, c in zip(f.data, CATEGORIES, strict=True):
                 trace.x = x
                 trace.y = [(getattr(b[2], c) / MiB if b[2] is not None else 0.0) for b in self.bars]
                 trace.customdata = [f"{b[0]}, {b[3].replace('<br>', ' ')}" for b in self.bars]
@@ -156,10 +152,3 @@ def _top_note(text: str) -> dict:
                 showarrow=False, align="left", bgcolor="rgba(255,255,255,0.85)",
                 font=dict(size=11, color="#b26a00"))
 
-
-def _finite(v) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f == f and abs(f) != float("inf") else None

@@ -6,8 +6,9 @@ from functools import lru_cache
 
 import ipywidgets as W
 
+from lorakit.display import GiB, MiB
+
 STATUS_COLORS = {"info": "#555", "running": "#1565c0", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
-MiB = 1024 ** 2
 
 
 @lru_cache(maxsize=1)
@@ -86,8 +87,8 @@ def fmt_bytes(n) -> str:
     if n is None:
         return "—"
     n = float(n)
-    if n >= 1024 ** 3:
-        return f"{n / 1024 ** 3:,.2f} GiB"
+    if n >= GiB:
+        return f"{n / GiB:,.2f} GiB"
     if n >= MiB:
         return f"{n / MiB:,.1f} MiB"
     if n >= 1024:

@@ -1,18 +1,16 @@
 """Compare panel: every stored run in a table; charts and sample generations for the selected runs."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
-
-import importlib
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from ..fields import plain_text
-from .base import Panel
+import lorakit
+from lorakit.report import samples_html
 
-cmp = importlib.import_module("lorakit.compare")  # not `from lorakit import compare`: that name is the function
+from ..fields import plain_text, status_html
+from .base import Panel
 
 TABLE_COLUMNS = ("label", "status", "method", "quant", "rank", "alpha", "target_modules", "trainable_params",
                  "trainable_pct", "mem_total", "planned_total", "tokens_per_s", "train_loss", "eval_loss",
@@ -62,10 +60,10 @@ class ComparePanel(Panel):
     def refresh(self) -> None:
         """Re-read the store: table, selection list and charts."""
         self.records = self.controller.records()
-        self.frame = cmp.compare(self.records)
+        self.frame = lorakit.compare(self.records)
         if len(self.frame):
             self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px">'
-                                + cmp.styled(self.frame, TABLE_COLUMNS).to_html() + "</div>")
+                                + lorakit.styled(self.frame, TABLE_COLUMNS).to_html() + "</div>")
         else:
             self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px;color:#777">No runs in '
                                 'the store yet: finished, stopped and failed runs all appear here.</div>')
@@ -86,11 +84,13 @@ class ComparePanel(Panel):
 
     def draw_charts(self) -> None:
         recs = self.selected_records()
-        _replace(self.loss_chart, cmp.loss_figure(recs))
-        _replace(self.memory_chart, cmp.memory_figure(recs))
+        _replace(self.loss_chart, lorakit.loss_figure(recs))
+        _replace(self.memory_chart, lorakit.memory_figure(recs))
         metric = "task_metric" if any(r.task_metric is not None for r in recs) else "eval_loss"
-        _replace(self.pareto_chart, cmp.pareto_figure(recs, metric=metric))
-        self.samples.value = _samples_html(recs)
+        _replace(self.pareto_chart, lorakit.pareto_figure(recs, metric=metric))
+        # the newest two: enough to read side by side
+        self.samples.value = samples_html(recs[-2:], keys=("prompt", "before", "after"), empty=(
+            "Sample generations before and after training appear here when a run finishes."))
 
     # --- actions ----------------------------------------------------------------------------------
     def delete_selected(self) -> None:
@@ -109,7 +109,7 @@ class ComparePanel(Panel):
         stem = self.path.value.strip() or "lorakit_report"
         path = Path(stem if stem.endswith(f".{kind}") else f"{stem}.{kind}")
         try:
-            out = cmp.export_csv(recs, path) if kind == "csv" else cmp.export_html(recs, path)
+            out = lorakit.export_csv(recs, path) if kind == "csv" else lorakit.export_html(recs, path)
         except Exception as exc:  # noqa: BLE001 - a bad path is a message
             self._say("error", f"Export failed: {type(exc).__name__}: {exc}")
             return None
@@ -117,8 +117,6 @@ class ComparePanel(Panel):
         return out
 
     def _say(self, level: str, text: str) -> None:
-        from ..fields import status_html
-
         self.message.value = status_html(level, text)
 
     @property
@@ -151,23 +149,3 @@ def _option(r) -> str:
     label = getattr(r.config, "label", "") or r.run_id
     return f"{label} · {r.status} · {r.run_id}"
 
-
-def _samples_html(recs: list) -> str:
-    parts = []
-    for r in recs[-2:]:  # the newest two: enough to read side by side
-        if not r.samples:
-            continue
-        rows = "".join(
-            "<tr>" + "".join(
-                f'<td style="padding:2px 6px;vertical-align:top"><pre style="white-space:pre-wrap;margin:0;'
-                f'font-size:11px;max-width:22em">{html.escape(str(s.get(k) or ""))}</pre></td>'
-                for k in ("prompt", "before", "after")) + "</tr>"
-            for s in r.samples)
-        label = getattr(r.config, "label", "") or r.run_id
-        parts.append(f'<div style="font-size:12px;margin:4px 0"><b>{html.escape(label)}</b> '
-                     f'<span style="color:#777">{r.run_id}</span><table style="border-collapse:collapse">'
-                     f'<tr><th>prompt</th><th>before training</th><th>after training</th></tr>{rows}</table></div>')
-    if not parts:
-        return ('<div style="font-size:12px;color:#777;padding:8px">Sample generations before and after '
-                'training appear here when a run finishes.</div>')
-    return "".join(parts)

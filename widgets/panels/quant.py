@@ -6,9 +6,9 @@ import html
 import ipywidgets as W
 
 from lorakit.config import DTYPES, OPTIMIZERS
+from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES
 from lorakit.memory import CATEGORIES
 
-from ..charts import CATEGORY_COLORS, CATEGORY_NAMES
 from ..fields import fmt_bytes
 from .base import Panel
 
