@@ -14,7 +14,7 @@ from typing import Union
 
 import torch
 
-from .config import TARGET_PRESETS, ConfigError
+from . import targets
 from .models import building
 
 _HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
@@ -62,20 +62,8 @@ def linear_modules(model) -> list[LinearGroup]:
 
 
 def resolve_targets(model, target_modules: Union[tuple, list, str]) -> list[str]:
-    """Expand a preset or validate names against the model's linear layers; unknown names are refused."""
-    available = [g.name for g in linear_modules(model)]
-    if isinstance(target_modules, str):
-        preset = TARGET_PRESETS.get(target_modules, (target_modules,))
-        if preset == "all-linear":
-            return available
-        target_modules = preset
-    unknown = [t for t in target_modules if t not in available]
-    if unknown or not target_modules:
-        raise ConfigError({"target_modules": (
-            f"unknown module(s) {', '.join(map(repr, unknown)) or '(none given)'} for this model; "
-            f"its linear layers are {', '.join(available)}; presets: {', '.join(TARGET_PRESETS)}"
-        )})
-    return list(target_modules)
+    """The layer names ``target_modules`` selects in ``model`` (``targets.resolve``: ConfigError if unknown)."""
+    return targets.resolve(target_modules, [g.name for g in linear_modules(model)])
 
 
 def expected_lora_params(model, targets: list[str], rank: int) -> int:
@@ -92,7 +80,7 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    targets = resolve_targets(model, target_modules)
+    names = resolve_targets(model, target_modules)
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         # peft's recipe checkpoints reentrantly (torch's old default, which the planner models); saying
         # so explicitly spares torch's "pass use_reentrant" warning, and peft still calls transformers'
@@ -104,7 +92,7 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     elif gradient_checkpointing:
         _checkpointing_on(model)
         model.enable_input_require_grads()
-    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names,
                      bias="none", task_type="CAUSAL_LM")
     with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Optional
 
+from . import targets
 from .config import ConfigError, RunConfig, field_docs
 
 MB = 1024 * 1024  # MiB: all memory figures use binary units
@@ -97,8 +98,8 @@ def _config_kwargs(ns: argparse.Namespace) -> dict:
         v = getattr(ns, f.name, None)
         if v is None:
             continue
-        if f.name == "target_modules" and not isinstance(v[0], list):
-            v = v[0] if len(v) == 1 and v[0] in ("qv", "attention", "mlp", "all-linear") else tuple(v)
+        if f.name == "target_modules":  # a sweep's flag gives one list of words per value
+            v = [targets.from_cli(x) for x in v] if isinstance(v[0], list) else targets.from_cli(v)
         out[f.name] = v
     return out
 
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
     for name in ("rank", "batch_size", "seq_len"):
         pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name))
-    pl.add_argument("--target-modules", nargs="+", default=["qv"])
+    pl.add_argument("--target-modules", nargs="+", default=list(RunConfig.target_modules),
+                    help=f"layer names or a preset: {', '.join(targets.PRESETS)}")
     pl.add_argument("--gradient-checkpointing", action="store_true")
 
     sub.add_parser("models", help="list the built-in models")
@@ -191,9 +193,9 @@ def cmd_compare(ns) -> int:
 def cmd_plan(ns) -> int:
     from .planner import plan_memory
 
-    tm = ns.target_modules[0] if len(ns.target_modules) == 1 and "_" not in ns.target_modules[0] else tuple(ns.target_modules)
     plan = plan_memory(ns.model, method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype,
-                       rank=ns.rank, target_modules=tm, batch_size=ns.batch_size, seq_len=ns.seq_len,
+                       rank=ns.rank, target_modules=targets.from_cli(ns.target_modules),
+                       batch_size=ns.batch_size, seq_len=ns.seq_len,
                        gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer)
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
           f"batch {ns.batch_size} x {ns.seq_len} tokens):")

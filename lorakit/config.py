@@ -7,33 +7,17 @@ Nothing is loaded before a config validates.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Union
+
+from . import targets
+from .errors import ConfigError
+from .targets import PRESETS as TARGET_PRESETS  # noqa: F401 - planner.py's import, until it uses targets
 
 METHODS = ("lora", "full")
 QUANTS = ("none", "int8", "nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
-# Target-module presets, resolved against the loaded model's linear layers (adapters.resolve_targets).
-TARGET_PRESETS = {
-    "qv": ("q_proj", "v_proj"),  # the LoRA paper's choice
-    "attention": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "mlp": ("gate_proj", "up_proj", "down_proj"),
-    "all-linear": "all-linear",  # peft's own shorthand: every linear layer except the output head
-}
-# Linear-layer names of the LLaMA family (every built-in trainable model); used to validate
-# target modules before anything is loaded. Other models are checked after loading.
-LLAMA_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class ConfigError(ValueError):
-    """One or more invalid fields. ``problems`` maps field name -> message."""
-
-    def __init__(self, problems: dict[str, str]):
-        self.problems = dict(problems)
-        lines = "\n".join(f"  - {k}: {v}" for k, v in self.problems.items())
-        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -138,31 +122,14 @@ class RunConfig:
             p["model"] = "model must be a built-in name, a hub id or a local directory"
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
-        tm_problem = self._target_problem()
-        if tm_problem:
+        if tm_problem := targets.problem(self.target_modules, self.model, self.method):
             p["target_modules"] = tm_problem
         return p
-
-    def _target_problem(self) -> str:
-        tm = self.target_modules
-        if isinstance(tm, str):
-            if tm in TARGET_PRESETS:
-                return ""
-            tm = (tm,)
-        if not tm:
-            return "target_modules must name at least one linear layer or a preset " + _allowed_targets()
-        if self.method != "full" and _is_llama_builtin(self.model):
-            unknown = [t for t in tm if t not in LLAMA_LINEARS]
-            if unknown:
-                return f"unknown module(s) {', '.join(map(repr, unknown))}; allowed: {_allowed_targets()}"
-        return ""
 
     def resolved_targets(self) -> Union[tuple, str]:
         """Target modules with a preset expanded ('all-linear' stays peft's shorthand)."""
         tm = self.target_modules
-        if isinstance(tm, str):
-            return TARGET_PRESETS.get(tm, (tm,))
-        return tm
+        return targets.PRESETS.get(tm, (tm,)) if isinstance(tm, str) else tm
 
     @property
     def label(self) -> str:
@@ -202,17 +169,6 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _allowed_targets() -> str:
-    return "presets " + ", ".join(map(repr, TARGET_PRESETS)) + " or layer names " + ", ".join(LLAMA_LINEARS)
-
-
-def _is_llama_builtin(model: str) -> bool:
-    from .models import REGISTRY  # late import: models imports heavy libraries lazily only
-
-    info = REGISTRY.get(model)
-    return info is not None and info.architecture == "llama"
-
-
 def field_docs(cls=RunConfig) -> dict[str, str]:
     """Each field's one-line docstring (the string literal under it), for CLI help and widget tooltips."""
     import ast
@@ -222,7 +178,7 @@ def field_docs(cls=RunConfig) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body
     docs = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
