@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import pytest
 
@@ -145,25 +144,27 @@ def test_stop_mid_run_keeps_history(studio, store_path):
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no silent thread death
-def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, tmp_path, store_path, caplog, capsys):
+def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, monkeypatch, store_path, caplog, capsys):
+    import lorakit.adapters
+
     caplog.set_level(logging.DEBUG, logger="lorakit.widgets")  # where the widgets keep tracebacks
     s = studio
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"question": "2+2", "reply": "4"}\n{"question": "3+3", "reply": "6"}\n')
     seen = []
+
+    def no_adapter(*args, **kwargs):  # fails inside the run, after every check before Train passed
+        raise RuntimeError("peft refused the adapter")
 
     def broken(event):
         raise ValueError("this panel is broken")
 
+    monkeypatch.setattr(lorakit.adapters, "attach_lora", no_adapter)
     s.controller.on("event", broken)
     s.controller.on("status", lambda: seen.append(s.train_panel.status_text))
-    s.data_panel.path.value = str(bad)
-    assert s.controller.values["dataset"] == str(bad)
     s.train_panel.click_train()
     assert s.wait(WAIT)
     assert s.controller.live.status == "failed"
     text = s.train_panel.status_text
-    assert text.startswith("lora-r8 failed:") and "dataset" in text  # the engine's reason, readable
+    assert text.startswith("lora-r8 failed:") and "peft refused the adapter" in text  # the engine's reason
     assert "Traceback" not in text
     assert any("display error" in t and "this panel is broken" in t for t in seen)
     # the broken panel's traceback is kept for debugging, at DEBUG only (hidden at default levels) ...

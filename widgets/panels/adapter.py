@@ -1,14 +1,12 @@
 """Adapter panel: LoRA or full fine-tuning, rank / alpha / dropout, target modules, trainable count."""
 from __future__ import annotations
 
-import html
-
 import ipywidgets as W
 
-from lorakit.config import LLAMA_LINEARS, TARGET_PRESETS
+from lorakit import targets
 
-from ..controller import RANKS
 from ..fields import fmt_count
+from ..form import RANKS
 from .base import Panel
 
 
@@ -34,7 +32,7 @@ class AdapterPanel(Panel):
         self.checks_box = W.VBox([], layout=W.Layout(margin="0 0 0 118px", width="calc(100% - 118px)"))
         self.targets_field = self._targets_field()
         self.presets = W.HBox([self.button(p, (lambda p=p: self.apply_preset(p)), width="auto",
-                                           tooltip=_preset_tip(p)) for p in TARGET_PRESETS],
+                                           tooltip=targets.describe(p)) for p in targets.PRESETS],
                               layout=W.Layout(margin="0 0 0 118px"))
         self.trainable = W.HTML("")
         self.controller.on("model", self._guard(self._rebuild_checks))
@@ -67,14 +65,10 @@ class AdapterPanel(Panel):
         info = self.controller.model_info
         if info is not None and info.name == self.controller.values["model"]:
             return info.group_names
-        return list(LLAMA_LINEARS)
+        return list(targets.LLAMA_LINEARS)  # every built-in trainable model's, until one is loaded
 
     def _selected(self) -> set:
-        tm = self.controller.values["target_modules"]
-        if isinstance(tm, str):
-            preset = TARGET_PRESETS.get(tm, (tm,))
-            return set(self._names()) if preset == "all-linear" else set(preset)
-        return set(tm)
+        return set(targets.expand(self.controller.values["target_modules"], self._names()))
 
     def _rebuild_checks(self) -> None:
         names = self._names()
@@ -93,18 +87,19 @@ class AdapterPanel(Panel):
             return
         chosen = [n for n, cb in self.checks.items() if cb.value]
         if len(chosen) == len(self.checks) and chosen:
-            value = "all-linear"
+            value = targets.ALL_LINEAR
         else:
             value = tuple(chosen)
         self.controller.set(target_modules=value)
 
     def apply_preset(self, preset: str) -> None:
         """Select the preset's modules (``qv``, ``attention``, ``mlp``, ``all-linear``)."""
-        p = TARGET_PRESETS[preset]
-        if p == "all-linear":
-            self.controller.set(target_modules="all-linear")
-        else:
-            self.controller.set(target_modules=tuple(n for n in self._names() if n in p) or tuple(p))
+        if preset == targets.ALL_LINEAR:  # peft's shorthand stays one: it follows the model's layers
+            self.controller.set(target_modules=preset)
+            return
+        chosen = targets.expand(preset, self._names())
+        # the names in the model's order (the order of the checkboxes)
+        self.controller.set(target_modules=tuple(n for n in self._names() if n in chosen) or tuple(chosen))
 
     def select_targets(self, names) -> None:
         """Tick exactly these modules (as a user would)."""
@@ -169,7 +164,3 @@ def _rank_options(value) -> list:
     """The powers of two 1 … 256, plus ``value`` when it is another valid rank."""
     return sorted(set(RANKS) | ({value} if _valid_rank(value) else set()))
 
-
-def _preset_tip(p: str) -> str:
-    v = TARGET_PRESETS[p]
-    return "every linear layer except the output head" if v == "all-linear" else ", ".join(v)

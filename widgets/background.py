@@ -1,0 +1,204 @@
+"""What the Studio works out on background threads before a run: the model's layers, the predicted
+memory, whether the data fits, and the data preview.
+
+``BackgroundWork`` is a part of ``StudioController`` (a mixin: it shares the controller's form,
+lock and notifications). Results land in attributes the panels read, and each is announced on a
+topic (``model``, ``plan``, ``data``); errors become messages next to a field, never exceptions.
+
+- the model (``load_model``): loaded once for its linear layers and tokenizer, weights dropped;
+- the plan (``request_plan``): the planner's prediction for the form, coalesced;
+- the data check (``request_data_check``): the engine builds the form's data with the loaded model's
+  tokenizer, coalesced; a combination that cannot train (no example fits in ``seq_len``, a missing
+  file, an unknown task) becomes a ``dataset`` problem before Train is pressed, not a failed run;
+- the preview (``preview_data``): the same build, plus counts and the loss tokens as HTML.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import lorakit
+from lorakit.config import ConfigError
+
+from .form import ModelSummary
+from .jobs import Coalesced, error_text
+
+
+class BackgroundWork:
+    """Model loading, memory planning, data checks and previews, for ``StudioController``."""
+
+    def _init_background(self) -> None:
+        self.model_info: Optional[ModelSummary] = None
+        self.model_error: str = ""  # why the current model could not be loaded
+        self.model_loading: str = ""  # name being loaded
+        self.data_stats: Optional[dict] = None
+        self.data_html: str = ""
+        self.data_error: str = ""  # the dataset problem found by the check or a preview
+        self.data_changed: tuple = ()  # the DATA_FIELDS changed since the last preview (it was cleared)
+        self.data_hint: str = ""  # why Preview did nothing (other fields are invalid); never a problem
+        self._previewed = False  # a preview (its counts or its error) is shown
+        self._data_checked: Optional[tuple] = None  # the data key the check or a preview last built
+        self._check_lock = threading.Lock()  # one data check at a time (a job, or train() itself)
+        self.plan_result: tuple = (None, "computing the prediction…")  # (MemoryBreakdown or None, message)
+        self._plan_cache: dict = {}
+        # One model construction at a time: the planner builds models under accelerate's
+        # init_empty_weights, which patches torch.nn.Module for the whole process, so a model
+        # loading on another thread meanwhile would get meta tensors (or untied weights). Jobs
+        # take this lock around engine calls; a run holds it until its first step is logged.
+        self._engine = threading.Lock()
+        self._planner = Coalesced(self._jobs, "planning memory", self._replan)
+        self._checker = Coalesced(self._jobs, "checking the data", self.check_data)
+
+    # --- the model ---------------------------------------------------------------------------------
+    def load_model(self, name: Optional[str] = None, background: bool = True) -> None:
+        """Load ``name`` (default: the form's model) to discover its layers; weights are dropped after."""
+        name = (name or self.values["model"]).strip()
+        if name != self.values["model"]:
+            self.set(model=name)
+        self.model_loading, self.model_error = name, ""
+        self._notify("model")
+        self._jobs.start(f"loading {name}", lambda: self._load(name), background)
+
+    def _load(self, name: str) -> None:
+        from lorakit.adapters import linear_modules
+
+        try:
+            with self._engine:
+                loaded = lorakit.load_model(name, device="cpu")
+                info = ModelSummary(name, loaded.num_params, loaded.num_layers, loaded.architecture,
+                                    loaded.load_s, linear_modules(loaded.model), loaded.tokenizer)
+                del loaded
+        except Exception as exc:  # noqa: BLE001 - ModelUnavailable and anything else: next to the field
+            with self._lock:
+                if self.values["model"] == name:
+                    self.model_error = error_text(exc)
+                self.model_loading = ""
+            self._notify("model")
+            self._validate()
+            return
+        with self._lock:
+            self.model_info, self.model_loading, self.model_error = info, "", ""
+        self._notify("model")
+        self._validate()
+        self.request_data_check()  # the tokenizer is here: does the form's data fit?
+
+    def _loaded(self) -> Optional[ModelSummary]:
+        """The loaded model's summary when it is the form's model."""
+        info = self.model_info
+        return info if info is not None and info.name == self.values["model"] else None
+
+    # --- planner -------------------------------------------------------------------------------------
+    def plan(self) -> tuple:
+        """(MemoryBreakdown or None, message): the planner's prediction for the form's choices."""
+        try:
+            cfg = self.config()
+        except ConfigError as exc:
+            return None, "fix the highlighted fields to see the prediction (" + ", ".join(exc.problems) + ")"
+        if cfg in self._plan_cache:
+            return self._plan_cache[cfg], ""
+        from lorakit.planner import plan_for_config
+
+        try:
+            with self._engine:
+                plan = plan_for_config(cfg)
+        except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
+            return None, f"no prediction for {cfg.model}: {error_text(exc)}"
+        self._plan_cache[cfg] = plan
+        return plan, ""
+
+    def request_plan(self, background: bool = True) -> None:
+        """Recompute ``plan_result`` in the background (the first plan imports transformers: seconds)."""
+        self._planner.request(background)
+
+    def _replan(self) -> None:
+        self.plan_result = self.plan()
+        self._notify("plan")
+
+    # --- the data check --------------------------------------------------------------------------------
+    def request_data_check(self, background: bool = True) -> None:
+        """Check in the background that the form's data can train, once the form's model is loaded."""
+        if self._loaded() is not None and self._data_checked != self._data_key():
+            self._checker.request(background)
+
+    def check_data(self) -> str:
+        """Build the form's data with the loaded model's tokenizer, as a run would; the problem found
+        ("" when none, or when the model is not loaded or a data field is invalid) becomes the
+        ``dataset`` problem. A key already checked (or previewed) is not built again."""
+        from lorakit.data import build_data
+
+        with self._check_lock:
+            key, info, cfg = self._data_key(), self._loaded(), self.form.data_config()
+            if self._data_checked == key:
+                return self.data_error
+            if info is None or cfg is None:
+                return ""
+            try:
+                build_data(cfg, info.tokenizer)
+                error = ""
+            except Exception as exc:  # noqa: BLE001 - DataError and friends: next to the dataset field
+                error = error_text(exc)
+            with self._lock:
+                if key != self._data_key():
+                    return ""  # the form changed meanwhile: set() asked for another check
+                self.data_error, self._data_checked = error, key
+        self._notify("data")
+        self._validate()
+        return error
+
+    # --- data preview ----------------------------------------------------------------------------------
+    def preview_data(self, n: int = 3, background: bool = True) -> None:
+        """Build the data for the form's choices: counts, truncation and a preview of the loss tokens."""
+        self._jobs.start("preparing data", lambda: self._preview(n), background)
+
+    def _preview(self, n: int) -> None:
+        from lorakit.data import build_data
+
+        from .preview import preview_html
+
+        key = self._data_key()  # a change while the preview builds makes its result stale: dropped
+        try:
+            cfg = self.config()
+        except ConfigError as exc:
+            with self._lock:
+                self.data_stats, self.data_html, self.data_changed = None, "", ()
+                # only a dataset problem is the data's own; any other is already shown at its field,
+                # and must not turn into a dataset problem that outlives its fix (it would block Train)
+                self.data_error = exc.problems.get("dataset", "")
+                self.data_hint = "" if self.data_error else (
+                    "fix the highlighted fields first: " + ", ".join(exc.problems))
+                self._previewed = bool(self.data_error)
+            self._notify("data")
+            return
+        try:
+            if self._loaded() is None:
+                self._load(cfg.model)
+                if self._loaded() is None:
+                    raise RuntimeError(self.model_error or f"cannot load {cfg.model}")
+            tok = self.model_info.tokenizer
+            bundle = build_data(cfg, tok)
+            html = preview_html(bundle, tok, n=n)
+        except Exception as exc:  # noqa: BLE001 - DataError and friends: next to the dataset field
+            self._data_done(key, None, "", error_text(exc))
+            return
+        self._data_done(key, dict(bundle.stats), html, "")
+
+    def _data_done(self, key: tuple, stats: Optional[dict], html: str, error: str) -> None:
+        """Show a finished preview, unless the form changed meanwhile (set() already cleared it)."""
+        with self._lock:
+            if key != self._data_key():
+                return
+            self.data_stats, self.data_html, self.data_error, self.data_changed = stats, html, error, ()
+            self.data_hint, self._previewed = "", True
+            self._data_checked = key  # a preview is a check too
+        self._notify("data")
+        self._validate()
+
+    def _clear_data(self, changed: tuple) -> None:
+        """Forget the preview and the check: they were for other values (the caller holds the lock)."""
+        if self._previewed or self.data_changed:  # say why the preview went away
+            self.data_changed = tuple(dict.fromkeys((*self.data_changed, *changed)))
+        self.data_stats, self.data_html, self.data_error, self.data_hint = None, "", "", ""
+        self._previewed, self._data_checked = False, None
+
+    def _data_key(self) -> tuple:
+        return self.form.data_key()

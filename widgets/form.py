@@ -1,0 +1,122 @@
+"""The Studio's form: the RunConfig values the panels edit, and what is wrong with them.
+
+Pure state, no threads and no widgets: ``StudioController`` keeps one ``Form`` and adds what only
+it knows (a model that failed to load, a dataset that does not fit) to ``Form.problems``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from lorakit import targets
+from lorakit.config import ConfigError, RunConfig
+
+# The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
+FORM_FIELDS = (
+    "model", "method", "quant", "double_quant", "dtype", "optimizer", "rank", "alpha", "dropout",
+    "target_modules", "dataset", "train_examples", "eval_examples", "max_steps", "batch_size", "seq_len",
+    "learning_rate",
+)
+# The values the data depends on: changing any of them makes a preview or a data check stale.
+DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
+# The ranks the Studio's rank slider offers; a rank set from code outside them (Studio(rank=12)) is
+# valid LoRA and becomes one extra stop on the slider rather than a refusal.
+RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
+
+
+@dataclass
+class ModelSummary:
+    """What the panels need from a loaded model (the weights themselves are not kept)."""
+    name: str
+    num_params: int
+    num_layers: int
+    architecture: str
+    load_s: float
+    groups: list  # [lorakit.adapters.LinearGroup]
+    tokenizer: Any = None
+
+    @property
+    def group_names(self) -> list:
+        return [g.name for g in self.groups]
+
+
+class Form:
+    """The panels' values, plus RunConfig fields given from code (``extra``: kept, not shown)."""
+
+    def __init__(self, **values):
+        unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
+        if unknown:
+            raise TypeError(f"unknown RunConfig field(s): {', '.join(sorted(unknown))}")
+        defaults = RunConfig()
+        self.values: dict = {f: getattr(defaults, f) for f in FORM_FIELDS}
+        self.values.update({k: plain(v) for k, v in values.items() if k in FORM_FIELDS})
+        self.extra: dict = {k: v for k, v in values.items() if k not in FORM_FIELDS}
+
+    def changed(self, changes: dict) -> dict:
+        """The ``changes`` (widget values) that differ from the form, as RunConfig values; not applied."""
+        unknown = set(changes) - set(FORM_FIELDS)
+        if unknown:
+            raise TypeError(f"not a Studio field: {', '.join(sorted(unknown))}")
+        changes = {k: plain(v) for k, v in changes.items()}
+        return {k: v for k, v in changes.items() if self.values.get(k) != v}
+
+    def kwargs(self) -> dict:
+        """RunConfig keyword arguments: the extra fields overridden by the form's."""
+        return {**self.extra, **self.values}
+
+    def data_key(self) -> tuple:
+        """The values a data preview or check describes; a different key means it is stale."""
+        return (*(self.values[k] for k in DATA_FIELDS), self.extra.get("seed"))
+
+    def problems(self, model: Optional[ModelSummary] = None) -> dict:
+        """Field -> message: RunConfig's validation, and the target modules against ``model``'s linear
+        layers when it is the form's model (RunConfig alone knows only the built-in LLaMA names)."""
+        problems: dict = {}
+        try:
+            RunConfig(**self.kwargs())
+        except ConfigError as exc:
+            problems.update(exc.problems)
+        except (TypeError, ValueError) as exc:
+            problems["form"] = str(exc)
+        v = self.values
+        if (model is not None and model.name == v["model"] and v["method"] == "lora"
+                and "target_modules" not in problems):
+            try:
+                targets.resolve(v["target_modules"], model.group_names)
+            except ConfigError as exc:
+                problems.update(exc.problems)
+        return problems
+
+    def data_config(self) -> Optional[RunConfig]:
+        """A RunConfig of the form's data values alone (None while one of them is invalid): the data
+        can be checked while another field, say the rank, still needs fixing."""
+        try:
+            return RunConfig(**{k: self.values[k] for k in DATA_FIELDS}, seed=self.extra.get("seed", 0))
+        except (ConfigError, TypeError, ValueError):
+            return None
+
+    def trainable(self, model: Optional[ModelSummary]) -> Optional[tuple]:
+        """(trainable, total, percent) for the form's choices, or None until ``model`` is the form's."""
+        v = self.values
+        if model is None or model.name != v["model"]:
+            return None
+        if v["method"] == "full":
+            return model.num_params, model.num_params, 100.0
+        chosen = targets.expand(v["target_modules"], model.group_names)
+        rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
+        lora = sum(g.lora_params(rank) for g in model.groups if g.name in chosen)
+        total = model.num_params + lora
+        return lora, total, (100.0 * lora / total if total else 0.0)
+
+
+def plain(value):
+    """Widget values to RunConfig values: lists become tuples, numpy scalars Python numbers."""
+    if isinstance(value, list):
+        return tuple(value)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return value
+    return value

@@ -1,0 +1,159 @@
+"""The Studio's run: Train starts it on a thread, Stop ends it after the current step, and its events
+(or a ``LiveCallback``'s, from a user's own Trainer) reach the panels.
+
+``RunControl`` is a part of ``StudioController`` (a mixin: it shares the controller's form, lock,
+status line and notifications). Events are folded into a ``LiveRun`` on the training thread and
+announced on ``run`` (a fresh LiveRun) and ``event`` (each event); nothing here draws.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional
+
+import lorakit
+from lorakit.config import RunConfig
+from lorakit.events import RunFinished, RunStarted, StepLogged
+
+from .imports import warm
+from .jobs import error_text
+from .runstate import LiveRun
+
+log = logging.getLogger("lorakit.widgets")
+
+
+class RunControl:
+    """Train / Stop / outside events, for ``StudioController``."""
+
+    def _init_run(self) -> None:
+        self.live: Optional[LiveRun] = None  # the current (or last) run
+        self.previous: Optional[LiveRun] = None  # the run before it, for side-by-side memory
+        self._thread: Optional[threading.Thread] = None
+        self._active = False  # from the Train press until the run's thread has ended
+        self._stop: Optional[threading.Event] = None
+
+    @property
+    def running(self) -> bool:
+        """True from the Train press until the run's thread has ended."""
+        return self._active
+
+    def train(self) -> bool:
+        """Start a run in a background thread; False (with a message) when refused."""
+        if self._refuse_second_run():
+            return False
+        self.check_data()  # a data combination that cannot train is a problem now, not a failed run
+        with self._lock:
+            if self._refuse_second_run():
+                return False
+            problems = self._validate()
+            if problems:
+                fields = ", ".join(problems)
+                first = next(iter(problems.values()))
+                self._set_status("error", f"Cannot train: fix {len(problems)} field(s) ({fields}). {first}")
+                return False
+            cfg = self.config()
+            self.previous = self._previous_candidate()
+            self.live = LiveRun.for_config(cfg, self._plan_cache.get(cfg))
+            self._stop = threading.Event()
+            self._active = True
+            self._thread = threading.Thread(target=self._run, args=(cfg, self._stop, self.live),
+                                            name="lorakit-studio-run", daemon=True)
+            self._set_status("running", f"{cfg.label}: loading the model and preparing data…")
+            self._notify("run", self.live)
+            self._thread.start()
+            return True
+
+    def _refuse_second_run(self) -> bool:
+        if not self.running:
+            return False
+        live = self.live
+        where = f" (step {live.last_step}/{live.max_steps})" if live and live.steps else ""
+        self._set_status("warn", f"A run is already going{where}: {live.label if live else ''}. "
+                                 "Press Stop first, or wait for it to finish.")
+        return True
+
+    def _previous_candidate(self) -> Optional[LiveRun]:
+        """The last run with a memory breakdown: this session's, else the newest in the store."""
+        if self.live is not None and self.live.memory is not None:
+            return self.live
+        if self.previous is not None:
+            return self.previous
+        for rec in reversed(self.records()):
+            if rec.memory is not None:
+                live = LiveRun.for_config(rec.config, rec.planned_memory)
+                live.memory, live.status, live.run_id, live.record = rec.memory, rec.status, rec.run_id, rec
+                live.plan_scope = "batch"  # the engine stores the prediction for the trained batch
+                if rec.planned_memory is None:
+                    live.plan_error = "the run store has no prediction for this run"
+                return live
+        return None
+
+    def _run(self, cfg: RunConfig, stop: threading.Event, live: LiveRun) -> None:
+        try:
+            warm()
+            if live.planned is None:  # the prediction, before the model loads (replaced by the engine's)
+                live.planned = self.plan()[0]
+                self._notify("run", live)
+            self._engine.acquire()
+            live.holds_engine = True  # released at the first logged step (see _sink)
+            lorakit.train(cfg, sinks=[lambda e: self._sink(e, live)],
+                          store=self.store if self.store is not None else False, stop=stop)
+        except BaseException as exc:  # noqa: BLE001 - train() never raises, but never die silently
+            self._sink(RunFinished(live.run_id, "failed", None, error_text(exc)), live)
+        finally:
+            self._release_engine(live)
+            if not live.done:  # the engine ended without RunFinished: say so
+                self._sink(RunFinished(live.run_id, "failed", None, "the run ended without a result"), live)
+            self._active = False
+            self._notify("status")  # Stop goes grey, Train is free again
+
+    def feed(self, event) -> None:
+        """Events from outside the Studio (``LiveCallback`` on a user's own Trainer)."""
+        if self._active:  # the Studio's own run owns the panels: an outside event must not end or mix into it
+            self.errors.append(RuntimeError(f"outside {type(event).__name__} ignored: the Studio is training"))
+            return
+        if isinstance(event, RunStarted) or self.live is None or self.live.done:
+            if self.live is not None and self.live.memory is not None:
+                self.previous = self.live
+            cfg = getattr(event, "config", None)
+            live = LiveRun.for_config(cfg) if isinstance(cfg, RunConfig) else LiveRun(label=_outside_label(event))
+            self.live = live
+            self._notify("run", live)
+        self._sink(event, self.live)
+
+    def _sink(self, event, live: LiveRun) -> None:
+        """Called on the training thread: fold the event in, update the status, notify panels."""
+        try:
+            if isinstance(event, (StepLogged, RunFinished)):
+                self._release_engine(live)  # model built, adapters attached, memory planned
+            live.apply(event)
+            if live is self.live:
+                self.status = live.message()
+            self._notify("event", event)
+            if isinstance(event, RunFinished):
+                self._set_status(*live.message())
+                self._notify("runs")
+        except Exception as exc:  # noqa: BLE001 - never a traceback from the training thread
+            self.errors.append(exc)
+            log.debug("display failed on %s", type(event).__name__, exc_info=True)  # for debugging only
+            self._set_status("error", f"display error on {type(event).__name__}: {type(exc).__name__}: {exc}")
+
+    def _release_engine(self, live: LiveRun) -> None:
+        if getattr(live, "holds_engine", False):
+            live.holds_engine = False
+            self._engine.release()
+
+    def stop(self) -> bool:
+        """Ask the run to end after the current step (status 'stopped', history kept)."""
+        if not self.running or self._stop is None:
+            self._set_status("info", "Nothing to stop: no run is going.")
+            return False
+        self._stop.set()
+        live = self.live
+        live.stopping = True
+        self._set_status("warn", f"{live.label}: stopping after the current step…")
+        return True
+
+
+def _outside_label(event) -> str:
+    return getattr(event, "run_id", "") or "your run"
