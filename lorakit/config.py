@@ -18,6 +18,7 @@ METHODS = ("lora", "full")
 QUANTS = ("none", "int8", "nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
+ON_BAD_ROWS = ("error", "skip")
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -45,6 +46,10 @@ class RunConfig:
     """'adamw' (torch, fp32 state), 'adamw_8bit' or 'paged_adamw_8bit' (bitsandbytes, uint8 state)."""
     dataset: str = "extract-json"
     """Built-in task name (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file, or a hub dataset."""
+    data_encoding: str = "utf-8"
+    """Text encoding of a .jsonl/.json/.csv dataset file, e.g. 'utf-8' (default), 'cp1252', 'latin-1'."""
+    on_bad_rows: str = "error"
+    """A dataset file's invalid rows: 'error' (stop, naming the first) or 'skip' (leave out, counted)."""
     train_examples: int = 512
     """Number of training examples (built-in tasks generate this many; files are capped at it)."""
     eval_examples: int = 32
@@ -124,6 +129,11 @@ class RunConfig:
             p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
         if tm_problem := targets.problem(self.target_modules, self.model, self.method):
             p["target_modules"] = tm_problem
+        if problem := not_one_of("on_bad_rows", self.on_bad_rows, ON_BAD_ROWS):
+            p["on_bad_rows"] = problem
+        if not _is_text_encoding(self.data_encoding):
+            p["data_encoding"] = ("data_encoding must be a text encoding such as 'utf-8', 'cp1252' or "
+                                  f"'latin-1'; got {self.data_encoding!r}")
         return p
 
     def resolved_targets(self) -> Union[tuple, str]:
@@ -182,3 +192,13 @@ def field_docs(cls=RunConfig) -> dict[str, str]:
         if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
+
+
+def _is_text_encoding(name) -> bool:
+    """Whether ``name`` decodes bytes to text ('rot13' and 'hex' are codecs too, but not text encodings)."""
+    import codecs
+
+    try:
+        return bool(getattr(codecs.lookup(name), "_is_text_encoding", True))
+    except (LookupError, TypeError, ValueError):
+        return False

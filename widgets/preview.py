@@ -17,6 +17,11 @@ def preview_html(bundle_or_rows, tokenizer=None, n: int = 3) -> str:
     parts = ['<div class="lorakit-preview">',
              f'<div style="font-size:12px">Tokens with a <span style="background:{_LOSS_BG}">yellow</span> '
              'background carry loss (the answer and end-of-turn); grey ones are the prompt (label -100).</div>']
+    skipped = getattr(bundle_or_rows, "stats", {}).get("skipped_rows", 0)
+    if skipped:  # on_bad_rows='skip': say how many rows were left out and where the first were
+        where = "; ".join(bundle_or_rows.stats.get("skipped_at", []))
+        parts.append(f'<div class="lorakit-skipped" style="font-size:12px;color:#a15c00">{skipped} bad row(s) '
+                     f'skipped: {html.escape(where)}</div>')
     for tokens in rows:
         n_loss = sum(flag for _, flag in tokens)
         spans = []

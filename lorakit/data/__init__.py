@@ -7,23 +7,27 @@ only. Sources (``RunConfig.dataset``):
   examples come from different random streams and never overlap;
 - a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file with ``prompt`` and ``completion``
   columns, or a ``messages`` column (chat format; the last assistant turn is the answer), split
-  deterministically with the seed;
+  deterministically with the seed; text files are UTF-8 unless ``data_encoding`` says otherwise;
+  a bad row stops with its file, line and column named, or is left out and counted with
+  ``on_bad_rows='skip'``;
 - a Hugging Face Hub dataset id with the same columns (needs internet; fails fast without it).
 
 Examples longer than ``seq_len`` are truncated from the end (the prompt start is kept) and counted
 in ``DataBundle.stats``; an example whose answer is cut away entirely is dropped, and counted too.
 
 The modules, in the order data flows through them (each imports only those before it):
-``rows`` (an example row, ``DataError``) → ``tasks`` (the built-in tasks, one module each) →
-``sources`` (a ``dataset`` string to a task or to user rows) → ``chat`` (the chat template) →
-``encoding`` (token ids, answer-only labels, truncation, the collator) → ``bundle``
-(``build_data``, ``preview``).
+``rows`` (an example row, the checks a user's record passes, ``DataError``) → ``readers`` (a file
+to records, each with its line or row) → ``tasks`` (the built-in tasks, one module each) →
+``sources`` (a ``dataset`` string to a task or to user rows; bad rows stop or are skipped) →
+``chat`` (the chat template) → ``encoding`` (token ids, answer-only labels, truncation, the
+collator) → ``bundle`` (``build_data``, ``preview``).
 """
 from .bundle import DataBundle, build_data, preview
 from .chat import end_of_turn, prompt_text
 from .encoding import IGNORE_INDEX, encode_example
+from .readers import FILE_SUFFIXES
 from .rows import DataError
-from .sources import FILE_SUFFIXES, load_rows
+from .sources import load_rows
 from .tasks import TaskInfo, generate_examples, get_task, list_tasks
 
 __all__ = [

@@ -27,14 +27,14 @@ class DataBundle:
 
 def build_data(cfg, tokenizer) -> DataBundle:
     """Load or generate ``cfg.dataset``, split it, format with the chat template and tokenize."""
-    rows, task, source = load_rows(cfg.dataset)
+    rows, task, source, skipped = load_rows(cfg.dataset, cfg.data_encoding, cfg.on_bad_rows)
     if tokenizer.pad_token is None:  # the collator pads; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
-    notes = []
+    notes = [skipped.note()] if skipped.count else []
     if task is not None:
         train_rows, eval_rows = generate_examples(task.name, cfg.train_examples, cfg.eval_examples, cfg.seed)
     else:
-        train_rows, eval_rows, note = split_rows(rows, cfg.train_examples, cfg.eval_examples, cfg.seed)
+        train_rows, eval_rows, note = split_rows(rows, cfg.train_examples, cfg.eval_examples, cfg.seed, skipped)
         if note:
             notes.append(note)
 
@@ -62,6 +62,8 @@ def build_data(cfg, tokenizer) -> DataBundle:
         "max_len": max(train_lengths),
         "mean_len": sum(train_lengths) / len(train_lengths),
         "seq_len": cfg.seq_len,
+        "skipped_rows": skipped.count,  # on_bad_rows='skip': bad rows left out, and where the first were
+        "skipped_at": list(skipped.first),
         "notes": notes,
     }
     eval_raw = [{"prompt": r["prompt"], "answer": r["answer"], "reference": r["answer"], "messages": r["messages"]}

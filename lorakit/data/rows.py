@@ -1,20 +1,148 @@
-"""What every source yields and the encoder consumes: example rows, and the error for a dataset
-that cannot be used.
+"""What every source yields and the encoder consumes: example rows, the checks a user's record
+passes to become one, and the errors for data that cannot be used.
 
 A row is ``{prompt, answer, messages}``: ``messages`` are the turns before the answer (chat
 format), ``prompt`` the last user turn (shown in previews and sample tables), ``answer`` the text
-the loss is on.
+the loss is on. A user's record has ``prompt`` and ``completion`` columns, or a ``messages``
+column (a list of ``{role, content}`` turns whose last assistant turn is the answer).
 """
 from __future__ import annotations
 
-from typing import Optional
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+EXPECTED_COLUMNS = "'prompt' and 'completion' columns, or a 'messages' column (chat format)"
+SKIP_HINT = " (or set on_bad_rows='skip' to leave such rows out)"
+_TURNS = "a list of {\"role\": ..., \"content\": ...} turns whose last assistant turn is the answer"
 
 
 class DataError(ValueError):
     """The dataset cannot be used; the message starts with ``dataset:`` and says what to do."""
 
 
+class RowProblem(Exception):
+    """One record cannot be a row: which column (None: the record as a whole), what is wrong and
+    how to fix it. The source adds the file and the line; ``on_bad_rows='skip'`` leaves it out."""
+
+    def __init__(self, column: Optional[str], problem: str, fix: str = ""):
+        super().__init__(problem)
+        self.column, self.problem, self.fix = column, problem, fix
+
+    def message(self, source: str, where: str) -> str:
+        column = f", column {self.column!r}" if self.column else ""
+        fix = f"; {self.fix}" if self.fix else ""
+        return f"dataset: {source} {where}{column}: {self.problem}{fix}"
+
+
+@dataclass
+class Skipped:
+    """Rows left out by ``on_bad_rows='skip'``: how many, and where the first few were."""
+    count: int = 0
+    first: list = field(default_factory=list)  # ["line 3: not valid JSON (...)", ...]
+    keep: int = 5
+
+    def add(self, where: str, problem: RowProblem) -> None:
+        self.count += 1
+        if len(self.first) < self.keep:
+            column = f", column {problem.column!r}" if problem.column else ""
+            self.first.append(f"{where}{column}: {problem.problem}")
+
+    def note(self) -> str:
+        """One line for the data stats and the preview ("" when nothing was skipped)."""
+        if not self.count:
+            return ""
+        more = f"; {self.count - len(self.first)} more" if self.count > len(self.first) else ""
+        return (f"{self.count} bad row(s) skipped (on_bad_rows='skip'): "
+                f"{'; '.join(self.first)}{more}")
+
+
 def make_row(prompt: str, answer: str, messages: Optional[list] = None) -> dict:
     """A row; without ``messages``, the prompt is the single user turn."""
     messages = messages if messages is not None else [{"role": "user", "content": prompt}]
     return {"prompt": prompt, "answer": answer, "messages": messages}
+
+
+def record_format(columns: list, source: str) -> str:
+    """'messages' or 'pairs' from a source's columns; a DataError naming what was found if neither."""
+    if "messages" in columns:
+        return "messages"
+    if "prompt" in columns and "completion" in columns:
+        return "pairs"
+    found = ", ".join(map(repr, columns)) or "(none)"
+    raise DataError(f"dataset: {source} has columns {found}; expected {EXPECTED_COLUMNS}")
+
+
+def to_row(record: Any, fmt: str) -> dict:
+    """A user's record as a row; a RowProblem naming the column when it cannot be one."""
+    if isinstance(record, RowProblem):  # the reader could not even parse it
+        raise record
+    if fmt == "messages":
+        return _from_messages(_value(record, "messages"))
+    prompt, answer = text(record, "prompt"), text(record, "completion")
+    if not prompt.strip():
+        raise RowProblem("prompt", "empty", "every row needs a prompt")
+    if not answer.strip():
+        raise RowProblem("completion", "empty", "every row needs a completion, the answer to learn")
+    return make_row(prompt, answer)
+
+
+def _value(record: dict, column: str) -> Any:
+    if column not in record:
+        raise RowProblem(column, "missing from this row")
+    if record[column] is None:
+        raise RowProblem(column, "empty (null)")
+    return record[column]
+
+
+def text(record: dict, column: str) -> str:
+    """A column's value as text: strings as they are, finite numbers written out; else a RowProblem."""
+    value = _value(record, column)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    raise RowProblem(column, f"expected text, got {kind(value)}")
+
+
+def kind(value: Any) -> str:
+    """A value's JSON kind for a message ("a list", "true", ...)."""
+    if isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def _from_messages(messages: Any) -> dict:
+    """The last assistant turn is the answer, the turns before it the context; later turns are dropped."""
+    if isinstance(messages, str):  # a CSV or Parquet cell holding the turns as JSON text
+        try:
+            messages = json.loads(messages)
+        except (ValueError, RecursionError):
+            raise RowProblem("messages", "is text but not JSON", f"expected {_TURNS}") from None
+    if not isinstance(messages, (list, tuple)):
+        raise RowProblem("messages", f"expected {_TURNS}, got {kind(messages)}")
+    turns = []
+    for k, m in enumerate(messages, 1):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise RowProblem("messages", f"turn {k} is not a {{\"role\", \"content\"}} object", f"expected {_TURNS}")
+        try:
+            turns.append({"role": text(m, "role"), "content": text(m, "content")})
+        except RowProblem as p:
+            raise RowProblem("messages", f"turn {k}, {p.column!r}: {p.problem}", f"expected {_TURNS}") from None
+    last = max((k for k, m in enumerate(turns) if m["role"] == "assistant"), default=None)
+    if last is None or last == 0:
+        raise RowProblem("messages", "needs an assistant turn after at least one other turn",
+                         "the last assistant turn is the answer")
+    if not turns[last]["content"].strip():
+        raise RowProblem("messages", f"the answer (turn {last + 1}, the last assistant turn) is empty")
+    context = turns[:last]
+    users = [m["content"] for m in context if m["role"] == "user"]
+    prompt = users[-1] if users else context[-1]["content"]
+    return make_row(prompt, turns[last]["content"], context)

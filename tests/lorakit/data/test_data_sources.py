@@ -11,14 +11,14 @@ from lorakit.data.sources import split_rows
 @pytest.mark.parametrize("kind", ["jsonl", "json", "csv", "parquet"])
 def test_each_file_type_reads_into_rows(tmp_path, kind):
     path = write(tmp_path / f"data.{kind}", ROWS, kind)
-    rows, task, source = load_rows(path)
-    assert task is None and source == f"file {path!r}"
+    rows, task, source, skipped = load_rows(path)
+    assert task is None and source == f"file {path!r}" and skipped.count == 0
     assert [(r["prompt"], r["answer"]) for r in rows] == [(r["prompt"], r["completion"]) for r in ROWS]
     assert rows[0]["messages"] == [{"role": "user", "content": ROWS[0]["prompt"]}]
 
 
 def test_a_task_name_is_a_task_not_rows():
-    rows, task, source = load_rows("sort-words")
+    rows, task, source, _ = load_rows("sort-words")
     assert rows == [] and task.name == "sort-words" and source == "built-in task 'sort-words'"
 
 
@@ -62,7 +62,7 @@ def test_empty_file(tmp_path, content):
 def test_unreadable_and_missing_files(tmp_path):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"this is not parquet at all")
-    with pytest.raises(DataError, match="could not read"):
+    with pytest.raises(DataError, match="could not be read as Parquet"):
         load_rows(str(bad))
     with pytest.raises(DataError, match="not found"):
         load_rows(str(tmp_path / "nope.jsonl"))
