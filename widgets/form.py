@@ -66,8 +66,9 @@ class Form:
         return {**self.extra, **self.values}
 
     def data_key(self) -> tuple:
-        """The values a data preview or check describes; a different key means it is stale."""
-        return (*(self.values[k] for k in DATA_FIELDS), self.extra.get("seed"))
+        """The values a data preview or check describes; a different key means it is stale. The fields
+        given from code count too (the seed picks the examples, ``data_encoding`` reads a file)."""
+        return (*(self.values[k] for k in DATA_FIELDS), *sorted((k, repr(v)) for k, v in self.extra.items()))
 
     def problems(self, model: Optional[ModelSummary] = None) -> dict:
         """Field -> message: RunConfig's validation, and the target modules against ``model``'s linear
@@ -89,10 +90,11 @@ class Form:
         return problems
 
     def data_config(self) -> Optional[RunConfig]:
-        """A RunConfig of the form's data values alone (None while one of them is invalid): the data
-        can be checked while another field, say the rank, still needs fixing."""
+        """A RunConfig of the form's data values and the fields given from code (``seed``,
+        ``data_encoding``...), the rest default; None while one of them is invalid: the data can be
+        checked while another field, say the rank, still needs fixing."""
         try:
-            return RunConfig(**{k: self.values[k] for k in DATA_FIELDS}, seed=self.extra.get("seed", 0))
+            return RunConfig(**{**self.extra, **{k: self.values[k] for k in DATA_FIELDS}})
         except (ConfigError, TypeError, ValueError):
             return None
 

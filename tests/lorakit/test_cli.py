@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import lorakit
-from lorakit.cli import build_parser, main
+from lorakit.cli import _config_kwargs, build_parser, main
 from lorakit.store import RunStore
 
 TINY = ["--model", "tiny-llama", "--seq-len", "400", "--batch-size", "2", "--train-examples", "16",
@@ -62,6 +62,22 @@ def test_a_corrupted_store_is_reported_and_left_untouched(tmp_path, capsys):
 def test_sweep_flags_become_grid_axes():
     ns = build_parser().parse_args(["sweep", "--rank", "4", "16", "--quant", "none", "nf4"])
     assert ns.rank == [4, 16] and ns.quant == ["none", "nf4"]
+    # --target-modules once per axis value: a preset stays a preset, several words are layer names
+    ns = build_parser().parse_args(["sweep", "--target-modules", "qv", "--target-modules", "q_proj", "k_proj"])
+    assert _config_kwargs(ns)["target_modules"] == ["qv", ("q_proj", "k_proj")]
+
+
+def test_plan_takes_a_preset_or_the_layer_names_it_stands_for(capsys):
+    outputs = []
+    for words in (["qv"], ["q_proj", "v_proj"], []):  # [] : the default, RunConfig's
+        flag = ["--target-modules", *words] if words else []
+        assert main(["plan", "tiny-llama", *flag]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2] and "adapters" in outputs[0]
+    assert main(["plan", "tiny-llama", "--target-modules", "mlp"]) == 0
+    assert capsys.readouterr().out != outputs[0]
+    assert main(["plan", "tiny-llama", "--target-modules", "wq"]) == 2
+    assert "target_modules" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
