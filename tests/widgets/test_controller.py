@@ -186,6 +186,23 @@ def test_train_pressed_before_the_background_check_ran_checks_first(tiny, tmp_pa
     assert c.wait(WAIT)
 
 
+def test_a_preview_finishing_after_a_change_is_dropped(tiny, monkeypatch):
+    import lorakit.data
+
+    c = _controller(tiny)
+    real = lorakit.data.build_data
+
+    def build_then_edit(cfg, tok):
+        bundle = real(cfg, tok)
+        c.set(train_examples=40)  # the user edits the field while the preview builds
+        return bundle
+
+    monkeypatch.setattr(lorakit.data, "build_data", build_then_edit)
+    c.preview_data(background=False)
+    assert c.data_stats is None and c.data_html == ""  # not the counts for 48 examples
+    assert c.wait(WAIT)  # the plan job set() started
+
+
 # --- the run itself ------------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Panels headless, one concern at a time: stale data previews, the rank slider, the memory chart's labels,
-the comparison's memory-vs-metric chart, a missing model package, and every panel on its own."""
+"""Panels headless, one concern at a time: stale data previews, data that cannot train, the rank slider,
+the memory chart's labels, the comparison's memory-vs-metric chart, a missing model package, and every
+panel on its own."""
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,7 @@ def _preview(data) -> str:
     return plain_text(data.counts.value)
 
 
-# --- 1. the data preview never describes other values than the form's ---------------------------------
+# --- the data preview never describes other values than the form's ---------------------------------
 
 def test_data_preview_is_cleared_when_its_values_change(tiny):
     from lorakit.widgets import DataPanel, TrainPanel
@@ -52,24 +53,23 @@ def test_data_preview_is_cleared_when_its_values_change(tiny):
     assert c.wait(WAIT)
 
 
-def test_a_preview_finishing_after_a_change_is_dropped(tiny, monkeypatch):
-    import lorakit.data
+def test_data_that_cannot_train_is_said_at_the_dataset_field_before_train(tiny):
+    """Issue 9: a combination that cannot run says why before Train (here: no example fits in seq_len)."""
+    from lorakit.widgets import DataPanel, ModelPanel, TrainPanel
 
-    c = _controller(tiny)
-    real = lorakit.data.build_data
-
-    def build_then_edit(cfg, tok):
-        bundle = real(cfg, tok)
-        c.set(train_examples=40)  # the user edits the field while the preview builds
-        return bundle
-
-    monkeypatch.setattr(lorakit.data, "build_data", build_then_edit)
-    c.preview_data(background=False)
-    assert c.data_stats is None and c.data_html == ""  # not the counts for 48 examples
-    assert c.wait(WAIT)  # the plan job set() started
+    c = _controller(tiny, seq_len=16)
+    data, train = DataPanel(c), TrainPanel(c)
+    ModelPanel(c, autoload=True)  # the model loads as in the Studio; the data check follows it
+    assert c.wait(WAIT)
+    assert "no training example fits in seq_len=16" in data.message("dataset")
+    train.click_train()
+    assert train.status_text.startswith("Cannot train: fix 1 field(s) (dataset)") and not c.running
+    train.seq_len.value = 256
+    assert data.message("dataset") == ""
+    assert c.wait(WAIT) and data.message("dataset") == "" and c.problems == {}
 
 
-# --- 4d. the rank slider offers powers of two only ---------------------------------------------------------
+# --- the rank slider offers powers of two only ---------------------------------------------------------
 
 def test_rank_slider_is_powers_of_two_and_a_rank_set_from_code_is_one_extra_stop(tiny):
     from lorakit.widgets import AdapterPanel, TrainPanel
@@ -112,7 +112,7 @@ def test_a_refused_preview_does_not_become_a_dataset_problem(tiny):
     assert "8 train · 1 eval" in _preview(data)
 
 
-# --- 3. the memory chart says what each prediction is for ---------------------------------------------------
+# --- the memory chart says what each prediction is for ---------------------------------------------------
 
 def _mem(base: int) -> MemoryBreakdown:
     return MemoryBreakdown(base_weights=base * MiB, adapters=MiB, gradients=MiB, optimizer=2 * MiB,
@@ -150,7 +150,7 @@ def test_memory_chart_labels_which_prediction_and_says_why_none(tiny):
     assert [a.text for a in memory.chart.figure.layout.annotations] == [note]
 
 
-# --- 4c. the comparison's memory against task metric -----------------------------------------------------
+# --- the comparison's memory against task metric -----------------------------------------------------
 
 def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
     from lorakit.record import RunRecord
@@ -179,10 +179,10 @@ def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
 def _points(fig) -> dict:
     """{run id: (x, y)} of the memory-vs-metric chart's run markers."""
     runs = fig.data[0]
-    return {rid: (x, y) for rid, x, y in zip(runs.customdata, runs.x, runs.y)}
+    return {rid: (x, y) for rid, x, y in zip(runs.customdata, runs.x, runs.y, strict=True)}
 
 
-# --- 4a. the default model's package missing ------------------------------------------------------------------
+# --- the default model's package missing ------------------------------------------------------------------
 
 def test_missing_smollm2_package_shows_the_install_command_and_train_is_refused(tmp_path, monkeypatch):
     import importlib.util
@@ -202,10 +202,11 @@ def test_missing_smollm2_package_shows_the_install_command_and_train_is_refused(
     assert not s.controller.running and s.controller.live is None
 
 
-# --- 4b. every panel on its own, with a controller of its own --------------------------------------------------
+# --- every panel on its own, with a controller of its own --------------------------------------------------
 
 PANELS = {
-    "ModelPanel": (dict(autoload=False), lambda p: p.registry, lambda p, st: "smollm2-135m" in str(st["_options_labels"])),
+    "ModelPanel": (dict(autoload=False), lambda p: p.registry,
+                   lambda p, st: "smollm2-135m" in str(st["_options_labels"])),
     "AdapterPanel": (dict(autoload=False), lambda p: p.rank, lambda p, st: st["_options_labels"][-1] == "256"),
     "QuantPanel": ({}, lambda p: p.plan, lambda p, st: "predicted memory before training" in st["value"]),
     "DataPanel": ({}, lambda p: p.task, lambda p, st: any("extract-json" in o for o in st["_options_labels"])),
@@ -217,8 +218,9 @@ PANELS = {
 
 @pytest.mark.parametrize("name", list(PANELS))
 def test_each_panel_alone_builds_and_renders_its_main_widget(name, tmp_path, monkeypatch):
-    import lorakit.widgets
     from ipywidgets.embed import embed_data
+
+    import lorakit.widgets
 
     monkeypatch.setenv("LORAKIT_STORE", str(tmp_path / "runs.db"))  # the default store, not ./lorakit_runs.db
     kwargs, main, check = PANELS[name]
