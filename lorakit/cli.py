@@ -14,8 +14,7 @@ from typing import Optional
 
 from . import targets
 from .config import ConfigError, RunConfig, field_docs
-
-MB = 1024 * 1024  # MiB: all memory figures use binary units
+from .display import MiB
 
 
 class ProgressBar:
@@ -40,7 +39,7 @@ class ProgressBar:
             self._write(f"  eval @ step {event.step}: loss {event.eval_loss:.3f}, perplexity {event.perplexity:.1f}")
         elif isinstance(event, MemoryMeasured):
             m = event.measured
-            parts = ", ".join(f"{k} {v / MB:.1f}" for k, v in m.as_dict().items())
+            parts = ", ".join(f"{k} {v / MiB:.1f}" for k, v in m.as_dict().items())
             self._write(f"  memory (MiB): {parts}")
         elif isinstance(event, RunFinished):
             if self.bar is not None:
@@ -152,7 +151,7 @@ def cmd_train(ns) -> int:
     rec = train(cfg, sinks=[] if ns.quiet else [ProgressBar()], store=ns.store)
     print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
     if rec.adapter_path:
-        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MB:.2f} MiB)")
+        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MiB:.2f} MiB)")
     return 0 if rec.status == "finished" else 1
 
 
@@ -168,8 +167,9 @@ def cmd_sweep(ns) -> int:
 
 
 def cmd_compare(ns) -> int:
-    from .compare import compare, export_csv, export_html
+    from .report import export_csv, export_html
     from .store import RunStore
+    from .table import compare
 
     store = RunStore(ns.store)
     for run_id in ns.delete or []:
@@ -200,7 +200,7 @@ def cmd_plan(ns) -> int:
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
           f"batch {ns.batch_size} x {ns.seq_len} tokens):")
     for k, v in plan.as_dict().items():
-        print(f"  {k:<13} {v / MB:>12,.1f} MiB {v / 1024**3:>8.2f} GiB")
+        print(f"  {k:<13} {v / MiB:>12,.1f} MiB {v / 1024**3:>8.2f} GiB")
     return 0
 
 
@@ -215,9 +215,10 @@ def cmd_models(ns) -> int:
 
 def cmd_demo(ns) -> int:
     """The README's main job: the three methods on the same task, compared."""
-    from .compare import compare, export_html
     from .models import default_device
+    from .report import export_html
     from .store import RunStore
+    from .table import compare
     from .training import train
 
     store = RunStore(ns.store)
@@ -250,7 +251,7 @@ def _print_table(table) -> None:
                         "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s") if c in table]
     view = table[cols].copy()
     for c in [c for c in cols if c.startswith("mem_")]:
-        view[c] = (view[c] / MB).round(1)
+        view[c] = (view[c] / MiB).round(1)
     view = view.rename(columns={c: c.replace("mem_", "") + "_MiB" for c in cols if c.startswith("mem_")})
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         print(view.to_string(index=False))

@@ -14,15 +14,9 @@ from typing import Optional, Sequence, Union
 import torch
 
 from .data import DataBundle, DataError, end_of_turn, get_task, prompt_text
+from .devices import model_device
 
 Messages = list  # [{"role": ..., "content": ...}]
-
-
-def _model_device(model) -> torch.device:
-    try:
-        return next(p.device for p in model.parameters() if p.device.type != "meta")
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _stop_ids(tokenizer) -> list[int]:
@@ -62,7 +56,7 @@ def _quiet_generation():
             warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -90,7 +84,7 @@ def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages
     if tokenizer.pad_token is None:  # batching needs a pad token; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
     gen_cfg = generation_config(tokenizer, max_new_tokens)
-    device = _model_device(model)
+    device = model_device(model)
     was_training = model.training
     # Longest first: similar lengths share a batch (less padding), and memory peaks at once.
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
@@ -104,7 +98,7 @@ def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages
                                 padding_side="left", add_special_tokens=False).to(device)
                 seqs = model.generate(**enc, generation_config=gen_cfg)
                 new = seqs[:, enc["input_ids"].shape[1]:]
-                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     out[i] = text.strip()
     finally:
         model.train(was_training)
@@ -135,7 +129,7 @@ def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = N
     preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
                      batch_size=batch_size)
     details = []
-    for r, pred in zip(raw, preds):
+    for r, pred in zip(raw, preds, strict=True):
         d = {"prompt": r["prompt"], "reference": r["reference"], "prediction": pred, "correct": None}
         if bundle.task is not None:
             d.update(bundle.task.check(pred, r["reference"]))

@@ -5,8 +5,9 @@ catches and logs a sink's exception so one broken sink never kills a run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from .memory import MemoryBreakdown
 
@@ -79,16 +80,14 @@ class RunFinished:
 Event = Any  # one of the dataclasses above
 
 
-class Sink(Protocol):
-    def __call__(self, event: Event) -> None: ...
-
-
-def emit(sinks: list[Callable[[Event], None]], event: Event) -> None:
-    """Send ``event`` to every sink; a failing sink is logged, never fatal."""
-    import logging
-
+def emit(sinks: list[Callable[[Event], None]], event: Event, errors: Optional[list] = None) -> None:
+    """Send ``event`` to every sink; a failing sink is never fatal: its exception is logged, or kept
+    in ``errors`` when given (where a logged traceback would land in someone's notebook)."""
     for sink in sinks:
         try:
             sink(event)
-        except Exception:  # noqa: BLE001 - a sink must not kill training
-            logging.getLogger("lorakit").exception("sink %r failed on %s", sink, type(event).__name__)
+        except Exception as exc:  # noqa: BLE001 - a sink must not kill training
+            if errors is not None:
+                errors.append(exc)
+            else:
+                logging.getLogger("lorakit").exception("sink %r failed on %s", sink, type(event).__name__)

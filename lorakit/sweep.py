@@ -29,8 +29,8 @@ def sweep(base: RunConfig, store=None, sinks=(), stop=None, **axes):
     Invalid combinations (e.g. method='full' with quant='nf4') are skipped with a warning; failed
     runs are recorded as 'failed' by train() and the sweep goes on. Returns compare() of the trials.
     """
-    from .compare import compare
     from .store import open_store
+    from .table import compare
     from .training import train
 
     store, opened_here = open_store(store)  # one store for every trial

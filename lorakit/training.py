@@ -1,7 +1,8 @@
-"""train(): transformers' Trainer plus one callback that turns what happens into events.
+"""train(): transformers' Trainer plus the Trainer -> events bridge (``callback.py``).
 
 The Trainer does the loop (optimizer, scheduler, seeding, data order, eval); lorakit adds:
-- events to sinks (store, CLI bar, widgets) — training never touches a UI;
+- events to sinks (store, CLI bar, widgets) — training never touches a UI; the run's record is
+  kept by one more sink (``_Run.observe``);
 - the measured memory breakdown after the first optimizer step, next to the planner's prediction;
 - real-token throughput, a stop request from another thread, non-finite-loss detection;
 - a RunRecord that is always returned and stored, whether the run finished, stopped or failed.
@@ -17,22 +18,15 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from .callback import StopRun, TrainerEvents
 from .config import RunConfig
-from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit, error_line
+from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit
 from .record import RunRecord
 
 log = logging.getLogger("lorakit")
 
 OPTIM_NAMES = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
 N_SAMPLES = 3  # prompts shown before/after training
-
-
-class StopRun(Exception):
-    """Raised inside the loop to end a run with a given status."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
 
 
 def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: Optional[threading.Event] = None,
@@ -77,10 +71,7 @@ class _Run:
         self.cfg, self.record, self.sinks, self.stop, self.store = cfg, record, sinks, stop, store
         self.output_dir = output_dir
         self.t0 = time.perf_counter()
-        self.model = self.tokenizer = self.bundle = self.trainer = self.last_batch = None
-        self.activations = self.probed_batch = None  # bytes saved for backward by the first forward, its batch
-        self.train_t0 = None  # when the Trainer's loop began
-        self.train_t1 = None  # when the last step ended
+        self.model = self.tokenizer = self.bundle = self.trainer = self.events = None
         self.ended = False
 
     # --- phases -----------------------------------------------------------------------------
@@ -135,19 +126,18 @@ class _Run:
             eval_steps=cfg.eval_every or None, include_num_input_tokens_seen="non_padding",
             use_cpu=self.record.device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
         )
-        self.trainer = _make_trainer_class()(
+        from .probe import ProbingTrainer
+
+        # the record is kept by the first sink, so every other sink sees it up to date
+        self.events = TrainerEvents([self.observe, *self.sinks], cfg, run_id=self.record.run_id, stop=self.stop,
+                                    clock_start=self.t0)
+        self.trainer = ProbingTrainer(
             model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
-            data_collator=self.collate, processing_class=self.tokenizer,
-            callbacks=[_EventCallback(self)], activation_probe=self.on_activations,
+            data_collator=self.bundle.collator, processing_class=self.tokenizer,
+            callbacks=[self.events], activation_probe=self.events.activations_recorded,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
         self.trainer.remove_callback(PrinterCallback)
-
-    def collate(self, features):
-        """The bundle's collator (dynamic padding); remembers the batch (the planner predicts for its shape)."""
-        batch = self.bundle.collator(features)
-        self.last_batch = batch
-        return batch
 
     def fit(self) -> None:
         with warnings.catch_warnings():
@@ -181,7 +171,7 @@ class _Run:
         else:
             before = self.record.task_metric_before
         self.record.task_metric_before = before
-        for sample, text in zip(self.record.samples, self.generate_texts()):
+        for sample, text in zip(self.record.samples, self.generate_texts(), strict=False):
             sample["after"] = text
         if self.record.evals:
             self.record.evals[-1]["task_metric"] = after
@@ -195,52 +185,23 @@ class _Run:
     def generate_samples(self, key: str) -> list[dict]:
         texts = self.generate_texts()
         return [{"prompt": ex["prompt"], "reference": ex["reference"], key: t}
-                for ex, t in zip(self.bundle.eval_raw[:N_SAMPLES], texts)]
+                for ex, t in zip(self.bundle.eval_raw[:N_SAMPLES], texts, strict=True)]
 
-    # --- callbacks from the Trainer ----------------------------------------------------------
-    def on_step(self, step: int, logs: dict, step_tokens: int, step_s: float) -> None:
-        loss = float(logs["loss"])
-        entry = dict(step=step, loss=loss, learning_rate=float(logs.get("learning_rate", 0.0)),
-                     tokens_per_s=step_tokens / step_s if step_s > 0 else 0.0,
-                     elapsed_s=time.perf_counter() - self.t0, grad_norm=_maybe_float(logs.get("grad_norm")))
-        self.record.history.append(entry)
-        if self.record.time_to_first_loss_s is None:
-            self.record.time_to_first_loss_s = entry["elapsed_s"]
-        emit(self.sinks, StepLogged(self.record.run_id, step, self.cfg.max_steps, loss, entry["learning_rate"],
-                                    entry["tokens_per_s"], entry["elapsed_s"], entry["grad_norm"]))
-        if not math.isfinite(loss):
-            raise StopRun("failed", f"non-finite loss ({loss}) at step {step}")
-
-    def on_eval(self, step: int, metrics: dict) -> None:
-        loss = float(metrics["eval_loss"])
-        ppl = math.exp(loss) if loss < 50 else float("inf")
-        self.record.evals.append(dict(step=step, eval_loss=loss, perplexity=ppl, task_metric=None))
-        self.record.eval_loss, self.record.perplexity = loss, ppl
-        emit(self.sinks, EvalDone(self.record.run_id, step, loss, ppl))
-
-    def on_activations(self, nbytes: int, batch: dict) -> None:
-        self.activations, self.probed_batch = nbytes, batch
-
-    def on_memory(self, optimizer, batch) -> None:
-        from .memory import measure
-        from .planner import plan_for_batch
-
-        # Activations come from the first real forward (then the planner predicts for that batch: the
-        # data loader has already fetched the next one); a replay of the latest batch only if missed.
-        batch = self.probed_batch if self.activations is not None else batch
-        batch = {k: v.to(self.model.device) for k, v in batch.items()}
-        measured = measure(self.model, optimizer, batch, activations=self.activations)
-        plan_error = ""
-        try:  # the prediction for this very batch; a model the planner cannot read is no reason to fail
-            planned = plan_for_batch(self.cfg, batch)
-        except Exception as exc:  # noqa: BLE001
-            # one line: with no logging handler (a notebook) a traceback would land in the cell's output
-            plan_error = error_line(exc)
-            log.warning("memory planner failed for %s: %s", self.cfg.model, plan_error)
-            log.debug("memory planner traceback", exc_info=True)
-            planned = None
-        self.record.memory, self.record.planned_memory = measured, planned
-        emit(self.sinks, MemoryMeasured(self.record.run_id, 1, measured, planned, plan_error))
+    # --- the record: one more sink of the bridge's events -----------------------------------------
+    def observe(self, event) -> None:
+        rec = self.record
+        if isinstance(event, StepLogged):
+            rec.history.append(dict(step=event.step, loss=event.loss, learning_rate=event.learning_rate,
+                                    tokens_per_s=event.tokens_per_s, elapsed_s=event.elapsed_s,
+                                    grad_norm=event.grad_norm))
+            if rec.time_to_first_loss_s is None:
+                rec.time_to_first_loss_s = event.elapsed_s
+        elif isinstance(event, EvalDone):
+            rec.evals.append(dict(step=event.step, eval_loss=event.eval_loss, perplexity=event.perplexity,
+                                  task_metric=None))
+            rec.eval_loss, rec.perplexity = event.eval_loss, event.perplexity
+        elif isinstance(event, MemoryMeasured):
+            rec.memory, rec.planned_memory = event.measured, event.planned
 
     def check_stop(self) -> None:
         if self.stop.is_set():
@@ -251,6 +212,8 @@ class _Run:
         if self.ended:
             return
         self.ended = True
+        if self.events is not None:
+            self.events.close()  # a run that raised out of the loop skipped on_train_end
         rec = self.record
         rec.status, rec.reason = status, reason
         rec.wall_s = time.perf_counter() - self.t0
@@ -262,11 +225,13 @@ class _Run:
         rec = self.record
         losses = [h["loss"] for h in rec.history if math.isfinite(h["loss"])]
         rec.train_loss = sum(losses[-10:]) / len(losses[-10:]) if losses else None
-        if self.trainer is not None and rec.history and self.train_t1:
+        ev = self.events
+        if self.trainer is not None and rec.history and ev.last_step_at:
             # every real (non-padding) token over the whole loop, probe and callbacks included
-            rec.tokens_per_s = self.trainer.state.num_input_tokens_seen / (self.train_t1 - self.train_t0)
+            rec.tokens_per_s = self.trainer.state.num_input_tokens_seen / (ev.last_step_at - ev.train_started_at)
 
     def save_adapter(self) -> None:
+        from .adapter_base import AdapterError
         from .adapters import save_adapter
 
         rec = self.record
@@ -279,10 +244,11 @@ class _Run:
         else:
             return
         try:
-            rec.adapter_bytes = save_adapter(self.model, path)
+            rec.adapter_bytes = save_adapter(self.model, path, run_id=rec.run_id, base=self.cfg.model)
             rec.adapter_path = str(path)
         except Exception as exc:  # noqa: BLE001 - keep the run even if the disk is full
-            rec.reason = (rec.reason + "; " if rec.reason else "") + f"adapter not saved: {exc}"
+            said = str(exc) if isinstance(exc, AdapterError) else f"adapter not saved: {exc}"
+            rec.reason = (rec.reason + "; " if rec.reason else "") + said
 
 
 def _reset_cuda_peak(device: str) -> None:
@@ -293,85 +259,3 @@ def _reset_cuda_peak(device: str) -> None:
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(device)
 
-
-def _maybe_float(x):
-    try:
-        return None if x is None else float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _make_callback_class():
-    from transformers import TrainerCallback
-
-    class EventCallback(TrainerCallback):
-        """Bridges the Trainer's hooks to the run: step timing, memory probe, stop, events."""
-
-        def __init__(self, run: _Run):
-            self.run = run
-            self.last_end = time.perf_counter()
-            self.step_s = 0.0
-            self.tokens_before = 0
-            self.probed = False
-
-        def on_train_begin(self, args, state, control, **kw):
-            self.run.train_t0 = self.last_end = time.perf_counter()
-
-        def on_step_begin(self, args, state, control, **kw):
-            self.tokens_before = state.num_input_tokens_seen
-
-        def on_optimizer_step(self, args, state, control, optimizer=None, **kw):
-            # Gradients and optimizer state both exist only here, between step() and zero_grad().
-            if not self.probed:
-                self.probed = True
-                self.run.on_memory(optimizer or self.run.trainer.optimizer, self.run.last_batch)
-
-        def on_step_end(self, args, state, control, **kw):
-            now = time.perf_counter()
-            # wall time since the previous step ended: data loading and callbacks included
-            self.step_s, self.last_end = now - self.last_end, now
-            self.run.train_t1 = now
-            if self.run.stop.is_set():
-                control.should_training_stop = True
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                tokens = state.num_input_tokens_seen - self.tokens_before
-                self.run.on_step(state.global_step, logs, tokens, self.step_s)
-
-        def on_evaluate(self, args, state, control, metrics=None, **kw):
-            if metrics and "eval_loss" in metrics:
-                self.run.on_eval(state.global_step, metrics)
-
-    return EventCallback
-
-
-def _make_trainer_class():
-    from transformers import Trainer
-
-    from .memory import ActivationRecorder
-
-    class ProbingTrainer(Trainer):
-        """A Trainer whose first training forward also counts the bytes autograd saves for backward,
-        so the memory probe measures the real step instead of running an extra forward."""
-
-        def __init__(self, *args, activation_probe=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.activation_probe = activation_probe  # called once: (bytes, the batch)
-
-        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-            if self.activation_probe is None or not model.training:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-            probe, self.activation_probe = self.activation_probe, None
-            with ActivationRecorder(model, inputs) as recorder:
-                loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
-            recorder.add_outputs(outputs)
-            probe(recorder.nbytes, inputs)
-            return (loss, outputs) if return_outputs else loss
-
-    return ProbingTrainer
-
-
-def _EventCallback(run: _Run):
-    cls = _make_callback_class()
-    return cls(run)

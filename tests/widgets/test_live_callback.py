@@ -87,7 +87,8 @@ def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tm
     trainer.model.register_forward_pre_hook(spy, with_kwargs=True)
     replays = []
     real_replay = lorakit.memory.measure_activations
-    monkeypatch.setattr(lorakit.memory, "measure_activations", lambda *a, **k: replays.append(1) or real_replay(*a, **k))
+    monkeypatch.setattr(lorakit.memory, "measure_activations",
+                        lambda *a, **k: replays.append(1) or real_replay(*a, **k))
     trainer.train()
     assert not cb.errors, cb.errors
     assert replays == [] and len(training_batches) == 2  # two training steps, no extra forward
@@ -137,6 +138,7 @@ def test_an_interrupted_first_forward_leaves_no_hooks_behind_for_the_next_run(tm
 
     cb = LiveCallback(label="again")
     trainer = _tiny_trainer(tmp_path, cb, max_steps=2)
+
     def interrupt(module, args):  # Ctrl-C inside the first forward, after LiveCallback's pre-hook ran
         raise KeyboardInterrupt
 
@@ -197,26 +199,6 @@ def test_live_callback_context_reports_to_a_studio_and_an_interrupt_is_a_stop():
     with LiveCallback(c):  # no exception: nothing reported
         pass
     assert c.live.status == "stopped"
-
-
-def test_a_forward_ending_on_another_thread_does_not_end_the_recording():
-    """DataParallel replicas share hooks and run on threads: only the recording thread may end it."""
-    import threading
-
-    import torch
-
-    from lorakit.widgets import LiveCallback
-
-    cb = LiveCallback(label="threads")
-    model = torch.nn.Linear(4, 4)
-    cb._batch = {"input_ids": torch.zeros(1, 4, dtype=torch.long)}
-    cb._start_recording(model)
-    other = threading.Thread(target=cb._finish_recording, args=(model, (), torch.zeros(1)))
-    other.start()
-    other.join()
-    assert cb._recorder is not None and cb._activations is None  # still recording, no crash
-    cb._finish_recording(model, (), torch.zeros(1))
-    assert cb._recorder is None and cb._activations is not None and not cb.errors
 
 
 def test_an_outside_failure_never_ends_the_studios_own_run():
