@@ -6,15 +6,17 @@ Trainable parameters per adapted layer: r * (d_in + d_out).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
-from . import targets
+from . import adapter_base, targets
 from .models import building
 
 _HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
@@ -132,17 +134,33 @@ def count_params(model) -> tuple[int, int]:
 
 # --- save / load / swap / merge ---------------------------------------------------------------
 
-def save_adapter(peft_model, path: Union[str, Path]) -> int:
-    """Save the adapter weights (safetensors) and config; returns bytes on disk."""
+def save_adapter(peft_model, path: Union[str, Path], run_id: Optional[str] = None, base: Optional[str] = None) -> int:
+    """Save the adapter weights (safetensors), peft's config and lorakit's record of the base
+    (``adapter_base``; ``base``: the base's name, ``run_id``: the run that trained it); returns bytes
+    on disk. Written to a sibling folder first, so a full disk leaves no half-written adapter."""
     path = Path(path)
-    peft_model.save_pretrained(path, safe_serialization=True)
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        peft_model.save_pretrained(partial, safe_serialization=True)
+        adapter_base.write_record(peft_model, partial, run_id=run_id, base=base)
+        for f in sorted(p for p in partial.rglob("*") if p.is_file()):  # file by file: other files in path stay
+            (path / f.relative_to(partial)).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, path / f.relative_to(partial))
+    except OSError as exc:
+        raise adapter_base.AdapterError(f"adapter: not saved to {str(path)!r}: {exc.strerror or exc} "
+                                        "(nothing was left half-written)") from exc
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "default", is_trainable=False):
-    """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel)."""
+    """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel).
+    An adapter trained on another base is refused first (``adapter_base.AdapterMismatch``)."""
     from peft import PeftModel
 
+    adapter_base.check_base(path, base_model)
     with building(), warnings.catch_warnings():  # see attach_lora
         warnings.filterwarnings("ignore", category=FutureWarning)
         if isinstance(base_model, PeftModel):

@@ -55,6 +55,10 @@ def test_a_finished_run_emits_events_and_returns_a_full_record(store):
     # adapter saved with peft (safetensors) in the store's adapter directory
     assert rec.adapter_path and rec.adapter_path.startswith(str(store.adapter_dir(rec.run_id)))
     assert rec.adapter_bytes > 4 * rec.trainable_params
+    from lorakit.adapter_base import read_record  # ... with lorakit's record of the base it was trained on
+
+    assert read_record(rec.adapter_path)["run_id"] == rec.run_id
+    assert read_record(rec.adapter_path)["base"]["name"] == "tiny-llama"
     # and the store holds the same run
     stored = store.load(rec.run_id)
     assert stored.status == "finished" and [h["loss"] for h in stored.history] == [h["loss"] for h in rec.history]
