@@ -83,7 +83,7 @@ def held_out_dir(name: str, root: Path) -> str:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from lorakit.logging_setup import progress_bars_off
-    from lorakit.models import byte_tokenizer
+    from lorakit.tiny_llama import byte_tokenizer
 
     out = root / name
     if not (out / "config.json").exists():

@@ -119,8 +119,6 @@ def main(argv=None) -> int:
     # eval_examples small: the after-training evaluation and samples are not what is measured
     cfg = lorakit.RunConfig(model=args.model, method="lora", max_steps=args.steps, eval_examples=1,
                             train_examples=max(64, args.steps * 4))
-    if args.model == "tiny-llama":  # byte-level tokenizer: a task that fits (for a quick check of the script)
-        cfg = cfg.replace(dataset="arithmetic", seq_len=256)
     print(f"ui_overhead: {args.model}, LoRA r={cfg.rank} on {','.join(cfg.resolved_targets())}, "
           f"{args.steps} steps of batch {cfg.batch_size} x {cfg.seq_len}; {args.pairs} pairs after a warm-up; "
           f"{torch.get_num_threads()} torch thread(s)",

@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; table + HTML report")
     d.add_argument("--steps", type=int, default=40)
     d.add_argument("--model", default="smollm2-135m")
-    d.add_argument("--seq-len", type=int, default=128, help="tokens per example (tiny-llama's byte tokenizer needs ~512)")
+    d.add_argument("--seq-len", type=int, default=128, help="tokens per example")
     d.add_argument("--eval-examples", type=int, default=24, help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
     return p

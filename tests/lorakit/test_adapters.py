@@ -96,7 +96,7 @@ def test_full_finetuning_changes_the_weights():
     lm = tiny()
     before = checksum(lm.model)
     m = adapters.prepare_full(lm.model)
-    assert adapters.count_params(m)[0] == 90_624
+    assert adapters.count_params(m)[0] == 172_352
     train_steps(m, batch(lm))
     assert checksum(m) != before
 

@@ -7,10 +7,12 @@ import torch
 from lorakit import memory as M
 from lorakit.adapters import attach_lora, expected_lora_params, prepare_full
 from lorakit.memory import MemoryBreakdown
-from lorakit.models import builtin_config, byte_tokenizer, load_model
+from lorakit.models import builtin_config, load_model
 from lorakit.quantization import quant_state_bytes
+from lorakit.tiny_llama import tiny_tokenizer
 
 warnings.filterwarnings("ignore")
+VOCAB = builtin_config("tiny-llama").vocab_size
 
 
 def _load(name="tiny-llama", quant="none", **kw):
@@ -39,7 +41,7 @@ def wide_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("wide-llama")
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    byte_tokenizer().save_pretrained(out)
+    tiny_tokenizer().save_pretrained(out)
     return str(out)
 
 
@@ -176,43 +178,50 @@ def test_8bit_optimizers_are_smaller_and_count_quantization_state():
 # --- activations -----------------------------------------------------------------------------------
 
 def test_activations_positive_and_shrink_with_checkpointing():
-    batch = _batch(259, b=2, t=32)
-    plain = M.measure_activations(attach_lora(_load(), rank=8, target_modules="qv"), batch)
-    ckpt = M.measure_activations(
-        attach_lora(_load(), rank=8, target_modules="qv", gradient_checkpointing=True), batch)
-    assert plain > 0
-    assert 0 < ckpt < plain / 2
+    """Checkpointing drops what the layers save (all but each layer's input); the loss path's
+    log-softmax over the vocabulary stays as it is."""
+    batch = _batch(VOCAB, b=2, t=32)
+
+    def layers_and_loss(model):
+        saved = M.saved_activation_tensors(model, batch)
+        loss = sum(n for t, n in saved if t.dim() and t.shape[-1] == VOCAB)
+        return sum(n for _, n in saved) - loss, loss
+
+    plain = layers_and_loss(attach_lora(_load(), rank=8, target_modules="qv"))
+    ckpt = layers_and_loss(attach_lora(_load(), rank=8, target_modules="qv", gradient_checkpointing=True))
+    assert plain[0] > 0 and plain[1] == ckpt[1] > 0
+    assert 0 < ckpt[0] < plain[0] / 2
 
 
 def test_activations_grow_with_tokens_and_include_the_loss_path():
     model = attach_lora(_load(), rank=8, target_modules="qv")
-    small = M.measure_activations(model, _batch(259, b=1, t=16))
-    big = M.measure_activations(model, _batch(259, b=2, t=16))
+    small = M.measure_activations(model, _batch(VOCAB, b=1, t=16))
+    big = M.measure_activations(model, _batch(VOCAB, b=2, t=16))
     assert big > 1.9 * small
-    saved = M.saved_activation_tensors(model, _batch(259, b=1, t=16))
-    vocab_shaped = [t for t, _ in saved if t.dim() and t.shape[-1] == 259]
+    saved = M.saved_activation_tensors(model, _batch(VOCAB, b=1, t=16))
+    vocab_shaped = [t for t, _ in saved if t.dim() and t.shape[-1] == VOCAB]
     assert vocab_shaped, "the fp32 log-softmax of the loss must be counted"
     # a tensor given as input ids only: labels default to the ids
-    assert M.measure_activations(model, _batch(259, b=1, t=16)["input_ids"]) == small
+    assert M.measure_activations(model, _batch(VOCAB, b=1, t=16)["input_ids"]) == small
 
 
 def test_activation_measurement_leaves_model_untouched():
     model = attach_lora(_load(), rank=8, target_modules="qv")
     model.eval()
     rng = torch.get_rng_state()
-    assert M.measure_activations(model, _batch(259)) > 0
+    assert M.measure_activations(model, _batch(VOCAB)) > 0
     assert not any(m.training for m in model.modules())  # eval mode restored
     assert all(p.grad is None for p in model.parameters())  # nothing backpropagated
     assert torch.equal(rng, torch.get_rng_state())  # dropout did not consume the caller's RNG
     model.train()
-    M.measure_activations(model, _batch(259))
+    M.measure_activations(model, _batch(VOCAB))
     assert all(m.training for m in model.modules())
 
 
 def test_weights_are_not_activations():
     model = attach_lora(_load(), rank=8, target_modules="qv")
     weight_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = M.saved_activation_tensors(model, _batch(259))
+    saved = M.saved_activation_tensors(model, _batch(VOCAB))
     assert saved
     assert not weight_ptrs & {t.untyped_storage().data_ptr() for t, _ in saved}
     ptrs = [t.untyped_storage().data_ptr() for t, _ in saved]
@@ -221,7 +230,7 @@ def test_weights_are_not_activations():
 
 def test_int8_activations_include_inputs_kept_by_bitsandbytes():
     """bitsandbytes' int8 matmul keeps its input as ctx.A (not save_for_backward): still counted."""
-    batch = _batch(259)
+    batch = _batch(VOCAB)
     none = M.measure_activations(attach_lora(_load(), rank=8, target_modules="qv"), batch)
     int8 = M.measure_activations(attach_lora(_load(quant="int8"), rank=8, target_modules="qv"), batch)
     assert int8 > none
@@ -241,7 +250,7 @@ def test_measure_returns_the_breakdown():
     model = attach_lora(_load(), rank=8, target_modules="qv")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    batch = _batch(259)
+    batch = _batch(VOCAB)
     _step(model, opt, batch)
     mem = M.measure(model, opt, batch)
     assert isinstance(mem, MemoryBreakdown)

@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 import lorakit
-from lorakit import models
+from lorakit import models, tiny_llama
 
 
 def test_registry_lists_trainable_models_first_with_sources():
@@ -33,12 +34,67 @@ def test_registry_param_counts_match_the_configs():
 
 def test_tiny_model_loads_with_a_chat_tokenizer():
     lm = lorakit.load_model("tiny-llama", device="cpu")
-    assert lm.num_params == 90_624 and lm.num_layers == 2
+    assert lm.num_params == 172_352 and lm.num_layers == 2
     enc = lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
                                            return_dict=True, return_tensors="pt")
     out = lm.model(**enc)
-    assert out.logits.shape[-1] == 259
-    assert lm.tokenizer.decode(lm.tokenizer("héllo")["input_ids"]) == "héllo"  # byte-level round trip
+    assert out.logits.shape[-1] == len(lm.tokenizer) == models.TINY_CONFIG["vocab_size"] == 1536
+    assert lm.tokenizer.decode(lm.tokenizer("héllo ☃ 1234")["input_ids"]) == "héllo ☃ 1234"  # any text, byte-level
+    assert lm.tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [0, 1, 2]
+    assert (lm.model.config.bos_token_id, lm.model.config.eos_token_id, lm.tokenizer.pad_token) == (1, 2, "<|im_end|>")
+
+
+def test_tiny_tokenizer_keeps_the_chatml_template_and_is_subword():
+    tok = tiny_llama.tiny_tokenizer()
+    text = tok.apply_chat_template([{"role": "user", "content": "Sort these words"}], add_generation_prompt=True,
+                                   tokenize=False)
+    assert text == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+                    "<|im_end|>\n<|im_start|>user\nSort these words<|im_end|>\n<|im_start|>assistant\n")
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) < len(tiny_llama.byte_tokenizer()(text, add_special_tokens=False)["input_ids"]) / 3
+    assert tok.tokenize(" 2021") == ["Ġ", "2", "0", "2", "1"]  # digits one by one, as SmolLM2 splits them
+
+
+def test_the_shipped_tokenizer_is_what_the_script_makes(tmp_path):
+    """scripts/make_tiny_tokenizer.py regenerates the file: same vocabulary and merges, twice over."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_tiny_tokenizer.py"
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "up to date" in out.stdout
+    (tmp_path / "other.json").write_text(tiny_llama.byte_tokenizer().backend_tokenizer.to_str())
+    out = subprocess.run([sys.executable, str(script), "--check", "--out", str(tmp_path / "other.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1 and "DIFFERS" in out.stdout
+
+
+@pytest.mark.parametrize("task", [t.name for t in lorakit.list_tasks()])
+def test_tiny_llama_trains_every_builtin_task_with_the_defaults(task, tmp_path):
+    """The instant model runs each built-in task with the default seq_len (128) and data sizes.
+
+    eval_examples=4 only keeps the before/after generation (a random model never stops early)
+    short; that every default eval example fits is checked on the data below."""
+    rec = lorakit.train(lorakit.RunConfig(model="tiny-llama", dataset=task, max_steps=2, eval_examples=4),
+                        store=tmp_path / "runs.db")
+    assert rec.status == "finished", rec.reason
+    assert rec.steps_done == 2 and math.isfinite(rec.train_loss)
+    assert rec.data_stats["seq_len"] == 128 and rec.data_stats["truncated_train"] == 0
+
+    from lorakit.data import build_data
+
+    stats = build_data(lorakit.RunConfig(model="tiny-llama", dataset=task), tiny_llama.tiny_tokenizer()).stats
+    assert (stats["n_train"], stats["n_eval"]) == (512, 32)
+    assert stats["truncated_train"] == stats["truncated_eval"] == 0 and stats["max_len"] <= 100  # room to spare
+
+
+def test_a_tiny_llama_built_with_another_tokenizer_is_rebuilt(tmp_path, monkeypatch):
+    """A cache made before the tokenizer changed (e.g. the old byte-level one) must not load."""
+    monkeypatch.setenv("LORAKIT_HOME", str(tmp_path))
+    path = models.model_dir("tiny-llama")
+    assert (path / models._COMPLETE).read_text().split("\n")[0] == tiny_llama.fingerprint(models.TINY_CONFIG)
+    tiny_llama.byte_tokenizer().save_pretrained(path)  # what an older lorakit left there
+    (path / models._COMPLETE).write_text("2026-11-28 10:00:00")
+    assert models.model_dir("tiny-llama") == path
+    assert len(lorakit.load_model("tiny-llama", device="cpu").tokenizer) == 1536
 
 
 def test_cache_build_is_atomic(tmp_path, monkeypatch):
@@ -164,7 +220,8 @@ def test_cuda_on_a_machine_without_cuda_is_a_clear_error(quant, monkeypatch):
 def test_a_cuda_index_beyond_the_machines_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(models.ModelUnavailable, match=r"'cuda:3': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+    with pytest.raises(models.ModelUnavailable,
+                       match=r"'cuda:3': this machine has 1 CUDA device\(s\), cuda:0 to cuda:0"):
         models.check_device("cuda:3")
     models.check_device("cuda:0")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-# tiny-llama has a byte-level tokenizer: the arithmetic task fits in 256 tokens
+# arithmetic: the shortest built-in task, so each step is quick
 TINY = dict(model="tiny-llama", dataset="arithmetic", seq_len=256, batch_size=2, train_examples=48,
             eval_examples=4, max_steps=6, learning_rate=1e-3)
 WAIT = 600  # seconds; generous for a loaded 2-core CI machine (never an assertion on time)
