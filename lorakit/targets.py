@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 from .errors import ConfigError
-from .models import REGISTRY
+from .registry import REGISTRY
 
 ALL_LINEAR = "all-linear"  # peft's own shorthand: every linear layer except the output head
 PRESETS: dict[str, Union[tuple, str]] = {

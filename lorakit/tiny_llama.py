@@ -75,7 +75,7 @@ def build(out: Path, config) -> None:
     tok = tiny_tokenizer()
     if len(tok) != config.vocab_size:
         raise RuntimeError(f"tiny-llama's config has vocab_size={config.vocab_size} but {TOKENIZER_FILE.name} "
-                           f"has {len(tok)} tokens: update models.TINY_CONFIG")
+                           f"has {len(tok)} tokens: update registry.TINY_CONFIG")
     config.bos_token_id, config.eos_token_id, config.pad_token_id = BOS_ID, EOS_ID, EOS_ID
     torch.manual_seed(0)
     with building():

@@ -9,7 +9,7 @@ lorakit's three special tokens first (ids 0-2).
     python scripts/make_tiny_tokenizer.py          # rewrite the file
     python scripts/make_tiny_tokenizer.py --check  # exit 1 if a fresh one has another vocabulary or merges
 
-Changing VOCAB_SIZE means changing models.TINY_CONFIG (and the parameter count in the registry).
+Changing VOCAB_SIZE means changing registry.TINY_CONFIG (and the parameter count in the registry).
 """
 from __future__ import annotations
 
