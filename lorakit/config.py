@@ -12,7 +12,6 @@ from typing import Union
 
 from . import targets
 from .errors import ConfigError
-from .targets import PRESETS as TARGET_PRESETS  # noqa: F401 - planner.py's import, until it uses targets
 
 METHODS = ("lora", "full")
 QUANTS = ("none", "int8", "nf4", "fp4")
