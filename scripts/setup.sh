@@ -104,7 +104,7 @@ fi
 
 # Everything that decides what gets installed (this script included); when it is unchanged and the pieces are still there,
 # the Python side is already done.
-key="$( { cat pyproject.toml "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
+key="$( { cat pyproject.toml setup.py "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
 
 python_ready() {
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] || return 1

@@ -1,16 +1,23 @@
-"""Packaging and plumbing: pyproject.toml, environment.yml, the scripts and the README agree."""
+"""Packaging and plumbing: pyproject.toml, environment.yml, the scripts and the README agree; the built
+wheel ships everything and works from a fresh virtual environment."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
-import tomllib
+import sysconfig
+import venv
+import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -132,8 +139,8 @@ def test_lorakit_console_script(pyproject):
 
 def test_widgets_ship_as_lorakit_widgets(pyproject):
     tool = pyproject["tool"]["setuptools"]
-    assert tool["package-dir"]["lorakit.widgets"] == "widgets"
-    assert "lorakit.widgets" in tool["packages"] and "lorakit" in tool["packages"]
+    assert "packages" not in tool, "setup.py finds the packages: a hand-written list misses new subpackages"
+    assert "PACKAGE_DIR = {\"lorakit.widgets\": \"widgets\"}" in (ROOT / "setup.py").read_text()
     import importlib.util
 
     spec = importlib.util.find_spec("lorakit.widgets")
@@ -238,3 +245,121 @@ def test_readme_links_resolve_or_are_promised():
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="CI only: the suite must run inside the venv setup made")
 def test_ci_runs_in_the_setup_venv():
     assert Path(sys.prefix).resolve() == (ROOT / ".venv").resolve()
+
+
+# ------------------------------------------------------------------ the wheel, installed in a fresh environment
+
+PACKAGE_FOLDERS = {"lorakit": "lorakit", "widgets": "lorakit/widgets"}  # source folder -> its place in the wheel
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md")
+FRESH_CHECK = """
+import json, math, sys
+import lorakit
+from lorakit.widgets import Studio
+
+studio = Studio(store="runs.db", model="tiny-llama", autoload=False)  # headless: no front end attached
+plan = lorakit.plan_memory("llama-7b")
+# arithmetic, one eval example: the shortest before/after generation (a random model never stops early)
+run = lorakit.train(lorakit.RunConfig(model="tiny-llama", dataset="arithmetic", max_steps=2, eval_examples=1),
+                    store="runs.db")
+print(json.dumps({
+    "files": [sys.modules[m].__file__ for m in ("lorakit", "lorakit.widgets", "lorakit.widgets.panels",
+                                                "lorakit.data.tasks", "lorakit.tiny_llama")],
+    "studio": [type(studio).__name__, len(studio.children)],
+    "plan": plan.as_dict(),
+    "run": [run.status, run.reason, run.steps_done, run.train_loss],
+}))
+"""
+
+
+def source_files() -> set[str]:
+    """Every file under lorakit/ and widgets/ (bytecode caches aside), named as it lands in the wheel."""
+    out = set()
+    for folder, target in PACKAGE_FOLDERS.items():
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                out.add(f"{target}/{path.relative_to(ROOT / folder).as_posix()}")
+    return out
+
+
+def run_ok(cmd: list, **kw) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=900, **kw)
+    assert out.returncode == 0, f"{cmd[:4]} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel, built from a clean copy of the sources: a build/ folder left in the checkout by an
+    earlier build would let deleted modules slip into it."""
+    src = tmp_path_factory.mktemp("src")
+    for name in BUILD_INPUTS:
+        shutil.copy2(ROOT / name, src / name)
+    for folder in PACKAGE_FOLDERS:
+        shutil.copytree(ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    dist = tmp_path_factory.mktemp("dist")
+    run_ok([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+            "-w", dist, src])
+    (built,) = dist.glob("lorakit-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory, wheel) -> Path:
+    """A new virtual environment with the wheel installed (not editable); its python.
+
+    torch and the other dependencies come from this test's environment through a .pth line, which
+    only appends that site-packages to sys.path: .pth files there are not processed, so the editable
+    install of lorakit in it stays inactive. The line is written after pip ran, so pip never sees it."""
+    root = tmp_path_factory.mktemp("venv")
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(root)
+    python = root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    run_ok([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel])
+    purelib = run_ok([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    ours = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    (Path(purelib) / "lorakit_test_dependencies.pth").write_text("".join(p + "\n" for p in ours))
+    return python
+
+
+def fresh_env(home: Path) -> dict:
+    """This process's environment without Python path settings, and an empty lorakit cache: tiny-llama
+    is built there from the wheel's own files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON") and k != "VIRTUAL_ENV"}
+    env.update(LORAKIT_HOME=str(home), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+@pytest.mark.wheel
+def test_the_wheel_ships_every_file_of_lorakit_and_widgets(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        entry_points = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
+    shipped = {n for n in names if ".dist-info/" not in n}
+    want = source_files()
+    assert not want - shipped, f"missing from the wheel (a package without __init__.py, or a data file "\
+                               f"pyproject.toml's package-data does not match): {sorted(want - shipped)}"
+    assert not shipped - want, f"in the wheel but not in the sources: {sorted(shipped - want)}"
+    assert {"lorakit/widgets/panels/__init__.py", "lorakit/tiny_llama_tokenizer.json", "lorakit/py.typed"} <= shipped
+    assert "lorakit = lorakit.cli:main" in entry_points
+
+
+@pytest.mark.wheel
+def test_the_installed_wheel_works_outside_the_checkout(fresh_venv, tmp_path):
+    """From a fresh environment, in a folder outside the checkout (so the repo is not on sys.path):
+    the Studio builds headless, the planner plans, tiny-llama trains two steps, the command runs."""
+    (tmp_path / "check.py").write_text(FRESH_CHECK)
+    out = run_ok([fresh_venv, "check.py"], cwd=tmp_path, env=fresh_env(tmp_path / "home"))
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    venv_root = fresh_venv.parent.parent.resolve()
+    for path in map(Path, got["files"]):
+        assert path.resolve().is_relative_to(venv_root), f"{path} is not the installed copy"
+        assert not path.resolve().is_relative_to(ROOT), path
+    assert got["studio"] == ["Studio", 3]
+    import lorakit
+
+    assert got["plan"] == lorakit.plan_memory("llama-7b").as_dict()  # the same planner as this checkout's
+    status, reason, steps, loss = got["run"]
+    assert status == "finished", reason
+    assert steps == 2 and math.isfinite(loss)
+    assert (tmp_path / "home" / "models" / "tiny-llama" / "tokenizer.json").is_file()
+    help_text = run_ok([fresh_venv.parent / "lorakit", "--help"], cwd=tmp_path, env=fresh_env(tmp_path / "home"))
+    assert help_text.stdout.startswith("usage: lorakit")
