@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .chat import end_of_turn
-from .encoding import IGNORE_INDEX, encode_rows, make_collator
+from .encoding import IGNORE_INDEX, encode_example, encode_rows, make_collator
 from .rows import DataError
 from .sources import load_rows, split_rows
 from .tasks import TaskInfo, generate_examples
@@ -42,8 +42,7 @@ def build_data(cfg, tokenizer) -> DataBundle:
     train, train_truncated, train_dropped = encode_rows(tokenizer, train_rows, cfg.seq_len, eot)
     eval_set, eval_truncated, eval_dropped = encode_rows(tokenizer, eval_rows, cfg.seq_len, eot)
     if len(train) == 0:
-        raise DataError(f"dataset: no training example fits in seq_len={cfg.seq_len} tokens (all "
-                        f"{len(train_rows)} answers were truncated away); raise seq_len")
+        raise DataError(_nothing_fits(tokenizer, train_rows, cfg.seq_len, eot))
     if train_truncated or eval_truncated:
         notes.append(f"{train_truncated} train and {eval_truncated} eval examples were longer than "
                      f"seq_len={cfg.seq_len} and were truncated ({train_dropped} + {eval_dropped} "
@@ -69,6 +68,16 @@ def build_data(cfg, tokenizer) -> DataBundle:
     eval_raw = [{"prompt": r["prompt"], "answer": r["answer"], "reference": r["answer"], "messages": r["messages"]}
                 for r in eval_rows]
     return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer), task, stats, train_rows, source)
+
+
+def _nothing_fits(tokenizer, rows: list, seq_len: int, eot: str) -> str:
+    """Why no example can train, with the lengths this tokenizer gives them: how far to raise seq_len."""
+    whole = [encode_example(tokenizer, r["messages"], r["answer"], 1 << 30, eot) for r in rows]
+    prompts = [ex["labels"].count(IGNORE_INDEX) for ex in whole]
+    longest = max(len(ex["input_ids"]) for ex in whole)
+    return (f"dataset: no training example fits in seq_len={seq_len} tokens: with this model's tokenizer the "
+            f"prompts alone take {min(prompts)}-{max(prompts)} tokens, so all {len(rows)} answers were truncated "
+            f"away; raise seq_len ({longest} keeps every example whole)")
 
 
 def preview(bundle_or_cfg, tokenizer, n: int = 3) -> list[list[tuple[str, bool]]]:

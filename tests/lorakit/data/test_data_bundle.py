@@ -70,8 +70,15 @@ def test_truncation_is_counted_and_answerless_examples_dropped(tok):
 
 
 def test_nothing_fits_is_a_clear_error(tok):
-    with pytest.raises(DataError, match="seq_len"):
+    """It says how long the prompts and examples are with this tokenizer: how far to raise seq_len."""
+    whole = build_data(cfg(seq_len=4096), tok)
+    prompts = [prompt_len(tok, r["messages"]) for r in whole.train_raw]
+    with pytest.raises(DataError) as err:
         build_data(cfg(seq_len=8), tok)
+    assert str(err.value) == (
+        f"dataset: no training example fits in seq_len=8 tokens: with this model's tokenizer the prompts alone "
+        f"take {min(prompts)}-{max(prompts)} tokens, so all 24 answers were truncated away; raise seq_len "
+        f"({whole.stats['max_len']} keeps every example whole)")
 
 
 def test_collator_pads_dynamically_to_the_longest_in_batch(tok):
