@@ -45,8 +45,8 @@ def warm() -> None:
                 except (ImportError, AttributeError):
                     pass
         try:
-            import transformers.utils.logging  # noqa: F401
             import transformers.trainer_callback  # noqa: F401
+            import transformers.utils.logging  # noqa: F401
         except ImportError:
             pass
         _done = True
