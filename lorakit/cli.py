@@ -49,7 +49,8 @@ class ProgressBar:
             extra = f" ({event.reason})" if event.reason else ""
             metric = "" if rec.task_metric is None else f", task metric {rec.task_metric:.2f}"
             self._write(f"  {event.status}{extra}: train loss {_fmt(rec.train_loss)}, eval loss "
-                        f"{_fmt(rec.eval_loss)}{metric}, {_fmt(rec.tokens_per_s, '.0f')} tok/s, {_fmt(rec.wall_s, '.1f')} s")
+                        f"{_fmt(rec.eval_loss)}{metric}, {_fmt(rec.tokens_per_s, '.0f')} tok/s, "
+                        f"{_fmt(rec.wall_s, '.1f')} s")
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -133,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list the built-in models")
 
-    d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; table + HTML report")
+    d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; "
+                                    "table + HTML report")
     d.add_argument("--steps", type=int, default=40)
     d.add_argument("--model", default="smollm2-135m")
     d.add_argument("--seq-len", type=int, default=128, help="tokens per example")
