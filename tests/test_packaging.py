@@ -265,7 +265,7 @@ print(json.dumps({
     "files": [sys.modules[m].__file__ for m in ("lorakit", "lorakit.widgets", "lorakit.widgets.panels",
                                                 "lorakit.data.tasks", "lorakit.tiny_llama")],
     "studio": [type(studio).__name__, len(studio.children)],
-    "plan": plan.as_dict(),
+    "plan": {k: getattr(plan, k) for k in ("base_weights", "adapters", "gradients", "optimizer", "activations")},
     "run": [run.status, run.reason, run.steps_done, run.train_loss],
 }))
 """
@@ -356,7 +356,8 @@ def test_the_installed_wheel_works_outside_the_checkout(fresh_venv, tmp_path):
     assert got["studio"] == ["Studio", 3]
     import lorakit
 
-    assert got["plan"] == lorakit.plan_memory("llama-7b").as_dict()  # the same planner as this checkout's
+    here = lorakit.plan_memory("llama-7b")
+    assert got["plan"] == {k: getattr(here, k) for k in got["plan"]} and here.total > 0  # the checkout's planner
     status, reason, steps, loss = got["run"]
     assert status == "finished", reason
     assert steps == 2 and math.isfinite(loss)
