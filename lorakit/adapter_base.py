@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -128,8 +129,9 @@ def read_record(path) -> dict:
         raise AdapterError(f"adapter: {str(path)!r} {what}; give the folder an adapter was saved to "
                            f"(it holds adapter_config.json)")
     config = _json(path / "adapter_config.json", path)
+    weights = _header_shapes(path)  # what peft will copy; read now, so a damaged file is named before it
     if (path / META_FILE).exists():
-        record = _json(path / META_FILE, path)
+        record = dict(_json(path / META_FILE, path), weights=weights)
         if not isinstance(record.get("format"), int) or record["format"] > FORMAT:
             raise AdapterError(f"adapter: {str(path)!r} was saved by a newer lorakit (record format "
                                f"{record.get('format')!r}, this lorakit reads {FORMAT}); upgrade lorakit")
@@ -140,7 +142,7 @@ def read_record(path) -> dict:
                                "({module: [d_in, d_out]})")
         return record
     base = {"name": config.get("base_model_name_or_path") or "", "architecture": None, "quant": None}
-    return {"format": 0, "base": base, "layers": _header_shapes(path)}
+    return {"format": 0, "base": base, "layers": weights, "weights": weights}
 
 
 def _json(file: Path, path: Path) -> dict:
@@ -159,7 +161,9 @@ def _header_shapes(path: Path) -> dict:
     """{module: (d_in, d_out)} from the safetensors header: A is (r, d_in), B is (d_out, r)."""
     weights = path / "adapter_model.safetensors"
     if not weights.exists():
-        return {}  # a pickled adapter: only peft can read it
+        if (path / "adapter_model.bin").exists():
+            return {}  # a pickled adapter: only peft can read it
+        raise AdapterError(f"adapter: {str(path)!r} has no adapter_model.safetensors (the adapter's weights)")
     from safetensors import safe_open
 
     shapes: dict = {}
@@ -178,13 +182,41 @@ def _header_shapes(path: Path) -> dict:
 
 # --- the check ----------------------------------------------------------------------------------------
 
+def check_load(path, model, adapter_name: str, is_trainable) -> dict:
+    """``load_adapter``'s arguments checked, then ``check_base``: a lorakit error before peft runs."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise AdapterError(f"adapter: base_model must be a transformers model (or a PeftModel), got "
+                           f"{type(model).__name__}")
+    if not isinstance(adapter_name, str) or not adapter_name.strip() or "." in adapter_name:
+        raise AdapterError(f"adapter: adapter_name must be a non-empty name without dots, got {adapter_name!r}")
+    if not isinstance(is_trainable, bool):
+        raise AdapterError(f"adapter: is_trainable must be True or False, got {is_trainable!r}")
+    return check_base(path, model)
+
+
+@contextmanager
+def peft_errors(path):
+    """peft's own errors while it reads a folder that passed the checks (a config field of the wrong
+    kind, a damaged tensor) as an AdapterError naming the folder."""
+    try:
+        yield
+    except AdapterError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ValueError, TypeError, KeyError, SafetensorError, ...
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise AdapterError(f"adapter: {str(path)!r} could not be loaded by peft ({type(exc).__name__}: "
+                           f"{first})") from exc
+
+
 def check_base(path, model) -> dict:
     """Refuse ``model`` as the base of the adapter at ``path`` unless its architecture and the shapes of
     every adapted layer are the adapter's base's: an ``AdapterMismatch`` naming both bases and the first
     layer that differs. Returns the adapter's record."""
     record = read_record(path)
     theirs, ours = record["base"], describe_base(model)
-    problems = [_first_difference(record["layers"], model)]
+    problems = [_first_difference(record["layers"], model) or _first_difference(record["weights"], model)]
     if theirs.get("architecture") and theirs["architecture"] != ours["architecture"]:
         problems.insert(0, f"the architectures differ ({theirs['architecture']} vs {ours['architecture']})")
     problem = " and ".join(p for p in problems if p)

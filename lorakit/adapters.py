@@ -160,8 +160,8 @@ def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "defaul
     An adapter trained on another base is refused first (``adapter_base.AdapterMismatch``)."""
     from peft import PeftModel
 
-    adapter_base.check_base(path, base_model)
-    with building(), warnings.catch_warnings():  # see attach_lora
+    adapter_base.check_load(path, base_model, adapter_name, is_trainable)
+    with building(), warnings.catch_warnings(), adapter_base.peft_errors(path):  # see attach_lora
         warnings.filterwarnings("ignore", category=FutureWarning)
         if isinstance(base_model, PeftModel):
             base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
@@ -176,6 +176,9 @@ def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=
     A quantized (QLoRA) base is dequantized first: W + BA cannot be stored in 4 bits without
     losing the update, so the merged model is written in the compute dtype.
     """
+    if not hasattr(peft_model, "get_base_model"):
+        raise adapter_base.AdapterError("adapter: merge_adapter needs a PeftModel (attach_lora or load_adapter "
+                                        f"gives one), got peft_model={type(peft_model).__name__}")
     base = peft_model.get_base_model()
     if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
         merged = _merge_dequantized(peft_model)

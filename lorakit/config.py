@@ -159,6 +159,8 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
+        if not hasattr(d, "items"):
+            raise ConfigError({"config": f"from_dict needs a mapping of field names to values, got {d!r}"})
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .errors import ConfigError
 from .logging_setup import progress_bars_off
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
     REGISTRY,
@@ -274,6 +275,10 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     from .logging_setup import quiet_libraries
     from .quantization import DTYPE_MAP, bnb_config, check_quant_available, check_quant_dtype
 
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ConfigError({"model": f"model must be a built-in name, a hub id or a local directory; got {name!r}"})
+    if not isinstance(double_quant, bool):
+        raise ConfigError({"double_quant": f"double_quant must be True or False, got {double_quant!r}"})
     check_quant_dtype(quant, dtype)
     quiet_libraries()
     device = device or default_device()
@@ -292,6 +297,8 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
         with building(), progress_bars_off("transformers"):  # no per-tensor loading bars
             tok = _load_tokenizer(AutoTokenizer, source, local)
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except ModelUnavailable:
+        raise
     except OSError as exc:
         if local is None:
             raise ModelUnavailable(
@@ -300,7 +307,11 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
                 f"Use a built-in model ({_trainable_names()}) "
                 f"or a local directory. Details: {exc}"
             ) from exc
-        raise
+        raise ModelUnavailable(f"model {name!r}: {source!r} could not be loaded ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a folder's odd files: transformers' KeyError, ValueError, ...
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelUnavailable(f"model {name!r}: {source!r} could not be loaded as a transformers causal LM "
+                               f"({type(exc).__name__}: {first})") from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
@@ -312,9 +323,11 @@ def check_device(device: str) -> None:
     import torch
 
     try:
+        if not isinstance(device, str):
+            raise TypeError(device)
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ConfigError({"device": f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}"}) from exc
     if dev.type != "cuda":
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

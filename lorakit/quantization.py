@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DTYPES, QUANTS, not_one_of
+from .config import DTYPES, QUANTS, ConfigError, not_one_of
 
 DTYPE_MAP = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Kept equal to the bitsandbytes requirement in pyproject.toml (a test checks they match).
@@ -51,10 +51,11 @@ def bitsandbytes_available() -> bool:
 
 
 def check_quant_dtype(quant: str, dtype: str) -> None:
-    """Raise ValueError naming the field and the allowed values for an unknown quant or dtype."""
-    for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPES)):
-        if problem := not_one_of(name, value, allowed):
-            raise ValueError(problem)
+    """Raise ConfigError (a ValueError) naming the field and the allowed values for an unknown quant or dtype."""
+    problems = {name: problem for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPES))
+                if (problem := not_one_of(name, value, allowed))}
+    if problems:
+        raise ConfigError(problems)
 
 
 def check_quant_available(quant: str, device: str) -> None:

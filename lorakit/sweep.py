@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import fields
 
 from .config import ConfigError, RunConfig
 
@@ -11,11 +12,16 @@ log = logging.getLogger("lorakit")
 
 def grid(base: RunConfig, **axes) -> list:
     """Every combination of ``axes`` applied to ``base``: RunConfigs, or (changes, ConfigError) when invalid."""
+    if not isinstance(base, RunConfig):
+        raise ConfigError({"base": f"base must be a RunConfig, got {type(base).__name__}: {base!r}"})
+    unknown = [n for n in axes if n not in {f.name for f in fields(RunConfig)}]
+    if unknown:
+        raise ConfigError({n: f"{n} is not a RunConfig field, so it cannot be a sweep axis" for n in unknown})
     names = list(axes)
     values = [v if isinstance(v, (list, tuple)) else [v] for v in axes.values()]
     out = []
     for combo in itertools.product(*values):
-        changes = dict(zip(names, combo))
+        changes = dict(zip(names, combo, strict=True))
         try:
             out.append(base.replace(**changes))
         except ConfigError as exc:

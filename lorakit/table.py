@@ -116,7 +116,10 @@ def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
         finally:
             if opened:
                 st.close()
-    runs = list(runs)
+    try:
+        runs = list(runs)
+    except TypeError:
+        raise TypeError(f"runs must be RunRecords or run ids (None: every run in the store), got {runs!r}") from None
     bad = [type(r).__name__ for r in runs if not isinstance(r, (RunRecord, str))]
     if bad:
         raise TypeError(f"runs must be RunRecords or run ids, got {', '.join(sorted(set(bad)))}")

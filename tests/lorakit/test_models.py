@@ -203,9 +203,9 @@ def test_a_malformed_hub_id_says_what_is_allowed(name, monkeypatch):
 
 @pytest.mark.parametrize("kw,field", [(dict(quant="int4"), "quant"), (dict(dtype="fp16"), "dtype")])
 def test_unknown_quant_or_dtype_names_the_field_and_the_allowed_values(kw, field):
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(lorakit.ConfigError) as err:
         lorakit.load_model("tiny-llama", device="cpu", **kw)
-    msg = str(err.value)
+    msg = err.value.problems[field]
     assert msg.startswith(f"{field} must be one of") and repr(kw[field]) in msg
     assert ("'nf4'" in msg) if field == "quant" else ("'bfloat16'" in msg)
 
@@ -227,8 +227,9 @@ def test_a_cuda_index_beyond_the_machines_gpus_is_a_clear_error(monkeypatch):
 
 
 def test_an_unknown_device_string_names_the_field():
-    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu'"):
+    with pytest.raises(lorakit.ConfigError, match="device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu'") as err:
         lorakit.load_model("tiny-llama", device="gpu")
+    assert list(err.value.problems) == ["device"]
 
 
 @pytest.mark.parametrize("quant,layer", [("int8", "Linear8bitLt"), ("nf4", "Linear4bit"), ("fp4", "Linear4bit")])
