@@ -5,7 +5,9 @@ lorakit's events (``events.py``) for sinks, used by ``lorakit.train`` and by ``w
 - every evaluation: ``EvalDone`` with the perplexity;
 - after the first optimizer step, when gradients and optimizer state exist: one ``MemoryMeasured``,
   ``memory.measure`` with the activations of the first training forward (``probe.py``; replayed only
-  when none were recorded) next to the planner's prediction for that very batch.
+  when none were recorded) next to the planner's prediction for that very batch;
+- after the second (or the last, if the run is shorter): ``MemoryMeasured`` again, now with the
+  measured peak of the first two steps (``step_peak.TrainingPeak``) and the planned one for their batches.
 
 Two modes, chosen by ``run_id``:
 
@@ -79,6 +81,8 @@ class TrainerEvents(TrainerCallback):
         self.train_started_at: Optional[float] = None  # perf_counter when the Trainer's loop began
         self.last_step_at: Optional[float] = None  # ... and when its last step ended
         self._probed = False
+        self.peak = None  # step_peak.TrainingPeak while the first steps are recorded
+        self._memory: Optional[tuple] = None  # (step, measured, planned, why) of the first MemoryMeasured
         self._t0 = self._t_log = 0.0
         self._tokens_seen = 0  # the Trainer's token count at the previous log
         self._max_steps = 0
@@ -88,8 +92,11 @@ class TrainerEvents(TrainerCallback):
         self.activations, self.recorded_batch = nbytes, batch
 
     def close(self) -> None:
-        """Take the hooks off the model and let go of the batches."""
+        """Take the hooks off the model, end a step-peak recording, let go of the batches."""
         self.hooks.detach()
+        if self.peak is not None:
+            self.peak.step_end()  # a run interrupted mid-step must not leave the profiler running
+            self.peak = None
         self.recorded_batch = None
 
     # --- events out ---------------------------------------------------------------------------------
@@ -129,7 +136,13 @@ class TrainerEvents(TrainerCallback):
         now = time.perf_counter()
         self.train_started_at = self._t_log = now
         self._t0 = self.clock_start if self.clock_start is not None else now
-        self._probed, self.activations, self.recorded_batch = False, None, None
+        self._probed, self.activations, self.recorded_batch, self._memory = False, None, None, None
+        self.peak = None
+        if model is not None and self.measure_memory:
+            from .devices import model_device
+            from .step_peak import TrainingPeak
+
+            self.peak = TrainingPeak(str(model_device(model)))
         self._tokens_seen = state.num_input_tokens_seen
         self._max_steps = int(state.max_steps or args.max_steps or 0)
         if model is not None:
@@ -152,9 +165,44 @@ class TrainerEvents(TrainerCallback):
         measured = self._measure(model, optimizer, batch)
         if measured is not None:
             planned, why = self._plan(batch)
+            self._memory = (int(state.global_step) + 1, measured, planned, why)
             self._emit(MemoryMeasured(self.run_id, int(state.global_step) + 1, measured, planned, plan_error=why))
 
+    # --- the step peak: recorded over the first two optimizer steps ------------------------------------
+    def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        if self.peak is not None and not self.peak.done and model is not None:
+            self.peak.step_begin(model, optimizer)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.peak is not None:
+            self.peak.mark("optimizer step")
+
+    def _end_peak_step(self, state) -> None:
+        if self.peak is None or not self.peak.recording:
+            return
+        self.peak.step_end()
+        if self.peak.done or (state.max_steps and state.global_step >= state.max_steps):
+            self._report_peak()
+
+    def _report_peak(self) -> None:
+        """MemoryMeasured again, the measured and planned breakdowns now carrying the step peak."""
+        peak, self.peak = self.peak, None
+        reading = peak.reading
+        if self._memory is None or reading is None:
+            if peak.errors:
+                log.warning("lorakit: no step peak: %s", peak.errors[0])
+            return
+        step, measured, planned, why = self._memory
+        measured.peak, measured.peak_at = reading.peak, reading.peak_at
+        if reading.reserved is not None:
+            measured.cuda = dict(measured.cuda or {}, max_reserved=reading.reserved)
+            measured.device_overhead = reading.context
+        if planned is not None and peak.batches:
+            planned, why = self._plan(None, peak.batches)
+        self._emit(MemoryMeasured(self.run_id, step, measured, planned, plan_error=why))
+
     def on_step_end(self, args, state, control, **kwargs):
+        self._end_peak_step(state)
         self.last_step_at = time.perf_counter()
         if self.stop is not None and self.stop.is_set():
             control.should_training_stop = True
@@ -178,6 +226,8 @@ class TrainerEvents(TrainerCallback):
             self._emit(EvalDone(self.run_id, int(state.global_step), loss, perplexity(loss)))
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self.peak is not None and self.peak.readings and not self.peak.recording:
+            self._report_peak()  # a run stopped after its first step: that step's peak
         if not self.outside:
             self.close()
             return
@@ -214,15 +264,18 @@ class TrainerEvents(TrainerCallback):
         finally:
             self.hooks.paused = False
 
-    def _plan(self, batch: dict) -> tuple:
-        """(the planner's prediction for the measured batch or None, why there is none)."""
+    def _plan(self, batch: Optional[dict], peak_batches: Optional[list] = None) -> tuple:
+        """(the planner's prediction for the measured batch, or for the batches of the steps whose peak
+        was recorded; None if there is none, and why)."""
         if self.config is None:
             return None, self.NO_CONFIG
-        if "input_ids" not in batch:
+        if peak_batches is None and "input_ids" not in batch:
             return None, "no training batch was seen"
         try:
-            from .planner import plan_for_batch
+            from .planner import plan_for_batch, plan_for_steps
 
+            if peak_batches:
+                return plan_for_steps(self.config, peak_batches), ""
             return plan_for_batch(self.config, batch), ""  # its shape, and padding if it has any
         except Exception as exc:  # noqa: BLE001 - a model the planner cannot read is no reason to fail
             why = error_line(exc)

@@ -19,6 +19,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 ON_BAD_ROWS = ("error", "skip")
 
+
 @dataclass(frozen=True)
 class RunConfig:
     """One fine-tuning run: model, method, quantization, LoRA shape, data and training loop."""
@@ -86,42 +87,7 @@ class RunConfig:
 
     def problems(self) -> dict[str, str]:
         """Every invalid field with a message naming what is allowed (empty when valid)."""
-        p: dict[str, str] = {}
-
-        def one_of(name: str, allowed: tuple) -> None:
-            if problem := not_one_of(name, getattr(self, name), allowed):
-                p[name] = problem
-
-        def at_least(name: str, lo: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                p[name] = f"{name} must be an integer >= {lo}, got {value!r}"
-
-        one_of("method", METHODS)
-        one_of("quant", QUANTS)
-        one_of("dtype", DTYPES)
-        one_of("optimizer", OPTIMIZERS)
-        for name in ("rank", "max_steps", "batch_size", "seq_len", "train_examples", "eval_examples"):
-            at_least(name, 1)
-        for name in ("warmup_steps", "eval_every", "seed"):
-            at_least(name, 0)
-        for name in _BOOL_FIELDS:  # 'no' or 0 would be truthy/falsy by accident further down
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                p[name] = f"{name} must be True or False, got {value!r}"
-        if not _is_number(self.alpha) or self.alpha <= 0:
-            p["alpha"] = f"alpha must be a number > 0, got {self.alpha!r}"
-        if not _is_number(self.dropout) or not 0 <= self.dropout < 1:
-            p["dropout"] = f"dropout must be in [0, 1), got {self.dropout!r}"
-        if not _is_number(self.learning_rate) or self.learning_rate <= 0:
-            p["learning_rate"] = f"learning_rate must be a number > 0, got {self.learning_rate!r}"
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            p["weight_decay"] = f"weight_decay must be a number >= 0, got {self.weight_decay!r}"
-        if self.method == "full" and self.quant in QUANTS and self.quant != "none":
-            p["method"] = (
-                f"full fine-tuning needs an unquantized base (quant='none'); quant={self.quant!r} "
-                "stores frozen weights that cannot be trained. Use method='lora' (QLoRA) instead"
-            )
+        p = field_problems({f.name: getattr(self, f.name) for f in fields(self)})
         if not isinstance(self.model, str) or not self.model.strip():
             p["model"] = "model must be a built-in name, a hub id or a local directory"
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -174,6 +140,45 @@ _BOOL_FIELDS = tuple(f.name for f in fields(RunConfig) if f.type in ("bool", boo
 def not_one_of(name: str, value, allowed) -> str:
     """The message for ``value`` outside ``allowed`` (naming the field and the choices), else ""."""
     return "" if value in allowed else f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+
+
+_CHOICES = {"method": METHODS, "quant": QUANTS, "dtype": DTYPES, "optimizer": OPTIMIZERS}
+_AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
+             "warmup_steps": 0, "eval_every": 0, "seed": 0}
+
+
+def field_problems(values: dict) -> dict[str, str]:
+    """The problems of those ``values`` (field name -> value) that are RunConfig fields, each naming
+    its field; shared by ``RunConfig`` and ``plan_memory`` so both say the same thing."""
+    p: dict[str, str] = {}
+    for name, allowed in _CHOICES.items():
+        if name in values and (problem := not_one_of(name, values[name], allowed)):
+            p[name] = problem
+    for name, lo in _AT_LEAST.items():
+        value = values.get(name, lo)
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            p[name] = f"{name} must be an integer >= {lo}, got {value!r}"
+    for name in _BOOL_FIELDS:  # 'no' or 0 would be truthy/falsy by accident further down
+        if name in values and not isinstance(values[name], bool):
+            p[name] = f"{name} must be True or False, got {values[name]!r}"
+    for name, ok, rule in _NUMBERS:
+        if name in values and not (_is_number(values[name]) and ok(values[name])):
+            p[name] = f"{name} must be {rule}, got {values[name]!r}"
+    quant = values.get("quant", "none")
+    if values.get("method") == "full" and quant in QUANTS and quant != "none":
+        p["method"] = (
+            f"full fine-tuning needs an unquantized base (quant='none'); quant={quant!r} "
+            "stores frozen weights that cannot be trained. Use method='lora' (QLoRA) instead"
+        )
+    return p
+
+
+_NUMBERS = (
+    ("alpha", lambda v: v > 0, "a number > 0"),
+    ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("learning_rate", lambda v: v > 0, "a number > 0"),
+    ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+)
 
 
 def _is_number(x) -> bool:

@@ -27,16 +27,17 @@ Counting rules (the planner in ``planner.py`` predicts the same quantities):
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional
+
+from .devices import model_device
 
 CATEGORIES = ("base_weights", "adapters", "gradients", "optimizer", "activations")
 
 
 @dataclass
 class MemoryBreakdown:
-    """Bytes per category, measured or planned."""
+    """Bytes per category, measured or planned, and the step's peak."""
     base_weights: int = 0
     adapters: int = 0
     gradients: int = 0
@@ -46,19 +47,47 @@ class MemoryBreakdown:
     """CUDA allocator figures in bytes (allocated, reserved, peak) when measured on CUDA, else None.
     ``peak`` is ``torch.cuda.max_memory_allocated``: ``lorakit.train`` resets it when the run starts,
     so a run's peak is its own; a bare ``measure()`` reports the peak since the process last reset it."""
+    peak: Optional[int] = None
+    """Most bytes the tensor allocator held at any moment of a training step (None: not known).
+    Measured: over the first two optimizer steps (``step_peak``); planned: steady bytes + the largest
+    transient (``planning.peak``)."""
+    peak_at: str = ""
+    """The phase of the peak: forward, logits-loss, backward or optimizer step."""
+    transient: Optional[dict] = None
+    """Planned: what sits on top of the steady bytes at the peak, name -> bytes."""
+    device_overhead: Optional[int] = None
+    """CUDA only. Planned: context, libraries and allocator caching on top of ``peak``;
+    measured: the device memory in use outside the caching allocator (context, libraries)."""
+    assumes: Optional[dict] = None
+    """Planned: what the plan assumes (device, dtype, batch_size, seq_len, checkpointing, ...)."""
 
     @property
     def total(self) -> int:
         return sum(getattr(self, c) for c in CATEGORIES)
 
+    @property
+    def device_total(self) -> Optional[int]:
+        """What the device must hold: ``peak`` plus ``device_overhead`` (None without a peak)."""
+        return None if self.peak is None else self.peak + (self.device_overhead or 0)
+
     def as_dict(self) -> dict:
         d = {c: int(getattr(self, c)) for c in CATEGORIES}
         d["total"] = self.total
+        if self.peak is not None:
+            d["peak"] = int(self.peak)
+            d["peak_at"] = self.peak_at
+        for k in ("transient", "device_overhead", "assumes"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "MemoryBreakdown":
-        return cls(**{c: int(d.get(c, 0)) for c in CATEGORIES}, cuda=d.get("cuda"))
+        peak = d.get("peak")
+        return cls(**{c: int(d.get(c, 0)) for c in CATEGORIES}, cuda=d.get("cuda"),
+                   peak=int(peak) if peak is not None else None, peak_at=d.get("peak_at") or "",
+                   transient=d.get("transient"), device_overhead=d.get("device_overhead"),
+                   assumes=d.get("assumes"))
 
 
 # --- counting each storage once ---------------------------------------------------------------
@@ -80,7 +109,7 @@ def _byte_span(t) -> tuple[int, int]:
     start = t.storage_offset() * es
     if t.numel() == 0:
         return start, start
-    extent = 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
+    extent = 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride(), strict=True))
     return start, start + extent * es
 
 
@@ -220,6 +249,15 @@ def measure_gradients(model) -> int:
     return ledger.nbytes
 
 
+def measure_allocated_grads(model) -> int:
+    """Bytes of the gradients allocated right now (``.grad`` tensors that exist), each storage once."""
+    ledger = _Ledger()
+    for p in _trainable(model):
+        if p.grad is not None:
+            ledger.add(p.grad)
+    return ledger.nbytes
+
+
 def measure_optimizer(optimizer) -> int:
     """Bytes of every tensor in ``optimizer.state`` (each storage once), e.g. torch AdamW's
     exp_avg/exp_avg_sq/step or bitsandbytes 8-bit state1/state2/absmax/qmap. 0 before the first step."""
@@ -265,17 +303,8 @@ def _as_inputs(model, batch) -> dict:
         batch["labels"] = batch["input_ids"]
     if getattr(model, "config", None) is not None:
         batch.setdefault("use_cache", False)  # a KV cache is not part of training memory
-    device = _model_device(model)
+    device = model_device(model)
     return {k: (v.to(device) if _is_tensor(v) else v) for k, v in batch.items()}
-
-
-def _model_device(model):
-    import torch
-
-    for p in model.parameters():
-        if p.device.type != "meta":
-            return p.device
-    return torch.device("cpu")
 
 
 class ActivationRecorder:
@@ -332,7 +361,7 @@ def saved_activation_tensors(model, batch) -> list:
     inputs = _as_inputs(model, batch)
     recorder = ActivationRecorder(model, list(_batch_tensors(batch)) + list(_batch_tensors(inputs)))
     was_training = {m: m.training for m in model.modules()}
-    devices = [_model_device(model).index or 0] if _model_device(model).type == "cuda" else []
+    devices = [model_device(model).index or 0] if model_device(model).type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             model.train()
@@ -405,7 +434,7 @@ def measure(model, optimizer=None, batch=None, activations: Optional[int] = None
     (taken before the activation measurement, which would otherwise raise the peak).
     """
     base, adapters = measure_weights(model)
-    device = _model_device(model)
+    device = model_device(model)
     cuda = cuda_figures(device) if device.type == "cuda" else None
     return MemoryBreakdown(
         base_weights=base,

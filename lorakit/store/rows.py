@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Optional
 
-from ..memory import MemoryBreakdown
+from ..memory import CATEGORIES, MemoryBreakdown
 from ..record import RunRecord
 from .errors import StoreError
 from .orphans import owner
@@ -23,7 +23,8 @@ from .schema import EVALS, MEMORY, RUNS, STEPS
 # Value columns of each table: every column but the keys and the JSON ones.
 STEP_VALUES = tuple(c for c in STEPS.names if c not in ("run_id", "step", "extra"))
 EVAL_VALUES = tuple(c for c in EVALS.names if c not in ("run_id", "idx", "step", "extra"))
-MEMORY_VALUES = tuple(c for c in MEMORY.names if c not in ("run_id", "kind", "cuda"))
+MEMORY_VALUES = CATEGORIES  # the five byte counts; cuda, peak, peak_at and extra are read apart
+_MEMORY_EXTRA = ("transient", "device_overhead", "assumes")
 # The runs columns a listing shows (summaries()): all but bookkeeping and the JSON bodies.
 SUMMARY_COLUMNS = tuple(c for c in RUNS.names if c not in ("updated_at", "pid", "host", "proc_start", "config",
                                                             "record"))
@@ -173,8 +174,11 @@ def write_memory(c: sqlite3.Connection, run_id: str, kind: str, mem: MemoryBreak
     if isinstance(mem, dict):
         mem = MemoryBreakdown.from_dict(mem)
     cuda = dumps(mem.cuda) if mem.cuda is not None else None
+    extra = {k: getattr(mem, k) for k in _MEMORY_EXTRA if getattr(mem, k) is not None}
     c.execute(MEMORY.insert("INSERT OR REPLACE"),
-              (run_id, kind, *(integer(getattr(mem, k)) for k in MEMORY_VALUES), cuda))
+              (run_id, kind, *(integer(getattr(mem, k)) for k in MEMORY_VALUES), cuda,
+               integer(mem.peak) if mem.peak is not None else None, mem.peak_at or None,
+               dumps(extra) if extra else None))
 
 
 # --------------------------------------------------------------------------- reading
@@ -190,13 +194,11 @@ def read_runs(conn: sqlite3.Connection, where: str, params: tuple) -> list[RunRe
                          "ORDER BY run_id, step", params).fetchall()
     evals = conn.execute(f"SELECT run_id, step, {', '.join(EVAL_VALUES)}, extra FROM evals {sub} "
                          "ORDER BY run_id, idx", params).fetchall()
-    mems = conn.execute(f"SELECT run_id, kind, {', '.join(MEMORY_VALUES)}, cuda FROM memory {sub}",
-                        params).fetchall()
+    mems = conn.execute(f"SELECT run_id, kind, {', '.join(MEMORY_VALUES)}, cuda, peak, peak_at, extra "
+                        f"FROM memory {sub}", params).fetchall()
     hist = _by_run(steps, STEP_VALUES)
     evs = _by_run(evals, EVAL_VALUES)
-    mem = {(row[0], row[1]): MemoryBreakdown(**{k: int(v) for k, v in zip(MEMORY_VALUES, row[2:-1], strict=True)},
-                                             cuda=json.loads(row[-1]) if row[-1] else None)
-           for row in mems}
+    mem = {(row[0], row[1]): _memory(row[2:]) for row in mems}
     known = RunRecord.__dataclass_fields__
     out = []
     for run_id, status, reason, created_at, config, body in runs:
@@ -207,6 +209,15 @@ def read_runs(conn: sqlite3.Connection, where: str, params: tuple) -> list[RunRe
                  planned_memory=mem.get((run_id, "planned")))
         out.append(RunRecord(**{k: v for k, v in d.items() if k in known}))
     return out
+
+
+def _memory(values: tuple) -> MemoryBreakdown:
+    """A memory row's values after (run_id, kind): the five categories, cuda, peak, peak_at, extra."""
+    n = len(MEMORY_VALUES)
+    cuda, peak, peak_at, extra = values[n:]
+    return MemoryBreakdown(**{k: int(v) for k, v in zip(MEMORY_VALUES, values[:n], strict=True)},
+                           cuda=json.loads(cuda) if cuda else None, peak=peak, peak_at=peak_at or "",
+                           **(json.loads(extra) if extra else {}))
 
 
 def _by_run(rows: list, cols: tuple) -> dict[str, list[dict]]:

@@ -10,7 +10,7 @@ Layout of the file (schema version 1)::
     steps   (run_id, step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm, extra JSON)
     evals   (run_id, idx, step, eval_loss, perplexity, task_metric, extra JSON)
     memory  (run_id, kind 'measured'|'planned', base_weights, adapters, gradients, optimizer,
-             activations, cuda JSON)
+             activations, cuda JSON, peak, peak_at, extra JSON)
 
 Adding a column: append it to its table below (nullable, or NOT NULL with a DEFAULT: SQLite can
 only add such columns to an existing table) and give it a value in :mod:`.rows`. Files written
@@ -109,6 +109,9 @@ MEMORY = Table("memory", (
     ("optimizer", "INTEGER NOT NULL"),
     ("activations", "INTEGER NOT NULL"),
     ("cuda", "TEXT"),  # JSON: the CUDA allocator's figures, when measured on CUDA
+    ("peak", "INTEGER"),  # the step's peak (NULL: not known, e.g. a run stored before peaks existed)
+    ("peak_at", "TEXT"),
+    ("extra", "TEXT"),  # JSON: transient, device_overhead, assumes
 ), key=("run_id", "kind"))
 TABLES = (META, RUNS, STEPS, EVALS, MEMORY)
 RUN_TABLES = (STEPS, EVALS, MEMORY)  # the tables keyed by run_id besides runs itself

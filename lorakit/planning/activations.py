@@ -1,0 +1,151 @@
+"""What autograd saves for backward in one training forward of a LLaMA-family model.
+
+Derived from ``memory.saved_activation_tensors`` on tiny-llama and SmolLM2 (fp32, CPU), where it
+matches to the byte. Per token (N = batch*seq tokens), H hidden, I intermediate, nh/nkv heads of
+hd dims, r rank, e the activation element size; "req" = requires grad. A tensor is saved only
+when some input of the op that needs it requires grad, so a frozen nn.Linear saves nothing (its
+input is needed only for the weight gradient) while the first layer of a LoRA model (whose
+embedding output does not require grad) saves less than the others.
+"""
+from __future__ import annotations
+
+import math
+
+from .model import Dims, Step
+from .states import DTYPE_BYTES, FP32
+
+_CPU_RNG_STATE = 5056  # bytes of torch.get_rng_state() (mt19937)
+_CUDA_RNG_STATE = 16  # bytes of torch.cuda.get_rng_state() (philox seed + offset)
+
+
+def residual_bytes(step: Step) -> int:
+    """Element size of the residual stream: the dtype, except on a quantized base, where
+    prepare_model_for_kbit_training made embeddings/norms fp32 and bitsandbytes layers return
+    their input's dtype, so activations stay fp32 whatever the compute dtype."""
+    return FP32 if step.quantized else DTYPE_BYTES[step.dtype]
+
+
+class LayerModel:
+    """Per-token bytes one decoder layer saves, part by part."""
+
+    def __init__(self, dims: Dims, step: Step):
+        self.d, self.s = dims, step
+        self.e = residual_bytes(step)
+        self.e_lora = FP32  # peft casts the LoRA branch input to the adapter dtype (fp32)
+        # dropout mask: bool on CUDA, the input's dtype on CPU
+        self.mask_bytes = 1 if step.device == "cuda" else self.e_lora
+
+    def trainable(self, name: str) -> bool:
+        return self.s.full or name in self.s.targets
+
+    def projections(self, input_req: bool, names: tuple, d_in: int, input_saved: bool = False) -> int:
+        """Bytes saved for the input of projections ``names`` sharing one input tensor."""
+        s, b = self.s, 0
+        shared = False  # the input tensor itself kept (counted once for all of them)
+        for name in names:
+            if s.full:
+                shared = True  # weight gradient needs the input
+            elif s.quant == "int8" and input_req:
+                shared = True  # bnb's int8 matmul keeps its input as ctx.A when it requires grad
+            if name in s.targets:
+                if s.dropout > 0:
+                    b += d_in * self.e_lora  # dropout output, input of lora_A (its weight gradient needs it)
+                    if input_req:
+                        b += d_in * self.mask_bytes  # dropout mask (saved only when the input requires grad)
+                elif self.e != self.e_lora:
+                    b += d_in * self.e_lora  # the fp32 cast of the input
+                else:
+                    shared = True  # lora_A keeps the very input tensor
+                b += s.rank * self.e_lora  # A x: input of lora_B
+        if shared and not input_saved:
+            b += d_in * self.e
+        return b
+
+    def norm(self, input_req: bool) -> int:
+        b = 0
+        if input_req:
+            b += self.d.hidden * FP32 + FP32  # input as fp32 (pow/mul) + rsqrt of the variance (one per token)
+        if self.s.full:
+            b += self.d.hidden * self.e  # normalised input, for the norm weight's gradient
+        return b
+
+    def attention(self) -> int:
+        """sdpa (flash on CPU, GQA without repeat_kv): rotated q (nh*hd), rotated k (nkv*hd), v (nkv*hd,
+        the v_proj output), output (nh*hd) and the fp32 log-sum-exp (nh). With padding transformers
+        passes a mask, so k and v are first repeated to nh heads, and the kernel saves the mask
+        converted to the query dtype (batch x seq x seq, per layer)."""
+        d, s = self.d, self.s
+        kv = d.heads if s.padded else d.kv_heads
+        b = (2 * d.heads * d.head_dim + 2 * kv * d.head_dim) * self.e
+        if s.padded:
+            b += s.seq_len * self.e
+        lse_rows = s.seq_len if s.device != "cuda" else 32 * math.ceil(s.seq_len / 32)
+        return b + d.heads * FP32 * lse_rows // s.seq_len
+
+    def mlp(self, h2_req: bool) -> tuple[int, bool]:
+        """(bytes, output of the product requires grad) for gate/up, silu and their product."""
+        b = self.projections(h2_req, ("gate_proj", "up_proj"), self.d.hidden)
+        g_req, u_req = h2_req or self.trainable("gate_proj"), h2_req or self.trainable("up_proj")
+        # act = silu(gate) saves gate; act * up saves act if up requires grad and up if act does
+        if g_req:
+            b += 2 * self.d.inter * self.e  # gate (silu's backward) and up (the product's backward)
+        if u_req:
+            b += self.d.inter * self.e  # act, for the product's backward w.r.t. up
+        return b, g_req or u_req
+
+    def layer(self, gin: bool) -> tuple[int, bool, bool]:
+        """(per-token bytes, output requires grad, rotary cos/sin saved) for one decoder layer."""
+        d = self.d
+        b = self.norm(gin)  # input_layernorm
+        h_req = gin or self.s.full
+        b += self.projections(h_req, ("q_proj", "k_proj", "v_proj"), d.hidden)
+        q_req, k_req, v_req = (h_req or self.trainable(n) for n in ("q_proj", "k_proj", "v_proj"))
+        attn_req = q_req or k_req or v_req
+        if attn_req:
+            b += self.attention()
+        # o_proj's input is the sdpa output, already saved when attention is.
+        b += self.projections(attn_req, ("o_proj",), d.heads * d.head_dim, input_saved=attn_req)
+        r_req = gin or attn_req or self.trainable("o_proj")  # residual stream after attention
+        b += self.norm(r_req)  # post_attention_layernorm
+        mlp_b, p_req = self.mlp(r_req or self.s.full)
+        b += mlp_b
+        b += self.projections(p_req, ("down_proj",), d.inter)  # the product act*up (not otherwise saved)
+        return b, r_req or p_req or self.trainable("down_proj"), q_req or k_req
+
+
+def loss_bytes_per_token(dims: Dims) -> int:
+    """transformers upcasts logits to fp32; log_softmax saves its fp32 (N, V) result, nll_loss its
+    int64 shifted targets (N). The logits themselves are not saved."""
+    return dims.vocab * FP32 + 8
+
+
+def activation_bytes(dims: Dims, step: Step) -> int:
+    """Bytes autograd saves for backward in one training forward (see the module docstring)."""
+    lm = LayerModel(dims, step)
+    per_token = fixed = 0
+    if step.gradient_checkpointing:
+        # Checkpointed layers keep only their input (the hidden state entering the layer); the
+        # rest is recomputed during backward. Layer 0's input requires grad here (peft/transformers
+        # enable input grads with checkpointing).
+        per_token += dims.layers * dims.hidden * lm.e
+        final_req = True
+        if step.quantized:
+            # peft's prepare_model_for_kbit_training turns on transformers' default (reentrant)
+            # checkpointing, whose autograd node also keeps the RNG state of each layer's forward.
+            fixed += dims.layers * (_CPU_RNG_STATE + (_CUDA_RNG_STATE if step.device == "cuda" else 0))
+    else:
+        gin = step.full  # a LoRA model's embedding output does not require grad; full fine-tuning's does
+        rope_saved = False
+        for _ in range(dims.layers):
+            b, gin, rope = lm.layer(gin)
+            per_token += b
+            rope_saved |= rope
+        final_req = gin
+        if rope_saved:
+            fixed += 2 * step.seq_len * dims.head_dim * lm.e  # rotary cos and sin (batch dim 1), shared
+    per_token += lm.norm(final_req)  # final norm
+    if step.full:
+        per_token += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient
+    per_token += loss_bytes_per_token(dims)
+    fixed += FP32  # nll_loss's total weight
+    return step.tokens * per_token + fixed

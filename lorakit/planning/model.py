@@ -1,0 +1,174 @@
+"""What a model holds, from its config alone: built on the meta device, nothing allocated.
+
+``resolve_config`` turns the planner's ``model`` argument into a transformers config; ``tally`` walks
+the meta model once per (config, dtype) and keeps what the byte counts need; ``dims`` gives the
+sizes the activation formulas use. ``Step`` is one training step's settings.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training step's settings, as the planner sees them."""
+    method: str
+    quant: str
+    double_quant: bool
+    dtype: str
+    rank: int
+    targets: frozenset  # adapted layer names (empty for full fine-tuning)
+    dropout: float
+    batch_size: int
+    seq_len: int
+    gradient_checkpointing: bool
+    optimizer: str
+    device: str  # 'cpu' or 'cuda'
+    padded: bool  # the batch carries padding (an attention mask with zeros)
+    first_step: bool = False  # the first optimizer step: no optimizer state yet during forward/backward
+
+    @property
+    def tokens(self) -> int:
+        return self.batch_size * self.seq_len
+
+    @property
+    def full(self) -> bool:
+        return self.method == "full"
+
+    @property
+    def quantized(self) -> bool:
+        return self.quant != "none"
+
+
+def resolve_config(model):
+    """A transformers PretrainedConfig from a built-in name, a config.json (or its directory) or a config."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    from ..models import REGISTRY, builtin_config
+
+    if isinstance(model, PretrainedConfig):
+        return copy.deepcopy(model)
+    if isinstance(model, (str, Path)):
+        name = str(model)
+        if name in REGISTRY:
+            return builtin_config(name)
+        path = Path(name).expanduser()
+        if path.is_dir() and (path / "config.json").is_file():
+            path = path / "config.json"
+        if path.is_file():
+            try:
+                d = json.loads(path.read_text())
+                if not isinstance(d, dict):
+                    raise ValueError(f"it holds {type(d).__name__}, not a JSON object")
+                d = {k: v for k, v in d.items() if k not in ("quantization_config",)}
+                return AutoConfig.for_model(d.pop("model_type"), **d)
+            except Exception as exc:  # noqa: BLE001 - a user's file: transformers' own validation errors too
+                raise ConfigError({"model": f"{path} is not a usable transformers config.json ({exc})"}) from exc
+        if "/" in name and not path.exists():  # a hub id already in the local Hugging Face cache
+            try:
+                return AutoConfig.from_pretrained(name, local_files_only=True)
+            except Exception:  # noqa: BLE001 - not cached: fall through to the plain message
+                pass
+    raise ConfigError({"model": (
+        f"unknown model {model!r}: plan_memory needs a built-in name "
+        f"({', '.join(REGISTRY)}), a path to a config.json (or a directory holding one), "
+        "or a transformers PretrainedConfig"
+    )})
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What the meta model holds, independent of method/rank/batch."""
+    linears: tuple  # (short_name, d_in, d_out, is_head) for every nn.Linear
+    others: tuple  # (numel, dtype_bytes_as_built) of every other unique parameter
+    buffers: int  # bytes of buffers
+    head_tied: bool
+    groups: tuple  # adapters.linear_modules(model): the LoRA-targetable layers (head excluded)
+
+    @property
+    def layer_names(self) -> list:
+        return [g.name for g in self.groups]
+
+
+def tally(cfg, dtype: str) -> Tally:
+    """The meta model's tally; a config transformers cannot build as a causal LM is a model problem."""
+    try:
+        return _tally(cfg.to_json_string(use_diff=False), cfg.model_type, dtype)
+    except Exception as exc:  # noqa: BLE001 - a user's config: any failure to build it (0 heads: ZeroDivisionError)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError({"model": (
+            f"cannot build a {getattr(cfg, 'model_type', '?')} causal LM from this config on the meta "
+            f"device ({type(exc).__name__}: {reason}); the planner covers LLaMA-family models")}) from exc
+
+
+@functools.lru_cache(maxsize=32)
+def _tally(config_json: str, model_type: str, dtype: str) -> Tally:
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..adapters import linear_modules
+    from ..models import building
+    from ..quantization import DTYPE_MAP
+
+    d = json.loads(config_json)
+    d.pop("model_type", None)
+    cfg = AutoConfig.for_model(model_type, **d)
+    # parameters on the meta device: nothing is allocated. The patch is process-wide, so hold the
+    # construction lock: no other thread may build modules meanwhile.
+    with building(), init_empty_weights():
+        model = AutoModelForCausalLM.from_config(cfg, dtype=DTYPE_MAP[dtype])
+    if getattr(cfg, "tie_word_embeddings", False):
+        model.tie_weights()  # from_config on meta does not tie; real loading does
+    head = model.get_output_embeddings()
+    in_emb = model.get_input_embeddings()
+    head_tied = head is not None and in_emb is not None and head.weight is in_emb.weight
+    seen: set = set()
+    linears, others = [], []
+    for name, module in model.named_modules():
+        is_linear = isinstance(module, torch.nn.Linear)
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue  # tied: counted where first seen
+            seen.add(id(p))
+            if is_linear and pname == "weight":
+                linears.append((name.rsplit(".", 1)[-1], module.in_features, module.out_features,
+                                module is head))
+            else:
+                others.append((p.numel(), p.element_size()))
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return Tally(tuple(linears), tuple(others), buffers, head_tied, tuple(linear_modules(model)))
+
+
+@dataclass(frozen=True)
+class Dims:
+    """The sizes the activation and peak formulas use (LLaMA family)."""
+    hidden: int
+    inter: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+
+def dims(cfg) -> Dims:
+    need = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+    missing = [k for k in need if getattr(cfg, k, None) is None]
+    if missing:
+        raise ConfigError({"model": (
+            f"the activation formula covers LLaMA-family configs (llama, mistral, qwen2...); this "
+            f"{getattr(cfg, 'model_type', '?')} config lacks {', '.join(missing)}"
+        )})
+    heads = cfg.num_attention_heads
+    return Dims(
+        hidden=cfg.hidden_size, inter=cfg.intermediate_size, layers=cfg.num_hidden_layers, heads=heads,
+        kv_heads=getattr(cfg, "num_key_value_heads", None) or heads,
+        head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads, vocab=cfg.vocab_size,
+    )

@@ -1,0 +1,89 @@
+"""The step's planned peak: the steady bytes plus the largest transient, phase by phase.
+
+A training step passes through moments where more than the steady categories is alive. Each
+candidate below is what sits on top of the resident bytes (base weights, adapters and optimizer
+state, which exist from the first step on) at one such moment; the peak is the largest. Derived
+from the CPU allocator's trajectory (``step_peak``) on tiny-llama and SmolLM2, every method, quant
+and checkpointing setting (``benchmarks/memory_accuracy.py`` holds the comparison):
+
+- **logits-loss**: backward of the fp32 cross-entropy. Everything saved for backward is still alive
+  (the fp32 log-softmax output among it) when ``LogSoftmaxBackward`` holds the gradient of its
+  output and allocates the gradient of its input: two (N, V) fp32 tensors on top of the activations.
+- **backward**: full fine-tuning allocates the output head's weight gradient (V x H) while nearly all
+  activations are alive; with checkpointing, each layer's forward is recomputed in backward, so one
+  layer's saved tensors (and its backward working set) come back on top of the checkpoints.
+- **optimizer step**: all gradients plus the optimizer's temporaries: torch AdamW on CPU updates
+  tensor by tensor (``sqrt`` and a division: two tensors the size of the largest parameter); on CUDA
+  the foreach implementation makes one temporary per parameter (the size of all trainable tensors).
+- **device overhead** (CUDA only, not part of ``peak``): memory outside the tensor allocator's
+  peak that the process holds: the CUDA context and libraries, plus the caching allocator's
+  rounding and cached blocks; an estimate, overridable with ``device_overhead=``.
+"""
+from __future__ import annotations
+
+from ..memory import MemoryBreakdown
+from .activations import LayerModel, residual_bytes
+from .model import Dims, Step
+from .states import DTYPE_BYTES, FP32
+
+# CUDA context + library handles of a PyTorch process: an estimate until measured (benchmarks/RESULTS.md)
+CUDA_CONTEXT_BYTES = 520 * 2**20
+# the caching allocator reserves more than it allocates: blocks rounded up to 2 MiB (large) segments
+CUDA_RESERVED_SLACK = 0.05
+
+
+def _logits_loss(dims: Dims, step: Step) -> dict:
+    return {"cross-entropy gradients (2 x N x V fp32)": 2 * step.tokens * dims.vocab * FP32}
+
+
+def _backward(dims: Dims, step: Step) -> dict:
+    parts = {}
+    if step.full:
+        parts["output head's weight gradient"] = dims.vocab * dims.hidden * DTYPE_BYTES[step.dtype]
+    if step.gradient_checkpointing:
+        lm = LayerModel(dims, step)
+        layer_bytes, _, _ = lm.layer(True)  # a recomputed layer: its input requires grad
+        parts["one recomputed layer's saved tensors"] = step.tokens * layer_bytes
+    return parts
+
+
+def _optimizer_temporaries(tensors: list, step: Step) -> int:
+    if step.optimizer != "adamw" or not tensors:
+        return 0  # bitsandbytes' 8-bit optimizers update block-wise in place
+    if step.device == "cuda":
+        return sum(n * s for n, s in tensors)  # foreach: sqrt(exp_avg_sq) for every tensor at once
+    return 2 * max(n * s for n, s in tensors)  # one tensor at a time: sqrt, then the division
+
+
+def plan_peak(plan: MemoryBreakdown, dims: Dims, step: Step, tensors: list,
+              device_overhead) -> MemoryBreakdown:
+    """``plan`` with ``peak``, ``peak_at``, ``transient``, ``device_overhead`` and ``assumes`` filled in."""
+    weights = plan.base_weights + plan.adapters
+    # the first step creates the optimizer state in its optimizer step: forward and backward run without it
+    state = 0 if step.first_step else plan.optimizer
+    acts = weights + state + plan.activations
+    moments = {
+        "logits-loss": (acts, _logits_loss(dims, step)),
+        "backward": (acts, _backward(dims, step)),
+        "optimizer step": (weights + plan.optimizer + plan.gradients,
+                           {"optimizer temporaries": _optimizer_temporaries(tensors, step)}),
+    }
+    sized = {k: (base + sum(parts.values()), parts) for k, (base, parts) in moments.items()}
+    peak_at = max(sized, key=lambda k: sized[k][0])
+    plan.peak, parts = sized[peak_at]
+    plan.peak_at = peak_at
+    plan.transient = {k: int(v) for k, v in parts.items() if v}
+    if step.device == "cuda":
+        plan.device_overhead = (device_overhead if device_overhead is not None
+                                else CUDA_CONTEXT_BYTES + int(CUDA_RESERVED_SLACK * plan.peak))
+    plan.assumes = {
+        "device": step.device, "dtype": step.dtype, "activations_dtype": _dtype_name(residual_bytes(step)),
+        "batch_size": step.batch_size, "seq_len": step.seq_len, "padded": step.padded,
+        "gradient_checkpointing": step.gradient_checkpointing, "optimizer": step.optimizer,
+        "step": "first" if step.first_step else "steady (optimizer state exists)",
+    }
+    return plan
+
+
+def _dtype_name(nbytes: int) -> str:
+    return "float32" if nbytes == 4 else "16-bit"

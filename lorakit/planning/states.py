@@ -1,0 +1,96 @@
+"""Steady bytes: base weights as stored, adapters, gradients and optimizer state.
+
+- **base weights** per module: a bitsandbytes-quantized linear layer (every ``nn.Linear`` except
+  the output head, which transformers leaves unquantized) stores
+  int8: ``d_in*d_out`` int8 + one fp32 scale (SCB) per output row;
+  nf4/fp4: ``ceil(numel/2)`` packed bytes + a 16-entry fp32 code book + per 64-block absmax: fp32,
+  or with double quantization uint8 + (per 256 absmax blocks one fp32) + an fp32 offset + a
+  256-entry fp32 code (bitsandbytes keeps one such nested state *per layer*, so double
+  quantization only pays off for layers above ~22k weights).
+  Everything else (embeddings, norms, an untied head) in ``dtype``, or fp32 when the base is
+  quantized (peft's ``prepare_model_for_kbit_training``, called by ``adapters.attach_lora``, casts
+  fp16/bf16 parameters to fp32); buffers (rotary inverse frequencies) as built.
+- **adapters**: ``r*(d_in+d_out)`` fp32 per adapted layer (peft upcasts adapter weights to fp32).
+- **gradients**: one gradient per trainable parameter, in its dtype.
+- **optimizer**: torch AdamW: exp_avg + exp_avg_sq in the parameter's dtype + a 4-byte step per
+  tensor; bitsandbytes 8-bit AdamW: two uint8 states + two fp32 absmax per 256-block, except
+  tensors under 4096 elements (``min_8bit_size``), which keep two fp32 states; plus the two
+  256-entry fp32 quantization maps shared by all tensors.
+"""
+from __future__ import annotations
+
+import math
+
+from .model import Step, Tally
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+FP32 = 4
+_BNB_4BIT_BLOCK = 64  # weights per absmax (bitsandbytes 4-bit)
+_BNB_NESTED_BLOCK = 256  # absmax values per fp32 scale under double quantization
+_BNB_NESTED_CODE = 256  # fp32 entries of the nested (dynamic 8-bit) code
+_BNB_4BIT_CODE = 16  # fp32 entries of the nf4/fp4 code book
+_OPT8_BLOCK = 256  # bitsandbytes 8-bit optimizer block size
+_OPT8_MIN_SIZE = 4096  # bitsandbytes min_8bit_size: smaller tensors keep fp32 state
+_OPT8_QMAP = 256  # fp32 entries of each of the two quantization maps
+
+
+def quantized_linear_bytes(d_in: int, d_out: int, quant: str, double_quant: bool = True) -> int:
+    """Bytes bitsandbytes stores for one (d_out x d_in) linear weight under ``quant``."""
+    n = d_in * d_out
+    if quant == "int8":
+        return n + FP32 * d_out  # int8 rows + fp32 SCB scale per row
+    if quant in ("nf4", "fp4"):
+        blocks = math.ceil(n / _BNB_4BIT_BLOCK)
+        total = math.ceil(n / 2) + FP32 * _BNB_4BIT_CODE
+        if double_quant:
+            total += blocks  # uint8 absmax
+            total += FP32 * math.ceil(blocks / _BNB_NESTED_BLOCK)  # nested absmax
+            total += FP32 + FP32 * _BNB_NESTED_CODE  # offset + nested code
+        else:
+            total += FP32 * blocks
+        return total
+    raise ValueError(f"quant must be 'int8', 'nf4' or 'fp4', got {quant!r}")
+
+
+def base_weight_bytes(tally: Tally, step: Step) -> int:
+    # Unquantized parameters: dtype, or fp32 after prepare_model_for_kbit_training (quantized base).
+    plain = FP32 if step.quantized else DTYPE_BYTES[step.dtype]
+    total = tally.buffers
+    for _, d_in, d_out, is_head in tally.linears:
+        if step.quantized and not is_head:
+            total += quantized_linear_bytes(d_in, d_out, step.quant, step.double_quant)
+        else:
+            total += d_in * d_out * plain
+    for numel, _ in tally.others:
+        total += numel * plain
+    return total
+
+
+def trainable_tensors(tally: Tally, step: Step) -> list[tuple[int, int]]:
+    """(numel, element size) of every trainable tensor: all weights (full) or lora_A/lora_B (fp32)."""
+    if step.full:
+        es = DTYPE_BYTES[step.dtype]
+        return [(d_in * d_out, es) for _, d_in, d_out, _ in tally.linears] + [(n, es) for n, _ in tally.others]
+    tensors = []
+    for g in tally.groups:
+        if g.name in step.targets:  # lora_A: r x d_in and lora_B: d_out x r per layer
+            tensors += [(step.rank * g.d_in, FP32), (g.d_out * step.rank, FP32)] * g.count
+    return tensors
+
+
+def optimizer_bytes(tensors: list[tuple[int, int]], optimizer: str) -> int:
+    """Optimizer state for trainable tensors given as (numel, element_size)."""
+    if optimizer == "adamw":
+        # exp_avg, exp_avg_sq (param dtype) + step (fp32 scalar)
+        return sum(2 * numel * es + FP32 for numel, es in tensors)
+    total = 0
+    any8 = False
+    for numel, _ in tensors:
+        if numel < _OPT8_MIN_SIZE:
+            total += 2 * numel * FP32  # small tensors: 32-bit state1/state2
+        else:
+            any8 = True
+            total += 2 * numel + 2 * FP32 * math.ceil(numel / _OPT8_BLOCK)
+    if any8:
+        total += 2 * FP32 * _OPT8_QMAP  # shared signed/unsigned dynamic maps
+    return total
