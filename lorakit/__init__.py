@@ -10,6 +10,7 @@ from . import sweep as _sweep_module  # noqa: F401
 from .config import ConfigError, RunConfig
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 from .figures import loss_figure, memory_figure, pareto_figure, pareto_front
+from .fit import Fit, fits
 from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
-    "train", "sweep", "compare", "plan_memory", "list_models", "load_model", "list_tasks", "RunStore",
+    "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
 ]
 

@@ -12,9 +12,11 @@ import sys
 import time
 from typing import Optional
 
-from . import targets
+from . import plan_text, targets
 from .config import ConfigError, RunConfig, field_docs
-from .display import MiB
+from .display import GiB, MiB
+from .fit import THIS_MACHINE
+from .memory import CATEGORIES
 
 
 class ProgressBar:
@@ -38,9 +40,7 @@ class ProgressBar:
         elif isinstance(event, EvalDone):
             self._write(f"  eval @ step {event.step}: loss {event.eval_loss:.3f}, perplexity {event.perplexity:.1f}")
         elif isinstance(event, MemoryMeasured):
-            m = event.measured
-            parts = ", ".join(f"{k} {v / MiB:.1f}" for k, v in m.as_dict().items())
-            self._write(f"  memory (MiB): {parts}")
+            self._write(_memory_line(event))
         elif isinstance(event, RunFinished):
             if self.bar is not None:
                 self.bar.close()
@@ -57,6 +57,16 @@ class ProgressBar:
             self.bar.write(text, file=self.file)
         else:
             print(text, file=self.file)
+
+
+def _memory_line(event) -> str:
+    """The first MemoryMeasured: the breakdown; the second (the first steps' peak): measured vs planned peak."""
+    m, p = event.measured, event.planned
+    if m.peak is None:
+        parts = ", ".join(f"{k} {getattr(m, k) / MiB:.1f}" for k in (*CATEGORIES, "total"))
+        return f"  memory (MiB): {parts}"
+    planned = f", planned {p.peak / MiB:.1f} at {p.peak_at}" if p is not None and p.peak is not None else ""
+    return f"  step peak (MiB): measured {m.peak / MiB:.1f} at {m.peak_at or '?'}{planned}"
 
 
 def _fmt(x, spec=".3f") -> str:
@@ -123,8 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="predict the memory breakdown of a model without loading weights")
     pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
-    for name in ("method", "quant", "optimizer", "dtype"):
+    for name in ("method", "quant", "optimizer"):
         pl.add_argument("--" + name, default=getattr(RunConfig, name))
+    pl.add_argument("--dtype", default=None, help="of unquantized weights and compute (default: the device's: "
+                                                  "bfloat16 on cuda, float32 on cpu)")
+    pl.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                    help="plan a run on this device (default: cuda when this machine has one)")
+    pl.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                    help="what fits on these: names from lorakit/accelerators.json or a unique prefix ('24GB'), "
+                         "'this-machine' (free RAM, as a CPU run), or sizes in GiB (default: all of them)")
     pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
     for name in ("rank", "batch_size", "seq_len"):
         pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name))
@@ -193,17 +210,46 @@ def cmd_compare(ns) -> int:
 
 
 def cmd_plan(ns) -> int:
+    from .fit import fits
     from .planner import plan_memory
 
-    plan = plan_memory(ns.model, method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype,
-                       rank=ns.rank, target_modules=targets.from_cli(ns.target_modules),
-                       batch_size=ns.batch_size, seq_len=ns.seq_len,
-                       gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer)
+    settings = dict(method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype, rank=ns.rank,
+                    target_modules=targets.from_cli(ns.target_modules), batch_size=ns.batch_size,
+                    seq_len=ns.seq_len, gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer)
+    plan = plan_memory(ns.model, **settings, device=ns.device)
+    verdicts = fits(ns.model, devices=_devices(ns.devices), **settings)
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
           f"batch {ns.batch_size} x {ns.seq_len} tokens):")
-    for k, v in plan.as_dict().items():
-        print(f"  {k:<13} {v / MiB:>12,.1f} MiB {v / 1024**3:>8.2f} GiB")
+    for name in (*CATEGORIES, "total"):
+        print(_bytes_row(name, plan.total if name == "total" else getattr(plan, name)))
+    print(_bytes_row("peak", plan.peak) + "  " + plan_text.transient_text(plan))
+    if plan.device_overhead is not None:
+        print(_bytes_row("device_overhead", plan.device_overhead) + "  CUDA context, libraries, allocator caching")
+        print(_bytes_row("device_total", plan.device_total) + "  peak + device overhead")
+    print(f"assumes: {plan_text.assumes_text(plan.assumes)}")
+    print("\nwhat fits (the planned peak, plus the device overhead on a GPU, against each device's memory):")
+    rows = [plan_text.FIT_HEADER, *(plan_text.fit_row(f) for f in verdicts)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(plan_text.FIT_HEADER))]
+    for r in rows:
+        print("  " + r[0].ljust(widths[0]) + "".join(f"  {v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True)))
     return 0
+
+
+def _bytes_row(name: str, nbytes: int) -> str:
+    return f"  {name:<15} {nbytes / MiB:>12,.1f} MiB {nbytes / GiB:>8.2f} GiB"
+
+
+def _devices(words: Optional[list]) -> Optional[list]:
+    """``--devices`` words for ``fits``: numbers are GiB, 'this-machine' is this machine, the rest names."""
+    if words is None:
+        return None
+    out: list = []
+    for w in words:
+        try:
+            out.append(float(w))
+        except ValueError:
+            out.append(THIS_MACHINE if w.lower().replace("-", " ").replace("_", " ") == THIS_MACHINE else w)
+    return out
 
 
 def cmd_models(ns) -> int:
@@ -250,11 +296,13 @@ def _print_table(table) -> None:
 
     cols = [c for c in ("run_id", "label", "status", "trainable_params", "trainable_pct", "mem_base_weights",
                         "mem_adapters", "mem_gradients", "mem_optimizer", "mem_activations", "mem_total",
-                        "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s") if c in table]
+                        "mem_peak", "mem_peak_at", "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s")
+            if c in table]
     view = table[cols].copy()
-    for c in [c for c in cols if c.startswith("mem_")]:
+    in_bytes = [c for c in cols if c.startswith("mem_") and c != "mem_peak_at"]
+    for c in in_bytes:
         view[c] = (view[c] / MiB).round(1)
-    view = view.rename(columns={c: c.replace("mem_", "") + "_MiB" for c in cols if c.startswith("mem_")})
+    view = view.rename(columns={**{c: c.replace("mem_", "") + "_MiB" for c in in_bytes}, "mem_peak_at": "peak_at"})
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
         print(view.to_string(index=False))
 

@@ -1,6 +1,6 @@
-"""How lorakit shows numbers to people: binary units, the memory categories' names and colours, and
-``finite()`` (a number worth drawing, or None). Shared by the table, the figures, the CLI and the widgets,
-so a category is called and coloured the same everywhere."""
+"""How lorakit shows numbers to people: binary units and ``fmt_bytes()``, the memory categories' names and
+colours, and ``finite()`` (a number worth drawing, or None). Shared by the table, the figures, the CLI and
+the widgets, so a category is called and coloured the same everywhere."""
 from __future__ import annotations
 
 import math
@@ -29,3 +29,17 @@ def finite(x: Any) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def fmt_bytes(n: Any) -> str:
+    """Bytes for people: B, KiB, MiB or GiB with the precision each deserves; "—" for None."""
+    if n is None:
+        return "—"
+    n = float(n)
+    if n >= GiB:
+        return f"{n / GiB:,.2f} GiB"
+    if n >= MiB:
+        return f"{n / MiB:,.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:,.1f} KiB"
+    return f"{n:,.0f} B"

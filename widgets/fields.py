@@ -6,8 +6,6 @@ from functools import lru_cache
 
 import ipywidgets as W
 
-from lorakit.display import GiB, MiB
-
 STATUS_COLORS = {"info": "#555", "running": "#1565c0", "ok": "#2e7d32", "warn": "#b26a00", "error": "#c62828"}
 
 
@@ -81,19 +79,6 @@ def _strip_tags(s: str) -> str:
 def plain_text(widget_html: str) -> str:
     """An HTML widget's value as plain text (for tests and messages)."""
     return " ".join(html.unescape(_strip_tags(widget_html)).split())
-
-
-def fmt_bytes(n) -> str:
-    if n is None:
-        return "—"
-    n = float(n)
-    if n >= GiB:
-        return f"{n / GiB:,.2f} GiB"
-    if n >= MiB:
-        return f"{n / MiB:,.1f} MiB"
-    if n >= 1024:
-        return f"{n / 1024:,.1f} KiB"
-    return f"{n:,.0f} B"
 
 
 def fmt_count(n) -> str:

@@ -1,5 +1,6 @@
 """The lorakit command, called in-process through main(argv) and once as a real console script."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,13 +22,69 @@ def test_models_lists_the_registry(capsys):
     assert "smollm2-135m" in out and "134.5M" in out and "llama-65b" in out
 
 
-def test_plan_prints_the_breakdown_for_a_65b_qlora(capsys):
-    assert main(["plan", "llama-65b", "--quant", "nf4", "--rank", "16", "--target-modules", "all-linear"]) == 0
+def _plan_rows(out: str) -> dict:
+    """name -> GiB of every byte row ``lorakit plan`` printed (the categories, total, peak, overhead)."""
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"\s+(\w+)\s+[\d,.]+ MiB\s+([\d.]+) GiB", line)
+        if m:
+            rows[m[1]] = float(m[2])
+    return rows
+
+
+def _fit_rows(out: str) -> dict:
+    """device -> (fits, max batch_size, max seq_len) from the fits table ``lorakit plan`` printed."""
+    table = out[out.index("what fits"):].splitlines()[2:]
+    return {re.split(r"\s{2,}", line.strip())[0]: (line.split()[-3], int(line.split()[-2]), int(line.split()[-1]))
+            for line in table if line.strip()}
+
+
+def test_plan_prints_the_breakdown_the_peak_and_what_it_assumes_for_a_65b_qlora(capsys):
+    assert main(["plan", "llama-65b", "--quant", "nf4", "--rank", "16", "--target-modules", "all-linear",
+                 "--device", "cuda", "--devices", "48GB", "80GB"]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: float(line.split()[-2]) for line in out.splitlines()[1:]}
-    assert set(rows) == {"base_weights", "adapters", "gradients", "optimizer", "activations", "total"}
+    rows = _plan_rows(out)
+    assert set(rows) == {"base_weights", "adapters", "gradients", "optimizer", "activations", "total", "peak",
+                         "device_overhead", "device_total"}
     assert 30 < rows["base_weights"] < 40  # GiB: 65B weights in ~4.1 bits
-    assert rows["total"] == pytest.approx(sum(v for k, v in rows.items() if k != "total"), abs=0.05)
+    steady = ("base_weights", "adapters", "gradients", "optimizer", "activations")
+    assert rows["total"] == pytest.approx(sum(rows[k] for k in steady), abs=0.05)
+    assert rows["device_total"] == pytest.approx(rows["peak"] + rows["device_overhead"], abs=0.02)
+    peak_line = next(line for line in out.splitlines() if line.split()[0] == "peak")
+    assert re.search(r"at (forward|logits-loss|backward|optimizer step)", peak_line)
+    # a CUDA plan without --dtype computes in bf16, and says so
+    assumes = next(line for line in out.splitlines() if line.startswith("assumes: "))
+    assert assumes.startswith("assumes: cuda, bfloat16 (cuda's default), ")
+    assert "batch 4 × 128 tokens unpadded, no gradient checkpointing, adamw" in assumes
+    fit = _fit_rows(out)
+    assert set(fit) == {"48GB (e.g. A6000 / L40S)", "80GB (e.g. A100-80 / H100)"}
+    assert fit["80GB (e.g. A100-80 / H100)"][0] == "yes"  # ~75 GiB peak + context fit on 80 GB
+
+
+def test_plan_verdict_flips_at_the_planned_need(capsys):
+    need = lorakit.fits("tiny-llama", devices=[1], dtype="float32")[0].need  # a GPU: peak + device overhead
+    above, below = need * 1.0001 / 2**30, need * 0.9999 / 2**30
+    assert main(["plan", "tiny-llama", "--dtype", "float32", "--devices", repr(above), repr(below)]) == 0
+    out = capsys.readouterr().out
+    assert "float32 (given)" in out
+    fit = _fit_rows(out)
+    expected = lorakit.fits("tiny-llama", devices=[above, below], dtype="float32")
+    assert [f.fits for f in expected] == [True, False]
+    assert list(fit.values()) == [("yes" if f.fits else "no", f.max_batch_size, f.max_seq_len) for f in expected]
+    assert fit[f"{above:g} GiB"][1] >= 4 > fit[f"{below:g} GiB"][1]  # the default batch_size fits only above
+
+
+def test_plan_lists_every_accelerator_and_this_machine_by_default(capsys):
+    assert main(["plan", "tiny-llama"]) == 0
+    fit = _fit_rows(capsys.readouterr().out)
+    assert list(fit) == [*lorakit.fit.accelerators(), "this machine (free RAM, as a CPU run)"]
+
+
+def test_plan_with_a_bad_device_names_devices_not_a_traceback(capsys):
+    assert main(["plan", "tiny-llama", "--devices", "24GB", "99GB", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert "devices: unknown device or size '99GB', -3.0" in err and "24GB (e.g. RTX 3090" in err
+    assert "Traceback" not in err
 
 
 def test_train_then_compare_with_csv_and_html(tmp_path, capsys):
@@ -71,10 +128,10 @@ def test_plan_takes_a_preset_or_the_layer_names_it_stands_for(capsys):
     outputs = []
     for words in (["qv"], ["q_proj", "v_proj"], []):  # [] : the default, RunConfig's
         flag = ["--target-modules", *words] if words else []
-        assert main(["plan", "tiny-llama", *flag]) == 0
+        assert main(["plan", "tiny-llama", *flag, "--devices", "24GB"]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] == outputs[2] and "adapters" in outputs[0]
-    assert main(["plan", "tiny-llama", "--target-modules", "mlp"]) == 0
+    assert main(["plan", "tiny-llama", "--target-modules", "mlp", "--devices", "24GB"]) == 0
     assert capsys.readouterr().out != outputs[0]
     assert main(["plan", "tiny-llama", "--target-modules", "wq"]) == 2
     assert "target_modules" in capsys.readouterr().err

@@ -5,12 +5,11 @@ import html
 
 import ipywidgets as W
 
-from lorakit.display import CATEGORY_NAMES
+from lorakit.display import CATEGORY_NAMES, fmt_bytes
 from lorakit.events import MemoryMeasured, RunFinished, RunStarted
 from lorakit.memory import CATEGORIES
 
 from ..charts import MemoryChart, memory_bars, predicted_tick
-from ..fields import fmt_bytes
 from .base import Panel
 
 

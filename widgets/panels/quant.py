@@ -6,10 +6,9 @@ import html
 import ipywidgets as W
 
 from lorakit.config import DTYPES, OPTIMIZERS
-from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES
+from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
 from lorakit.memory import CATEGORIES
 
-from ..fields import fmt_bytes
 from .base import Panel
 
 QUANT_OPTIONS = [("none", "none"), ("8-bit", "int8"), ("NF4", "nf4"), ("FP4", "fp4")]
