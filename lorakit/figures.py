@@ -66,7 +66,11 @@ def loss_figure(records: RunsArg = None, store: Any = None) -> "go.Figure":
 # --------------------------------------------------------------------------- memory
 
 def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = None) -> "go.Figure":
-    """Stacked bars of the five memory categories per run, in MiB; the planned bar beside the measured one."""
+    """Stacked bars of the five memory categories per run, in MiB; the planned bar beside the measured one.
+
+    The step peak (the most the allocator held during the first optimizer steps, or the planned one) is a
+    marker over its bar: traces "step peak (measured)" and "step peak (planned)" after the five bars. The
+    peak can sit above or below the stacked total: the categories are not all alive at the same moment."""
     import plotly.graph_objects as go
 
     records = as_records(records, store)
@@ -90,13 +94,47 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
             hovertemplate=(f"{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<br>%{{customdata[0]}} total "
                            "%{customdata[1]:,.1f} MiB<extra></extra>"),
         ))
+    for kind in ("measured", "planned"):
+        _add_peak(fig, [(xi, b) for xi, b in zip(_each_x(x), bars, strict=True) if b[1] == kind], kind, two_level)
     fig.update_layout(
-        barmode="stack", title="Memory by category", yaxis_title="memory (MiB)", template="plotly_white",
-        legend=dict(traceorder="normal"), margin=dict(t=50, r=20, b=50, l=60),
+        barmode="stack", title="Memory by category, and the step peak", yaxis_title="memory (MiB)",
+        template="plotly_white", legend=dict(traceorder="normal"), margin=dict(t=50, r=20, b=50, l=60),
     )
     if not bars:
         _empty_note(fig, "no run has a memory breakdown yet")
     return fig
+
+
+# the step peak: a short horizontal line over the bar it belongs to
+PEAK_STYLE = {"measured": dict(color="#111111", width=3), "planned": dict(color="#7b3294", width=3)}
+
+
+def _each_x(x: Any) -> list:
+    """The x of each bar: (run, kind) on a two-level axis, else the run."""
+    return list(zip(*x, strict=True)) if x and isinstance(x[0], list) else list(x)
+
+
+def _add_peak(fig, points: list, kind: str, two_level: bool) -> None:
+    """A marker at the step peak of each ``kind`` bar that has one: ``points`` is [(x, (run, kind, breakdown))]."""
+    import plotly.graph_objects as go
+
+    points = [(xi, b[2]) for xi, b in points if b[2].peak is not None]
+    if not points:
+        return
+    xs = [list(level) for level in zip(*(xi for xi, _ in points), strict=True)] if two_level else [p[0] for p in points]
+    fig.add_trace(go.Scatter(
+        x=xs, y=[m.peak / MiB for _, m in points], mode="markers", name=f"step peak ({kind})",
+        marker=dict(symbol="line-ew", size=40, line=PEAK_STYLE[kind]),
+        customdata=[_peak_note(m) for _, m in points],
+        hovertemplate=f"step peak ({kind}): %{{y:,.1f}} MiB<br>%{{customdata}}<extra></extra>",
+    ))
+
+
+def _peak_note(m: MemoryBreakdown) -> str:
+    note = f"at {m.peak_at or '?'}"
+    if m.transient:
+        note += "<br>on top: " + ", ".join(f"{html.escape(k)} {v / MiB:,.1f} MiB" for k, v in m.transient.items())
+    return note
 
 
 # --------------------------------------------------------------------------- memory against a metric

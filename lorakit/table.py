@@ -18,7 +18,8 @@ from .record import RunRecord
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-__all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_COLUMNS", "FULL_TARGETS"]
+__all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_COLUMNS", "PEAK_COLUMNS",
+           "FULL_TARGETS"]
 
 FULL_TARGETS = "(all weights)"  # target_modules shown for full fine-tuning
 
@@ -49,7 +50,7 @@ def _num(name: str) -> Callable[[RunRecord], Any]:
     return lambda r: finite(getattr(r, name))
 
 
-def _measured(category: str) -> Callable[[RunRecord], Any]:  # a category, or "total"
+def _measured(category: str) -> Callable[[RunRecord], Any]:  # a category, "total" or "peak"
     return lambda r: getattr(r.memory, category) if r.memory is not None else None
 
 
@@ -79,6 +80,9 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("trainable_pct", "float64", lambda r: r.trainable_pct if r.total_params else None),
     *((f"mem_{c}", "Int64", _measured(c)) for c in (*CATEGORIES, "total")),
     ("planned_total", "Int64", lambda r: r.planned_memory.total if r.planned_memory is not None else None),
+    ("mem_peak", "Int64", _measured("peak")),  # the first optimizer steps' measured peak (None: not measured)
+    ("mem_peak_at", "object", lambda r: (r.memory.peak_at or None) if r.memory is not None else None),
+    ("mem_peak_planned", "Int64", lambda r: r.planned_memory.peak if r.planned_memory is not None else None),
     ("tokens_per_s", "float64", _num("tokens_per_s")),
     ("train_loss", "float64", _num("train_loss")),
     ("eval_loss", "float64", _num("eval_loss")),
@@ -94,6 +98,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
 )
 COLUMNS = tuple(name for name, _, _ in SPEC)
 MEM_COLUMNS = tuple(f"mem_{c}" for c in CATEGORIES) + ("mem_total",)
+PEAK_COLUMNS = ("mem_peak", "mem_peak_planned")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -153,7 +158,10 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
     ``runs``: RunRecords and/or run ids (looked up in ``store``), or None for every run in
     ``store``; ``store``: a RunStore, a path, or None for the default store
     (``$LORAKIT_STORE`` or ``./lorakit_runs.db``). A DataFrame comes back as a copy. Memory columns
-    are measured bytes (``planned_total`` is the planner's total); ``rank``/``alpha`` are empty for
+    are measured bytes (``planned_total`` is the planner's total); ``mem_peak`` is the most the tensor
+    allocator held during the first optimizer steps, ``mem_peak_at`` its phase (forward, logits-loss,
+    backward, optimizer step), ``mem_peak_planned`` the planner's peak for those steps (without the
+    CUDA device overhead); empty where not known. ``rank``/``alpha`` are empty for
     full fine-tuning; ``trainable_pct`` is in percent; ``created_at`` is local time.
     """
     import pandas as pd
@@ -187,7 +195,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     def seconds(v):
         return "" if pd.isna(v) else f"{v:.1f} s"
 
-    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, "planned_total", "adapter_bytes")}
+    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")}
     formats.update({
         "trainable_pct": lambda v: "" if pd.isna(v) else f"{v:.3g}%",
         "trainable_params": num(","), "total_params": num(","),
@@ -199,7 +207,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
     styler = df.style.format(formats, na_rep="").hide(axis="index")
-    mem_cols = [c for c in MEM_COLUMNS if c in df.columns]
+    mem_cols = [c for c in (*MEM_COLUMNS, *PEAK_COLUMNS) if c in df.columns]
     if mem_cols and len(df):
         vals = pd.to_numeric(df[mem_cols].stack(), errors="coerce").dropna()
         vmax = float(vals.max()) if len(vals) else 0.0

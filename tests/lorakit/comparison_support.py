@@ -15,6 +15,8 @@ REQUIRED = [
     "dataset", "max_steps", "perplexity", "task_metric_before", "adapter_bytes", "created_at",
 ]
 SMOL_TOTAL = 134_515_008
+# step peaks: measured for LoRA (with a planned one) and QLoRA; full fine-tuning has none (a run stored before peaks)
+LORA_PEAK, LORA_PEAK_PLANNED, QLORA_PEAK = 640_000_000, 630_000_000, 240_000_000
 
 
 def run(run_id, cfg, *, trainable, mem, planned=None, task=None, losses=(2.6, 2.1, 1.8, 1.6), evals=(),
@@ -36,14 +38,18 @@ def run(run_id, cfg, *, trainable, mem, planned=None, task=None, losses=(2.6, 2.
 def sample_records() -> list:
     """LoRA r8, QLoRA NF4 r16 (all-linear) and full fine-tuning of SmolLM2-135M, oldest first."""
     lora = run("lora8", RunConfig(model="smollm2-135m", rank=8, alpha=16), trainable=460_800,
-               mem=MemoryBreakdown(538_060_032, 1_843_200, 1_843_200, 3_686_400, 61_865_984),
-               planned=MemoryBreakdown(538_060_032, 1_843_200, 1_843_200, 3_686_400, 58_720_256), task=0.50,
+               mem=MemoryBreakdown(538_060_032, 1_843_200, 1_843_200, 3_686_400, 61_865_984,
+                                   peak=LORA_PEAK, peak_at="logits-loss"),
+               planned=MemoryBreakdown(538_060_032, 1_843_200, 1_843_200, 3_686_400, 58_720_256,
+                                       peak=LORA_PEAK_PLANNED, peak_at="logits-loss",
+                                       transient={"cross-entropy gradients": 25_165_824}), task=0.50,
                evals=[(2, 2.0), (4, 1.7)], created=100.0,
                samples=[{"prompt": "Extract: <Ann & Bob>", "reference": '{"n": 2}', "before": "Sure!",
                          "after": '{"n": 2}'}])
     qlora = run("qlora16", RunConfig(model="smollm2-135m", quant="nf4", rank=16, alpha=32,
                                      target_modules="all-linear", optimizer="paged_adamw_8bit"),
-                trainable=4_884_480, mem=MemoryBreakdown(92_000_000, 19_537_920, 19_537_920, 9_900_000, 70_000_000),
+                trainable=4_884_480, mem=MemoryBreakdown(92_000_000, 19_537_920, 19_537_920, 9_900_000, 70_000_000,
+                                                         peak=QLORA_PEAK, peak_at="backward"),
                 task=0.55, losses=(2.7, 2.2, 1.9, 1.7), created=200.0)
     full = run("full", RunConfig(model="smollm2-135m", method="full"), trainable=SMOL_TOTAL,
                mem=MemoryBreakdown(538_060_032, 0, 538_060_032, 1_076_120_064, 80_000_000), task=0.60,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import pytest
-from comparison_support import point, run, sample_records
+from comparison_support import LORA_PEAK, LORA_PEAK_PLANNED, QLORA_PEAK, point, run, sample_records
 
 from lorakit.config import RunConfig
 from lorakit.display import MiB
@@ -36,21 +36,39 @@ def test_loss_figure_unique_names_for_same_label():
 
 def test_memory_figure_stacks_measured_and_planned(records):
     fig = memory_figure(records)
-    assert len(fig.data) == 5 and all(isinstance(t, go.Bar) for t in fig.data)
+    assert len(fig.data) == 7 and all(isinstance(t, go.Bar) for t in fig.data[:5])  # + the two step peaks
     assert fig.layout.barmode == "stack"
-    assert [t.name for t in fig.data] == ["base weights", "adapters", "gradients", "optimizer state", "activations"]
-    base, *_rest, act = fig.data
+    assert [t.name for t in fig.data[:5]] == ["base weights", "adapters", "gradients", "optimizer state", "activations"]
+    base, *_rest, act = fig.data[:5]
     # bars: lora8 measured, lora8 planned, qlora16 measured, full measured (two-level axis)
     assert [list(level) for level in base.x] == [["lora-r8", "lora-r8", "qlora-nf4-r16", "full"],
                                                   ["measured", "planned", "measured", "measured"]]
     assert list(base.y) == pytest.approx([538_060_032 / MiB, 538_060_032 / MiB, 92_000_000 / MiB, 538_060_032 / MiB])
     assert list(act.y) == pytest.approx([61_865_984 / MiB, 58_720_256 / MiB, 70_000_000 / MiB, 80_000_000 / MiB])
-    stacked = [sum(t.y[i] for t in fig.data) for i in range(4)]
+    stacked = [sum(t.y[i] for t in fig.data[:5]) for i in range(4)]
     assert stacked == pytest.approx([r / MiB for r in (records[0].memory.total, records[0].planned_memory.total,
                                                         records[1].memory.total, records[2].memory.total)])
     assert "MiB" in fig.layout.yaxis.title.text
     only_measured = memory_figure(records, planned=False)
     assert list(only_measured.data[0].x) == ["lora-r8", "qlora-nf4-r16", "full"]
+
+
+def test_memory_figure_marks_the_measured_and_planned_step_peak_over_their_bars(records):
+    fig = memory_figure(records)
+    measured, planned = fig.data[5:]
+    assert (measured.name, planned.name) == ("step peak (measured)", "step peak (planned)")
+    assert all(isinstance(t, go.Scatter) and t.mode == "markers" for t in (measured, planned))
+    # over the bar of the same run and kind; full fine-tuning has no peak (stored before peaks existed)
+    assert [list(level) for level in measured.x] == [["lora-r8", "qlora-nf4-r16"], ["measured", "measured"]]
+    assert list(measured.y) == pytest.approx([LORA_PEAK / MiB, QLORA_PEAK / MiB])
+    assert [list(level) for level in planned.x] == [["lora-r8"], ["planned"]]
+    assert list(planned.y) == pytest.approx([LORA_PEAK_PLANNED / MiB])
+    assert list(measured.customdata) == ["at logits-loss", "at backward"]
+    assert "cross-entropy gradients 24.0 MiB" in planned.customdata[0]
+    only_measured = memory_figure(records, planned=False)
+    assert [t.name for t in only_measured.data[5:]] == ["step peak (measured)"]
+    assert list(only_measured.data[5].x) == ["lora-r8", "qlora-nf4-r16"]
+    assert len(memory_figure(records[2:]).data) == 5  # no peak anywhere: no marker trace
 
 
 def test_pareto_front_excludes_dominated_runs():

@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 import pytest
-from comparison_support import REQUIRED, SMOL_TOTAL, sample_records
+from comparison_support import LORA_PEAK, LORA_PEAK_PLANNED, QLORA_PEAK, REQUIRED, SMOL_TOTAL, sample_records
 
 import lorakit
 from lorakit.config import RunConfig
@@ -43,6 +43,23 @@ def test_columns_and_values(records):
     assert lora["steps_done"] == 4 and lora["max_steps"] == 30 and lora["dataset"] == "extract-json"
     assert isinstance(lora["created_at"], pd.Timestamp)
     assert list(df["label"]) == ["lora-r8", "qlora-nf4-r16", "full"]
+
+
+def test_the_step_peak_columns_measured_its_phase_and_planned(records, tmp_path):
+    df = compare(records)
+    cols = list(df.columns)
+    assert cols.index("mem_peak") + 1 == cols.index("mem_peak_at") == cols.index("mem_peak_planned") - 1
+    assert list(df["mem_peak"][:2]) == [LORA_PEAK, QLORA_PEAK] and pd.isna(df.loc[2, "mem_peak"])  # full: none
+    assert list(df["mem_peak_at"][:2]) == ["logits-loss", "backward"] and pd.isna(df.loc[2, "mem_peak_at"])
+    assert df.loc[0, "mem_peak_planned"] == LORA_PEAK_PLANNED and df["mem_peak_planned"][1:].isna().all()
+    with RunStore(tmp_path / "runs.db") as s:  # the store keeps them: the same columns from stored runs
+        for r in records:
+            s.save(r)
+        again = compare(store=s)
+    pd.testing.assert_frame_equal(again[["mem_peak", "mem_peak_at", "mem_peak_planned"]],
+                                  df[["mem_peak", "mem_peak_at", "mem_peak_planned"]])
+    html = styled(df).to_html()
+    assert f"{LORA_PEAK / MiB:,.1f} MiB" in html and f"{LORA_PEAK_PLANNED / MiB:,.1f} MiB" in html
 
 
 def test_missing_numbers_and_empty_input():
