@@ -137,6 +137,8 @@ class TrainerEvents(TrainerCallback):
         self.train_started_at = self._t_log = now
         self._t0 = self.clock_start if self.clock_start is not None else now
         self._probed, self.activations, self.recorded_batch, self._memory = False, None, None, None
+        if self.peak is not None:
+            self.peak.step_end()  # a run interrupted mid-step (Ctrl-C skips on_train_end) left it recording
         self.peak = None
         if model is not None and self.measure_memory:
             from .devices import model_device
@@ -198,7 +200,12 @@ class TrainerEvents(TrainerCallback):
             measured.cuda = dict(measured.cuda or {}, max_reserved=reading.reserved)
             measured.device_overhead = reading.context
         if planned is not None and peak.batches:
-            planned, why = self._plan(None, peak.batches)
+            # the steady categories stay the recorded forward's; the peak is planned for the steps' batches
+            stepped, why = self._plan(None, peak.batches)
+            if stepped is not None:
+                planned.peak, planned.peak_at = stepped.peak, stepped.peak_at
+                planned.transient, planned.assumes = stepped.transient, stepped.assumes
+                planned.device_overhead = stepped.device_overhead
         self._emit(MemoryMeasured(self.run_id, step, measured, planned, plan_error=why))
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -50,9 +50,14 @@ def test_a_plain_trainers_run_is_announced_and_reported_from_the_hooks(tmp_path)
     assert [s.step for s in steps] == [1, 2, 3] and all(s.max_steps == 3 and s.tokens_per_s > 0 for s in steps)
     (ev,) = sink.of(EvalDone)
     assert ev.step == 3 and ev.perplexity == pytest.approx(math.exp(ev.eval_loss))
-    (mem,) = sink.of(MemoryMeasured)
+    # once after the first optimizer step, again when the first two steps' peak is known
+    mem, with_peak = sink.of(MemoryMeasured)
     assert mem.step == 1 and mem.measured.activations > 0 and mem.measured.optimizer > 0
     assert mem.planned is None and mem.plan_error == TrainerEvents.NO_CONFIG  # no config: no prediction
+    # the step's peak holds everything the breakdown counts except the gradients freed before the
+    # next forward, plus at least the activations of that forward
+    assert with_peak.measured.peak >= with_peak.measured.total - with_peak.measured.gradients
+    assert with_peak.measured.peak_at in ("forward", "logits-loss", "backward", "optimizer step")
     assert not model._forward_pre_hooks and not model._forward_hooks  # the hooks left with the run
 
 

@@ -10,6 +10,7 @@ from lorakit.adapters import attach_lora, prepare_full
 from lorakit.config import ConfigError, RunConfig
 from lorakit.models import REGISTRY, builtin_config, load_model
 from lorakit.planner import plan_for_config, plan_memory, quantized_linear_bytes
+from lorakit.planning import model as plan_model
 from lorakit.quantization import quantization_error
 
 warnings.filterwarnings("ignore")
@@ -174,7 +175,7 @@ def test_plan_for_config_uses_the_run_settings():
                     seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1)
     expected = plan_memory("tiny-llama", quant="nf4", rank=4, target_modules="attention", batch_size=2,
                            seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1,
-                           device="cpu")
+                           device="cpu", dtype="float32")  # a RunConfig always gives its dtype
     assert plan_for_config(cfg, device="cpu") == expected
     assert plan_for_config(cfg, seq_len=32, device="cpu").activations < expected.activations
 
@@ -203,7 +204,6 @@ def test_planning_on_one_thread_does_not_put_another_threads_lora_on_meta(monkey
     from peft import LoraConfig, get_peft_model  # noqa: F401  imported now, so the attach below is quick
     from transformers import AutoModelForCausalLM
 
-    from lorakit import planner
 
     model = load_model("tiny-llama", device="cpu").model
     inside, release = threading.Event(), threading.Event()
@@ -216,7 +216,7 @@ def test_planning_on_one_thread_does_not_put_another_threads_lora_on_meta(monkey
         return out
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_config", paused_from_config)
-    planner._tally.cache_clear()
+    plan_model._tally.cache_clear()
     plan_thread = threading.Thread(target=plan_memory, args=("llama-7b",), kwargs={"quant": "nf4"})
     plan_thread.start()
     assert inside.wait(timeout=60), "the planner never reached its meta build"
@@ -227,7 +227,7 @@ def test_planning_on_one_thread_does_not_put_another_threads_lora_on_meta(monkey
     release.set()
     plan_thread.join(timeout=60)
     attach.join(timeout=60)
-    planner._tally.cache_clear()
+    plan_model._tally.cache_clear()
     lora = [p for n, p in result["m"].named_parameters() if "lora_" in n]
     assert lora and all(p.device.type == "cpu" for p in lora), "LoRA weights landed on the meta device"
     assert any(p.abs().sum() > 0 for n, p in result["m"].named_parameters() if "lora_A" in n)
