@@ -108,10 +108,11 @@ def main(argv=None) -> int:
                          "OpenMP from collapsing when another job takes a core, which swings throughput 10x")
     args = ap.parse_args(argv)
 
-    import lorakit
     import plotly
     import torch
     import transformers
+
+    import lorakit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     print("| pair | headless tokens/s | studio tokens/s | end-to-end overhead | UI time in the loop | "
           "UI time before/after the loop | events | chart redraws |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for i, ((h, st), o, u) in enumerate(zip(rows, overheads, ui_share), 1):
+    for i, ((h, st), o, u) in enumerate(zip(rows, overheads, ui_share, strict=False), 1):
         print(f"| {i} | {h:.1f} | {st['tokens_per_s']:.1f} | {o:+.1f} % | {st['ui_s'] * 1000:.0f} ms = {u:.2f} % "
               f"| {st['outside_s'] * 1000:.0f} ms | {st['pushed']} | {st['redraws']} |")
     med_h = statistics.median(h for h, _ in rows)

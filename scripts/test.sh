@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, e2e (the real default model), notebooks and the browser test.
+# The whole test suite: the linter, then unit, e2e (the real default model), notebooks and the browser test.
 # Sets up first, including the system packages of the browser test (Debian chromium).
 # Extra arguments go to pytest, e.g. scripts/test.sh -m "not browser" -x
 #
@@ -21,5 +21,7 @@ export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM="${TOKENIZER
 export PYTHONUNBUFFERED=1
 export PATH="$ROOT/.venv/bin:$PATH"  # the console script and jupyter of the venv, as after activating it
 
+echo "test: ruff check (pyflakes, pycodestyle, isort, bugbear; config in pyproject.toml)"
+"$ROOT/.venv/bin/ruff" check "$ROOT"
 echo "test: LORAKIT_HOME=$LORAKIT_HOME LORAKIT_FAST=$LORAKIT_FAST"
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

@@ -34,8 +34,9 @@ def test_unknown_mode_is_refused():
 
 
 def test_install_hint_matches_the_pyproject_requirement():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from lorakit.quantization import BNB_REQUIREMENT
 

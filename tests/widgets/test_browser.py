@@ -2,7 +2,8 @@
 
 Runs notebooks/01_studio.ipynb as a user would (the issue's "done when"): run all cells, train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
-NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot in the test's tmp dir, and to docs/studio.png (the README's picture)
+NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
+in the test's tmp dir, and to docs/studio.png (the README's picture)
 when LORAKIT_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the checkout untouched.
 """
 from __future__ import annotations
@@ -101,7 +102,8 @@ def lab(tmp_path):
         deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({proc.returncode}): {(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+                log = (tmp_path / "jupyterlab.log").read_text()[-3000:]
+                pytest.fail(f"jupyter lab exited ({proc.returncode}): {log}")
             try:
                 urllib.request.urlopen(f"{url}/api/status", timeout=5).read()
                 break
