@@ -28,9 +28,15 @@ Counting rules (the planner in ``planner.py`` predicts the same quantities):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 from .devices import model_device
+from .saved import (  # noqa: F401 - measured activations, re-exported where they were
+    ActivationRecorder,
+    measure_activations,
+    saved_activation_tensors,
+)
+from .tensor_bytes import _Ledger, _module_extra_tensors, _stored_tensors  # noqa: F401 - _Ledger: tests
 
 CATEGORIES = ("base_weights", "adapters", "gradients", "optimizer", "activations")
 
@@ -88,105 +94,6 @@ class MemoryBreakdown:
                    peak=int(peak) if peak is not None else None, peak_at=d.get("peak_at") or "",
                    transient=d.get("transient"), device_overhead=d.get("device_overhead"),
                    assumes=d.get("assumes"))
-
-
-# --- counting each storage once ---------------------------------------------------------------
-
-def _is_tensor(t) -> bool:
-    import torch
-
-    return isinstance(t, torch.Tensor)
-
-
-def _storage_key(t) -> tuple:
-    s = t.untyped_storage()
-    return (t.device.type, t.device.index, s.data_ptr())
-
-
-def _byte_span(t) -> tuple[int, int]:
-    """[start, end) bytes of ``t`` inside its storage (the whole span for strided views)."""
-    es = t.element_size()
-    start = t.storage_offset() * es
-    if t.numel() == 0:
-        return start, start
-    extent = 1 + sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride(), strict=True))
-    return start, start + extent * es
-
-
-class _Ledger:
-    """Bytes of a set of tensors, each byte of each storage counted once.
-
-    Tensors sharing a storage (tied weights, views) are merged as byte ranges, so two views of the
-    same bytes count once, while disjoint slices of one large storage (e.g. a memory-mapped
-    checkpoint) each count their own bytes.
-    """
-
-    def __init__(self):
-        self._spans: dict[tuple, list] = {}
-
-    def add(self, t) -> None:
-        if not _is_tensor(t) or t.device.type == "meta":
-            return
-        lo, hi = _byte_span(t)
-        if hi > lo:
-            self._spans.setdefault(_storage_key(t), []).append((lo, hi))
-
-    def add_all(self, tensors: Iterable) -> "_Ledger":
-        for t in tensors:
-            self.add(t)
-        return self
-
-    def __contains__(self, t) -> bool:
-        return _is_tensor(t) and _storage_key(t) in self._spans
-
-    @property
-    def nbytes(self) -> int:
-        total = 0
-        for spans in self._spans.values():
-            spans.sort()
-            cur_lo, cur_hi = spans[0]
-            for lo, hi in spans[1:]:
-                if lo > cur_hi:
-                    total += cur_hi - cur_lo
-                    cur_lo, cur_hi = lo, hi
-                else:
-                    cur_hi = max(cur_hi, hi)
-            total += cur_hi - cur_lo
-        return total
-
-
-def _quant_state_tensors(state) -> list:
-    """Tensors of a bitsandbytes QuantState: absmax, code, offset and the nested state."""
-    if state is None:
-        return []
-    out = [getattr(state, "absmax", None), getattr(state, "code", None)]
-    if getattr(state, "nested", False):
-        out.append(getattr(state, "offset", None))
-        out += _quant_state_tensors(getattr(state, "state2", None))
-    return [t for t in out if _is_tensor(t)]
-
-
-def _stored_tensors(t) -> list:
-    """A parameter as it sits in memory: the tensor plus any quantization state attached to it."""
-    out = [t]
-    out += _quant_state_tensors(getattr(t, "quant_state", None))  # Params4bit
-    for attr in ("SCB", "CB"):  # Int8Params: int8 rows (CB is the data itself) + fp32 row scales
-        v = getattr(t, attr, None)
-        if _is_tensor(v):
-            out.append(v)
-    return out
-
-
-def _module_extra_tensors(module) -> list:
-    """Quantization tensors a bitsandbytes layer keeps outside its parameters (Linear8bitLt.state)."""
-    state = getattr(module, "state", None)
-    out = []
-    if state is not None and state.__class__.__name__ == "MatmulLtState":
-        for attr in ("CB", "SCB"):
-            v = getattr(state, attr, None)
-            if _is_tensor(v):
-                out.append(v)
-    return out
 
 
 def _is_adapter(name: str) -> bool:
@@ -270,145 +177,6 @@ def measure_optimizer(optimizer) -> int:
             for v in state.values():
                 ledger.add(v)
     return ledger.nbytes
-
-
-def _model_tensor_keys(model) -> set:
-    keys = set()
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            for t in _stored_tensors(p):
-                keys.add(_storage_key(t))
-        for b in module.buffers(recurse=False):
-            keys.add(_storage_key(b))
-        for t in _module_extra_tensors(module):
-            keys.add(_storage_key(t))
-    return keys
-
-
-def _batch_tensors(batch) -> list:
-    if _is_tensor(batch):
-        return [batch]
-    if isinstance(batch, dict):
-        return [v for v in batch.values() if _is_tensor(v)]
-    if isinstance(batch, (list, tuple)):
-        return [v for v in batch if _is_tensor(v)]
-    return []
-
-
-def _as_inputs(model, batch) -> dict:
-    if _is_tensor(batch):
-        batch = {"input_ids": batch}
-    batch = dict(batch)
-    if "labels" not in batch and "input_ids" in batch:
-        batch["labels"] = batch["input_ids"]
-    if getattr(model, "config", None) is not None:
-        batch.setdefault("use_cache", False)  # a KV cache is not part of training memory
-    device = model_device(model)
-    return {k: (v.to(device) if _is_tensor(v) else v) for k, v in batch.items()}
-
-
-class ActivationRecorder:
-    """Counts the distinct tensors autograd saves for backward while it is active (a context manager).
-
-    Used two ways: ``saved_activation_tensors`` runs one extra forward inside it, and the training
-    loop wraps its own first forward in it, so a run measures its real step instead of replaying it.
-    Parameters, buffers and the batch's own tensors are weights and inputs, not activations: skipped.
-    After the forward, ``add_outputs(out)`` adds what custom autograd Functions hold on ``ctx``.
-    """
-
-    def __init__(self, model, batch):
-        self.skip = _model_tensor_keys(model) | {_storage_key(t) for t in _batch_tensors(batch)}
-        self.seen: dict = {}
-        self._hooks = None
-
-    def pack(self, t):
-        if _is_tensor(t) and t.device.type != "meta":
-            key = _storage_key(t)
-            if key not in self.skip and key not in self.seen:
-                self.seen[key] = (t, t.untyped_storage().nbytes())
-        return t
-
-    def add_outputs(self, out) -> None:
-        for t in _ctx_held_tensors(out):
-            self.pack(t)
-
-    @property
-    def tensors(self) -> list:
-        return list(self.seen.values())
-
-    @property
-    def nbytes(self) -> int:
-        return sum(n for _, n in self.seen.values())
-
-    def __enter__(self):
-        import torch
-
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._hooks.__exit__(*exc)
-        self._hooks = None
-        return False
-
-
-def saved_activation_tensors(model, batch) -> list:
-    """The distinct tensors saved for backward during one training-mode forward (for teaching and
-    for deriving the planner's formula): a list of (tensor, nbytes) with each storage once."""
-    import torch
-
-    inputs = _as_inputs(model, batch)
-    recorder = ActivationRecorder(model, list(_batch_tensors(batch)) + list(_batch_tensors(inputs)))
-    was_training = {m: m.training for m in model.modules()}
-    devices = [model_device(model).index or 0] if model_device(model).type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            model.train()
-            with recorder:
-                out = model(**inputs)
-            recorder.add_outputs(out)
-            del out  # frees the graph: nothing is backpropagated, no .grad is touched
-    finally:
-        for m, mode in was_training.items():
-            m.training = mode
-    return recorder.tensors
-
-
-def _ctx_held_tensors(out) -> list:
-    """Tensors custom autograd Functions keep as ``ctx`` attributes instead of ``save_for_backward``
-    (invisible to saved-tensor hooks, yet held until backward), e.g. bitsandbytes' int8 matmul
-    keeps its input as ``ctx.A``."""
-    import torch
-
-    roots = []
-    for name in ("loss", "logits"):
-        t = getattr(out, name, None) if not isinstance(out, dict) else out.get(name)
-        if _is_tensor(t) and t.grad_fn is not None:
-            roots.append(t.grad_fn)
-    found, seen, stack = [], set(), roots
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if isinstance(node, torch.autograd.function.BackwardCFunction):
-            for v in vars(node).values():
-                vs = v if isinstance(v, (tuple, list)) else (v,)
-                found += [x for x in vs if _is_tensor(x)]
-        stack.extend(nxt for nxt, _ in node.next_functions)
-    return found
-
-
-def measure_activations(model, batch) -> int:
-    """Bytes saved for backward by one training-mode forward of ``batch`` (with labels, so the
-    loss path is included), each storage counted once; weights and the batch itself excluded.
-
-    ``batch``: a dict like ``{"input_ids": ..., "attention_mask": ..., "labels": ...}`` or a tensor
-    of input ids (labels default to the input ids). The model's train/eval modes are restored,
-    the RNG state is untouched and no gradient is left behind.
-    """
-    return sum(n for _, n in saved_activation_tensors(model, batch))
 
 
 def cuda_figures(device=None) -> Optional[dict]:
