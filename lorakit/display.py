@@ -18,6 +18,8 @@ CATEGORY_COLORS = {
     "base_weights": "#8c96a6", "adapters": "#e45756", "gradients": "#f2a93b",
     "optimizer": "#4c78a8", "activations": "#54a24b",
 }
+# the step peak's marker over a memory bar, measured or planned (predicted)
+PEAK_COLORS = {"measured": "#111111", "planned": "#7b3294"}
 
 
 def finite(x: Any) -> Optional[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any, Optional
 
-from .display import CATEGORY_COLORS, CATEGORY_NAMES, MiB, finite
+from .display import CATEGORY_COLORS, CATEGORY_NAMES, PEAK_COLORS, MiB, finite
 from .memory import CATEGORIES, MemoryBreakdown
 from .table import RunsArg, as_records, compare, display_names, unique_names
 
@@ -105,8 +105,6 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
     return fig
 
 
-# the step peak: a short horizontal line over the bar it belongs to
-PEAK_STYLE = {"measured": dict(color="#111111", width=3), "planned": dict(color="#7b3294", width=3)}
 
 
 def _each_x(x: Any) -> list:
@@ -124,7 +122,7 @@ def _add_peak(fig, points: list, kind: str, two_level: bool) -> None:
     xs = [list(level) for level in zip(*(xi for xi, _ in points), strict=True)] if two_level else [p[0] for p in points]
     fig.add_trace(go.Scatter(
         x=xs, y=[m.peak / MiB for _, m in points], mode="markers", name=f"step peak ({kind})",
-        marker=dict(symbol="line-ew", size=40, line=PEAK_STYLE[kind]),
+        marker=dict(symbol="line-ew", size=40, line=dict(color=PEAK_COLORS[kind], width=3)),  # a short bar
         customdata=[_peak_note(m) for _, m in points],
         hovertemplate=f"step peak ({kind}): %{{y:,.1f}} MiB<br>%{{customdata}}<extra></extra>",
     ))

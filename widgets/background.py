@@ -6,7 +6,8 @@ lock and notifications). Results land in attributes the panels read, and each is
 topic (``model``, ``plan``, ``data``); errors become messages next to a field, never exceptions.
 
 - the model (``load_model``): loaded once for its linear layers and tokenizer, weights dropped;
-- the plan (``request_plan``): the planner's prediction for the form, coalesced;
+- the plan (``request_plan``): the planner's prediction for the form, and whether it fits on the chosen
+  device (``fit_device``: "this machine" or a name of ``lorakit.fit.accelerators()``), coalesced;
 - the data check (``request_data_check``): the engine builds the form's data with the loaded model's
   tokenizer, coalesced; a combination that cannot train (no example fits in ``seq_len``, a missing
   file, an unknown task) becomes a ``dataset`` problem before Train is pressed, not a failed run;
@@ -19,9 +20,14 @@ from typing import Optional
 
 import lorakit
 from lorakit.config import ConfigError
+from lorakit.fit import THIS_MACHINE
 
 from .form import ModelSummary
 from .jobs import Coalesced, error_text
+
+# The RunConfig fields a plan depends on besides the model: plan_memory's (and fits') keywords.
+PLAN_FIELDS = ("method", "quant", "double_quant", "dtype", "rank", "target_modules", "batch_size", "seq_len",
+               "gradient_checkpointing", "optimizer", "dropout")
 
 
 class BackgroundWork:
@@ -41,6 +47,8 @@ class BackgroundWork:
         self._check_lock = threading.Lock()  # one data check at a time (a job, or train() itself)
         self.plan_result: tuple = (None, "computing the prediction…")  # (MemoryBreakdown or None, message)
         self._plan_cache: dict = {}
+        self.fit_device: str = THIS_MACHINE  # the device the fit verdict is for
+        self.fit_result: tuple = (None, "")  # (lorakit.Fit or None, why there is none)
         # One model construction at a time: the planner builds models under accelerate's
         # init_empty_weights, which patches torch.nn.Module for the whole process, so a model
         # loading on another thread meanwhile would get meta tensors (or untied weights). Jobs
@@ -107,12 +115,47 @@ class BackgroundWork:
         return plan, ""
 
     def request_plan(self, background: bool = True) -> None:
-        """Recompute ``plan_result`` in the background (the first plan imports transformers: seconds)."""
+        """Recompute ``plan_result`` and ``fit_result`` in the background (the first plan imports
+        transformers: seconds)."""
         self._planner.request(background)
 
     def _replan(self) -> None:
         self.plan_result = self.plan()
+        self.fit_result = self.fit()
         self._notify("plan")
+
+    # --- will it fit ----------------------------------------------------------------------------------
+    @staticmethod
+    def fit_devices() -> list:
+        """What the fit verdict can be asked for: this machine, then the accelerators of lorakit's table."""
+        from lorakit.fit import accelerators
+
+        return [THIS_MACHINE, *accelerators()]
+
+    def set_fit_device(self, device: str, background: bool = True) -> None:
+        """Ask the fit verdict for ``device`` (one of ``fit_devices()``); recomputed with the plan."""
+        if device not in self.fit_devices():
+            raise ValueError(f"unknown device {device!r}: one of {', '.join(map(repr, self.fit_devices()))}")
+        if device != self.fit_device:
+            self.fit_device = device
+            self._notify("plan")  # the verdict shown is the previous device's until the new one is in
+            self.request_plan(background)
+
+    def fit(self) -> tuple:
+        """(lorakit.Fit or None, message): does the form's run fit on ``fit_device``, and the largest
+        batch_size and seq_len that do. A GPU is planned as a CUDA run with the form's dtype."""
+        try:
+            cfg = self.config()
+        except ConfigError:
+            return None, "fix the highlighted fields to see the verdict"
+        from lorakit.fit import fits
+
+        device = self.fit_device
+        try:
+            with self._engine:
+                return fits(cfg.model, devices=[device], **{k: getattr(cfg, k) for k in PLAN_FIELDS})[0], ""
+        except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
+            return None, f"no verdict for {device}: {error_text(exc)}"
 
     # --- the data check --------------------------------------------------------------------------------
     def request_data_check(self, background: bool = True) -> None:

@@ -6,11 +6,11 @@ throttle how often they redraw (see ``throttle.py``).
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from typing import Optional, Sequence
 
 import plotly.graph_objects as go
 
-from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, MiB, finite
+from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, PEAK_COLORS, MiB, finite
 from lorakit.memory import CATEGORIES
 
 TRAIN, EVAL = 0, 1  # trace indices of the loss chart
@@ -57,14 +57,22 @@ class LossChart:
         return list(zip(self.figure.data[EVAL].x or (), self.figure.data[EVAL].y or (), strict=False))
 
 
+PEAK_KINDS = ("predicted", "measured")  # the step-peak marker traces, after the five bars
+
+
 class MemoryChart:
-    """Stacked bars of the five memory categories: predicted next to measured, one pair per run."""
+    """Stacked bars of the five memory categories: predicted next to measured, one pair per run; the step
+    peak (the most the allocator holds during a training step) as a marker over each bar that has one."""
 
     def __init__(self, height: int = 340, width: int = 540, title: str = "Memory: predicted vs measured"):
         self.figure = go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
                          hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
-                  for c in CATEGORIES],
+                  for c in CATEGORIES]
+                 + [go.Scatter(x=[], y=[], mode="markers", name=f"step peak ({kind})", showlegend=False,
+                               marker=dict(symbol="line-ew", size=34, line=dict(color=_peak_color(kind), width=3)),
+                               hovertemplate="%{customdata}<extra></extra>")
+                    for kind in PEAK_KINDS],
             layout=go.Layout(
                 barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
                 template="plotly_white",
@@ -94,10 +102,16 @@ class MemoryChart:
                 f.layout.annotations = (_top_note("<br>".join(html.escape(n) for n in self.notes)),)
             else:
                 f.layout.annotations = ()
-            for trace, c in zip(f.data, CATEGORIES, strict=True):
+            for trace, c in zip(f.data[:len(CATEGORIES)], CATEGORIES, strict=True):
                 trace.x = x
                 trace.y = [(getattr(b[2], c) / MiB if b[2] is not None else 0.0) for b in self.bars]
                 trace.customdata = [f"{b[0]}, {b[3].replace('<br>', ' ')}" for b in self.bars]
+            for trace, kind in zip(f.data[len(CATEGORIES):], PEAK_KINDS, strict=True):
+                peaks = [_peak(b) if b[1] == kind else None for b in self.bars]
+                trace.x = x
+                trace.y = [None if p is None else p / MiB for p in peaks]
+                trace.customdata = [_peak_hover(b) for b in self.bars]
+                trace.showlegend = any(p is not None for p in peaks)
 
     def values(self) -> dict:
         """{(run label, kind): {category: bytes}} as drawn (for tests)."""
@@ -107,6 +121,29 @@ class MemoryChart:
     def ticks(self) -> dict:
         """{(run label, kind): tick text} as drawn (for tests)."""
         return {(label, kind): tick for label, kind, _m, tick in self.bars}
+
+    def peaks(self) -> dict:
+        """{(run label, kind): step peak in bytes or None} as drawn (for tests)."""
+        return {(b[0], b[1]): _peak(b) for b in self.bars}
+
+
+def _peak(bar) -> Optional[int]:
+    return None if bar[2] is None else bar[2].peak
+
+
+def _peak_color(kind: str) -> str:
+    return PEAK_COLORS["measured" if kind == "measured" else "planned"]
+
+
+def _peak_hover(bar) -> str:
+    """A peak marker's hover: the run, the bar, the peak's phase and (planned) its transient."""
+    m = bar[2]
+    if m is None or m.peak is None:
+        return ""
+    text = f"{html.escape(bar[0])}, {bar[1]}: step peak {m.peak / MiB:,.1f} MiB at {m.peak_at or '?'}"
+    for name, nbytes in (m.transient or {}).items():
+        text += f"<br>on top: {html.escape(name)} {nbytes / MiB:,.1f} MiB"
+    return text
 
 
 # The two predictions differ: before training the planner assumes full batch_size x seq_len rows

@@ -189,7 +189,9 @@ def test_studio_in_jupyterlab(lab, tmp_path):
             mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: predicted")]
             assert len(mem) == 1, [p["title"] for p in _plots(page)]
             assert [t["name"] for t in mem[0]["traces"]] == [
-                "base weights", "adapters", "gradients", "optimizer state", "activations"]
+                "base weights", "adapters", "gradients", "optimizer state", "activations",
+                "step peak (predicted)", "step peak (measured)"]
+            assert len(mem[0]["traces"][6]["y"]) == 2  # both runs' measured peaks (recorded by step 2)
             base = mem[0]["traces"][0]["y"]
             assert len(base) == 4, base  # LoRA predicted, measured; QLoRA predicted, measured
             assert mem[0]["bars"] >= 10

@@ -132,6 +132,7 @@ def test_errors_in_jobs_and_panels_land_in_the_state_not_in_the_caller(tiny, mon
     assert c.train() is False and "Cannot train" in c.status[1] and "model" in c.status[1]
     c.load_model("tiny-llama", background=False)
     assert "model" not in c.problems
+    assert c.wait(WAIT)  # the plan job the model change started is over: the next request runs here
     # a job that raises: the status line says what failed, nothing is raised here or on the thread
 
     def broken_plan():

@@ -150,6 +150,79 @@ def test_memory_chart_labels_which_prediction_and_says_why_none(tiny):
     assert [a.text for a in memory.chart.figure.layout.annotations] == [note]
 
 
+def _peaked(base: int, peak: int, at: str) -> MemoryBreakdown:
+    m = _mem(base)
+    m.peak, m.peak_at = peak * MiB, at
+    return m
+
+
+def test_memory_chart_marks_the_predicted_and_measured_step_peak(tiny):
+    from lorakit.widgets import MemoryPanel
+    from lorakit.widgets.fields import plain_text
+
+    c = _controller(tiny)
+    memory = MemoryPanel(c)
+    cfg = RunConfig(model="tiny-llama", batch_size=2, seq_len=256)
+    this = f"{cfg.label} (this run)"
+    c.feed(RunStarted("run1", cfg, 10, 100, planned_memory=_mem(10)))
+    c.feed(MemoryMeasured("run1", 1, _mem(12), _mem(11)))  # the first step: no peak yet
+    assert memory.chart.peaks() == {(this, "predicted"): None, (this, "measured"): None}
+    predicted, measured = memory.chart.figure.data[5:]
+    assert not predicted.showlegend and not measured.showlegend
+    planned = _peaked(11, 30, "logits-loss")
+    planned.transient = {"cross-entropy gradients": 6 * MiB}
+    c.feed(MemoryMeasured("run1", 2, _peaked(12, 33, "backward"), planned))  # after the second: the peaks
+    assert memory.chart.peaks() == {(this, "predicted"): 30 * MiB, (this, "measured"): 33 * MiB}
+    assert (predicted.name, measured.name) == ("step peak (predicted)", "step peak (measured)")
+    assert list(predicted.y) == [30.0, None] and list(measured.y) == [None, 33.0]  # over their own bars
+    assert [list(level) for level in measured.x] == [list(level) for level in memory.chart.figure.data[0].x]
+    assert "at logits-loss" in predicted.customdata[0] and "cross-entropy gradients 6.0 MiB" in predicted.customdata[0]
+    assert predicted.showlegend and measured.showlegend
+    table = plain_text(memory.table.value)
+    assert "step peak 30.0 MiB 33.0 MiB" in table and "peak at logits-loss backward" in table
+    assert "CUDA overhead" not in table  # a CPU run has none
+
+
+# --- the Quantization panel: the predicted peak and whether it fits, before Train ----------------------------
+
+def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_device(tiny):
+    from lorakit.display import fmt_bytes
+    from lorakit.fit import THIS_MACHINE, accelerators
+    from lorakit.widgets import QuantPanel
+    from lorakit.widgets.fields import plain_text
+
+    c = _controller(tiny)
+    quant = QuantPanel(c)
+    assert c.wait(WAIT)
+    plan = c.plan_result[0]
+    text = plain_text(quant.plan.value)
+    assert f"predicted step peak {fmt_bytes(plan.peak)} at {plan.peak_at}" in text
+    assert f"assumes: {plan.assumes['device']}, float32 (given), batch 2 × 256 tokens unpadded" in text
+    # the device: this machine by default, then any accelerator of lorakit's table
+    assert [v for _, v in quant.fit_device.options] == [THIS_MACHINE, *accelerators()]
+    assert quant.fit_device.value == c.fit_device == THIS_MACHINE
+    assert "✓ fits" in plain_text(quant.verdict.value) and "planned as a CPU run" in plain_text(quant.verdict.value)
+    gpu = next(name for name in accelerators() if name.startswith("8GB"))
+    quant.fit_device.value = gpu
+    assert c.fit_device == gpu and plain_text(quant.verdict.value) == f"checking {gpu}…"  # not the old verdict
+    assert c.wait(WAIT)
+    fit = c.fit_result[0]
+    verdict = plain_text(quant.verdict.value)
+    assert fit.device == gpu and fit.fits and f"needs {fmt_bytes(fit.need)} of 8.00 GiB" in verdict
+    assert f"largest batch_size {fit.max_batch_size} (at seq_len 256)" in verdict and "CUDA run" in verdict
+    # the verdict flips exactly at the largest batch_size it named
+    c.set(batch_size=fit.max_batch_size)
+    assert c.wait(WAIT) and "✓ fits" in plain_text(quant.verdict.value)
+    c.set(batch_size=fit.max_batch_size + 1)
+    assert c.wait(WAIT)
+    assert "✗ does not fit" in plain_text(quant.verdict.value) and not c.fit_result[0].fits
+    with pytest.raises(ValueError, match="unknown device '99GB'"):
+        c.set_fit_device("99GB")  # from code: only the dropdown's devices
+    c.set(rank=0)  # an invalid form: no verdict, and why
+    assert c.wait(WAIT) and "fix the highlighted fields" in plain_text(quant.verdict.value)
+    assert not c.errors, c.errors
+
+
 # --- the comparison's memory against task metric -----------------------------------------------------
 
 def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
@@ -211,7 +284,7 @@ PANELS = {
     "QuantPanel": ({}, lambda p: p.plan, lambda p, st: "predicted memory before training" in st["value"]),
     "DataPanel": ({}, lambda p: p.task, lambda p, st: any("extract-json" in o for o in st["_options_labels"])),
     "TrainPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 2),
-    "MemoryPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 5),
+    "MemoryPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 7),
     "ComparePanel": ({}, lambda p: p.table, lambda p, st: "No runs in the store yet" in st["value"]),
 }
 

@@ -7,6 +7,7 @@ import pytest
 
 from lorakit.events import StepLogged
 from lorakit.memory import CATEGORIES
+from lorakit.step_peak import PHASES
 from lorakit.store import RunStore
 
 WAIT = 600  # seconds to wait for a run; generous for a loaded CI machine, never asserted on
@@ -46,8 +47,14 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
         assert set(bars[(this, kind)]) == set(CATEGORIES)
         assert bars[(this, kind)]["base_weights"] > 0 and bars[(this, kind)]["adapters"] > 0
     assert bars[(this, "measured")]["adapters"] == 14_336 * 4  # fp32 LoRA tensors, measured
-    assert len(s.memory_panel.chart.figure.data) == 5
+    assert len(s.memory_panel.chart.figure.data) == 7  # five categories + the predicted and measured peaks
     assert "predicted" in s.memory_panel.table.value and "measured" in s.memory_panel.table.value
+    # the step peak of the first two optimizer steps, measured and predicted for those very batches
+    peaks = s.memory_panel.chart.peaks()
+    assert peaks == {(this, "predicted"): live.planned.peak, (this, "measured"): live.memory.peak}
+    assert live.memory.peak > live.memory.base_weights + live.memory.activations
+    assert live.memory.peak_at in PHASES and live.planned.peak_at in PHASES
+    assert "step peak" in s.memory_panel.table.value
 
     frame = s.compare_panel.frame
     assert list(frame["run_id"]) == [live.run_id]
@@ -76,7 +83,9 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
     first = cp.frame.iloc[0]["run_id"]
     cp.select.value = (first,)
     assert {t.name for t in cp.loss_chart.data} == {"lora-r16", "lora-r16 (eval)"}
-    assert len(cp.memory_chart.data) == 5 and all(len(t.y) == 2 for t in cp.memory_chart.data)
+    bars_, peaks_ = cp.memory_chart.data[:5], cp.memory_chart.data[5:]
+    assert all(len(t.y) == 2 for t in bars_)  # measured and planned
+    assert [t.name for t in peaks_] == ["step peak (measured)", "step peak (planned)"]
     assert "before training" in cp.samples.value and "after training" in cp.samples.value
     # the table survives a kernel restart: a new Studio on the same store shows both runs
     from lorakit.widgets import Studio

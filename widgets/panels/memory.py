@@ -16,7 +16,8 @@ from .base import Panel
 class MemoryPanel(Panel):
     """Base weights, adapters, gradients, optimizer state, activations: what the planner predicted and
     what was measured after the first optimizer step, for this run and the one before it (so LoRA and
-    QLoRA read side by side)."""
+    QLoRA read side by side); and the step peak of the first two optimizer steps, predicted and
+    measured, with its phase (a marker over each bar, and rows of the table)."""
 
     title = "Memory"
     subtitle = "predicted vs measured"
@@ -54,6 +55,12 @@ class MemoryPanel(Panel):
         self.table.value = _table_html(runs, notes)
 
 
+def _row(name: str, cells, bold: bool = False) -> str:
+    tds = "".join(f'<td style="padding:1px 8px;text-align:right">{v}</td>' for v in cells)
+    style = ' style="font-weight:bold"' if bold else ""
+    return f'<tr{style}><td style="padding:1px 8px">{name}</td>{tds}</tr>'
+
+
 def _table_html(runs: list, notes: list = ()) -> str:
     if not runs:
         return ('<div style="font-size:12px;color:#777">No run yet: press Train. The bars appear after the '
@@ -61,16 +68,16 @@ def _table_html(runs: list, notes: list = ()) -> str:
     head = "".join(f'<th colspan="2" style="padding:1px 8px">{html.escape(label)}</th>' for label, _ in runs)
     sub = "".join(f'<th style="padding:1px 8px">{predicted_tick(live).replace("<br>", " ")}</th>'
                   '<th style="padding:1px 8px">measured</th>' for _, live in runs)
+    pairs = [m for _, live in runs for m in (live.planned, live.memory)]  # the columns, in order
     rows = []
     for c in (*CATEGORIES, "total"):
-        cells = []
-        for _, live in runs:
-            for m in (live.planned, live.memory):
-                v = None if m is None else (m.total if c == "total" else getattr(m, c))
-                cells.append(f'<td style="padding:1px 8px;text-align:right">{fmt_bytes(v)}</td>')
-        name = CATEGORY_NAMES.get(c, c)
-        style = ' style="font-weight:bold"' if c == "total" else ""
-        rows.append(f'<tr{style}><td style="padding:1px 8px">{name}</td>{"".join(cells)}</tr>')
+        values = [None if m is None else (m.total if c == "total" else getattr(m, c)) for m in pairs]
+        rows.append(_row(CATEGORY_NAMES.get(c, c), map(fmt_bytes, values), bold=c == "total"))
+    # the step peak: the most memory held during the first optimizer steps (measured), or planned
+    rows.append(_row("step peak", (fmt_bytes(None if m is None else m.peak) for m in pairs), bold=True))
+    rows.append(_row("peak at", (html.escape(m.peak_at) if m is not None and m.peak_at else "—" for m in pairs)))
+    if any(m is not None and m.device_overhead is not None for m in pairs):
+        rows.append(_row("+ CUDA overhead", (fmt_bytes(None if m is None else m.device_overhead) for m in pairs)))
     why = "".join(f'<div class="lorakit-no-prediction" style="font-size:12px;color:#b26a00">'
                   f'{html.escape(n)}</div>' for n in notes)
     return (f'<table class="lorakit-memory-table" style="font-size:12px;border-collapse:collapse">'

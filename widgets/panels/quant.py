@@ -1,12 +1,15 @@
-"""Quantization panel: how the frozen base is stored, and the planner's predicted memory for the choices."""
+"""Quantization panel: how the frozen base is stored, the planner's predicted memory and step peak for the
+choices, and whether the run fits on a chosen device (this machine or a common GPU) before Train."""
 from __future__ import annotations
 
 import html
 
 import ipywidgets as W
 
+from lorakit import plan_text
 from lorakit.config import DTYPES, OPTIMIZERS
 from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
+from lorakit.fit import THIS_MACHINE
 from lorakit.memory import CATEGORIES
 
 from .base import Panel
@@ -33,20 +36,33 @@ class QuantPanel(Panel):
         self.field("optimizer", self.optimizer, "optimizer")
         self.fields["double_quant"].message.layout.margin = "0"
         self.plan = W.HTML("")
+        # not a RunConfig field: the controller keeps the choice (fit_device) and computes the verdict
+        self.fit_device = W.Dropdown(options=[(_device_label(d), d) for d in self.controller.fit_devices()],
+                                     value=self.controller.fit_device, layout=W.Layout(width="300px"))
+        self.fit_device.observe(self._guard(lambda change: self.controller.set_fit_device(change["new"])), "value")
+        self.verdict = W.HTML("")
         self.controller.on("plan", self._guard(self.refresh))
+        fit_row = W.HBox([W.HTML('<span style="font-size:12px">will it fit on</span>'), self.fit_device],
+                         layout=W.Layout(align_items="center", margin="4px 0 0 0"))
         self._set_children([self.fields[n].box for n in ("quant", "double_quant", "dtype", "optimizer")]
-                           + [self.plan])
+                           + [self.plan, fit_row, self.verdict])
         self.refresh()
         self.controller.request_plan()
 
     def refresh(self) -> None:
-        v = self.controller.values
+        c = self.controller
+        v = c.values
         self.double_quant.disabled = v["quant"] not in ("nf4", "fp4")
-        plan, why = self.controller.plan_result
+        plan, why = c.plan_result
         text = _plan_html(plan, v) if plan is not None else (
             f'<div style="font-size:12px;color:#777">predicted memory: {html.escape(why)}</div>')
         if self.plan.value != text:
             self.plan.value = text
+        if self.fit_device.value != c.fit_device:
+            self.fit_device.value = c.fit_device  # set from code: the observer finds nothing to change
+        verdict = _verdict_html(*c.fit_result, c.fit_device, v)
+        if self.verdict.value != verdict:
+            self.verdict.value = verdict
 
     @property
     def predicted(self):
@@ -68,5 +84,28 @@ def _plan_html(plan, v) -> str:
     # the Memory panel's "predicted (this batch)" bar is for the batch actually trained, often shorter
     head = (f'predicted memory before training (batch {v["batch_size"]} × seq_len {v["seq_len"]}): '
             f'<b>{fmt_bytes(plan.total)}</b>')
+    peak = f'<div class="lorakit-peak">predicted step {html.escape(plan_text.peak_text(plan))}</div>'
+    overhead = plan_text.overhead_text(plan)
+    overhead = f"<div>{html.escape(overhead)}</div>" if overhead else ""
+    assumes = (f'<div style="color:#777">assumes: {html.escape(plan_text.assumes_text(plan.assumes))}</div>')
     return (f'<div class="lorakit-plan" style="font-size:12px;margin-top:4px">{head}'
-            f'<table style="border-collapse:collapse;margin-top:2px">{"".join(rows)}</table></div>')
+            f'<table style="border-collapse:collapse;margin-top:2px">{"".join(rows)}</table>'
+            f'{peak}{overhead}{assumes}</div>')
+
+
+def _device_label(device: str) -> str:
+    return f"{device} (free RAM)" if device == THIS_MACHINE else device
+
+
+def _verdict_html(fit, why: str, device: str, v: dict) -> str:
+    """The fit verdict for ``device``: fits or not, the need against the capacity, the largest sizes."""
+    style = "font-size:12px;margin-top:2px"
+    if fit is None or fit.device != device:  # none, or still the previous device's
+        text = why if fit is None and why else f"checking {device}…"
+        return f'<div class="lorakit-fit" style="{style};color:#777">{html.escape(text)}</div>'
+    color, mark = ("#2e7d32", "✓") if fit.fits else ("#c62828", "✗")
+    text = plan_text.verdict_text(fit, v["batch_size"], v["seq_len"])
+    head, _, rest = text.partition(":")
+    target = "planned as a CPU run" if fit.target == "cpu" else "planned as a CUDA run, with the device overhead"
+    return (f'<div class="lorakit-fit" style="{style}"><b style="color:{color}">{mark} {html.escape(head)}</b>:'
+            f'{html.escape(rest)} <span style="color:#777">({target})</span></div>')
