@@ -69,12 +69,25 @@ class LayerModel:
             b += self.d.hidden * self.e  # normalised input, for the norm weight's gradient
         return b
 
-    def attention(self) -> int:
+    @property
+    def math_attention(self) -> bool:
+        """CUDA with fp32 queries and grouped-query attention: flash attention has no fp32 kernel and
+        the memory-efficient one no GQA, so sdpa falls back to its math path (seen on an H200)."""
+        return (self.s.device == "cuda" and self.e == FP32 and self.d.kv_heads < self.d.heads
+                and not self.s.padded)
+
+    def attention(self, q_req: bool, k_req: bool, v_req: bool) -> int:
         """sdpa (flash on CPU, GQA without repeat_kv): rotated q (nh*hd), rotated k (nkv*hd), v (nkv*hd,
         the v_proj output), output (nh*hd) and the fp32 log-sum-exp (nh). With padding transformers
         passes a mask, so k and v are first repeated to nh heads, and the kernel saves the mask
-        converted to the query dtype (batch x seq x seq, per layer)."""
+        converted to the query dtype (batch x seq x seq, per layer). The math path saves instead
+        what each of its ops needs: k^T (for q's gradient), q (for k's), the softmax output
+        (nh x seq per token) and v repeated to nh heads (for the probabilities' gradient)."""
         d, s = self.d, self.s
+        if self.math_attention:
+            probs_req = q_req or k_req
+            b = d.heads * d.head_dim * self.e * (int(q_req) + int(k_req) + int(probs_req))
+            return b + (d.heads * s.seq_len * self.e if probs_req or v_req else 0)
         kv = d.heads if s.padded else d.kv_heads
         b = (2 * d.heads * d.head_dim + 2 * kv * d.head_dim) * self.e
         if s.padded:
@@ -102,9 +115,10 @@ class LayerModel:
         q_req, k_req, v_req = (h_req or self.trainable(n) for n in ("q_proj", "k_proj", "v_proj"))
         attn_req = q_req or k_req or v_req
         if attn_req:
-            b += self.attention()
-        # o_proj's input is the sdpa output, already saved when attention is.
-        b += self.projections(attn_req, ("o_proj",), d.heads * d.head_dim, input_saved=attn_req)
+            b += self.attention(q_req, k_req, v_req)
+        # o_proj's input is the sdpa output, already saved when the flash kernel is.
+        b += self.projections(attn_req, ("o_proj",), d.heads * d.head_dim,
+                              input_saved=attn_req and not self.math_attention)
         r_req = gin or attn_req or self.trainable("o_proj")  # residual stream after attention
         b += self.norm(r_req)  # post_attention_layernorm
         mlp_b, p_req = self.mlp(r_req or self.s.full)
