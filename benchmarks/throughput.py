@@ -1,6 +1,7 @@
 """Training throughput: lorakit.train against plain transformers Trainer + peft, same process, same data.
 
     python benchmarks/throughput.py [--model smollm2-135m] [--steps 20] [--repeats 2]
+    python benchmarks/throughput.py --random-weights      # a GPU machine without the model's package
 
 Prints one table: real (non-padding) tokens/s of each, their ratio, lorakit's model FLOP/s as a
 fraction of this machine's measured matmul ceiling (fp32 and bf16), the time from calling
@@ -18,15 +19,24 @@ import time
 import torch
 
 
-def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 10, device: str = "cpu") -> float:
     """Measured GFLOP/s of an n x n matmul: the ceiling a training step is measured against."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    if device == "cuda":
+        n, reps = 8192, 20
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     for _ in range(2):
         a @ b
+    _sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
         a @ b
+    _sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def flops_per_token(model_name: str, method: str, seq_len: int) -> float:
@@ -43,16 +53,24 @@ def flops_per_token(model_name: str, method: str, seq_len: int) -> float:
     return mult * matmul_params + attn
 
 
-def plain_trainer(cfg, bundle_cache: dict) -> dict:
+def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:
     """The baseline: peft + Trainer as in the peft docs, dynamic padding, no lorakit in the loop."""
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, PrinterCallback,
-                              Trainer, TrainerCallback, TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        PrinterCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     from lorakit.data import build_data
     from lorakit.models import model_dir
 
-    path = str(model_dir(cfg.model))
+    path = str(model_dir(cfg.model) or cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.config.use_cache = False
@@ -74,7 +92,7 @@ def plain_trainer(cfg, bundle_cache: dict) -> dict:
     args = TrainingArguments(output_dir="/tmp/lorakit-bench-plain", max_steps=cfg.max_steps,
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                              logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
-                             seed=cfg.seed, use_cpu=True, include_num_input_tokens_seen="non_padding",
+                             seed=cfg.seed, use_cpu=device == "cpu", include_num_input_tokens_seen="non_padding",
                              remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=data.train,
                       data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
@@ -106,20 +124,33 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--random-weights", action="store_true",
+                   help="the model's config with random weights and tiny-llama's tokenizer (no model package)")
     ns = p.parse_args()
+    from lorakit.models import default_device
+
+    device = default_device()
+    source = ns.model
+    if ns.random_weights:
+        import tempfile
+        from pathlib import Path
+
+        from memory_accuracy import random_weights_dir  # the sibling benchmark
+
+        source = random_weights_dir(ns.model, Path(tempfile.mkdtemp(prefix="lorakit-tp-")), device)
 
     # eval_examples=1: the benchmark is about the training loop, not generation
-    cfg = lorakit.RunConfig(model=ns.model, max_steps=ns.steps, batch_size=ns.batch_size, seq_len=ns.seq_len,
+    cfg = lorakit.RunConfig(model=source, max_steps=ns.steps, batch_size=ns.batch_size, seq_len=ns.seq_len,
                             eval_examples=1, train_examples=max(64, ns.steps * ns.batch_size), dropout=0.05)
-    lorakit.load_model(ns.model)  # make sure the cache exists: time-to-first-loss is for a cached model
-    gf32, gbf16 = matmul_ceiling(torch.float32), matmul_ceiling(torch.bfloat16)
+    lorakit.load_model(source)  # make sure the cache exists: time-to-first-loss is for a cached model
+    gf32, gbf16 = matmul_ceiling(torch.float32, device=device), matmul_ceiling(torch.bfloat16, device=device)
 
     cache: dict = {}
     ours, plain = [], []
     for i in range(ns.repeats):  # alternate so drift (thermal, other load) hits both alike
         order = (lorakit_run, plain_trainer) if i % 2 == 0 else (plain_trainer, lorakit_run)
         for fn in order:
-            (ours if fn is lorakit_run else plain).append(fn(cfg) if fn is lorakit_run else fn(cfg, cache))
+            (ours if fn is lorakit_run else plain).append(fn(cfg) if fn is lorakit_run else fn(cfg, cache, device))
     bf16 = lorakit_run(cfg.replace(bf16_autocast=True))
 
     fpt = flops_per_token(ns.model, cfg.method, ns.seq_len)
@@ -139,7 +170,9 @@ def main() -> None:
     ]
     print(f"# throughput: {ns.model}, LoRA r={cfg.rank} on {','.join(cfg.target_modules)}, batch "
           f"{ns.batch_size} x <= {ns.seq_len} tokens, {ns.steps} steps, median of {ns.repeats}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+          + (f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
+          + (" (random weights)" if ns.random_weights else ""))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"| {k:<{width}} | {v:>24} |")
