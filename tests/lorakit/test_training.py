@@ -244,7 +244,7 @@ def test_memory_probe_measures_the_first_real_step_and_agrees_with_the_plan(quan
 
 @pytest.mark.e2e
 def test_default_model_lora_and_qlora_runs_show_in_compare_from_a_fresh_process(tmp_path):
-    """The issue's acceptance check on the real model: both runs land in the store, and a new
+    """On the real model: both runs land in the store, and a new
     Python process (as after a kernel restart) sees them in lorakit.compare()."""
     db = tmp_path / "runs.db"
     common = dict(model="smollm2-135m", max_steps=2, batch_size=2, seq_len=128, train_examples=8,

@@ -1,6 +1,6 @@
 """The Studio in a real browser: JupyterLab + headless Debian chromium driven by playwright.
 
-Runs notebooks/01_studio.ipynb as a user would (the issue's "done when"): run all cells, train LoRA
+Runs notebooks/01_studio.ipynb as a user would: run all cells, train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
 NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
 in the test's tmp dir, and to docs/studio.png (the README's picture)
