@@ -74,11 +74,14 @@ def expected_lora_params(model, targets: list[str], rank: int) -> int:
 
 
 def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
-                target_modules="qv", gradient_checkpointing: bool = False, adapter_name: str = "default"):
+                target_modules="qv", gradient_checkpointing: bool = False, adapter_name: str = "default",
+                adapter_dtype: str = "float32"):
     """Wrap ``model`` in a peft LoRA model; the base is frozen, only A and B train.
 
     A quantized base goes through peft's ``prepare_model_for_kbit_training`` first (norms to fp32,
-    input grads on), as the QLoRA recipe does.
+    input grads on), as the QLoRA recipe does. ``adapter_dtype``: A and B are kept in float32 (peft's
+    default) or, as the QLoRA paper describes, in bfloat16 / float16; peft casts each adapted layer's
+    input to the adapter's dtype and the result back.
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -98,7 +101,14 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
                      bias="none", task_type="CAUSAL_LM")
     with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)
-        return get_peft_model(model, cfg, adapter_name=adapter_name)
+        peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)
+    if adapter_dtype != "float32":
+        from .quantization import DTYPE_MAP
+
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.to(DTYPE_MAP[adapter_dtype])
+    return peft_model
 
 
 def prepare_full(model, gradient_checkpointing: bool = False):

@@ -36,6 +36,8 @@ class RunConfig:
     """Dtype of unquantized weights and compute dtype of 4-bit layers: float32, bfloat16, float16."""
     rank: int = 8
     """LoRA rank r: A is r x d_in, B is d_out x r."""
+    adapter_dtype: str = "float32"
+    """Dtype of the adapters A and B: float32 (peft's default) or bfloat16 / float16 (the QLoRA paper's 16-bit)."""
     alpha: float = 16
     """LoRA alpha; the update BA is scaled by alpha / rank."""
     dropout: float = 0.05
@@ -142,7 +144,7 @@ def not_one_of(name: str, value, allowed) -> str:
     return "" if value in allowed else f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
 
 
-_CHOICES = {"method": METHODS, "quant": QUANTS, "dtype": DTYPES, "optimizer": OPTIMIZERS}
+_CHOICES = {"method": METHODS, "quant": QUANTS, "dtype": DTYPES, "adapter_dtype": DTYPES, "optimizer": OPTIMIZERS}
 _AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
              "warmup_steps": 0, "eval_every": 0, "seed": 0}
 

@@ -100,7 +100,8 @@ class _Run:
         set_seed(cfg.seed)  # LoRA's A init and dropout draw from this
         if cfg.method == "lora":
             self.model = adapters.attach_lora(loaded.model, cfg.rank, cfg.alpha, cfg.dropout,
-                                              cfg.target_modules, cfg.gradient_checkpointing)
+                                              cfg.target_modules, cfg.gradient_checkpointing,
+                                              adapter_dtype=cfg.adapter_dtype)
         else:
             self.model = adapters.prepare_full(loaded.model, cfg.gradient_checkpointing)
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)

@@ -31,7 +31,7 @@ class LayerModel:
     def __init__(self, dims: Dims, step: Step):
         self.d, self.s = dims, step
         self.e = residual_bytes(step)
-        self.e_lora = FP32  # peft casts the LoRA branch input to the adapter dtype (fp32)
+        self.e_lora = DTYPE_BYTES[step.adapter_dtype]  # peft casts the LoRA branch input to the adapter dtype
         # dropout mask: bool on CUDA, the input's dtype on CPU
         self.mask_bytes = 1 if step.device == "cuda" else self.e_lora
 

@@ -23,6 +23,7 @@ class Step:
     double_quant: bool
     dtype: str
     rank: int
+    adapter_dtype: str  # A and B: float32 (peft's default), bfloat16 or float16
     targets: frozenset  # adapted layer names (empty for full fine-tuning)
     dropout: float
     batch_size: int

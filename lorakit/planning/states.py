@@ -10,7 +10,8 @@
   Everything else (embeddings, norms, an untied head) in ``dtype``, or fp32 when the base is
   quantized (peft's ``prepare_model_for_kbit_training``, called by ``adapters.attach_lora``, casts
   fp16/bf16 parameters to fp32); buffers (rotary inverse frequencies) as built.
-- **adapters**: ``r*(d_in+d_out)`` fp32 per adapted layer (peft upcasts adapter weights to fp32).
+- **adapters**: ``r*(d_in+d_out)`` per adapted layer in the adapter dtype (fp32 unless asked: peft
+  upcasts adapter weights to fp32).
 - **gradients**: one gradient per trainable parameter, in its dtype.
 - **optimizer**: torch AdamW: exp_avg + exp_avg_sq in the parameter's dtype + a 4-byte step per
   tensor; bitsandbytes 8-bit AdamW: two uint8 states + two fp32 absmax per 256-block, except
@@ -67,14 +68,15 @@ def base_weight_bytes(tally: Tally, step: Step) -> int:
 
 
 def trainable_tensors(tally: Tally, step: Step) -> list[tuple[int, int]]:
-    """(numel, element size) of every trainable tensor: all weights (full) or lora_A/lora_B (fp32)."""
+    """(numel, element size) of every trainable tensor: all weights (full) or lora_A/lora_B."""
     if step.full:
         es = DTYPE_BYTES[step.dtype]
         return [(d_in * d_out, es) for _, d_in, d_out, _ in tally.linears] + [(n, es) for n, _ in tally.others]
     tensors = []
     for g in tally.groups:
         if g.name in step.targets:  # lora_A: r x d_in and lora_B: d_out x r per layer
-            tensors += [(step.rank * g.d_in, FP32), (g.d_out * step.rank, FP32)] * g.count
+            es = DTYPE_BYTES[step.adapter_dtype]
+            tensors += [(step.rank * g.d_in, es), (g.d_out * step.rank, es)] * g.count
     return tensors
 
 

@@ -103,3 +103,36 @@ def test_the_plan_says_what_it_assumes_and_defaults_dtype_by_device():
         assert plan.peak > plan.base_weights + plan.adapters + plan.optimizer + plan.activations
         assert plan.peak == (plan.base_weights + plan.adapters + plan.optimizer + plan.activations
                              + sum(plan.transient.values()))  # LoRA's peak: the cross-entropy's backward
+
+
+@pytest.mark.parametrize("quant", ["none", "nf4"])
+def test_16_bit_adapters_are_planned_and_measured_alike(quant):
+    """QLoRA's setting: adapters in bfloat16 on a 4-bit base; the planner counts A, B, their gradients,
+    optimizer state and the LoRA branch's saved inputs in the adapter's dtype."""
+    torch.manual_seed(0)
+    model = adapters.attach_lora(load_model("tiny-llama", quant=quant, device="cpu").model, 8, 16, 0.05,
+                                 ("q_proj", "v_proj"), adapter_dtype="bfloat16")
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    assert lora and all(p.dtype == torch.bfloat16 and p.requires_grad for p in lora)
+    ids = torch.randint(0, model.config.vocab_size, (2, 64))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    opt = torch.optim.AdamW(lora, lr=1e-3)
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    measured = lorakit.memory.measure(model, opt, batch)
+    planned = plan_memory("tiny-llama", quant=quant, adapter_dtype="bfloat16", batch_size=2, seq_len=64, device="cpu")
+    fp32 = plan_memory("tiny-llama", quant=quant, batch_size=2, seq_len=64, device="cpu")
+    for cat in ("adapters", "gradients", "optimizer", "activations", "base_weights"):
+        assert getattr(planned, cat) == getattr(measured, cat), cat
+    assert planned.adapters * 2 == fp32.adapters
+
+
+def test_a_run_with_16_bit_adapters_trains():
+    run = lorakit.train(lorakit.RunConfig(model="tiny-llama", quant="nf4", adapter_dtype="bfloat16", max_steps=2,
+                                          train_examples=16, eval_examples=2), store=False)
+    assert run.status == "finished", run.reason
+    assert run.memory.adapters == run.planned_memory.adapters
+    with pytest.raises(lorakit.ConfigError) as e:
+        lorakit.RunConfig(adapter_dtype="int4")
+    assert "adapter_dtype" in e.value.problems
