@@ -25,10 +25,6 @@ from lorakit.fit import THIS_MACHINE
 from .form import ModelSummary
 from .jobs import Coalesced, error_text
 
-# The RunConfig fields a plan depends on besides the model: plan_memory's (and fits') keywords.
-PLAN_FIELDS = ("method", "quant", "double_quant", "dtype", "rank", "target_modules", "batch_size", "seq_len",
-               "gradient_checkpointing", "optimizer", "dropout")
-
 
 class BackgroundWork:
     """Model loading, memory planning, data checks and previews, for ``StudioController``."""
@@ -153,7 +149,7 @@ class BackgroundWork:
         device = self.fit_device
         try:
             with self._engine:
-                return fits(cfg.model, devices=[device], **{k: getattr(cfg, k) for k in PLAN_FIELDS})[0], ""
+                return fits(cfg.model, devices=[device], **_plan_settings(cfg))[0], ""
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no verdict for {device}: {error_text(exc)}"
 
@@ -245,3 +241,15 @@ class BackgroundWork:
 
     def _data_key(self) -> tuple:
         return self.form.data_key()
+
+
+def _plan_settings(cfg) -> dict:
+    """The RunConfig fields the planner takes as keywords (besides the model), read from its signature so
+    that a field the planner learns (e.g. adapter_dtype) reaches the fit verdict without a list to update."""
+    import dataclasses
+    import inspect
+
+    from lorakit.planner import planning
+
+    params = inspect.signature(planning).parameters
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in params and f.name != "model"}

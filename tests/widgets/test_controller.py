@@ -123,6 +123,23 @@ def test_the_real_plan_follows_the_form_and_an_invalid_form_says_which_fields(ti
     assert c.plan_result == (None, "fix the highlighted fields to see the prediction (batch_size)")
 
 
+def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_from_code(tiny):
+    gpu = next(name for name in lorakit.fit.accelerators() if name.startswith("24GB"))
+    needs = {}
+    for adapter_dtype in ("float32", "bfloat16"):  # not a Studio field: given from code, kept in extra
+        c = _controller(tiny, adapter_dtype=adapter_dtype)
+        c.set_fit_device(gpu, background=False)
+        fit, why = c.fit_result
+        assert why == "" and fit.device == gpu
+        cfg = c.config()
+        expected = lorakit.fits(cfg.model, devices=[gpu], method=cfg.method, quant=cfg.quant, dtype=cfg.dtype,
+                                rank=cfg.rank, target_modules=cfg.target_modules, batch_size=cfg.batch_size,
+                                seq_len=cfg.seq_len, dropout=cfg.dropout, adapter_dtype=adapter_dtype)[0]
+        assert fit == expected
+        needs[adapter_dtype] = fit.need
+    assert needs["bfloat16"] < needs["float32"]  # 16-bit adapters, gradients and AdamW state
+
+
 def test_errors_in_jobs_and_panels_land_in_the_state_not_in_the_caller(tiny, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network probe: fail at once
     c = _controller(tiny)
