@@ -133,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="predict the memory breakdown of a model without loading weights")
     pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
-    for name in ("method", "quant", "optimizer"):
-        pl.add_argument("--" + name, default=getattr(RunConfig, name))
+    for name in ("method", "quant", "optimizer", "adapter_dtype"):
+        pl.add_argument("--" + name.replace("_", "-"), default=getattr(RunConfig, name))
     pl.add_argument("--dtype", default=None, help="of unquantized weights and compute (default: the device's: "
                                                   "bfloat16 on cuda, float32 on cpu)")
     pl.add_argument("--device", choices=("cpu", "cuda"), default=None,
@@ -215,7 +215,8 @@ def cmd_plan(ns) -> int:
 
     settings = dict(method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype, rank=ns.rank,
                     target_modules=targets.from_cli(ns.target_modules), batch_size=ns.batch_size,
-                    seq_len=ns.seq_len, gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer)
+                    seq_len=ns.seq_len, gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer,
+                    adapter_dtype=ns.adapter_dtype)
     plan = plan_memory(ns.model, **settings, device=ns.device)
     verdicts = fits(ns.model, devices=_devices(ns.devices), **settings)
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "

@@ -80,6 +80,15 @@ def test_plan_lists_every_accelerator_and_this_machine_by_default(capsys):
     assert list(fit) == [*lorakit.fit.accelerators(), "this machine (free RAM, as a CPU run)"]
 
 
+def test_plan_takes_the_adapter_dtype(capsys):
+    adapters = {}
+    for dtype in ("float32", "bfloat16"):
+        assert main(["plan", "smollm2-135m", "--adapter-dtype", dtype, "--device", "cpu", "--devices", "24GB"]) == 0
+        adapters[dtype] = float(re.search(r"adapters\s+([\d.]+) MiB", capsys.readouterr().out)[1])
+    # r=8 on q_proj, v_proj of 30 layers: 460,800 parameters in 4 bytes, then in 2
+    assert adapters == {"float32": round(460_800 * 4 / 2**20, 1), "bfloat16": round(460_800 * 2 / 2**20, 1)}
+
+
 def test_plan_with_a_bad_device_names_devices_not_a_traceback(capsys):
     assert main(["plan", "tiny-llama", "--devices", "24GB", "99GB", "-3"]) == 2
     err = capsys.readouterr().err
