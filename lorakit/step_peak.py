@@ -21,10 +21,12 @@ that made the peak allocation; on CUDA from the phase marks the caller sets (``m
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -83,6 +85,17 @@ def _quiet_profiler():
             os.close(saved)
 
 
+_RECORDING: "weakref.WeakSet[StepPeak]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_recordings() -> None:
+    """A profiler still recording when the interpreter exits (a run thread abandoned mid-step) is
+    stopped first: left running, its C++ side can abort the process during shutdown."""
+    for sp in list(_RECORDING):
+        sp.stop()
+
+
 class StepPeak:
     """Records the allocator peak between ``start(resident)`` and ``stop()``.
 
@@ -120,6 +133,7 @@ class StepPeak:
             self._prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
             with _quiet_profiler():
                 self._prof.__enter__()
+            _RECORDING.add(self)
         except Exception as exc:  # noqa: BLE001 - e.g. another profiler already running: no peak, say why
             self._prof, self._started = None, False
             self.error = f"could not record the step's peak ({type(exc).__name__}: {exc})"
@@ -150,6 +164,7 @@ class StepPeak:
     # --- CPU: the profiler's allocation trajectory ------------------------------------------------
     def _stop_cpu(self) -> Optional[PeakReading]:
         prof, self._prof = self._prof, None
+        _RECORDING.discard(self)
         if prof is None:
             return None
         with _quiet_profiler():

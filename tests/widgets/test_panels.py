@@ -54,7 +54,7 @@ def test_data_preview_is_cleared_when_its_values_change(tiny):
 
 
 def test_data_that_cannot_train_is_said_at_the_dataset_field_before_train(tiny):
-    """Issue 9: a combination that cannot run says why before Train (here: no example fits in seq_len)."""
+    """A combination that cannot run says why before Train (here: no example fits in seq_len)."""
     from lorakit.widgets import DataPanel, ModelPanel, TrainPanel
 
     c = _controller(tiny, seq_len=16)
