@@ -38,7 +38,10 @@ def test_a_finished_run_emits_events_and_returns_a_full_record(store):
     kinds = [type(e).__name__ for e in rec_sink.events]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
     assert [e.step for e in rec_sink.of(ev.StepLogged)] == [1, 2, 3, 4]
-    assert len(rec_sink.of(ev.MemoryMeasured)) == 1 and len(rec_sink.of(ev.EvalDone)) == 1
+    # the breakdown after the first optimizer step, then again with the first two steps' peak
+    first, with_peak = rec_sink.of(ev.MemoryMeasured)
+    assert first.step == 1 and with_peak.measured.peak is not None and with_peak.planned.peak is not None
+    assert rec.memory.peak == with_peak.measured.peak and len(rec_sink.of(ev.EvalDone)) == 1
     # the record
     assert [h["step"] for h in rec.history] == [1, 2, 3, 4]
     assert all(math.isfinite(h["loss"]) and h["tokens_per_s"] > 0 for h in rec.history)
@@ -153,8 +156,10 @@ def test_a_planner_failure_is_one_warning_line_and_the_reason_reaches_the_sinks(
     sink = Recorder()
     rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=1, eval_examples=1)), sinks=[sink], store=False)
     assert rec.status == "finished", rec.reason
-    (event,) = sink.of(ev.MemoryMeasured)
-    assert event.planned is None and event.plan_error == "ValueError: cannot read this config"
+    events = sink.of(ev.MemoryMeasured)  # after the step, and again with its measured peak
+    assert len(events) == 2 and events[-1].measured.peak is not None
+    for event in events:
+        assert event.planned is None and event.plan_error == "ValueError: cannot read this config"
     warnings_ = [r for r in caplog.records if r.levelno == logging.WARNING and "planner" in r.getMessage()]
     assert len(warnings_) == 1 and warnings_[0].exc_info is None
     assert "cannot read this config" in warnings_[0].getMessage()
