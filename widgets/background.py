@@ -56,7 +56,11 @@ class BackgroundWork:
     # --- the model ---------------------------------------------------------------------------------
     def load_model(self, name: Optional[str] = None, background: bool = True) -> None:
         """Load ``name`` (default: the form's model) to discover its layers; weights are dropped after."""
-        name = (name or self.values["model"]).strip()
+        name = name or self.values["model"]
+        if not isinstance(name, str) or not name.strip():
+            self._validate()  # nothing to load: the model field's message says why
+            return
+        name = name.strip()
         if name != self.values["model"]:
             self.set(model=name)
         self.model_loading, self.model_error = name, ""
@@ -211,8 +215,11 @@ class BackgroundWork:
         try:
             if self._loaded() is None:
                 self._load(cfg.model)
-                if self._loaded() is None:
-                    raise RuntimeError(self.model_error or f"cannot load {cfg.model}")
+                if self._loaded() is None:  # why is said at the model field: not a problem of the data
+                    with self._lock:
+                        self.data_hint = "the model did not load, so there is no tokenizer: see the model's message"
+                    self._notify("data")
+                    return
             tok = self.model_info.tokenizer
             bundle = build_data(cfg, tok)
             html = preview_html(bundle, tok, n=n)

@@ -105,11 +105,19 @@ class Form:
             return None
         if v["method"] == "full":
             return model.num_params, model.num_params, 100.0
-        chosen = targets.expand(v["target_modules"], model.group_names)
+        chosen = selected_targets(v["target_modules"], model.group_names)
         rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
         lora = sum(g.lora_params(rank) for g in model.groups if g.name in chosen)
         total = model.num_params + lora
         return lora, total, (100.0 * lora / total if total else 0.0)
+
+
+def selected_targets(value, names) -> list:
+    """The layers ``value`` (a preset, a layer name or a sequence of names) selects among ``names``; none
+    while it is something else (set from code: the target_modules message says what is wrong)."""
+    if isinstance(value, str) or (isinstance(value, (tuple, list)) and all(isinstance(n, str) for n in value)):
+        return targets.expand(value, names)
+    return []
 
 
 def plain(value):

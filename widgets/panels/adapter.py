@@ -6,7 +6,7 @@ import ipywidgets as W
 from lorakit import targets
 
 from ..fields import fmt_count
-from ..form import RANKS
+from ..form import RANKS, selected_targets
 from .base import Panel
 
 
@@ -56,6 +56,8 @@ class AdapterPanel(Panel):
         return f
 
     def to_widget(self, name, value):
+        if name == "target_modules":
+            return ""  # its Field is only the message line: the checkboxes show the value (refresh)
         if name == "rank" and not _valid_rank(value):
             return self.rank.value  # the slider cannot show it; the message under it says why
         return value
@@ -68,7 +70,7 @@ class AdapterPanel(Panel):
         return list(targets.LLAMA_LINEARS)  # every built-in trainable model's, until one is loaded
 
     def _selected(self) -> set:
-        return set(targets.expand(self.controller.values["target_modules"], self._names()))
+        return set(selected_targets(self.controller.values["target_modules"], self._names()))
 
     def _rebuild_checks(self) -> None:
         names = self._names()

@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 import ipywidgets as W
+from traitlets import TraitError
 
 from ..controller import StudioController
 from ..fields import Field, title_html
@@ -61,10 +62,14 @@ class Panel(W.VBox):
         return value
 
     def _put(self, widget: W.Widget, value) -> None:
+        """Show ``value`` in ``widget``; a value it cannot show (set from code: a rank off the slider, a
+        word in a number box) leaves it as it was, and the message under the field says what is wrong."""
         self._syncing = True
         try:
             if widget.value != value:
                 widget.value = value
+        except (TraitError, TypeError, ValueError):  # a selection widget's check can fail on its own message
+            pass
         finally:
             self._syncing = False
 

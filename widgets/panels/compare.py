@@ -56,6 +56,14 @@ class ComparePanel(Panel):
         ])
         self.refresh()
 
+    # no form fields: a field change (values, problems) leaves the table and its charts as they are; the
+    # store's changes (the runs topic) redraw them
+    def _sync_values(self, changes: dict) -> None:
+        pass
+
+    def _show_problems(self, problems: dict) -> None:
+        pass
+
     # --- data -----------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the store: table, selection list and charts."""
@@ -111,7 +119,7 @@ class ComparePanel(Panel):
         try:
             out = lorakit.export_csv(recs, path) if kind == "csv" else lorakit.export_html(recs, path)
         except Exception as exc:  # noqa: BLE001 - a bad path is a message
-            self._say("error", f"Export failed: {type(exc).__name__}: {exc}")
+            self._say("error", f"Export to {str(path)!r} failed: {type(exc).__name__}: {exc}")
             return None
         self._say("ok", f"Wrote {len(recs)} run(s) to {out}")
         return out

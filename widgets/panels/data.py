@@ -60,6 +60,8 @@ class DataPanel(Panel):
         super()._sync_values(rest)
 
     def _put_dataset(self, name: str) -> None:
+        if not isinstance(name, str):
+            return  # set from code, and no dataset: the message under the task says so
         self._syncing = True
         try:
             if name in self.tasks:
@@ -71,7 +73,7 @@ class DataPanel(Panel):
 
     def refresh(self) -> None:
         c = self.controller
-        task = self.tasks.get(c.values["dataset"])
+        task = self.tasks.get(c.values["dataset"]) if isinstance(c.values["dataset"], str) else None
         if task is not None:
             ex = task.example(c.values.get("seed", 0) if isinstance(c.values.get("seed"), int) else 0)
             about = (f'<div style="font-size:12px;color:#444;margin:2px 0 4px 4px">scored by '

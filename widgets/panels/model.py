@@ -61,6 +61,8 @@ class ModelPanel(Panel):
         self.refresh()
 
     def _put_model(self, name: str) -> None:
+        if not isinstance(name, str):
+            return  # set from code, and no model name: the message under the field says so
         self._syncing = True
         try:
             if name in self.registry_names:

@@ -58,6 +58,11 @@ _TASKS: dict[str, TaskInfo] = {
 }
 
 
+# Train + eval examples a built-in task generates at most: a fraction of the distinct examples of the
+# smallest task (date-iso: 32,850 days x 10 formats), so generating never slows near exhaustion.
+MAX_GENERATED = 100_000
+
+
 def list_tasks() -> list[TaskInfo]:
     """The built-in tasks (the default, ``extract-json``, first)."""
     return list(_TASKS.values())
@@ -82,9 +87,14 @@ def generate_examples(task: str, n_train: int, n_eval: int, seed: int = 0) -> tu
     """(train, eval) rows of a built-in task: deterministic in the seed, never overlapping.
 
     Eval comes from its own random stream and does not depend on ``n_train``; train examples
-    that happen to equal an eval prompt (or an earlier train prompt) are skipped.
+    that happen to equal an eval prompt (or an earlier train prompt) are skipped. More than
+    ``MAX_GENERATED`` in all is refused at once (a typo such as 10**9 would otherwise fill memory,
+    or spin for hours once a task runs out of distinct examples).
     """
     info = get_task(task)
+    if n_train + n_eval > MAX_GENERATED:
+        raise DataError(f"dataset: the built-in task {task!r} generates at most {MAX_GENERATED:,} examples; "
+                        f"train_examples={n_train} + eval_examples={n_eval} is more: lower them, or use a data file")
 
     def stream(kind: str, n: int, exclude: set) -> list[dict]:
         rng = random.Random(f"{task}:{seed}:{kind}")
