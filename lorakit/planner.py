@@ -134,28 +134,30 @@ def _collecting(problems: dict, fn, *args):
         return None
 
 
+def _batch_shape(batch: dict) -> dict:
+    """A trained batch's ``batch_size``, ``seq_len`` and whether it is padded (an attention mask with zeros)."""
+    b, t = batch["input_ids"].shape
+    mask = batch.get("attention_mask")
+    return dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
+
+
 def plan_for_batch(cfg, batch: dict, device: Optional[str] = None) -> MemoryBreakdown:
     """``plan_memory`` for the batch a step actually trained on: its shape, and whether it is padded
     (``batch``: ``input_ids`` of batch x seq, optionally ``attention_mask``)."""
-    b, t = batch["input_ids"].shape
-    mask = batch.get("attention_mask")
-    padded = bool((mask == 0).any()) if mask is not None else False
-    return plan_for_config(cfg.replace(batch_size=int(b), seq_len=int(t)), device=device, padded=padded)
+    shape = _batch_shape(batch)
+    return plan_for_config(cfg.replace(batch_size=shape["batch_size"], seq_len=shape["seq_len"]), device=device,
+                           padded=shape["padded"])
 
 
 def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBreakdown:
     """The plan for the batches of a run's first steps (``batches[0]`` is step 1): the steady categories
     for the first, the peak the largest over all (step 1 without optimizer state before its update)."""
-    plans = []
-    for i, batch in enumerate(batches):
-        b, t = batch["input_ids"].shape
-        mask = batch.get("attention_mask")
-        padded = bool((mask == 0).any()) if mask is not None else False
-        p = planning(cfg.model, **_config_args(cfg), device=device)
-        plans.append(p.plan(batch_size=int(b), seq_len=int(t), padded=padded, first_step=i == 0))
+    p = planning(cfg.model, **_config_args(cfg), device=device)  # resolved and validated once
+    plans = [p.plan(**_batch_shape(batch), first_step=i == 0) for i, batch in enumerate(batches)]
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
     plan.peak, plan.peak_at, plan.transient, plan.assumes = top.peak, top.peak_at, top.transient, top.assumes
+    plan.device_overhead = top.device_overhead  # on CUDA it grows with the peak (allocator slack)
     return plan
 
 

@@ -13,3 +13,18 @@ def lorakit_home():
     yield os.environ["LORAKIT_HOME"]
     if not previous:
         os.environ.pop("LORAKIT_HOME", None)
+
+
+@pytest.fixture
+def disk_full_on_adapter_save(monkeypatch):
+    """peft's adapter save writes a first block, then the disk is full (ENOSPC)."""
+    import errno
+
+    import peft.peft_model
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 64)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", full)

@@ -1,6 +1,5 @@
 """Adapters know their base: the record saved next to peft's config, and the refusal of another base
 (by name, before any tensor is touched) while a compatible base under another name loads."""
-import errno
 import json
 
 import pytest
@@ -135,15 +134,7 @@ def test_unusable_adapter_folders_say_what_is_wrong(tmp_path):
         adapters.load_adapter(tiny().model, path)
 
 
-def test_a_full_disk_leaves_no_half_written_adapter(tmp_path, monkeypatch):
-    import peft.peft_model
-
-    def full(tensors, filename, metadata=None):  # a first block lands, then the disk is full
-        with open(filename, "wb") as f:
-            f.write(b"\0" * 64)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(peft.peft_model, "safe_save_file", full)
+def test_a_full_disk_leaves_no_half_written_adapter(tmp_path, disk_full_on_adapter_save):
     pm = adapters.attach_lora(tiny().model, rank=4, alpha=8, dropout=0.0, target_modules="qv")
     with pytest.raises(AdapterError) as err:
         adapters.save_adapter(pm, tmp_path / "a")

@@ -4,7 +4,6 @@ schema: test_store_files.py; a process killed inside a save: test_store_runs.py;
 from a newer lorakit: tests/lorakit/test_adapter_base.py.)"""
 from __future__ import annotations
 
-import errno
 import signal
 
 from store_support import run_py
@@ -36,15 +35,7 @@ def test_a_trainer_killed_with_sigkill_leaves_a_stopped_run_with_its_steps(tmp_p
         assert [h["step"] for h in run.history] == [1, 2, 3, 4, 5]
 
 
-def test_a_full_disk_while_saving_the_adapter_keeps_the_run_and_says_so(tmp_path, monkeypatch):
-    import peft.peft_model
-
-    def full(tensors, filename, metadata=None):  # the first block lands, then the disk is full
-        with open(filename, "wb") as f:
-            f.write(b"\0" * 64)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(peft.peft_model, "safe_save_file", full)
+def test_a_full_disk_while_saving_the_adapter_keeps_the_run_and_says_so(tmp_path, disk_full_on_adapter_save):
     with RunStore(tmp_path / "runs.db") as store:
         run = lorakit.train(lorakit.RunConfig(max_steps=2, **TINY), store=store)
         assert run.status == "finished" and run.adapter_path is None
