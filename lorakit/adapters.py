@@ -17,6 +17,7 @@ from typing import Optional, Union
 import torch
 
 from . import adapter_base, targets
+from .imports import warm
 from .models import building
 
 _HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
@@ -168,6 +169,7 @@ def save_adapter(peft_model, path: Union[str, Path], run_id: Optional[str] = Non
 def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "default", is_trainable=False):
     """Attach a saved adapter to a base model (or add it as another named adapter to a PeftModel).
     An adapter trained on another base is refused first (``adapter_base.AdapterMismatch``)."""
+    warm("transformers", "peft")
     from peft import PeftModel
 
     adapter_base.check_load(path, base_model, adapter_name, is_trainable)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import ConfigError
+from .imports import warm
 from .logging_setup import progress_bars_off
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
     REGISTRY,
@@ -270,6 +271,7 @@ def default_device() -> str:
 def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bool = True,
                dtype: str = "float32", device: Optional[str] = None) -> LoadedModel:
     """Load a base model and its tokenizer, quantized as asked (bitsandbytes)."""
+    warm("transformers")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .logging_setup import quiet_libraries

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Optional
 from .callback import StopRun, TrainerEvents
 from .config import RunConfig
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit
+from .imports import warm
 from .record import RunRecord
 
 log = logging.getLogger("lorakit")
@@ -41,6 +42,7 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     from .models import default_device
     from .store import StoreSink, open_store
 
+    warm()
     quiet_libraries()
     store, opened_here = open_store(store)
     sinks = list(sinks)

@@ -15,8 +15,7 @@ from typing import Callable, Optional
 
 from lorakit.config import ConfigError
 from lorakit.events import error_line
-
-from .imports import warm
+from lorakit.imports import warm
 
 log = logging.getLogger("lorakit.widgets")
 

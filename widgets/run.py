@@ -14,8 +14,8 @@ from typing import Optional
 import lorakit
 from lorakit.config import RunConfig
 from lorakit.events import RunFinished, RunStarted, StepLogged
+from lorakit.imports import warm
 
-from .imports import warm
 from .jobs import error_text
 from .runstate import LiveRun
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..imports import warm
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Step:
 
 def resolve_config(model):
     """A transformers PretrainedConfig from a built-in name, a config.json (or its directory) or a config."""
+    warm("transformers", "accelerate")
     from transformers import AutoConfig, PretrainedConfig
 
     from ..models import REGISTRY, builtin_config
