@@ -37,7 +37,15 @@ class RunRecord:
     task_metric_before: Optional[float] = None
     tokens_per_s: Optional[float] = None  # real (non-padding) tokens per second of training
     wall_s: Optional[float] = None
+    # Where the time went (seconds): loading the model and data, the optimizer steps (without the
+    # loss evaluations), the eval-loss passes, the task metric's generations (after training, and before
+    # unless the store had the base's result), and the sample generations not taken from those.
     load_s: Optional[float] = None
+    train_s: Optional[float] = None
+    eval_s: Optional[float] = None
+    task_eval_s: Optional[float] = None
+    samples_s: Optional[float] = None
+    before_cached: bool = False  # task_metric_before and the 'before' samples came from the store's cache
     time_to_first_loss_s: Optional[float] = None
     adapter_path: Optional[str] = None
     adapter_bytes: Optional[int] = None

@@ -91,6 +91,10 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("task_metric", "float64", _num("task_metric")),
     ("wall_s", "float64", _num("wall_s")),
     ("load_s", "float64", _num("load_s")),
+    ("train_s", "float64", _num("train_s")),  # the optimizer steps, without the eval-loss passes
+    ("eval_s", "float64", _num("eval_s")),  # eval-loss passes
+    ("task_eval_s", "float64", _num("task_eval_s")),  # task-metric generation, after and (uncached) before
+    ("samples_s", "float64", _num("samples_s")),  # sample generations beyond the metric's pass
     ("time_to_first_loss_s", "float64", _num("time_to_first_loss_s")),
     ("adapter_bytes", "Int64", lambda r: r.adapter_bytes),
     ("device", "object", lambda r: r.device),
@@ -202,7 +206,8 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
         "tokens_per_s": num(",.0f"), "train_loss": num(".4f"), "eval_loss": num(".4f"),
         "perplexity": num(".2f"), "task_metric": num(".3f"), "task_metric_before": num(".3f"),
         "alpha": num("g"), "learning_rate": num("g"),
-        "wall_s": seconds, "load_s": seconds, "time_to_first_loss_s": seconds,
+        "wall_s": seconds, "load_s": seconds, "time_to_first_loss_s": seconds, "train_s": seconds,
+        "eval_s": seconds, "task_eval_s": seconds, "samples_s": seconds,
         "created_at": lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M"),
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
