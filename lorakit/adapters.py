@@ -19,6 +19,7 @@ import torch
 from . import adapter_base, targets
 from .imports import warm
 from .models import building
+from .variants import adapter_params, effective_weight, init_lora_weights, loftq_init
 
 _HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
 
@@ -32,8 +33,8 @@ class LinearGroup:
     d_out: int
     params: int  # weight parameters over all `count` layers
 
-    def lora_params(self, rank: int) -> int:
-        return self.count * rank * (self.d_in + self.d_out)
+    def lora_params(self, rank: int, use_dora: bool = False) -> int:
+        return self.count * adapter_params(self.d_in, self.d_out, rank, use_dora)
 
 
 def _is_linear(module) -> bool:
@@ -69,20 +70,22 @@ def resolve_targets(model, target_modules: Union[tuple, list, str]) -> list[str]
     return targets.resolve(target_modules, [g.name for g in linear_modules(model)])
 
 
-def expected_lora_params(model, targets: list[str], rank: int) -> int:
-    """Σ r·(d_in + d_out) over the targeted layers: what peft must report as trainable."""
-    return sum(g.lora_params(rank) for g in linear_modules(model) if g.name in targets)
+def expected_lora_params(model, targets: list[str], rank: int, use_dora: bool = False) -> int:
+    """Σ r·(d_in + d_out) (+ d_out with DoRA) over the targeted layers: what peft must report as trainable."""
+    return sum(g.lora_params(rank, use_dora) for g in linear_modules(model) if g.name in targets)
 
 
 def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
                 target_modules="qv", gradient_checkpointing: bool = False, adapter_name: str = "default",
-                adapter_dtype: str = "float32"):
-    """Wrap ``model`` in a peft LoRA model; the base is frozen, only A and B train.
+                adapter_dtype: str = "float32", *, use_dora: bool = False, use_rslora: bool = False,
+                init: str = "default", loftq_iter: int = 1):
+    """Wrap ``model`` in a peft LoRA model; the base is frozen, only A and B (and DoRA's m) train.
 
     A quantized base goes through peft's ``prepare_model_for_kbit_training`` first (norms to fp32,
     input grads on), as the QLoRA recipe does. ``adapter_dtype``: A and B are kept in float32 (peft's
     default) or, as the QLoRA paper describes, in bfloat16 / float16; peft casts each adapted layer's
-    input to the adapter's dtype and the result back.
+    input to the adapter's dtype and the result back. ``use_dora``, ``use_rslora``, ``init`` and
+    ``loftq_iter``: the variants of ``lorakit.variants`` (RunConfig's fields of the same names).
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -99,10 +102,15 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
         _checkpointing_on(model)
         model.enable_input_require_grads()
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names,
-                     bias="none", task_type="CAUSAL_LM")
+                     bias="none", task_type="CAUSAL_LM", use_dora=use_dora, use_rslora=use_rslora,
+                     init_lora_weights=init_lora_weights(init))
     with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)
         peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)
+    if init == "loftq":
+        loftq_init(peft_model, loftq_iter, adapter_name)
+    if init in ("pissa", "olora"):
+        _keep_initial_adapter(peft_model)
     if adapter_dtype != "float32":
         from .quantization import DTYPE_MAP
 
@@ -110,6 +118,20 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
             if "lora_" in name:
                 p.data = p.data.to(DTYPE_MAP[adapter_dtype])
     return peft_model
+
+
+def _keep_initial_adapter(peft_model) -> None:
+    """PiSSA / OLoRA moved s·B0A0 out of the base weights: keep A0, B0, so ``save_adapter`` can write
+    an adapter for the original base (peft's ``path_initial_model_for_weight_conversion``)."""
+    import tempfile
+    import weakref
+
+    initial = tempfile.mkdtemp(prefix="lorakit-initial-adapter-")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        peft_model.save_pretrained(initial, safe_serialization=True)
+    peft_model.lorakit_initial_adapter = initial
+    weakref.finalize(peft_model, shutil.rmtree, initial, True)
 
 
 def prepare_full(model, gradient_checkpointing: bool = False):
@@ -152,8 +174,14 @@ def save_adapter(peft_model, path: Union[str, Path], run_id: Optional[str] = Non
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    # PiSSA / OLoRA: written as a rank-2r LoRA of the original (unchanged) base, which load_adapter gets
+    kwargs = {}
+    if getattr(peft_model, "lorakit_initial_adapter", None):
+        kwargs["path_initial_model_for_weight_conversion"] = peft_model.lorakit_initial_adapter
     try:
-        peft_model.save_pretrained(partial, safe_serialization=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            peft_model.save_pretrained(partial, safe_serialization=True, **kwargs)
         adapter_base.write_record(peft_model, partial, run_id=run_id, base=base)
         for f in sorted(p for p in partial.rglob("*") if p.is_file()):  # file by file: other files in path stay
             (path / f.relative_to(partial)).parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +249,7 @@ def _replace_quantized_layers(peft_model):
             continue
         w = dequantize_weight(base)  # (d_out, d_in), float32
         if has_lora and adapter in module.lora_A:
-            w = w + module.get_delta_weight(adapter).float()  # ΔW = (alpha/r) B A
+            w = effective_weight(module, adapter, base=w)  # W + s·BA (DoRA: rescaled per output row)
         dtype = getattr(base, "compute_dtype", None) or torch.float32
         lin = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
                               device=w.device, dtype=dtype)

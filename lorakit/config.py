@@ -18,6 +18,7 @@ QUANTS = ("none", "int8", "nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 ON_BAD_ROWS = ("error", "skip")
+INITS = ("default", "gaussian", "pissa", "olora", "loftq")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,16 @@ class RunConfig:
     """Dropout on the LoRA branch input, in [0, 1)."""
     target_modules: Union[tuple, str] = ("q_proj", "v_proj")
     """Linear-layer names to adapt, or a preset: 'qv', 'attention', 'mlp', 'all-linear'."""
+    use_dora: bool = False
+    """DoRA: split each adapted weight into a trained magnitude (one per output row) and a LoRA-updated direction."""
+    use_rslora: bool = False
+    """rsLoRA: scale the update BA by alpha / sqrt(rank) instead of alpha / rank."""
+    init: str = "default"
+    """Adapter init: 'default' (B=0), 'gaussian', 'pissa' / 'olora' (from W; change the base), 'loftq' (4-bit)."""
+    loftq_iter: int = 1
+    """LoftQ only: alternating quantize / SVD steps (1: the base stays quant(W); more requantize it)."""
+    loraplus_lr_ratio: float = 0.0
+    """LoRA+: B (and DoRA's magnitude) learns at learning_rate x this ratio; 0 turns LoRA+ off."""
     optimizer: str = "adamw"
     """'adamw' (torch, fp32 state), 'adamw_8bit' or 'paged_adamw_8bit' (bitsandbytes, uint8 state)."""
     dataset: str = "extract-json"
@@ -98,6 +109,8 @@ class RunConfig:
             p["target_modules"] = tm_problem
         if problem := not_one_of("on_bad_rows", self.on_bad_rows, ON_BAD_ROWS):
             p["on_bad_rows"] = problem
+        for name, problem in variant_problems(self).items():
+            p.setdefault(name, problem)
         if not _is_text_encoding(self.data_encoding):
             p["data_encoding"] = ("data_encoding must be a text encoding such as 'utf-8', 'cp1252' or "
                                   f"'latin-1'; got {self.data_encoding!r}")
@@ -115,9 +128,12 @@ class RunConfig:
             return self.name
         if self.method == "full":
             return "full"
+        from .variants import variant_name
+
         kind = "qlora" if self.quant in ("nf4", "fp4") else "lora"
         q = "" if self.quant == "none" else f"-{self.quant}"
-        return f"{kind}{q}-r{self.rank}"
+        v = variant_name(self)
+        return f"{kind}{q}-r{self.rank}" + ("" if v == "lora" else f"-{v}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -144,9 +160,11 @@ def not_one_of(name: str, value, allowed) -> str:
     return "" if value in allowed else f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
 
 
-_CHOICES = {"method": METHODS, "quant": QUANTS, "dtype": DTYPES, "adapter_dtype": DTYPES, "optimizer": OPTIMIZERS}
+_CHOICES = {"init": INITS, "method": METHODS, "quant": QUANTS, "dtype": DTYPES, "adapter_dtype": DTYPES,
+            "optimizer": OPTIMIZERS}
 _AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
-             "warmup_steps": 0, "eval_every": 0, "seed": 0}
+             "warmup_steps": 0, "eval_every": 0, "seed": 0,
+             "loftq_iter": 1}
 
 
 def field_problems(values: dict) -> dict[str, str]:
@@ -180,7 +198,28 @@ _NUMBERS = (
     ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("learning_rate", lambda v: v > 0, "a number > 0"),
     ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+    ("loraplus_lr_ratio", lambda v: v == 0 or v >= 1, "0 (off) or a number >= 1 (B's lr / A's lr)"),
 )
+
+
+def variant_problems(cfg: RunConfig) -> dict[str, str]:
+    """Combinations of the adapter-variant fields peft cannot do or lorakit cannot measure, each
+    message naming the fields involved."""
+    p: dict[str, str] = {}
+    variant = cfg.use_dora or cfg.use_rslora or cfg.init != "default" or cfg.loraplus_lr_ratio not in (0, 0.0)
+    if cfg.method == "full" and variant:
+        p["method"] = ("use_dora, use_rslora, init and loraplus_lr_ratio shape LoRA adapters; "
+                       "method='full' has none (set method='lora' or leave them at their defaults)")
+        return p
+    if cfg.init == "loftq" and cfg.quant not in ("nf4", "fp4"):
+        p["init"] = (f"init='loftq' fits the adapters to a 4-bit base's quantization error: it needs "
+                     f"quant='nf4' or 'fp4', got quant={cfg.quant!r}")
+    if cfg.init in ("pissa", "olora") and cfg.quant != "none":
+        p["init"] = (f"init={cfg.init!r} rewrites the base weights (W - BA), which a quantized base "
+                     f"(quant={cfg.quant!r}) cannot hold exactly; use quant='none' or init='loftq'")
+    if cfg.loftq_iter != 1 and cfg.init != "loftq" and isinstance(cfg.loftq_iter, int):
+        p["loftq_iter"] = f"loftq_iter applies only with init='loftq' (got init={cfg.init!r}); leave it at 1"
+    return p
 
 
 def _is_number(x) -> bool:

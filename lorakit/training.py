@@ -103,7 +103,8 @@ class _Run:
         if cfg.method == "lora":
             self.model = adapters.attach_lora(loaded.model, cfg.rank, cfg.alpha, cfg.dropout,
                                               cfg.target_modules, cfg.gradient_checkpointing,
-                                              adapter_dtype=cfg.adapter_dtype)
+                                              adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
+                                              use_rslora=cfg.use_rslora, init=cfg.init, loftq_iter=cfg.loftq_iter)
         else:
             self.model = adapters.prepare_full(loaded.model, cfg.gradient_checkpointing)
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)
@@ -134,8 +135,13 @@ class _Run:
         # the record is kept by the first sink, so every other sink sees it up to date
         self.events = TrainerEvents([self.observe, *self.sinks], cfg, run_id=self.record.run_id, stop=self.stop,
                                     clock_start=self.t0)
+        optimizers = (None, None)  # the Trainer's own, from args.optim
+        if cfg.loraplus_lr_ratio:  # LoRA+: same optimizer class, B in a param group at lr x ratio
+            from .variants import loraplus_optimizer
+
+            optimizers = (loraplus_optimizer(self.model, args, cfg.loraplus_lr_ratio), None)
         self.trainer = ProbingTrainer(
-            model=self.model, args=args, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
+            model=self.model, args=args, optimizers=optimizers, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
             data_collator=self.bundle.collator, processing_class=self.tokenizer,
             callbacks=[self.events], activation_probe=self.events.activations_recorded,
         )

@@ -1,0 +1,159 @@
+"""LoRA variants: DoRA, rsLoRA, PiSSA / OLoRA / Gaussian init, LoftQ and LoRA+ (peft implements them).
+
+What each changes, for an adapted layer with frozen W (d_out x d_in), A (r x d_in), B (d_out x r):
+
+- **DoRA**: W' = m * (W + s·BA) / ||W + s·BA||_row with a trained magnitude m (d_out): d_out more
+  trainable parameters per layer, and a weight norm computed in every forward.
+- **rsLoRA**: the scale s is alpha / sqrt(r) instead of alpha / r (the update keeps its size as r grows).
+- **PiSSA / OLoRA**: A and B start from W's top singular vectors (PiSSA) or a QR of W (OLoRA); the
+  base becomes W - s·B0A0, so a saved adapter is converted to a plain rank-2r LoRA of the original
+  W (``adapters.save_adapter``).
+- **LoftQ** (4-bit base): Q and BA are fitted together so that Q + s·BA is closer to W than Q alone
+  (plain QLoRA starts with B = 0, error ||W - Q||). peft's own LoftQ runs on CUDA only, so lorakit
+  does it here: each iteration quantizes W - s·BA, then takes the rank-r SVD of W - Q.
+- **LoRA+**: the optimizer gives B (and DoRA's m) learning_rate x ratio (``loraplus_optimizer``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+_PREFIX = "base_model.model."  # peft's module names over the transformers model's own
+
+
+def variant_name(cfg) -> str:
+    """The comparison table's short name: 'lora', 'dora', 'rslora', 'pissa', 'olora', 'loftq',
+    'gaussian', 'lora+' or several joined by ',' (e.g. 'pissa,dora'); 'full' for full fine-tuning.
+    ``cfg``: a RunConfig or its dict."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    if get("method", "lora") == "full":
+        return "full"
+    parts = []
+    if get("init", "default") not in ("default", None):
+        parts.append(str(get("init")))
+    if get("use_dora", False):
+        parts.append("dora")
+    if get("use_rslora", False):
+        parts.append("rslora")
+    if get("loraplus_lr_ratio", 0):
+        parts.append("lora+")
+    return ",".join(parts) or "lora"
+
+
+def init_lora_weights(init: str):
+    """peft's ``init_lora_weights`` for lorakit's ``init`` (LoftQ starts from the default, then ``loftq_init``)."""
+    return {"default": True, "loftq": True}.get(init, init)
+
+
+def adapter_params(d_in: int, d_out: int, rank: int, use_dora: bool = False) -> int:
+    """Trainable parameters of one adapted layer: r·(d_in + d_out), plus d_out magnitudes with DoRA."""
+    return rank * (d_in + d_out) + (d_out if use_dora else 0)
+
+
+# --- the effective weight of an adapted layer --------------------------------------------------
+
+def lora_layers(peft_model, adapter: str = "default"):
+    """(name without peft's prefix, layer) for every LoRA-adapted linear layer of ``peft_model``."""
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer") and adapter in module.lora_A:
+            yield name[len(_PREFIX):] if name.startswith(_PREFIX) else name, module
+
+
+def base_weight(layer) -> torch.Tensor:
+    """The float32 weight the frozen base computes with (dequantized for bitsandbytes), (d_out, d_in)."""
+    from peft.utils.integrations import dequantize_module_weight
+
+    return dequantize_module_weight(layer.get_base_layer()).detach().float()
+
+
+def effective_weight(layer, adapter: str = "default", base: torch.Tensor | None = None) -> torch.Tensor:
+    """W + s·BA (or DoRA's m·(W + s·BA)/||W + s·BA||_row): the weight the adapted layer computes with."""
+    w = base_weight(layer) if base is None else base
+    a, b = layer.lora_A[adapter].weight.float(), layer.lora_B[adapter].weight.float()
+    w = w + layer.scaling[adapter] * (b @ a)
+    if layer.use_dora.get(adapter, False):
+        m = layer.lora_magnitude_vector[adapter].weight.float()  # (d_out,)
+        w = (m / torch.linalg.norm(w, dim=1)).unsqueeze(1) * w
+    return w.detach()
+
+
+# --- LoftQ --------------------------------------------------------------------------------------
+
+def original_weights(peft_model, names) -> dict[str, torch.Tensor]:
+    """The unquantized float32 weights of layers ``names`` from the model directory's safetensors."""
+    from safetensors import safe_open
+
+    source = Path(peft_model.get_base_model().config._name_or_path)
+    files = sorted(source.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"LoftQ needs the unquantized weights as safetensors in {str(source)!r}")
+    wanted, out = {f"{n}.weight" for n in names}, {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as st:
+            for key in wanted & set(st.keys()):
+                out[key[:-len(".weight")]] = st.get_tensor(key).float()
+    return out
+
+
+@torch.no_grad()
+def loftq_init(peft_model, iters: int = 1, adapter: str = "default") -> None:
+    """Fit each 4-bit layer's Q and A, B so that Q + s·BA approximates the original W (LoftQ, on any
+    device). ``iters`` = 1 keeps Q = quant(W) (what loading the base gives); more iterations
+    requantize the base to quant(W - s·BA). DoRA's magnitude is reset to ||Q + s·BA||_row, so
+    the adapted layer starts at Q + s·BA."""
+    layers = dict(lora_layers(peft_model, adapter))
+    originals = original_weights(peft_model, layers)
+    for name, layer in layers.items():
+        w, s, r = originals[name], layer.scaling[adapter], layer.r[adapter]
+        lowrank = torch.zeros_like(w)
+        for i in range(iters):
+            if i > 0:
+                _requantize(layer.get_base_layer(), w - lowrank)
+            u, sv, vh = torch.linalg.svd(w - base_weight(layer), full_matrices=False)
+            root = sv[:r].sqrt()
+            lb, la = u[:, :r] * root, root.unsqueeze(1) * vh[:r]  # (d_out, r), (r, d_in)
+            lowrank = lb @ la
+        a_w, b_w = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+        a_w.copy_(la.to(a_w.dtype))
+        b_w.copy_((lb / s).to(b_w.dtype))  # the layer applies s·BA
+        if layer.use_dora.get(adapter, False):
+            mag = layer.lora_magnitude_vector[adapter].weight
+            mag.copy_(torch.linalg.norm(base_weight(layer) + lowrank, dim=1).to(mag.dtype))
+
+
+def _requantize(base_layer, w: torch.Tensor) -> None:
+    """Store ``w`` in ``base_layer`` (a bitsandbytes Linear4bit) with its own quantization settings."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as F
+
+    old = base_layer.weight
+    q, state = F.quantize_4bit(w.to(old.device, old.quant_state.dtype), blocksize=old.blocksize,
+                               quant_type=old.quant_type, compress_statistics=old.compress_statistics,
+                               quant_storage=old.quant_storage)
+    base_layer.weight = bnb.nn.Params4bit(data=q, requires_grad=False, quant_state=state, blocksize=old.blocksize,
+                                          compress_statistics=old.compress_statistics, quant_type=old.quant_type,
+                                          quant_storage=old.quant_storage, bnb_quantized=True, module=base_layer)
+
+
+@torch.no_grad()
+def init_errors(peft_model, adapter: str = "default") -> dict[str, float]:
+    """||W - W_eff||_F per adapted layer at initialisation, W the unquantized original and W_eff what
+    the layer computes with (Q + s·BA on a 4-bit base): plain QLoRA's is ||W - Q||, LoftQ's lower."""
+    layers = dict(lora_layers(peft_model, adapter))
+    originals = original_weights(peft_model, layers)
+    return {name: float(torch.linalg.norm(originals[name] - effective_weight(layer, adapter)))
+            for name, layer in layers.items()}
+
+
+# --- LoRA+ ----------------------------------------------------------------------------------------
+
+def loraplus_optimizer(model, args, ratio: float):
+    """The optimizer ``args`` (transformers' TrainingArguments) asks for, built by peft's
+    ``create_loraplus_optimizer``: A at the learning rate, B and 1-d trainables (DoRA's m) at lr x ``ratio``."""
+    from peft.optimizers import create_loraplus_optimizer
+    from transformers import Trainer
+
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    return create_loraplus_optimizer(model, optimizer_cls, loraplus_lr_ratio=ratio,
+                                     loraplus_weight_decay=args.weight_decay, **kwargs)
