@@ -33,7 +33,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                 batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
                 optimizer: str = "adamw", *, dropout: float = 0.05, adapter_dtype: str = "float32",
                 device: Optional[str] = None, padded: bool = False,
-                device_overhead: Optional[int] = None) -> MemoryBreakdown:
+                device_overhead: Optional[int] = None, use_dora: bool = False) -> MemoryBreakdown:
     """Predict the memory breakdown of a training run, and its step peak, without loading any weights.
 
     ``model``: a built-in name (``lorakit.list_models()``, including config-only sizes such as
@@ -44,6 +44,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     the attention kernel's log-sum-exp padding, the optimizer's temporaries and adds a
     ``device_overhead`` on CUDA (``device_overhead`` overrides that estimate, in bytes).
     ``adapter_dtype``: of A and B (float32, or bfloat16 / float16 as in the QLoRA paper).
+    ``use_dora``: DoRA adds a trained magnitude per output feature of each adapted layer.
     ``dtype``: of unquantized weights and 4-bit compute; default what a run on ``device`` uses:
     bfloat16 on CUDA (as in the QLoRA paper), float32 on CPU (``plan.assumes`` says which).
     ``padded``: the batch has padding (an attention mask with zeros), which makes attention save a
@@ -56,7 +57,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                     target_modules=target_modules, batch_size=batch_size, seq_len=seq_len,
                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, dropout=dropout,
                     adapter_dtype=adapter_dtype, device=device, padded=padded,
-                    device_overhead=device_overhead).plan()
+                    device_overhead=device_overhead, use_dora=use_dora).plan()
 
 
 def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none", double_quant: bool = True,
@@ -64,14 +65,14 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
              batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
              optimizer: str = "adamw", dropout: float = 0.05, adapter_dtype: str = "float32",
              device: Optional[str] = None, padded: bool = False,
-             device_overhead: Optional[int] = None) -> "Planning":
+             device_overhead: Optional[int] = None, use_dora: bool = False) -> "Planning":
     """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
     device = _device(device)
     dtype_given = dtype is not None
     dtype = dtype if dtype_given else ("bfloat16" if device == "cuda" else "float32")
     values = dict(method=method, quant=quant, double_quant=double_quant, dtype=dtype, rank=rank,
                   batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
-                  optimizer=optimizer, dropout=dropout, adapter_dtype=adapter_dtype)
+                  optimizer=optimizer, dropout=dropout, adapter_dtype=adapter_dtype, use_dora=use_dora)
     problems = field_problems(values)
     if device_overhead is not None and (not isinstance(device_overhead, int) or isinstance(device_overhead, bool)
                                         or device_overhead < 0):
@@ -164,7 +165,7 @@ def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBr
 def _config_args(cfg) -> dict:
     return dict(method=cfg.method, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype, rank=cfg.rank,
                 target_modules=cfg.target_modules, gradient_checkpointing=cfg.gradient_checkpointing,
-                optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype)
+                optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora)
 
 
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,

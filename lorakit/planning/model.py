@@ -34,6 +34,7 @@ class Step:
     device: str  # 'cpu' or 'cuda'
     padded: bool  # the batch carries padding (an attention mask with zeros)
     first_step: bool = False  # the first optimizer step: no optimizer state yet during forward/backward
+    use_dora: bool = False  # DoRA: one trained magnitude per output feature of each adapted layer
 
     @property
     def tokens(self) -> int:

@@ -11,7 +11,8 @@
   quantized (peft's ``prepare_model_for_kbit_training``, called by ``adapters.attach_lora``, casts
   fp16/bf16 parameters to fp32); buffers (rotary inverse frequencies) as built.
 - **adapters**: ``r*(d_in+d_out)`` per adapted layer in the adapter dtype (fp32 unless asked: peft
-  upcasts adapter weights to fp32).
+  upcasts adapter weights to fp32); DoRA adds its magnitude, ``d_out`` per adapted layer, in the same
+  dtype. The other variants (rsLoRA, PiSSA/OLoRA/LoftQ init, LoRA+) change values, not sizes.
 - **gradients**: one gradient per trainable parameter, in its dtype.
 - **optimizer**: torch AdamW: exp_avg + exp_avg_sq in the parameter's dtype + a 4-byte step per
   tensor; bitsandbytes 8-bit AdamW: two uint8 states + two fp32 absmax per 256-block, except
@@ -74,9 +75,10 @@ def trainable_tensors(tally: Tally, step: Step) -> list[tuple[int, int]]:
         return [(d_in * d_out, es) for _, d_in, d_out, _ in tally.linears] + [(n, es) for n, _ in tally.others]
     tensors = []
     for g in tally.groups:
-        if g.name in step.targets:  # lora_A: r x d_in and lora_B: d_out x r per layer
+        if g.name in step.targets:  # lora_A: r x d_in and lora_B: d_out x r per layer (DoRA: + m, d_out)
             es = DTYPE_BYTES[step.adapter_dtype]
-            tensors += [(step.rank * g.d_in, es), (g.d_out * step.rank, es)] * g.count
+            layer = [(step.rank * g.d_in, es), (g.d_out * step.rank, es)] + ([(g.d_out, es)] if step.use_dora else [])
+            tensors += layer * g.count
     return tensors
 
 

@@ -160,3 +160,29 @@ def test_grid_sweeps_the_variant_fields():
     refused = [c for c in configs if not isinstance(c, RunConfig)]
     assert sorted(variants.variant_name(c) for c in ok) == ["dora", "lora", "pissa", "pissa,dora"]
     assert len(refused) == 2 and all("init" in exc.problems for _, exc in refused)
+
+
+STEADY = ("base_weights", "adapters", "gradients", "optimizer")
+
+
+@pytest.mark.parametrize("quant, kw", [("none", dict(use_dora=True)), ("nf4", dict(use_dora=True)),
+                                       ("none", dict(init="pissa", use_rslora=True)), ("none", dict(init="olora")),
+                                       ("nf4", dict(init="loftq"))], ids=lambda v: str(v))
+def test_planner_steady_categories_exact_for_each_variant(quant, kw):
+    """Measured after one real AdamW step; DoRA's magnitudes are adapters (names hold 'lora_')."""
+    from lorakit import memory
+    from lorakit.planner import plan_memory
+
+    pm = attach(quant, rank=8, alpha=16, **kw)
+    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, pm.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    pm.train()
+    pm(**batch).loss.backward()
+    opt.step()
+    measured = memory.measure(pm, opt, batch)
+    planned = plan_memory("tiny-llama", quant=quant, rank=8, batch_size=2, seq_len=32, device="cpu", dropout=0.0,
+                          use_dora=kw.get("use_dora", False))
+    assert {c: getattr(planned, c) for c in STEADY} == {c: getattr(measured, c) for c in STEADY}
+    if kw.get("use_dora"):  # fp32: 4 bytes x (r·(d_in + d_out) + d_out) over q and v of both decoder layers
+        assert measured.adapters == 4 * adapters.expected_lora_params(tiny(), list(QV), 8, use_dora=True)
