@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, U
 from .display import MiB, finite
 from .memory import CATEGORIES
 from .record import RunRecord
+from .variants import variant_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -62,6 +63,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("reason", "object", lambda r: r.reason or ""),
     ("model", "object", _cfg("model")),
     ("method", "object", _cfg("method")),
+    ("variant", "object", lambda r: variant_name(r.config)),  # lora, dora, rslora, pissa, olora, loftq, lora+
     ("quant", "object", _cfg("quant")),
     # only 4-bit storage has double quantization
     ("double_quant", "bool", lambda r: bool(r.config.double_quant) and r.config.quant in ("nf4", "fp4")),

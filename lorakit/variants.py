@@ -16,8 +16,10 @@ What each changes, for an adapted layer with frozen W (d_out x d_in), A (r x d_i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when first needed: ``import lorakit`` (table.py uses variant_name) stays quick
+    import torch
 
 _PREFIX = "base_model.model."  # peft's module names over the transformers model's own
 
@@ -67,8 +69,23 @@ def base_weight(layer) -> torch.Tensor:
     return dequantize_module_weight(layer.get_base_layer()).detach().float()
 
 
+def _no_grad(fn):
+    """torch.no_grad() around ``fn``, with torch imported at the call."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def effective_weight(layer, adapter: str = "default", base: torch.Tensor | None = None) -> torch.Tensor:
     """W + s·BA (or DoRA's m·(W + s·BA)/||W + s·BA||_row): the weight the adapted layer computes with."""
+    import torch
+
     w = base_weight(layer) if base is None else base
     a, b = layer.lora_A[adapter].weight.float(), layer.lora_B[adapter].weight.float()
     w = w + layer.scaling[adapter] * (b @ a)
@@ -96,12 +113,14 @@ def original_weights(peft_model, names) -> dict[str, torch.Tensor]:
     return out
 
 
-@torch.no_grad()
+@_no_grad
 def loftq_init(peft_model, iters: int = 1, adapter: str = "default") -> None:
     """Fit each 4-bit layer's Q and A, B so that Q + s·BA approximates the original W (LoftQ, on any
     device). ``iters`` = 1 keeps Q = quant(W) (what loading the base gives); more iterations
     requantize the base to quant(W - s·BA). DoRA's magnitude is reset to ||Q + s·BA||_row, so
     the adapted layer starts at Q + s·BA."""
+    import torch
+
     layers = dict(lora_layers(peft_model, adapter))
     originals = original_weights(peft_model, layers)
     for name, layer in layers.items():
@@ -136,10 +155,12 @@ def _requantize(base_layer, w: torch.Tensor) -> None:
                                           quant_storage=old.quant_storage, bnb_quantized=True, module=base_layer)
 
 
-@torch.no_grad()
+@_no_grad
 def init_errors(peft_model, adapter: str = "default") -> dict[str, float]:
     """||W - W_eff||_F per adapted layer at initialisation, W the unquantized original and W_eff what
     the layer computes with (Q + s·BA on a 4-bit base): plain QLoRA's is ||W - Q||, LoftQ's lower."""
+    import torch
+
     layers = dict(lora_layers(peft_model, adapter))
     originals = original_weights(peft_model, layers)
     return {name: float(torch.linalg.norm(originals[name] - effective_weight(layer, adapter)))

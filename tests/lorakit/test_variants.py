@@ -186,3 +186,13 @@ def test_planner_steady_categories_exact_for_each_variant(quant, kw):
     assert {c: getattr(planned, c) for c in STEADY} == {c: getattr(measured, c) for c in STEADY}
     if kw.get("use_dora"):  # fp32: 4 bytes x (r·(d_in + d_out) + d_out) over q and v of both decoder layers
         assert measured.adapters == 4 * adapters.expected_lora_params(tiny(), list(QV), 8, use_dora=True)
+
+
+def test_compare_has_a_variant_column():
+    from lorakit.record import RunRecord
+
+    runs = [RunRecord(config=RunConfig(model="tiny-llama", **kw), created_at=0.0, device="cpu")
+            for kw in (dict(), dict(use_dora=True), dict(quant="nf4", init="loftq"), dict(method="full"))]
+    df = lorakit.compare(runs)
+    assert list(df["variant"]) == ["lora", "dora", "loftq", "full"]
+    assert list(df["label"])[1:3] == ["lora-r8-dora", "qlora-nf4-r8-loftq"]
