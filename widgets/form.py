@@ -15,7 +15,8 @@ from lorakit.config import ConfigError, RunConfig
 # The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
 FORM_FIELDS = (
     "model", "method", "quant", "double_quant", "dtype", "optimizer", "rank", "alpha", "dropout",
-    "target_modules", "dataset", "train_examples", "eval_examples", "max_steps", "batch_size", "seq_len",
+    "use_dora", "use_rslora", "init", "loftq_iter", "loraplus_lr_ratio", "target_modules", "dataset",
+    "train_examples", "eval_examples", "max_steps", "batch_size", "seq_len",
     "learning_rate",
 )
 # The values the data depends on: changing any of them makes a preview or a data check stale.
@@ -107,7 +108,8 @@ class Form:
             return model.num_params, model.num_params, 100.0
         chosen = selected_targets(v["target_modules"], model.group_names)
         rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
-        lora = sum(g.lora_params(rank) for g in model.groups if g.name in chosen)
+        dora = v["use_dora"] is True
+        lora = sum(g.lora_params(rank, dora) for g in model.groups if g.name in chosen)
         total = model.num_params + lora
         return lora, total, (100.0 * lora / total if total else 0.0)
 

@@ -196,3 +196,14 @@ def test_compare_has_a_variant_column():
     df = lorakit.compare(runs)
     assert list(df["variant"]) == ["lora", "dora", "loftq", "full"]
     assert list(df["label"])[1:3] == ["lora-r8-dora", "qlora-nf4-r8-loftq"]
+
+
+def test_cli_flags_come_from_the_new_fields():
+    from lorakit.cli import _config_kwargs, build_parser
+
+    ns = build_parser().parse_args(["sweep", "--use-dora", "false", "true", "--init", "default", "pissa",
+                                    "--loraplus-lr-ratio", "0", "16"])
+    assert _config_kwargs(ns) == {"use_dora": [False, True], "init": ["default", "pissa"],
+                                  "loraplus_lr_ratio": [0.0, 16.0]}
+    ns = build_parser().parse_args(["train", "--use-rslora", "--init", "loftq", "--quant", "nf4", "--loftq-iter", "2"])
+    assert RunConfig(**_config_kwargs(ns)).label == "qlora-nf4-r8-loftq,rslora"

@@ -1,13 +1,19 @@
-"""Adapter panel: LoRA or full fine-tuning, rank / alpha / dropout, target modules, trainable count."""
+"""Adapter panel: LoRA or full fine-tuning, rank / alpha / dropout, the LoRA variant (DoRA, rsLoRA, init,
+LoRA+), target modules, trainable count."""
 from __future__ import annotations
 
 import ipywidgets as W
 
 from lorakit import targets
+from lorakit.variants import variant_name
 
 from ..fields import fmt_count
 from ..form import RANKS, selected_targets
 from .base import Panel
+
+# init choices as the dropdown shows them (RunConfig.init's values)
+INIT_OPTIONS = [("default (B = 0)", "default"), ("Gaussian", "gaussian"), ("PiSSA (from W's SVD)", "pissa"),
+                ("OLoRA (from W's QR)", "olora"), ("LoftQ (4-bit base)", "loftq")]
 
 
 class AdapterPanel(Panel):
@@ -28,6 +34,16 @@ class AdapterPanel(Panel):
         self.field("rank", self.rank, "rank r")
         self.field("alpha", self.alpha, "alpha")
         self.field("dropout", self.dropout, "dropout")
+        self.use_dora = W.Checkbox(indent=False, layout=W.Layout(width="auto"))
+        self.use_rslora = W.Checkbox(indent=False, layout=W.Layout(width="auto"))
+        self.init = W.Dropdown(options=INIT_OPTIONS, layout=W.Layout(width="300px"))
+        self.loftq_iter = W.IntText(layout=W.Layout(width="220px"))
+        self.loraplus_lr_ratio = W.FloatText(step=1.0, layout=W.Layout(width="220px"))
+        self.field("use_dora", self.use_dora, "DoRA")
+        self.field("use_rslora", self.use_rslora, "rsLoRA (α/√r)")
+        self.field("init", self.init, "init")
+        self.field("loftq_iter", self.loftq_iter, "LoftQ iterations")
+        self.field("loraplus_lr_ratio", self.loraplus_lr_ratio, "LoRA+ ratio")
         self.checks: dict = {}
         self.checks_box = W.VBox([], layout=W.Layout(margin="0 0 0 118px", width="calc(100% - 118px)"))
         self.targets_field = self._targets_field()
@@ -40,6 +56,8 @@ class AdapterPanel(Panel):
         self._set_children([
             self.fields["method"].box, self.fields["rank"].box, W.HBox([self.fields["alpha"].box,
                                                                         self.fields["dropout"].box]),
+            W.HBox([self.fields["use_dora"].box, self.fields["use_rslora"].box]),
+            self.fields["init"].box, W.HBox([self.fields["loftq_iter"].box, self.fields["loraplus_lr_ratio"].box]),
             W.HTML('<div style="margin-left:4px;font-size:13px">target modules</div>'),
             self.presets, self.checks_box, self.targets_field.box, self.trainable,
         ])
@@ -122,6 +140,10 @@ class AdapterPanel(Panel):
         lora = v["method"] == "lora"
         for w in (self.rank, self.alpha, self.dropout, *self.checks.values(), *self.presets.children):
             w.disabled = not lora
+        # the variant controls stay enabled: with method='full' they are refused (the message says so), so
+        # the user must be able to turn them off
+        self.loftq_iter.disabled = v["init"] != "loftq" and v["loftq_iter"] == 1
+        dora = v["use_dora"] is True
         selected = self._selected()
         info = c.model_info if c.model_info is not None and c.model_info.name == v["model"] else None
         groups = {g.name: g for g in info.groups} if info else {}
@@ -135,9 +157,10 @@ class AdapterPanel(Panel):
                     cb.description = n
                 else:
                     cb.description = (f"{n} · {g.count}× {g.d_in}→{g.d_out} · {fmt_count(g.params)}"
-                                      + (f" · LoRA +{fmt_count(g.lora_params(rank))}" if lora else ""))
+                                      + (f" · LoRA +{fmt_count(g.lora_params(rank, dora))}" if lora else ""))
                     cb.tooltip = (f"{g.count} layers of {g.d_in}→{g.d_out}: {g.params:,} weights; LoRA at "
-                                  f"rank {rank} adds {g.lora_params(rank):,} trainable parameters")
+                                  f"rank {rank} adds {g.lora_params(rank, dora):,} trainable parameters"
+                                  + (f" ({g.count * g.d_out:,} of them DoRA magnitudes)" if dora else ""))
         finally:
             self._syncing = False
         t = c.trainable()
@@ -145,7 +168,9 @@ class AdapterPanel(Panel):
             text = "<i>load the model to count trainable parameters</i>"
         else:
             n, total, pct = t
-            what = "LoRA parameters" if lora else "parameters (every weight)"
+            variant = variant_name(v)
+            what = ("parameters (every weight)" if not lora else "LoRA parameters"
+                    + ("" if variant == "lora" else f" ({variant})"))
             text = (f"trainable: <b>{n:,}</b> {what} of {total:,} = <b>{pct:.3g} %</b>")
         text = f'<div class="lorakit-trainable" style="font-size:13px;margin:4px 0 0 4px">{text}</div>'
         if self.trainable.value != text:
