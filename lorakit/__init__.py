@@ -34,11 +34,12 @@ def train(config, sinks=(), store=None, stop=None, device=None, output_dir=None)
     return _train(config, sinks=sinks, store=store, stop=stop, device=device, output_dir=output_dir)
 
 
-def sweep(base, store=None, sinks=(), stop=None, **axes):
-    """Train a grid of configs; see lorakit.sweep.sweep."""
+def sweep(base, store=None, sinks=(), stop=None, executor="local", address=None, resources_per_trial=None, **axes):
+    """Train a grid of configs, here or on Ray (executor="ray"); see lorakit.sweep.sweep."""
     from .sweep import sweep as _sweep
 
-    return _sweep(base, store=store, sinks=sinks, stop=stop, **axes)
+    return _sweep(base, store=store, sinks=sinks, stop=stop, executor=executor, address=address,
+                  resources_per_trial=resources_per_trial, **axes)
 
 
 def plan_memory(model, **kwargs):

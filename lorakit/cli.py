@@ -125,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sweep", help="train a grid: give several values to any flag, e.g. --rank 4 16 --quant none nf4")
     _add_config_flags(s, multi=True)
+    s.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help='local: one trial after another here; ray: each trial a Ray task (pip install "lorakit[ray]")')
+    s.add_argument("--address", default=None, help="with --executor ray: a Ray cluster ('auto', 'host:6379', "
+                                                   "'ray://host:10001'); default: start a local Ray")
+    s.add_argument("--trial-cpus", type=float, default=None, help="with --executor ray: CPUs per trial (default 1)")
+    s.add_argument("--trial-gpus", type=float, default=None,
+                   help="with --executor ray: GPUs per trial, fractions allowed (default 1 when the cluster has GPUs)")
 
     c = sub.add_parser("compare", help="print the run table; optionally export CSV / HTML")
     c.add_argument("--csv", help="write the table as CSV")
@@ -180,7 +187,9 @@ def cmd_sweep(ns) -> int:
     kwargs = _config_kwargs(ns)
     axes = {k: v for k, v in kwargs.items() if isinstance(v, list) and len(v) > 1}
     base = RunConfig(**{k: (v[0] if isinstance(v, list) else v) for k, v in kwargs.items()})
-    table = sweep(base, store=ns.store, sinks=[ProgressBar()], **axes)
+    resources = {k: v for k, v in (("cpu", ns.trial_cpus), ("gpu", ns.trial_gpus)) if v is not None}
+    table = sweep(base, store=ns.store, sinks=[ProgressBar()], executor=ns.executor, address=ns.address,
+                  resources_per_trial=resources or None, **axes)
     _print_table(table)
     return 0 if (table["status"] == "finished").all() else 1
 

@@ -24,6 +24,7 @@ class RunRecord:
     reason: str = ""  # why a run stopped or failed
     created_at: float = 0.0  # unix time
     device: str = "cpu"
+    node: str = ""  # the Ray node that trained it (a sweep with executor="ray"); "" for a run in this process
     history: list = field(default_factory=list)  # [{step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm}]
     evals: list = field(default_factory=list)  # [{step, eval_loss, perplexity, task_metric}]
     memory: Optional[MemoryBreakdown] = None  # measured after the first optimizer step

@@ -1,13 +1,18 @@
-"""sweep(): run a grid of configurations in order; a failing trial is recorded and the rest go on."""
+"""sweep(): train a grid of configurations, here one after another or as Ray tasks (``sweep_ray``); a failing
+trial is recorded and the rest go on."""
 from __future__ import annotations
 
 import itertools
 import logging
 from dataclasses import fields
+from typing import Optional
 
 from .config import ConfigError, RunConfig
 
 log = logging.getLogger("lorakit")
+
+EXECUTORS = ("local", "ray")
+INTERRUPTED = "interrupted (KeyboardInterrupt)"  # train()'s reason for a run ended by Ctrl-C
 
 
 def grid(base: RunConfig, **axes) -> list:
@@ -29,28 +34,60 @@ def grid(base: RunConfig, **axes) -> list:
     return out
 
 
-def sweep(base: RunConfig, store=None, sinks=(), stop=None, **axes):
+def sweep(base: RunConfig, store=None, sinks=(), stop=None, executor: str = "local", address: Optional[str] = None,
+          resources_per_trial: Optional[dict] = None, **axes):
     """Train every combination of ``axes`` (e.g. rank=[4, 16], quant=['none', 'nf4']) and return the table.
 
     Invalid combinations (e.g. method='full' with quant='nf4') are skipped with a warning; failed
-    runs are recorded as 'failed' by train() and the sweep goes on. Returns compare() of the trials.
+    runs are recorded as 'failed' and the sweep goes on. Returns compare() of the trials.
+
+    executor: "local" trains the trials one after another in this process; "ray" runs each as a Ray
+    task (``pip install "lorakit[ray]"``), on a local Ray started here (``address=None``) or a cluster
+    (``address="auto"``, ``"host:6379"``, ``"ray://host:10001"``), each asking ``resources_per_trial``
+    (e.g. ``{"cpu": 1, "gpu": 0.5}``; default one CPU, one GPU when the cluster has GPUs). Either
+    way the events reach ``sinks`` and ``store`` in this process, which alone writes the store.
     """
     from .store import open_store
     from .table import compare
-    from .training import train
 
+    if executor not in EXECUTORS:
+        raise ConfigError({"executor": f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}"})
+    if executor == "local" and (address is not None or resources_per_trial):
+        raise ConfigError({"address": 'address and resources_per_trial need executor="ray"'})
+    configs = []
+    for item in grid(base, **axes):
+        if isinstance(item, tuple):
+            changes, exc = item
+            log.warning("sweep: skipping %s: %s", changes, "; ".join(exc.problems.values()))
+        else:
+            configs.append(item)
+    if executor == "ray":
+        from .sweep_ray import require_ray
+
+        require_ray()  # the install command before anything runs
     store, opened_here = open_store(store)  # one store for every trial
-    records = []
     try:
-        for item in grid(base, **axes):
-            if isinstance(item, tuple):
-                changes, exc = item
-                log.warning("sweep: skipping %s: %s", changes, "; ".join(exc.problems.values()))
-                continue
-            if stop is not None and stop.is_set():
-                break
-            records.append(train(item, sinks=sinks, store=store if store is not None else False, stop=stop))
+        if executor == "ray":
+            from .sweep_ray import run
+
+            records = run(configs, store, sinks, stop, address=address, resources=resources_per_trial)
+        else:
+            records = _run_here(configs, store, sinks, stop)
     finally:
         if opened_here:
             store.close()
     return compare(records)
+
+
+def _run_here(configs: list, store, sinks, stop) -> list:
+    """The trials one after another in this process; Ctrl-C ends the one running and the sweep."""
+    from .training import train
+
+    records = []
+    for config in configs:
+        if stop is not None and stop.is_set():
+            break
+        records.append(train(config, sinks=sinks, store=store if store is not None else False, stop=stop))
+        if records[-1].reason == INTERRUPTED:
+            break
+    return records

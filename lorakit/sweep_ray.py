@@ -1,0 +1,286 @@
+"""Sweeps on Ray: each trial is a Ray task; its events stream back to the driver, which alone writes the store.
+
+On the worker, train() runs with ``store=False`` and one sink that sends every event to a small
+:class:`Relay` actor (and learns there whether the sweep was stopped). The driver drains the relay
+while it waits on the tasks and hands the events to the store's sink and the caller's sinks, in the
+order each trial sent them, as for a local run. The adapter trained on a worker travels with its
+RunFinished as bytes and is written into the driver's store. A trial whose worker died (kill -9, out
+of memory, node lost) ends 'failed' with the steps it had sent; Ray never retries a trial.
+
+Scheduling is Ray's: every trial asks ``resources_per_trial`` (default one CPU, and one GPU when the
+cluster has GPUs), so a 4-GPU node runs four trials at once and a cluster runs as many as it holds.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .config import ConfigError
+from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit, error_line
+from .record import RunRecord
+
+log = logging.getLogger("lorakit")
+
+INSTALL = 'pip install "lorakit[ray]"'
+OBJECT_STORE_BYTES = 100 * 2**20  # events and adapters are small; Ray's default takes 30 % of RAM
+POLL_S = 0.2  # how often the driver drains the relay while trials run
+RESOURCE_NAMES = {"cpu": "num_cpus", "num_cpus": "num_cpus", "gpu": "num_gpus", "num_gpus": "num_gpus",
+                  "memory": "memory"}
+
+
+def require_ray():
+    """The ray module, or an ImportError that gives the install command."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(f'executor="ray" needs Ray, which is not installed here: {INSTALL}') from exc
+    return ray
+
+
+def connect(ray, address: Optional[str]) -> None:
+    """Join the Ray this process already uses, else ``address`` ('auto', 'host:port', 'ray://host:10001'),
+    else start a local Ray on this machine (no dashboard, a small object store, workers' logs kept off)."""
+    if ray.is_initialized():
+        return
+    kwargs = dict(log_to_driver=False, logging_level=logging.WARNING)
+    if address is None:
+        kwargs.update(address="local", include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
+    else:
+        kwargs.update(address=address)
+    ray.init(**kwargs)
+
+
+def trial_options(ray, resources: Optional[dict]) -> dict:
+    """Ray task options from resources_per_trial, e.g. {"cpu": 2, "gpu": 0.5} or {"num_gpus": 1, "TPU": 1}."""
+    opts: dict = {}
+    custom = {}
+    for key, value in (resources or {}).items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError({"resources_per_trial": f"{key}: expected a number >= 0, got {value!r}"})
+        name = RESOURCE_NAMES.get(str(key).lower())
+        if name:
+            opts[name] = value
+        else:
+            custom[str(key)] = value
+    opts.setdefault("num_cpus", 1)
+    if "num_gpus" not in opts:  # a GPU cluster trains on its GPUs unless told otherwise
+        opts["num_gpus"] = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    if custom:
+        opts["resources"] = custom
+    opts["max_retries"] = 0  # a retried trial would train twice and send its events twice
+    return opts
+
+
+class Relay:
+    """The actor between the workers and the driver: (trial, node, event, adapter files) in arrival order."""
+
+    def __init__(self):
+        self.items: list = []
+        self.stopped = False
+
+    def put(self, item: tuple) -> bool:
+        """Keep one event; returns whether the sweep was stopped (the worker then stops after this step)."""
+        self.items.append(item)
+        return self.stopped
+
+    def drain(self) -> list:
+        items, self.items = self.items, []
+        return items
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def is_stopped(self) -> bool:
+        return self.stopped
+
+
+def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
+    """A Ray task: train ``config`` here, sending every event to ``relay``; the driver records it."""
+    import ray
+
+    from .training import train
+
+    node = ray.get_runtime_context().get_node_id()
+    if ray.get(relay.is_stopped.remote()):  # stopped while this trial was queued: it never starts
+        return
+    stop = threading.Event()
+
+    def forward(event) -> None:
+        files = None
+        if isinstance(event, RunStarted):
+            _title(f"ray::lorakit trial {event.run_id}")  # `ps` shows which worker trains which run
+        if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
+            event.record.node = node
+            files = _adapter_files(event.record.adapter_path) if keep_adapter else None
+        try:
+            if ray.get(relay.put.remote((index, node, event, files))):
+                stop.set()
+        except Exception:  # the driver (and its relay) is gone: nobody is left to record this run
+            stop.set()
+            raise
+
+    with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
+        train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
+
+
+def _title(text: str) -> None:
+    try:
+        from ray._raylet import setproctitle
+    except ImportError:  # a private helper of Ray's; without it only the label in `ps` is lost
+        return
+    setproctitle(text)
+
+
+def _adapter_files(path: Optional[str]) -> Optional[dict]:
+    """{relative path: bytes} of a saved adapter folder (a few MiB at most for LoRA)."""
+    if not path or not Path(path).is_dir():
+        return None
+    root = Path(path)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+class Trial:
+    """The driver's view of one remote trial: a record kept up to date from its events, so a trial whose
+    worker died can still be recorded with the steps it sent."""
+
+    def __init__(self, config):
+        self.record = RunRecord(config=config, created_at=time.time())
+        self.heard = self.finished = False
+
+    def observe(self, node: str, event) -> None:
+        rec = self.record
+        self.heard = True
+        rec.node = node
+        if isinstance(event, RunStarted):
+            rec.run_id = event.run_id
+            rec.trainable_params, rec.total_params = event.trainable_params, event.total_params
+        elif isinstance(event, StepLogged):
+            rec.history.append(dict(step=event.step, loss=event.loss, learning_rate=event.learning_rate,
+                                    tokens_per_s=event.tokens_per_s, elapsed_s=event.elapsed_s,
+                                    grad_norm=event.grad_norm))
+        elif isinstance(event, EvalDone):
+            rec.evals.append(dict(step=event.step, eval_loss=event.eval_loss, perplexity=event.perplexity,
+                                  task_metric=event.task_metric))
+        elif isinstance(event, MemoryMeasured):
+            rec.memory, rec.planned_memory = event.measured, event.planned
+        elif isinstance(event, RunFinished):
+            self.finished = True
+            if isinstance(event.record, RunRecord):
+                self.record = event.record
+
+    def end(self, status: str, reason: str) -> RunFinished:
+        """The RunFinished the worker could not send (its process died, or the driver was interrupted)."""
+        rec = self.record
+        rec.status, rec.reason = status, reason
+        losses = [h["loss"] for h in rec.history if math.isfinite(h["loss"])]
+        rec.train_loss = sum(losses[-10:]) / len(losses[-10:]) if losses else None
+        rec.wall_s = time.time() - rec.created_at
+        return RunFinished(rec.run_id, status, rec, reason)
+
+
+def run(configs: list, store, sinks, stop: Optional[threading.Event] = None, address: Optional[str] = None,
+        resources: Optional[dict] = None) -> list:
+    """Train ``configs`` as Ray tasks and return their RunRecords in grid order.
+
+    The driver (this process) records every event in ``store`` (a RunStore or None) and passes it to
+    ``sinks``; ``stop`` ends the running trials after their current step and starts no queued one.
+    A KeyboardInterrupt ends the sweep: its running trials are recorded 'stopped'. Trials that never
+    started are left out.
+    """
+    from .store import StoreSink
+
+    ray = require_ray()
+    connect(ray, address)
+    task = ray.remote(run_trial).options(**trial_options(ray, resources))
+    relay = ray.remote(num_cpus=0)(Relay).remote()
+    driver = _Driver(ray, relay, [Trial(c) for c in configs], ([StoreSink(store)] if store is not None else [])
+                     + list(sinks), store)
+    driver.pending = {task.remote(i, c, relay, store is not None): i for i, c in enumerate(configs)}
+    try:
+        driver.wait(stop)
+    except KeyboardInterrupt:
+        driver.interrupt()
+    finally:
+        ray.kill(relay)  # a worker still running finds no relay and stops after its step
+    return [t.record for t in driver.trials if t.heard]
+
+
+class _Driver:
+    """The driver's loop: drain the relay, emit its events, settle each task as it ends."""
+
+    def __init__(self, ray, relay, trials: list, sinks: list, store):
+        self.ray, self.relay, self.trials, self.sinks, self.store = ray, relay, trials, sinks, store
+        self.pending: dict = {}  # ObjectRef -> trial index
+        self.stopping = False
+
+    def wait(self, stop: Optional[threading.Event]) -> None:
+        while self.pending:
+            if stop is not None and stop.is_set() and not self.stopping:
+                self.stopping = True
+                self.relay.stop.remote()
+            ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
+            self.deliver()  # a task's last event reached the relay before the task returned
+            for ref in ready:
+                self.settle(self.trials[self.pending.pop(ref)], ref)
+
+    def deliver(self) -> None:
+        for index, node, event, files in self.ray.get(self.relay.drain.remote()):
+            if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
+                self.place_adapter(event.record, files)
+            self.trials[index].observe(node, event)
+            emit(self.sinks, event)
+
+    def place_adapter(self, record: RunRecord, files: Optional[dict]) -> None:
+        """The worker's adapter (bytes) into the driver's store; a path on the worker means nothing here."""
+        record.adapter_path = None
+        if self.store is None or not files:
+            return
+        folder = self.store.adapter_dir(record.run_id)
+        for name, data in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        record.adapter_path = str(folder)
+
+    def settle(self, trial: Trial, ref) -> None:
+        """Record a trial whose task ended without its RunFinished (the worker died, or run_trial raised)."""
+        errors = self.ray.exceptions
+        try:
+            self.ray.get(ref)
+            status, reason = "failed", "the trial ended without a result"
+        except errors.TaskCancelledError:
+            status, reason = "stopped", "cancelled"
+        except errors.RayTaskError as exc:  # raised by run_trial itself (train() returns failures)
+            status, reason = "failed", error_line(getattr(exc, "cause", None) or exc)
+        except errors.RayError as exc:
+            status = "failed"
+            reason = f"the Ray worker running this trial died ({type(exc).__name__}); its steps so far are kept"
+        else:
+            if not trial.heard:
+                return  # the sweep was stopped while this trial was queued: it never started
+        if trial.finished or (status == "stopped" and not trial.heard):
+            return
+        trial.heard = True
+        self.finish(trial, status, reason)
+
+    def finish(self, trial: Trial, status: str, reason: str) -> None:
+        event = trial.end(status, reason)
+        trial.finished = True
+        emit(self.sinks, event)
+
+    def interrupt(self) -> None:
+        """Ctrl-C in the driver: stop the workers, keep what they sent, leave no trial 'running'."""
+        self.relay.stop.remote()
+        for ref in self.pending:
+            self.ray.cancel(ref)  # a queued trial never starts; a running one gets a KeyboardInterrupt
+        try:
+            self.deliver()
+        except Exception:  # noqa: BLE001 - the steps so far are kept either way
+            log.debug("sweep: could not drain the relay after an interrupt", exc_info=True)
+        for trial in self.trials:
+            if trial.heard and not trial.finished:
+                self.finish(trial, "stopped", "the sweep was interrupted (KeyboardInterrupt) before this trial ended")
