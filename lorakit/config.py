@@ -217,6 +217,9 @@ def variant_problems(cfg: RunConfig) -> dict[str, str]:
     if cfg.init in ("pissa", "olora") and cfg.quant != "none":
         p["init"] = (f"init={cfg.init!r} rewrites the base weights (W - BA), which a quantized base "
                      f"(quant={cfg.quant!r}) cannot hold exactly; use quant='none' or init='loftq'")
+    if cfg.use_dora is True and cfg.quant == "int8":
+        p["use_dora"] = ("use_dora=True with quant='int8' fails in bitsandbytes' 8-bit layer (its scales are gone "
+                         "when DoRA dequantizes the weight); use quant='nf4' or 'fp4' (QDoRA) or 'none'")
     if cfg.loftq_iter != 1 and cfg.init != "loftq" and isinstance(cfg.loftq_iter, int):
         p["loftq_iter"] = f"loftq_iter applies only with init='loftq' (got init={cfg.init!r}); leave it at 1"
     return p

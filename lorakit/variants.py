@@ -10,7 +10,7 @@ What each changes, for an adapted layer with frozen W (d_out x d_in), A (r x d_i
   W (``adapters.save_adapter``).
 - **LoftQ** (4-bit base): Q and BA are fitted together so that Q + s·BA is closer to W than Q alone
   (plain QLoRA starts with B = 0, error ||W - Q||). peft's own LoftQ runs on CUDA only, so lorakit
-  does it here: each iteration quantizes W - s·BA, then takes the rank-r SVD of W - Q.
+  does it here: each iteration quantizes W - s·BA, then takes the rank-r SVD of W - Q (randomized).
 - **LoRA+**: the optimizer gives B (and DoRA's m) learning_rate x ratio (``loraplus_optimizer``).
 """
 from __future__ import annotations
@@ -129,9 +129,7 @@ def loftq_init(peft_model, iters: int = 1, adapter: str = "default") -> None:
         for i in range(iters):
             if i > 0:
                 _requantize(layer.get_base_layer(), w - lowrank)
-            u, sv, vh = torch.linalg.svd(w - base_weight(layer), full_matrices=False)
-            root = sv[:r].sqrt()
-            lb, la = u[:, :r] * root, root.unsqueeze(1) * vh[:r]  # (d_out, r), (r, d_in)
+            lb, la = _top_r(w - base_weight(layer), r)
             lowrank = lb @ la
         a_w, b_w = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
         a_w.copy_(la.to(a_w.dtype))
@@ -139,6 +137,19 @@ def loftq_init(peft_model, iters: int = 1, adapter: str = "default") -> None:
         if layer.use_dora.get(adapter, False):
             mag = layer.lora_magnitude_vector[adapter].weight
             mag.copy_(torch.linalg.norm(base_weight(layer) + lowrank, dim=1).to(mag.dtype))
+
+
+def _top_r(residual: "torch.Tensor", r: int) -> tuple:
+    """(L, R) with L R the best rank-r approximation of ``residual`` (d_out x d_in) that a randomized SVD
+    finds: L = U sqrt(S) (d_out, r), R = sqrt(S) V^T (r, d_in). Randomized (torch.svd_lowrank, 8 power
+    iterations) because a full SVD per layer takes minutes on a busy CPU; L R is an orthogonal
+    projection of the residual, so the error it leaves is never above the residual's."""
+    import torch
+
+    q = min(r + 8, *residual.shape)
+    u, sv, v = torch.svd_lowrank(residual, q=q, niter=8)
+    root = sv[:r].sqrt()
+    return u[:, :r] * root, root.unsqueeze(1) * v[:, :r].T
 
 
 def _requantize(base_layer, w: torch.Tensor) -> None:

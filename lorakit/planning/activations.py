@@ -34,6 +34,7 @@ class LayerModel:
         self.e_lora = DTYPE_BYTES[step.adapter_dtype]  # peft casts the LoRA branch input to the adapter dtype
         # dropout mask: bool on CUDA, the input's dtype on CPU
         self.mask_bytes = 1 if step.device == "cuda" else self.e_lora
+        self.fixed = 0  # bytes per decoder layer that do not grow with the tokens (DoRA's), summed over layer()
 
     def trainable(self, name: str) -> bool:
         return self.s.full or name in self.s.targets
@@ -57,9 +58,31 @@ class LayerModel:
                 else:
                     shared = True  # lora_A keeps the very input tensor
                 b += s.rank * self.e_lora  # A x: input of lora_B
+                if s.use_dora:
+                    b += self.dora(input_req, name, d_in)
         if shared and not input_saved:
             b += d_in * self.e
         return b
+
+    def d_out(self, name: str) -> int:
+        d = self.d
+        kv = d.kv_heads * d.head_dim
+        return {"q_proj": d.heads * d.head_dim, "k_proj": kv, "v_proj": kv, "o_proj": d.hidden,
+                "gate_proj": d.inter, "up_proj": d.inter, "down_proj": d.hidden}[name]
+
+    def dora(self, input_req: bool, name: str, d_in: int) -> int:
+        """DoRA's extra bytes for one adapted layer: per token returned, per layer added to ``fixed``.
+        peft's DoraLinearLayer builds the LoRA weight as lora_B(lora_A(eye(d_in))), saving the identity
+        (d_in x d_in) and A·eye (d_in x r); m / ||W + s·BA|| saves the norm (d_out); the output
+        (m/n - 1)·base + (m/n)·lora saves the base and LoRA results (d_out per token each), m/n (d_out) and,
+        when the base result requires grad, m/n - 1 (d_out). With dropout the base result is recomputed from
+        the dropped input (in the adapter dtype), and when W had to be dequantized or cast to that dtype,
+        F.linear keeps the copy (d_in x d_out) if the input requires grad."""
+        s, el, out = self.s, self.e_lora, self.d_out(name)
+        self.fixed += (d_in * d_in + d_in * s.rank + 2 * out + (out if input_req else 0)) * el
+        if s.dropout > 0 and input_req and (s.quantized or s.dtype != s.adapter_dtype):  # W a new tensor
+            self.fixed += d_in * out * el
+        return out * ((el if s.dropout > 0 else self.e) + el)
 
     def norm(self, input_req: bool) -> int:
         b = 0
@@ -157,6 +180,7 @@ def activation_bytes(dims: Dims, step: Step) -> int:
         final_req = gin
         if rope_saved:
             fixed += 2 * step.seq_len * dims.head_dim * lm.e  # rotary cos and sin (batch dim 1), shared
+        fixed += lm.fixed  # DoRA's per-layer tensors
     per_token += lm.norm(final_req)  # final norm
     if step.full:
         per_token += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient

@@ -136,6 +136,7 @@ def test_merge_on_a_4bit_base_equals_unmerged_logits(kw):
     (dict(init="loftq", quant="nf4", loftq_iter=0), "loftq_iter", ">= 1"),
     (dict(method="full", use_dora=True), "method", "use_dora"),
     (dict(use_dora="yes"), "use_dora", "True or False"),
+    (dict(use_dora=True, quant="int8"), "use_dora", "quant='nf4'"),
 ])
 def test_invalid_combinations_are_refused_naming_fields(changes, field, words):
     with pytest.raises(ConfigError) as info:
@@ -162,18 +163,22 @@ def test_grid_sweeps_the_variant_fields():
     assert len(refused) == 2 and all("init" in exc.problems for _, exc in refused)
 
 
-STEADY = ("base_weights", "adapters", "gradients", "optimizer")
+CATEGORIES = ("base_weights", "adapters", "gradients", "optimizer", "activations")
 
 
-@pytest.mark.parametrize("quant, kw", [("none", dict(use_dora=True)), ("nf4", dict(use_dora=True)),
-                                       ("none", dict(init="pissa", use_rslora=True)), ("none", dict(init="olora")),
-                                       ("nf4", dict(init="loftq"))], ids=lambda v: str(v))
-def test_planner_steady_categories_exact_for_each_variant(quant, kw):
-    """Measured after one real AdamW step; DoRA's magnitudes are adapters (names hold 'lora_')."""
+@pytest.mark.parametrize("quant, dropout, kw", [
+    ("none", 0.0, dict(use_dora=True)), ("none", 0.05, dict(use_dora=True)), ("nf4", 0.05, dict(use_dora=True)),
+    ("none", 0.05, dict(use_dora=True, adapter_dtype="bfloat16")), ("nf4", 0.05, dict(init="loftq")),
+    ("none", 0.05, dict(init="pissa", use_rslora=True)), ("none", 0.0, dict(init="olora")),
+], ids=lambda v: str(v))
+def test_planner_exact_for_each_variant(quant, dropout, kw):
+    """All five categories to the byte after one real AdamW step; DoRA's magnitudes are adapters (their
+    names hold 'lora_') and its forward saves the identity, A·I, the norm and both results per layer."""
     from lorakit import memory
     from lorakit.planner import plan_memory
 
-    pm = attach(quant, rank=8, alpha=16, **kw)
+    torch.manual_seed(0)
+    pm = adapters.attach_lora(tiny(quant), 8, 16, dropout, QV, **kw)
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, pm.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
@@ -181,10 +186,10 @@ def test_planner_steady_categories_exact_for_each_variant(quant, kw):
     pm(**batch).loss.backward()
     opt.step()
     measured = memory.measure(pm, opt, batch)
-    planned = plan_memory("tiny-llama", quant=quant, rank=8, batch_size=2, seq_len=32, device="cpu", dropout=0.0,
-                          use_dora=kw.get("use_dora", False))
-    assert {c: getattr(planned, c) for c in STEADY} == {c: getattr(measured, c) for c in STEADY}
-    if kw.get("use_dora"):  # fp32: 4 bytes x (r·(d_in + d_out) + d_out) over q and v of both decoder layers
+    planned = plan_memory("tiny-llama", quant=quant, rank=8, batch_size=2, seq_len=32, device="cpu", dropout=dropout,
+                          use_dora=kw.get("use_dora", False), adapter_dtype=kw.get("adapter_dtype", "float32"))
+    assert {c: getattr(planned, c) for c in CATEGORIES} == {c: getattr(measured, c) for c in CATEGORIES}
+    if kw.get("use_dora") and "adapter_dtype" not in kw:  # fp32: 4 bytes x (r·(d_in + d_out) + d_out) per layer
         assert measured.adapters == 4 * adapters.expected_lora_params(tiny(), list(QV), 8, use_dora=True)
 
 
