@@ -28,6 +28,7 @@ log = logging.getLogger("lorakit")
 
 INSTALL = 'pip install "lorakit[ray]"'
 OBJECT_STORE_BYTES = 100 * 2**20  # events and adapters are small; Ray's default takes 30 % of RAM
+LOCAL_STARTS = 3  # tries to start a local Ray
 POLL_S = 0.2  # how often the driver drains the relay while trials run
 RESOURCE_NAMES = {"cpu": "num_cpus", "num_cpus": "num_cpus", "gpu": "num_gpus", "num_gpus": "num_gpus",
                   "memory": "memory"}
@@ -48,11 +49,20 @@ def connect(ray, address: Optional[str]) -> None:
     if ray.is_initialized():
         return
     kwargs = dict(log_to_driver=False, logging_level=logging.WARNING)
-    if address is None:
-        kwargs.update(address="local", include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
-    else:
-        kwargs.update(address=address)
-    ray.init(**kwargs)
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return
+    kwargs.update(address="local", include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
+    for attempt in range(LOCAL_STARTS):
+        try:
+            ray.init(**kwargs)
+            return
+        except Exception as exc:
+            # Ray gives its node 30 s to come up; its agents can take longer on a busy 2-core machine
+            if "timed out during startup" not in str(exc) or attempt == LOCAL_STARTS - 1:
+                raise
+            log.warning("sweep: the local Ray did not start in time (a busy machine?); starting it again")
+            ray.shutdown()
 
 
 def trial_options(ray, resources: Optional[dict]) -> dict:
@@ -95,20 +105,20 @@ class Relay:
     def stop(self) -> None:
         self.stopped = True
 
-    def is_stopped(self) -> bool:
-        return self.stopped
-
 
 def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
-    """A Ray task: train ``config`` here, sending every event to ``relay``; the driver records it."""
+    """A Ray task: train ``config`` here, sending every event to ``relay``; the driver records it.
+
+    The worker never blocks on the relay while it trains: Ray lends the CPUs of a task blocked in
+    ray.get to the next queued task, which would then train on them too. Calls from one worker reach
+    the actor in the order they were made; each answers whether the sweep was stopped."""
     import ray
 
     from .training import train
 
     node = ray.get_runtime_context().get_node_id()
-    if ray.get(relay.is_stopped.remote()):  # stopped while this trial was queued: it never starts
-        return
     stop = threading.Event()
+    sent: list = []  # puts whose answer has not been read yet
 
     def forward(event) -> None:
         files = None
@@ -117,15 +127,21 @@ def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
         if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
             event.record.node = node
             files = _adapter_files(event.record.adapter_path) if keep_adapter else None
+        sent.append(relay.put.remote((index, node, event, files)))
+        answered, sent[:] = ray.wait(sent, num_returns=len(sent), timeout=0)
         try:
-            if ray.get(relay.put.remote((index, node, event, files))):
+            if any(ray.get(answered)):  # answered already: this get does not wait
                 stop.set()
         except Exception:  # the driver (and its relay) is gone: nobody is left to record this run
             stop.set()
             raise
 
-    with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
-        train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
+            train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
+    finally:
+        if sent:  # every event is with the relay before the task ends
+            ray.wait(sent, num_returns=len(sent), timeout=60)
 
 
 def _title(text: str) -> None:
@@ -216,24 +232,44 @@ class _Driver:
     def __init__(self, ray, relay, trials: list, sinks: list, store):
         self.ray, self.relay, self.trials, self.sinks, self.store = ray, relay, trials, sinks, store
         self.pending: dict = {}  # ObjectRef -> trial index
-        self.stopping = False
+        self.backlog: list = []  # drained from the relay, not yet emitted
+        self.stopping = self.interrupted = False
 
     def wait(self, stop: Optional[threading.Event]) -> None:
         while self.pending:
             if stop is not None and stop.is_set() and not self.stopping:
-                self.stopping = True
-                self.relay.stop.remote()
+                self.stop()
             ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=POLL_S)
             self.deliver()  # a task's last event reached the relay before the task returned
             for ref in ready:
                 self.settle(self.trials[self.pending.pop(ref)], ref)
 
+    def stop(self) -> None:
+        """Running trials end after their current step (the relay tells them); queued ones never start."""
+        self.stopping = True
+        self.relay.stop.remote()
+        for ref, index in self.pending.items():
+            if not self.trials[index].heard:
+                self.ray.cancel(ref)  # queued: dropped; loading: interrupted, recorded 'stopped' if it said so
+
     def deliver(self) -> None:
-        for index, node, event, files in self.ray.get(self.relay.drain.remote()):
+        """Emit what the relay holds, in order; what a Ctrl-C interrupted stays in the backlog for interrupt()."""
+        self.backlog.extend(self.ray.get(self.relay.drain.remote()))
+        while self.backlog:
+            index, node, event, files = self.backlog.pop(0)
             if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
                 self.place_adapter(event.record, files)
             self.trials[index].observe(node, event)
+            self.emit(event)
+
+    def emit(self, event) -> None:
+        if not self.interrupted:
             emit(self.sinks, event)
+            return
+        try:  # after a Ctrl-C: what is left is recorded even if a sink (or a second Ctrl-C) interrupts again
+            emit(self.sinks, event)
+        except KeyboardInterrupt:
+            log.debug("sweep: a sink was interrupted while the sweep was ending")
 
     def place_adapter(self, record: RunRecord, files: Optional[dict]) -> None:
         """The worker's adapter (bytes) into the driver's store; a path on the worker means nothing here."""
@@ -270,10 +306,11 @@ class _Driver:
     def finish(self, trial: Trial, status: str, reason: str) -> None:
         event = trial.end(status, reason)
         trial.finished = True
-        emit(self.sinks, event)
+        self.emit(event)
 
     def interrupt(self) -> None:
         """Ctrl-C in the driver: stop the workers, keep what they sent, leave no trial 'running'."""
+        self.interrupted = True
         self.relay.stop.remote()
         for ref in self.pending:
             self.ray.cancel(ref)  # a queued trial never starts; a running one gets a KeyboardInterrupt

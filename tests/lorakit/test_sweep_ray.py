@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,20 @@ def test_a_worker_killed_mid_trial_fails_that_trial_only(cluster, tmp_path):
     kept = store.load(victim["run_id"])
     assert kept.status == "failed" and [h["step"] for h in kept.history][:2] == [1, 2]  # its steps so far
     assert [r["status"] for r in rows.values()] == ["finished"]
+
+
+def test_stop_ends_the_running_trials_and_starts_no_queued_one(cluster, tmp_path):
+    store, stop = RunStore(tmp_path / "runs.db"), threading.Event()
+
+    def stop_at_first_step(event):
+        if isinstance(event, StepLogged):
+            stop.set()
+
+    table = lorakit.sweep(lorakit.RunConfig(**dict(BASE, max_steps=500)), store=store, sinks=[stop_at_first_step],
+                          stop=stop, executor="ray", address=cluster, rank=[2, 4, 8])
+    # two CPUs: at most two trials had started; the third was queued and never ran
+    assert 1 <= len(table) <= 2 and set(table["status"]) == {"stopped"}, table[["status", "reason"]]
+    assert {r.status for r in store.records()} == {"stopped"} and len(store.records()) == len(table)
 
 
 def test_an_interrupted_driver_leaves_no_trial_running(cluster, tmp_path):
