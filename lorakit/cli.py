@@ -51,6 +51,8 @@ class ProgressBar:
             self._write(f"  {event.status}{extra}: train loss {_fmt(rec.train_loss)}, eval loss "
                         f"{_fmt(rec.eval_loss)}{metric}, {_fmt(rec.tokens_per_s, '.0f')} tok/s, "
                         f"{_fmt(rec.wall_s, '.1f')} s")
+            if rec.timing_text():
+                self._write(f"  time: {rec.timing_text(', ')}")
 
     def _write(self, text: str) -> None:
         if self.bar is not None:
@@ -306,7 +308,8 @@ def _print_table(table) -> None:
 
     cols = [c for c in ("run_id", "label", "status", "trainable_params", "trainable_pct", "mem_base_weights",
                         "mem_adapters", "mem_gradients", "mem_optimizer", "mem_activations", "mem_total",
-                        "mem_peak", "mem_peak_at", "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s")
+                        "mem_peak", "mem_peak_at", "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s",
+                        "load_s", "train_s", "eval_s", "task_eval_s", "samples_s")
             if c in table]
     view = table[cols].copy()
     in_bytes = [c for c in cols if c.startswith("mem_") and c != "mem_peak_at"]

@@ -110,6 +110,13 @@ def score(task_name: str, predictions: Sequence[str], references: Sequence[str])
     return get_task(task_name).score(predictions, references)
 
 
+def answer_budget(tokenizer, raw: Sequence[dict], margin: int = 16, cap: int = 512) -> int:
+    """New tokens enough for the longest reference answer, plus a margin (a wrong answer may run
+    longer; an answer is scored on its text, so one cut past the margin is wrong either way)."""
+    longest = max((len(tokenizer(r["reference"], add_special_tokens=False)["input_ids"]) for r in raw), default=0)
+    return min(cap, longest + margin)
+
+
 def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = None,
                   max_new_tokens: Optional[int] = None, batch_size: int = 8):
     """Generate for the held-out examples and score them.
@@ -123,9 +130,8 @@ def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = N
     raw = bundle.eval_raw if limit is None else bundle.eval_raw[:max(0, limit)]
     if not raw:
         return (None, [])
-    if max_new_tokens is None:  # enough for the longest reference, with room to spare
-        longest = max(len(tokenizer(r["reference"], add_special_tokens=False)["input_ids"]) for r in raw)
-        max_new_tokens = min(512, longest + 16)
+    if max_new_tokens is None:
+        max_new_tokens = answer_budget(tokenizer, raw)
     preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
                      batch_size=batch_size)
     details = []

@@ -27,7 +27,7 @@ from .record import RunRecord
 log = logging.getLogger("lorakit")
 
 OPTIM_NAMES = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
-N_SAMPLES = 3  # prompts shown before/after training
+N_SAMPLES = 3  # prompts shown before/after training (the first eval examples, from the metric's own pass)
 
 
 def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: Optional[threading.Event] = None,
@@ -75,6 +75,8 @@ class _Run:
         self.t0 = time.perf_counter()
         self.model = self.tokenizer = self.bundle = self.trainer = self.events = None
         self.ended = False
+        self.before: list = []  # the base's per-example task details (see evaluate_before)
+        self.eval_spans: list[tuple[float, float]] = []  # (start, end) of every eval-loss pass
 
     # --- phases -----------------------------------------------------------------------------
     def execute(self) -> None:
@@ -98,7 +100,13 @@ class _Run:
         loaded = load_model(cfg.model, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
                             device=self.record.device)
         self.record.load_s = loaded.load_s
-        self.tokenizer = loaded.tokenizer
+        self.tokenizer, self.model = loaded.tokenizer, loaded.model
+        self.bundle = build_data(cfg, self.tokenizer)  # seeded by cfg.seed itself, not the global RNG
+        self.record.data_stats = dict(self.bundle.stats)
+        # The base's answers before any adapter: a LoRA run's switched-off adapter would not always be the
+        # base (PiSSA, OLoRA and LoftQ move part of the weights into the adapter).
+        self.evaluate_before()
+        self.check_stop()
         set_seed(cfg.seed)  # LoRA's A init and dropout draw from this
         if cfg.method == "lora":
             self.model = adapters.attach_lora(loaded.model, cfg.rank, cfg.alpha, cfg.dropout,
@@ -108,10 +116,6 @@ class _Run:
         else:
             self.model = adapters.prepare_full(loaded.model, cfg.gradient_checkpointing)
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)
-        self.bundle = build_data(cfg, self.tokenizer)
-        self.record.data_stats = dict(self.bundle.stats)
-        if cfg.method == "full":  # the base is about to change: sample it now
-            self.record.samples = self.generate_samples("before")
         emit(self.sinks, RunStarted(self.record.run_id, cfg, self.record.trainable_params,
                                     self.record.total_params))
 
@@ -141,12 +145,24 @@ class _Run:
 
             optimizers = (loraplus_optimizer(self.model, args, cfg.loraplus_lr_ratio), None)
         self.trainer = ProbingTrainer(
-            model=self.model, args=args, optimizers=optimizers, train_dataset=self.bundle.train, eval_dataset=self.bundle.eval,
+            model=self.model, args=args, optimizers=optimizers, train_dataset=self.bundle.train,
+            eval_dataset=self.bundle.eval,
             data_collator=self.bundle.collator, processing_class=self.tokenizer,
             callbacks=[self.events], activation_probe=self.events.activations_recorded,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
         self.trainer.remove_callback(PrinterCallback)
+        self.trainer.evaluate = self.timed_evaluate(self.trainer.evaluate)  # the loop calls it through self
+
+    def timed_evaluate(self, evaluate: Callable) -> Callable:
+        """``evaluate`` noting its (start, end): eval_s, and the loss passes taken out of train_s."""
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return evaluate(*args, **kwargs)
+            finally:
+                self.eval_spans.append((t0, time.perf_counter()))
+        return timed
 
     def fit(self) -> None:
         with warnings.catch_warnings():
@@ -170,31 +186,37 @@ class _Run:
     def evaluate_task(self) -> None:
         from .evaluation import evaluate_task
 
-        after, _ = evaluate_task(self.model, self.tokenizer, self.bundle)
-        self.record.task_metric = after
-        if self.cfg.method == "lora":  # the base is the same model with the adapter switched off
-            with self.model.disable_adapter():
-                before, _ = evaluate_task(self.model, self.tokenizer, self.bundle)
-                before_samples = self.generate_samples("before")
-            self.record.samples = before_samples
-        else:
-            before = self.record.task_metric_before
-        self.record.task_metric_before = before
-        for sample, text in zip(self.record.samples, self.generate_texts(), strict=False):
-            sample["after"] = text
-        if self.record.evals:
-            self.record.evals[-1]["task_metric"] = after
+        rec = self.record
+        t0 = time.perf_counter()
+        after, details = evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=self.answer_budget())
+        rec.task_eval_s = (rec.task_eval_s or 0.0) + time.perf_counter() - t0
+        rec.task_metric = after
+        t0 = time.perf_counter()  # samples come from the two passes above: no generation of their own
+        rec.samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["prediction"],
+                        "after": a["prediction"]}
+                       for b, a in zip(self.before[:N_SAMPLES], details[:N_SAMPLES], strict=True)]
+        rec.samples_s = time.perf_counter() - t0
+        if rec.evals:
+            rec.evals[-1]["task_metric"] = after
 
-    def generate_texts(self) -> list[str]:
-        from .evaluation import generate
+    def evaluate_before(self) -> None:
+        """The base's task metric and per-example answers (``self.model`` is still the bare base): the
+        store's, when an earlier run computed them for the same base, prompts and generation settings;
+        else computed now and stored."""
+        from .base_eval import before_training, cache_key
+        from .evaluation import evaluate_task
 
-        prompts = [ex["messages"] for ex in self.bundle.eval_raw[:N_SAMPLES]]
-        return generate(self.model, self.tokenizer, prompts, max_new_tokens=64)
+        rec, budget = self.record, self.answer_budget()
+        key, description = cache_key(self.cfg, self.tokenizer, self.bundle.eval_raw, rec.device, budget)
+        rec.task_metric_before, self.before, rec.before_cached, seconds = before_training(
+            self.store, key, description,
+            lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))
+        rec.task_eval_s = (rec.task_eval_s or 0.0) + seconds
 
-    def generate_samples(self, key: str) -> list[dict]:
-        texts = self.generate_texts()
-        return [{"prompt": ex["prompt"], "reference": ex["reference"], key: t}
-                for ex, t in zip(self.bundle.eval_raw[:N_SAMPLES], texts, strict=True)]
+    def answer_budget(self) -> int:
+        from .evaluation import answer_budget
+
+        return answer_budget(self.tokenizer, self.bundle.eval_raw)
 
     # --- the record: one more sink of the bridge's events -----------------------------------------
     def observe(self, event) -> None:
@@ -238,6 +260,11 @@ class _Run:
         if self.trainer is not None and rec.history and ev.last_step_at:
             # every real (non-padding) token over the whole loop, probe and callbacks included
             rec.tokens_per_s = self.trainer.state.num_input_tokens_seen / (ev.last_step_at - ev.train_started_at)
+            # the loop's time without the eval-loss passes it ran between steps
+            in_loop = sum(b - a for a, b in self.eval_spans if ev.train_started_at <= a < ev.last_step_at)
+            rec.train_s = ev.last_step_at - ev.train_started_at - in_loop
+        if self.eval_spans:
+            rec.eval_s = sum(b - a for a, b in self.eval_spans)
 
     def save_adapter(self) -> None:
         from .adapter_base import AdapterError

@@ -118,6 +118,9 @@ class LiveRun:
                 before = getattr(rec, "task_metric_before", None)
                 extra = f" (before training {_num(before, 3)})" if before is not None else ""
                 parts.append(f"task metric {_num(metric, 3)}{extra}")
+            timing = rec.timing_text(", ") if hasattr(rec, "timing_text") else ""
+            if timing:  # where the time went
+                parts.append(f"time: {timing}")
             return "ok", " · ".join(parts)
         if self.status == "stopped":
             n = len(self.steps)

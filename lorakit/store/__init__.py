@@ -9,7 +9,8 @@ Import from here; the modules are, from the file up:
 - :mod:`.rows`    — the row codec: a RunRecord to rows and back;
 - :mod:`.runs`    — ``RunStore`` (save / load / records / delete / adapter_dir ...) and
   ``open_store``, how every ``store=`` argument becomes a RunStore;
-- :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains.
+- :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains;
+- :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
 from .errors import RunNotFound, StoreError
 from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path

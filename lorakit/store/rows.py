@@ -28,6 +28,7 @@ _MEMORY_EXTRA = ("transient", "device_overhead", "assumes")
 # The runs columns a listing shows (summaries()): all but bookkeeping and the JSON bodies.
 SUMMARY_COLUMNS = tuple(c for c in RUNS.names if c not in ("updated_at", "pid", "host", "proc_start", "config",
                                                             "record"))
+TIME_COLUMNS = ("load_s", "train_s", "eval_s", "task_eval_s", "samples_s")  # also in runs.record
 # Kept out of runs.record: they have tables of their own.
 TABLE_FIELDS = ("history", "evals", "memory", "planned_memory")
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
@@ -142,6 +143,7 @@ def write_run(c: sqlite3.Connection, r: RunRecord, now: float) -> None:
         "tokens_per_s": num(r.tokens_per_s), "wall_s": num(r.wall_s),
         **owner(r.status == "running"),
         "config": dumps(cfg_dict), "record": dumps(body),
+        **{k: num(getattr(r, k, None)) for k in TIME_COLUMNS},
     }
     c.execute(_UPSERT_RUN, [row[col] for col in RUNS.names])
 

@@ -6,11 +6,13 @@ Layout of the file (schema version 1)::
     meta    (key PK, value)                      schema version, application name
     runs    (run_id PK, created_at, updated_at, status, reason, label, method, quant, rank,
              model, dataset, train_loss, eval_loss, task_metric, mem_total, tokens_per_s,
-             wall_s, pid, host, proc_start, config JSON, record JSON)
+             wall_s, pid, host, proc_start, config JSON, record JSON, load_s, train_s, eval_s,
+             task_eval_s, samples_s)
     steps   (run_id, step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm, extra JSON)
     evals   (run_id, idx, step, eval_loss, perplexity, task_metric, extra JSON)
     memory  (run_id, kind 'measured'|'planned', base_weights, adapters, gradients, optimizer,
              activations, cuda JSON, peak, peak_at, extra JSON)
+    eval_cache (key PK, created_at, description JSON, task_metric, details JSON, seconds)
 
 Adding a column: append it to its table below (nullable, or NOT NULL with a DEFAULT: SQLite can
 only add such columns to an existing table) and give it a value in :mod:`.rows`. Files written
@@ -80,6 +82,11 @@ RUNS = Table("runs", (
     ("proc_start", "TEXT"),
     ("config", "TEXT NOT NULL"),  # RunConfig as JSON
     ("record", "TEXT NOT NULL"),  # the RunRecord as JSON, without what the other tables hold
+    ("load_s", "REAL"),  # where the run's time went (RunRecord's fields of the same names)
+    ("train_s", "REAL"),
+    ("eval_s", "REAL"),
+    ("task_eval_s", "REAL"),
+    ("samples_s", "REAL"),
 ))
 STEPS = Table("steps", (
     ("run_id", "TEXT NOT NULL"),
@@ -113,7 +120,15 @@ MEMORY = Table("memory", (
     ("peak_at", "TEXT"),
     ("extra", "TEXT"),  # JSON: transient, device_overhead, assumes
 ), key=("run_id", "kind"))
-TABLES = (META, RUNS, STEPS, EVALS, MEMORY)
+EVAL_CACHE = Table("eval_cache", (  # the base model's task result, reused by later runs (see .eval_cache)
+    ("key", "TEXT PRIMARY KEY"),  # sha256 of the description
+    ("created_at", "REAL NOT NULL"),
+    ("description", "TEXT NOT NULL"),  # JSON: what the key was hashed from, for people reading the file
+    ("task_metric", "REAL"),  # NULL: the dataset has no automatic metric
+    ("details", "TEXT NOT NULL"),  # JSON: evaluate_task's per-example details
+    ("seconds", "REAL"),  # what computing it took (what a hit saves)
+))
+TABLES = (META, RUNS, STEPS, EVALS, MEMORY, EVAL_CACHE)
 RUN_TABLES = (STEPS, EVALS, MEMORY)  # the tables keyed by run_id besides runs itself
 
 

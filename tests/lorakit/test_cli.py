@@ -158,8 +158,13 @@ def test_demo_compares_the_three_methods_and_writes_the_report(tmp_path, capsys)
     db, html = tmp_path / "runs.db", tmp_path / "report.html"
     assert main(["--store", str(db), "demo", "--model", "tiny-llama", "--steps", "2", "--seq-len", "512",
                  "--eval-examples", "2", "--html", str(html)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     table = lorakit.compare(store=RunStore(db))
     assert sorted(table["label"]) == ["LoRA r8 (fp32 base)", "QLoRA r8 (NF4 base, fp32 compute)", "full fine-tuning"]
     assert set(table["status"]) == {"finished"}
+    # each run says where its time went; full fine-tuning's base is LoRA's: its "before" is reused
+    assert (table["train_s"] > 0).all() and (table["task_eval_s"] > 0).all() and "train_s" in out
+    assert captured.err.count("  time: load ") == 3
+    assert [r.before_cached for r in RunStore(db).records()] == [False, False, True]
     assert "QLoRA r8 (NF4 base, fp32 compute)" in out and html.stat().st_size > 10_000

@@ -54,6 +54,10 @@ def test_a_finished_run_emits_events_and_returns_a_full_record(store):
     assert len(rec.samples) == 3 and {"prompt", "reference", "before", "after"} <= set(rec.samples[0])
     assert rec.tokens_per_s > 0 and rec.time_to_first_loss_s > 0 and rec.wall_s >= rec.time_to_first_loss_s
     assert rec.data_stats["n_train"] == 24 and rec.data_stats["n_eval"] == 4
+    # where the time went: each phase timed, together within the run's wall time
+    assert rec.load_s > 0 and rec.train_s > 0 and rec.eval_s > 0 and rec.task_eval_s > 0 and rec.samples_s >= 0
+    assert rec.load_s + rec.train_s + rec.eval_s + rec.task_eval_s + rec.samples_s < rec.wall_s
+    assert rec.train_s < rec.history[-1]["elapsed_s"] and "train " in rec.timing_text()
     # adapter saved with peft (safetensors) in the store's adapter directory
     assert rec.adapter_path and rec.adapter_path.startswith(str(store.adapter_dir(rec.run_id)))
     assert rec.adapter_bytes > 4 * rec.trainable_params
@@ -63,6 +67,7 @@ def test_a_finished_run_emits_events_and_returns_a_full_record(store):
     assert read_record(rec.adapter_path)["base"]["name"] == "tiny-llama"
     # and the store holds the same run
     stored = store.load(rec.run_id)
+    assert (stored.train_s, stored.task_eval_s) == (rec.train_s, rec.task_eval_s)
     assert stored.status == "finished" and [h["loss"] for h in stored.history] == [h["loss"] for h in rec.history]
 
 

@@ -1,0 +1,19 @@
+"""The run's status line: a finished run says where its time went."""
+from lorakit import RunConfig
+from lorakit.events import RunFinished
+from lorakit.record import RunRecord
+from lorakit.widgets.runstate import LiveRun
+
+
+def test_a_finished_runs_status_line_says_where_the_time_went():
+    cfg = RunConfig(model="tiny-llama", name="lora")
+    rec = RunRecord(config=cfg, run_id="r1", status="finished", wall_s=9.0, task_metric=0.5, task_metric_before=0.0,
+                    load_s=1.25, train_s=5.0, eval_s=0.5, task_eval_s=2.0, samples_s=0.0, before_cached=True)
+    live = LiveRun.for_config(cfg)
+    live.apply(RunFinished("r1", "finished", rec, ""))
+    kind, text = live.message()
+    assert kind == "ok" and text.startswith("lora finished in 9.0 s")
+    assert text.endswith("time: load 1.2 s, train 5.0 s, eval loss 0.5 s, task metric 2.0 s (before: cached), "
+                         "samples 0.0 s")
+    rec.before_cached, rec.samples_s, rec.eval_s = False, None, None  # what was not timed is not shown
+    assert live.message()[1].endswith("time: load 1.2 s, train 5.0 s, task metric 2.0 s")
