@@ -1,7 +1,8 @@
 """Memory accuracy: the planner's prediction against the measured breakdown and the measured step peak.
 
 For each model and each setting (quant none/int8/nf4/fp4 with LoRA, full fine-tuning on the
-unquantized base; gradient checkpointing off and on) this loads the model, attaches LoRA (r=8 on
+unquantized base, the LoRA variants DoRA / QDoRA / rsLoRA / PiSSA / OLoRA / LoftQ (``--no-variants``
+leaves them out); gradient checkpointing off and on) this loads the model, attaches LoRA (r=8 on
 q_proj, v_proj, dropout 0.05), trains two steps the way transformers' Trainer does (forward with
 labels, backward, gradient clipping at 1.0, torch AdamW, zero_grad) on full-length batches of random
 tokens, and compares
@@ -42,6 +43,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 SETTINGS = [("none", "lora"), ("int8", "lora"), ("nf4", "lora"), ("fp4", "lora"), ("none", "full")]
+VARIANTS = {"lora": {}, "dora": dict(use_dora=True), "rslora": dict(use_rslora=True), "pissa": dict(init="pissa"),
+            "olora": dict(init="olora"), "loftq": dict(init="loftq")}  # attach_lora keywords
+VARIANT_SETTINGS = [("none", "dora"), ("nf4", "dora"), ("none", "rslora"), ("none", "pissa"), ("none", "olora"),
+                    ("nf4", "loftq")]  # (quant, variant), LoRA
 MODELS = ["tiny-llama", "smollm2-135m", "heldout-mistral", "heldout-qwen2"]
 HELD_OUT = {  # transformers config kwargs: architectures the activation formula was not derived on
     "heldout-mistral": dict(model_type="mistral", hidden_size=96, intermediate_size=256, num_hidden_layers=3,
@@ -143,7 +148,8 @@ def train_two_steps(model, batch, device: str):
     return opt, peak, (time.perf_counter() - t0) / 2
 
 
-def run_one(source: str, plan_source: str, quant: str, method: str, gc_on: bool, args, device: str) -> dict:
+def run_one(source: str, plan_source: str, quant: str, method: str, gc_on: bool, args, device: str,
+            variant: str = "lora") -> dict:
     import torch
 
     from lorakit.adapters import attach_lora, prepare_full
@@ -156,7 +162,7 @@ def run_one(source: str, plan_source: str, quant: str, method: str, gc_on: bool,
     model = load_model(source, quant=quant, double_quant=True, dtype=args.dtype, device=device).model
     if method == "lora":
         model = attach_lora(model, rank=8, alpha=16, dropout=0.05, target_modules=("q_proj", "v_proj"),
-                            gradient_checkpointing=gc_on)
+                            gradient_checkpointing=gc_on, **VARIANTS[variant])
     else:
         model = prepare_full(model, gc_on)
     g = torch.Generator().manual_seed(0)
@@ -167,7 +173,8 @@ def run_one(source: str, plan_source: str, quant: str, method: str, gc_on: bool,
     measured = measure(model, opt, batch)  # gradients counted by size; activations by one replay forward
     planned = plan_memory(plan_source, method=method, quant=quant, double_quant=True, dtype=args.dtype, rank=8,
                           target_modules=("q_proj", "v_proj"), batch_size=args.batch_size, seq_len=args.seq_len,
-                          gradient_checkpointing=gc_on, optimizer="adamw", dropout=0.05, device=device)
+                          gradient_checkpointing=gc_on, optimizer="adamw", dropout=0.05, device=device,
+                          use_dora=VARIANTS[variant].get("use_dora", False))
     del model, opt, batch
     gc.collect()
     return dict(planned=planned.as_dict(), measured=measured.as_dict(), step_s=step_s,
@@ -219,6 +226,7 @@ def main(argv=None) -> int:
     ap.add_argument("--random-weights", action="store_true", help="build every model from its config")
     ap.add_argument("--big", action="store_true", help=f"add {BIG} with random weights (CUDA)")
     ap.add_argument("--json", help="also write every row's raw figures here")
+    ap.add_argument("--no-variants", action="store_true", help="leave out the DoRA/rsLoRA/PiSSA/OLoRA/LoftQ rows")
     args = ap.parse_args(argv)
     args.batch_size = args.batch_size or (2 if args.quick else 4)
     args.seq_len = args.seq_len or (32 if args.quick else 128)
@@ -249,23 +257,29 @@ def main(argv=None) -> int:
     worst = {c: 0.0 for c in [*CATEGORIES, "peak", "device"]}
     rows = []
     for name in models:
-        settings = [s for s in SETTINGS if name != BIG or s in (("none", "lora"), ("nf4", "lora"), ("none", "full"))]
+        settings = [(*s, "lora") for s in SETTINGS
+                    if name != BIG or s in (("none", "lora"), ("nf4", "lora"), ("none", "full"))]
+        if name != BIG and not args.no_variants:
+            settings += [(quant, "lora", variant) for quant, variant in VARIANT_SETTINGS]
         for gc_on in ((False,) if args.quick or name == BIG else (False, True)):
-            for quant, method in settings:
+            for quant, method, variant in settings:
+                label = method if variant == "lora" else f"lora ({variant})"
                 t0 = time.perf_counter()
                 try:
                     needs_dir = name in HELD_OUT or args.random_weights or name == BIG
                     source = random_weights_dir(name, root, device) if needs_dir else name
                     plan_source = source if name in HELD_OUT else name
-                    row = run_one(source, plan_source, quant, method, gc_on, args, device)
+                    row = run_one(source, plan_source, quant, method, gc_on, args, device, variant)
                 except Exception as exc:  # noqa: BLE001 - one failed row must not lose the others
-                    print(f"| {name} | {quant} | {method} | {gc_on} | FAILED: {type(exc).__name__}: "
+                    print(f"| {name} | {quant} | {label} | {gc_on} | FAILED: {type(exc).__name__}: "
                           f"{str(exc)[:300]} | | | |", flush=True)
-                    rows.append(dict(model=name, quant=quant, method=method, gc=gc_on, error=repr(exc)))
+                    rows.append(dict(model=name, quant=quant, method=method, variant=variant, gc=gc_on,
+                                     error=repr(exc)))
                     continue
-                row.update(model=name, quant=quant, method=method, gc=gc_on, wall_s=time.perf_counter() - t0)
+                row.update(model=name, quant=quant, method=method, variant=variant, gc=gc_on,
+                           wall_s=time.perf_counter() - t0)
                 rows.append(row)
-                report(row, name, quant, method, gc_on, worst)
+                report(row, name, quant, label, gc_on, worst)
                 sys.stdout.flush()
                 if args.json:
                     Path(args.json).write_text(json.dumps(dict(device=device, machine=machine(), rows=rows), indent=1))
