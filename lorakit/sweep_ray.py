@@ -106,12 +106,13 @@ class Relay:
         self.stopped = True
 
 
-def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
+def run_trial(index: int, config, relay, keep_adapter: bool) -> int:
     """A Ray task: train ``config`` here, sending every event to ``relay``; the driver records it.
+    Returns how many events it sent.
 
-    The worker never blocks on the relay while it trains: Ray lends the CPUs of a task blocked in
-    ray.get to the next queued task, which would then train on them too. Calls from one worker reach
-    the actor in the order they were made; each answers whether the sweep was stopped."""
+    The worker never calls ray.get or ray.wait: Ray lends the CPUs of a task in either to the next
+    queued task, which would then train on them too. The relay's answers (was the sweep stopped?) are
+    read from futures once done; calls from one worker reach the actor in the order they were made."""
     import ray
 
     from .training import train
@@ -119,6 +120,7 @@ def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
     node = ray.get_runtime_context().get_node_id()
     stop = threading.Event()
     sent: list = []  # puts whose answer has not been read yet
+    count = [0]
 
     def forward(event) -> None:
         files = None
@@ -127,21 +129,20 @@ def run_trial(index: int, config, relay, keep_adapter: bool) -> None:
         if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
             event.record.node = node
             files = _adapter_files(event.record.adapter_path) if keep_adapter else None
-        sent.append(relay.put.remote((index, node, event, files)))
-        answered, sent[:] = ray.wait(sent, num_returns=len(sent), timeout=0)
+        sent.append(relay.put.remote((index, node, event, files)).future())
+        count[0] += 1
+        answered = [f for f in sent if f.done()]
+        sent[:] = [f for f in sent if not f.done()]
         try:
-            if any(ray.get(answered)):  # answered already: this get does not wait
+            if any(f.result() for f in answered):  # done futures: nothing waits
                 stop.set()
         except Exception:  # the driver (and its relay) is gone: nobody is left to record this run
             stop.set()
             raise
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
-            train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
-    finally:
-        if sent:  # every event is with the relay before the task ends
-            ray.wait(sent, num_returns=len(sent), timeout=60)
+    with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
+        train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
+    return count[0]  # the driver waits for this many events (the last puts may still be on their way)
 
 
 def _title(text: str) -> None:
@@ -167,6 +168,7 @@ class Trial:
     def __init__(self, config):
         self.record = RunRecord(config=config, created_at=time.time())
         self.heard = self.finished = False
+        self.received = 0  # events delivered
 
     def observe(self, node: str, event) -> None:
         rec = self.record
@@ -260,6 +262,7 @@ class _Driver:
             if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
                 self.place_adapter(event.record, files)
             self.trials[index].observe(node, event)
+            self.trials[index].received += 1
             self.emit(event)
 
     def emit(self, event) -> None:
@@ -286,7 +289,7 @@ class _Driver:
         """Record a trial whose task ended without its RunFinished (the worker died, or run_trial raised)."""
         errors = self.ray.exceptions
         try:
-            self.ray.get(ref)
+            self.await_events(trial, self.ray.get(ref))
             status, reason = "failed", "the trial ended without a result"
         except errors.TaskCancelledError:
             status, reason = "stopped", "cancelled"
@@ -302,6 +305,13 @@ class _Driver:
             return
         trial.heard = True
         self.finish(trial, status, reason)
+
+    def await_events(self, trial: Trial, sent: int, patience_s: float = 60.0) -> None:
+        """The trial's task has returned; its last events may still be on their way to the relay."""
+        give_up = time.monotonic() + patience_s
+        while trial.received < sent and time.monotonic() < give_up:
+            time.sleep(POLL_S / 4)
+            self.deliver()
 
     def finish(self, trial: Trial, status: str, reason: str) -> None:
         event = trial.end(status, reason)
