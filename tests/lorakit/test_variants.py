@@ -212,3 +212,18 @@ def test_cli_flags_come_from_the_new_fields():
                                   "loraplus_lr_ratio": [0.0, 16.0]}
     ns = build_parser().parse_args(["train", "--use-rslora", "--init", "loftq", "--quant", "nf4", "--loftq-iter", "2"])
     assert RunConfig(**_config_kwargs(ns)).label == "qlora-nf4-r8-loftq,rslora"
+
+
+@pytest.mark.e2e
+def test_smollm2_dora_count_and_loftq_error():
+    """SmolLM2, r=8 on q,v: DoRA adds 30 x (576 + 192) magnitudes to LoRA's 460,800; LoftQ's init error is
+    below QLoRA's on each of its 60 adapted layers."""
+    def load(quant="none"):
+        return lorakit.load_model("smollm2-135m", quant=quant, device="cpu").model
+
+    dora = adapters.attach_lora(load(), 8, 16, 0.05, QV, use_dora=True)
+    assert adapters.count_params(dora)[0] == 460_800 + 30 * (576 + 192) == 483_840
+    torch.manual_seed(0)
+    plain = variants.init_errors(adapters.attach_lora(load("nf4"), 8, 16, 0.05, QV))
+    loftq = variants.init_errors(adapters.attach_lora(load("nf4"), 8, 16, 0.05, QV, init="loftq"))
+    assert len(plain) == 60 and all(loftq[k] < plain[k] for k in plain)
