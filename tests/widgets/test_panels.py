@@ -203,9 +203,13 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
     assert quant.fit_device.value == c.fit_device == THIS_MACHINE
     assert "✓ fits" in plain_text(quant.verdict.value) and "planned as a CPU run" in plain_text(quant.verdict.value)
     gpu = next(name for name in accelerators() if name.startswith("8GB"))
+    shown = []  # every verdict from now on: the background fit may replace "checking" before we look
+    quant.verdict.observe(lambda ch: shown.append(plain_text(ch["new"])), names="value")
     quant.fit_device.value = gpu
-    assert c.fit_device == gpu and plain_text(quant.verdict.value) == f"checking {gpu}…"  # not the old verdict
+    assert c.fit_device == gpu
     assert c.wait(WAIT)
+    assert shown and shown[0] == f"checking {gpu}…", shown  # at once, not the old verdict
+    assert not any("planned as a CPU run" in s for s in shown), shown
     fit = c.fit_result[0]
     verdict = plain_text(quant.verdict.value)
     assert fit.device == gpu and fit.fits and f"needs {fmt_bytes(fit.need)} of 8.00 GiB" in verdict
