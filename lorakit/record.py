@@ -63,6 +63,24 @@ class RunRecord:
     def steps_done(self) -> int:
         return self.history[-1]["step"] if self.history else 0
 
+    def add(self, event) -> None:
+        """Take a step, an eval pass or a memory measurement into the record, as the run sends them (here
+        or on a sweep's remote worker)."""
+        from .events import EvalDone, MemoryMeasured, StepLogged
+
+        if isinstance(event, StepLogged):
+            self.history.append(dict(step=event.step, loss=event.loss, learning_rate=event.learning_rate,
+                                     tokens_per_s=event.tokens_per_s, elapsed_s=event.elapsed_s,
+                                     grad_norm=event.grad_norm))
+            if self.time_to_first_loss_s is None:
+                self.time_to_first_loss_s = event.elapsed_s
+        elif isinstance(event, EvalDone):
+            self.evals.append(dict(step=event.step, eval_loss=event.eval_loss, perplexity=event.perplexity,
+                                   task_metric=event.task_metric))
+            self.eval_loss, self.perplexity = event.eval_loss, event.perplexity
+        elif isinstance(event, MemoryMeasured):
+            self.memory, self.planned_memory = event.measured, event.planned
+
     def timing_text(self, sep: str = " · ") -> str:
         """Where the run's time went, e.g. ``load 2.1 s · train 61.0 s · eval loss 1.3 s · task metric
         9.8 s (before: cached) · samples 0.0 s``; empty when nothing was timed."""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import ConfigError
-from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit, error_line
+from .events import RunFinished, RunStarted, emit, error_line
 from .record import RunRecord
 
 log = logging.getLogger("lorakit")
@@ -177,19 +177,12 @@ class Trial:
         if isinstance(event, RunStarted):
             rec.run_id = event.run_id
             rec.trainable_params, rec.total_params = event.trainable_params, event.total_params
-        elif isinstance(event, StepLogged):
-            rec.history.append(dict(step=event.step, loss=event.loss, learning_rate=event.learning_rate,
-                                    tokens_per_s=event.tokens_per_s, elapsed_s=event.elapsed_s,
-                                    grad_norm=event.grad_norm))
-        elif isinstance(event, EvalDone):
-            rec.evals.append(dict(step=event.step, eval_loss=event.eval_loss, perplexity=event.perplexity,
-                                  task_metric=event.task_metric))
-        elif isinstance(event, MemoryMeasured):
-            rec.memory, rec.planned_memory = event.measured, event.planned
         elif isinstance(event, RunFinished):
             self.finished = True
             if isinstance(event.record, RunRecord):
                 self.record = event.record
+        else:
+            rec.add(event)
 
     def end(self, status: str, reason: str) -> RunFinished:
         """The RunFinished the worker could not send (its process died, or the driver was interrupted)."""

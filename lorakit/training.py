@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Optional
 
 from .callback import StopRun, TrainerEvents
 from .config import RunConfig
-from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit
+from .events import RunFinished, RunStarted, emit
 from .imports import warm
 from .record import RunRecord
 
@@ -220,19 +220,7 @@ class _Run:
 
     # --- the record: one more sink of the bridge's events -----------------------------------------
     def observe(self, event) -> None:
-        rec = self.record
-        if isinstance(event, StepLogged):
-            rec.history.append(dict(step=event.step, loss=event.loss, learning_rate=event.learning_rate,
-                                    tokens_per_s=event.tokens_per_s, elapsed_s=event.elapsed_s,
-                                    grad_norm=event.grad_norm))
-            if rec.time_to_first_loss_s is None:
-                rec.time_to_first_loss_s = event.elapsed_s
-        elif isinstance(event, EvalDone):
-            rec.evals.append(dict(step=event.step, eval_loss=event.eval_loss, perplexity=event.perplexity,
-                                  task_metric=None))
-            rec.eval_loss, rec.perplexity = event.eval_loss, event.perplexity
-        elif isinstance(event, MemoryMeasured):
-            rec.memory, rec.planned_memory = event.measured, event.planned
+        self.record.add(event)
 
     def check_stop(self) -> None:
         if self.stop.is_set():
