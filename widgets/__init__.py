@@ -7,13 +7,13 @@ Each panel also works alone (``AdapterPanel()``); ``LiveCallback`` brings the li
 panels to a plain ``transformers.Trainer``.
 """
 from .controller import StudioController
-from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, TrainPanel
+from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, SweepPanel, TrainPanel
 from .studio import Studio
 from .throttle import Throttle
 
 __all__ = [
     "Studio", "StudioController", "ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel",
-    "MemoryPanel", "ComparePanel", "LiveCallback", "LiveDashboard", "Throttle",
+    "MemoryPanel", "ComparePanel", "SweepPanel", "LiveCallback", "LiveDashboard", "Throttle",
 ]
 
 

@@ -13,7 +13,8 @@ topic they subscribed to with ``on(topic, fn)``:
 - ``status`` (): the status line changed for a reason other than a training step;
 - ``run`` (live): Train was pressed (or an outside run started): a fresh ``LiveRun``;
 - ``event`` (event): a lorakit event of the current run, already folded into ``live``;
-- ``runs`` (): the run store changed (a run finished, runs were deleted).
+- ``runs`` (): the run store changed (a run finished, runs were deleted);
+- ``sweep``, ``sweep_event``, ``sweep_status``: the sweep (``sweep``, a ``SweepControl``; see sweep.py).
 
 The controller is three parts: the form and its validation (``form.Form``, here), the background
 work before a run (``background.BackgroundWork``: model, plan, data check and preview, on ``jobs``
@@ -36,6 +37,7 @@ from .background import BackgroundWork
 from .form import DATA_FIELDS, Form
 from .jobs import Jobs, error_text
 from .run import RunControl
+from .sweep import SweepControl
 
 log = logging.getLogger("lorakit.widgets")
 
@@ -59,6 +61,7 @@ class StudioController(BackgroundWork, RunControl):
         self.store_error = ""
         self._open_store(store)
         self._validate(notify=False)
+        self.sweep = SweepControl(self)  # the Sweep panel's grid; one job trains at a time
 
     # --- subscriptions ---------------------------------------------------------------------------
     def on(self, topic: str, fn: Callable) -> None:
@@ -117,6 +120,14 @@ class StudioController(BackgroundWork, RunControl):
         if notify:
             self._notify("problems", problems)
         return problems
+
+    def _refuse_second_run(self) -> bool:
+        """Train is refused while a sweep runs, as while another run goes."""
+        if self.sweep.running:
+            self._set_status("warn", "A sweep is going (Sweep panel): press Stop there, or wait for it to "
+                                     "finish, then press Train.")
+            return True
+        return super()._refuse_second_run()
 
     def config(self) -> RunConfig:
         """The RunConfig the form describes (raises ConfigError with every problem)."""

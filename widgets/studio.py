@@ -6,7 +6,7 @@ from typing import Optional
 import ipywidgets as W
 
 from .controller import StudioController
-from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, TrainPanel
+from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, SweepPanel, TrainPanel
 
 HEADER = (
     '<div style="font-size:18px;font-weight:bold">lorakit Studio</div>'
@@ -37,11 +37,12 @@ class Studio(W.VBox):
         self.train_panel = TrainPanel(c)
         self.memory_panel = MemoryPanel(c)
         self.compare_panel = ComparePanel(c)
+        self.sweep_panel = SweepPanel(c)
         left = W.VBox([self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
                       layout=W.Layout(width="46%", min_width="420px"))
         right = W.VBox([self.train_panel, self.memory_panel], layout=W.Layout(width="54%", min_width="420px"))
         self.children = [W.HTML(HEADER), W.HBox([left, right], layout=W.Layout(flex_flow="row wrap")),
-                         self.compare_panel]
+                         self.sweep_panel, self.compare_panel]
         self.add_class("lorakit-studio")
         if autoload:
             c.load_model()
@@ -58,3 +59,8 @@ class Studio(W.VBox):
 
     def set(self, **values) -> dict:
         return self.controller.set(**values)
+
+    def sweep(self, **axes) -> bool:
+        """Set the Sweep panel's axes (e.g. ``rank=[4, 16], quant=["none", "nf4"]``) and press Run sweep."""
+        self.controller.sweep.set_axes(**axes)
+        return self.controller.sweep.run()

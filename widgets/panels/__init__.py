@@ -5,6 +5,8 @@ from .data import DataPanel
 from .memory import MemoryPanel
 from .model import ModelPanel
 from .quant import QuantPanel
+from .sweep import SweepPanel
 from .train import TrainPanel
 
-__all__ = ["ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel", "MemoryPanel", "ComparePanel"]
+__all__ = ["ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel", "MemoryPanel", "ComparePanel",
+           "SweepPanel"]

@@ -1,0 +1,432 @@
+"""SweepControl: the Studio's sweep. Axes picked from the form, the grid with each trial's planned memory and
+fit verdict before anything runs, and the grid trained through ``lorakit.sweep`` on a background thread.
+
+Pure state, no widgets: ``StudioController`` keeps one as ``controller.sweep``. The Sweep panel forwards axis
+values (``set_axis``) and button presses (``run``, ``stop``) and redraws on the controller's topics:
+
+- ``sweep`` (): the trials were recomputed (an axis or the form changed), a plan came in, or the sweep ended;
+- ``sweep_event`` (trial, event): a lorakit event of a running trial, already folded into ``trial``;
+- ``sweep_status`` (): the sweep's status line (``status``) changed.
+
+Only one job trains at a time: Sweep is refused while Train runs, and Train while a sweep runs
+(``StudioController._refuse_second_run``). Invalid combinations are named before anything runs, and the
+sweep is refused while any is invalid, unless ``skip_invalid`` is set: then only the valid ones run.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import lorakit
+from lorakit.config import INITS, METHODS, QUANTS, ConfigError, RunConfig
+from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from lorakit.sweep import EXECUTORS, grid
+from lorakit.targets import PRESETS
+
+from .form import RANKS
+from .jobs import Coalesced, error_text
+
+log = logging.getLogger("lorakit.widgets")
+
+# The axes the panel offers: name -> the values to pick from, or None for numbers typed as "1e-4, 3e-4".
+AXES: dict = {
+    "rank": RANKS, "alpha": None, "quant": QUANTS, "method": METHODS, "target_modules": tuple(PRESETS),
+    "learning_rate": None, "use_dora": (False, True), "use_rslora": (False, True), "init": INITS,
+    "loraplus_lr_ratio": None,
+}
+DONE = ("finished", "stopped", "failed", "not started")
+
+
+@dataclass
+class Trial:
+    """One combination of the grid, as the Sweep panel's table shows it."""
+    changes: dict
+    config: Optional[RunConfig] = None  # None: the combination is invalid
+    error: str = ""  # why it is invalid, "field: message; ..."
+    planned: Any = None  # the planner's MemoryBreakdown for the form's batch_size x seq_len
+    plan_error: str = ""
+    fit: Any = None  # lorakit.fit.Fit on ``fit_device``
+    fit_device: str = ""
+    # invalid | planned | queued | loading | running | finished | stopped | failed | not started
+    status: str = "planned"
+    stopping: bool = False
+    run_id: str = ""
+    steps: list = field(default_factory=list)  # [(step, loss)]
+    max_steps: int = 0
+    tokens_per_s: Optional[float] = None
+    memory: Any = None  # the measured MemoryBreakdown
+    eval_loss: Optional[float] = None
+    reason: str = ""
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={show(v)}" for k, v in self.changes.items()) or "the form's run"
+
+    @property
+    def loss(self) -> Optional[float]:
+        return self.steps[-1][1] if self.steps else None
+
+    def apply(self, event) -> None:
+        """Fold one lorakit event of this trial in (the caller holds the sweep's lock)."""
+        self.run_id = self.run_id or event.run_id
+        if isinstance(event, RunStarted):
+            self.status = "running"
+        elif isinstance(event, StepLogged):
+            self.status = "running"
+            self.steps.append((event.step, event.loss))
+            self.max_steps, self.tokens_per_s = event.max_steps or self.max_steps, event.tokens_per_s
+        elif isinstance(event, MemoryMeasured):
+            self.memory = event.measured
+        elif isinstance(event, EvalDone):
+            self.eval_loss = event.eval_loss
+        elif isinstance(event, RunFinished):
+            self.status, self.reason, self.stopping = event.status, event.reason or "", False
+            rec = event.record
+            if self.memory is None and getattr(rec, "memory", None) is not None:
+                self.memory = rec.memory
+
+
+class SweepControl:
+    """Axes, trials and the sweep in progress, for one ``StudioController`` (``c``)."""
+
+    def __init__(self, controller):
+        self.c = controller
+        self.axes: dict = {}  # axis -> [values], only the axes with values
+        self.problems: dict = {}  # axis -> why its typed values were refused
+        self.trials: list = []
+        self.base_error = ""  # why there is no grid (the form is invalid)
+        self.skip_invalid = False
+        self.executor = "local"
+        self.status: tuple = ("info", "Pick values for one or more axes: the trials appear here before anything runs.")
+        self.result = None  # the last sweep's lorakit.compare frame
+        self._lock = threading.RLock()  # the trials: changed by the sweep's thread, read by redraws
+        self._active = False
+        self._stop: Optional[threading.Event] = None
+        self._holds_engine = False
+        self._fits: dict = {}  # (RunConfig, device) -> (Fit or None, error)
+        self._planner = Coalesced(controller._jobs, "planning the sweep", self._plan_all)
+        controller.on("values", lambda changes: self.refresh())
+        controller.on("plan", self._device_changed)
+
+    @property
+    def running(self) -> bool:
+        """True from the Run press until the sweep's thread has ended."""
+        return self._active
+
+    # --- axes and trials ------------------------------------------------------------------------
+    def set_axis(self, name: str, values) -> dict:
+        """The values of one axis: a sequence (picked) or text ("1e-4, 3e-4"); empty leaves the axis out."""
+        if name not in AXES:
+            raise ValueError(f"{name!r} is not a sweep axis: one of {', '.join(AXES)}")
+        self.problems.pop(name, None)
+        try:
+            parsed = parse_values(values)
+        except ValueError as exc:
+            self.problems[name] = str(exc)
+            parsed = []
+        if parsed:
+            self.axes[name] = parsed
+        else:
+            self.axes.pop(name, None)
+        self.refresh()
+        return self.problems
+
+    def set_axes(self, **axes) -> dict:
+        """Several axes at once (any not named keeps its values)."""
+        for name, values in axes.items():
+            self.set_axis(name, values)
+        return self.problems
+
+    def set_option(self, name: str, value) -> None:
+        """``skip_invalid`` (run only the valid trials) or ``executor`` ("local" or "ray")."""
+        if name == "executor" and value not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {value!r}")
+        if name not in ("skip_invalid", "executor"):
+            raise ValueError(f"{name!r} is not a sweep option: skip_invalid or executor")
+        setattr(self, name, value)
+        self.c._notify("sweep")
+
+    def refresh(self) -> None:
+        """Recompute the trials from the form and the axes (not while a sweep runs: its grid stays)."""
+        if self.running:
+            return
+        with self._lock:
+            self.trials, self.base_error = self._grid()
+        self.c._notify("sweep")
+        if any(t.config is not None for t in self.trials):
+            self._planner.request()
+
+    def _grid(self) -> tuple:
+        if not self.axes:
+            return [], ""
+        try:
+            base = self.c.config()
+        except ConfigError as exc:
+            return [], "fix the highlighted fields first: " + ", ".join(exc.problems)
+        trials = []
+        for item in grid(base, **self.axes):
+            if isinstance(item, tuple):
+                changes, exc = item
+                trials.append(Trial(changes, error=error_text(exc), status="invalid"))
+            else:
+                trials.append(Trial({k: getattr(item, k) for k in self.axes}, config=item))
+        return trials, ""
+
+    @property
+    def valid(self) -> list:
+        return [t for t in self.trials if t.config is not None]
+
+    @property
+    def invalid(self) -> list:
+        return [t for t in self.trials if t.config is None]
+
+    # --- planned memory and fit, before anything runs ---------------------------------------------
+    def _plan_all(self) -> None:
+        for t in list(self.trials):
+            if t.config is None or (t.planned is not None and t.fit_device == self.c.fit_device):
+                continue
+            self._plan(t)
+            self.c._notify("sweep")
+
+    def _plan(self, t: Trial) -> None:
+        from lorakit.fit import fits
+        from lorakit.planner import plan_for_config
+
+        from .background import _plan_settings
+
+        cfg, device, cache = t.config, self.c.fit_device, self.c._plan_cache
+        try:
+            if cfg not in cache:
+                with self.c._engine:
+                    cache[cfg] = plan_for_config(cfg)
+            t.planned = cache[cfg]
+            if (cfg, device) not in self._fits:
+                with self.c._engine:
+                    self._fits[(cfg, device)] = fits(cfg.model, devices=[device], **_plan_settings(cfg))[0]
+            t.fit, t.fit_device = self._fits[(cfg, device)], device
+        except Exception as exc:  # noqa: BLE001 - an unplannable trial is a message in its row
+            t.plan_error = error_text(exc)
+
+    def _device_changed(self) -> None:
+        if not self.running and any(t.fit_device and t.fit_device != self.c.fit_device for t in self.valid):
+            self._planner.request()
+
+    # --- run and stop ---------------------------------------------------------------------------
+    def run(self, executor: Optional[str] = None, background: bool = True) -> bool:
+        """Start the grid on a background thread; False (with a message in ``status``) when refused."""
+        executor = executor or self.executor
+        if executor not in EXECUTORS:
+            return self._refuse(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        if self.running or self.c.running:
+            return self._refuse_busy()
+        self.c.check_data()  # a dataset that cannot train is refused now, as Train does
+        with self.c._lock:
+            if self.running or self.c.running:
+                return self._refuse_busy()
+            self.refresh()
+            why = self._why_not()
+            if why:
+                return self._refuse(why)
+            todo = self.valid
+            with self._lock:
+                for t in todo:
+                    t.status = "queued"
+                if executor == "local":
+                    todo[0].status = "loading"
+            self._stop, self._active, self.executor = threading.Event(), True, executor
+            base, axes, stop = self.c.config(), dict(self.axes), self._stop
+        skipped = f" ({len(self.invalid)} invalid skipped)" if self.invalid else ""
+        self._say("running", f"Sweep of {len(todo)} trial(s){skipped} on {executor}: starting {todo[0].label}…")
+        self.c._notify("sweep")
+        self.c._notify("status")  # Train's button and status know a sweep runs
+        self.c._jobs.start("sweep", lambda: self._run(base, axes, executor, stop), background)
+        return True
+
+    def _why_not(self) -> str:
+        """Why the sweep cannot start now, or ""."""
+        problems = self.c._validate()
+        if problems:
+            return f"Cannot start the sweep: fix {len(problems)} field(s) ({', '.join(problems)}). " \
+                   f"{next(iter(problems.values()))}"
+        if self.problems:
+            return "Cannot start the sweep: " + "; ".join(f"{k}: {v}" for k, v in self.problems.items())
+        if not self.trials:
+            return self.base_error or "Cannot start the sweep: pick values for at least one axis."
+        bad = self.invalid
+        if bad and not self.skip_invalid:
+            names = "; ".join(f"{t.label} ({t.error})" for t in bad)
+            return (f"Cannot start the sweep: {len(bad)} invalid combination(s): {names}. Remove those values, or "
+                    "tick 'skip invalid combinations' to run only the valid ones.")
+        if not self.valid:
+            return "Cannot start the sweep: every combination is invalid."
+        return ""
+
+    def _refuse_busy(self) -> bool:
+        if self.running:
+            return self._refuse("A sweep is already going: press Stop first, or wait for it to finish.", "warn")
+        return self._refuse("A training run is going (Train panel): press Stop there, or wait for it to finish, "
+                            "then start the sweep.", "warn")
+
+    def _refuse(self, text: str, level: str = "error") -> bool:
+        self._say(level, text)
+        return False
+
+    def stop(self) -> bool:
+        """End the running trial(s) after the current step; queued trials are not started."""
+        if not self.running or self._stop is None:
+            return self._refuse("Nothing to stop: no sweep is going.", "info")
+        self._stop.set()
+        with self._lock:
+            for t in self.trials:
+                if t.status in ("loading", "running"):
+                    t.stopping = True
+        self._say("warn", "Stopping the sweep: the running trial ends after its current step; "
+                          "the queued ones will not start (all kept in the run store).")
+        self.c._notify("sweep")
+        return True
+
+    # --- the sweep's thread ---------------------------------------------------------------------------
+    def _run(self, base: RunConfig, axes: dict, executor: str, stop: threading.Event) -> None:
+        error = ""
+        try:
+            if executor == "local":  # a trial builds its model: no planner may patch torch meanwhile
+                self._acquire_engine()
+            store = self.c.store if self.c.store is not None else False
+            with _quiet_skips():
+                self.result = lorakit.sweep(base, store=store, sinks=[self._sink], stop=stop, executor=executor,
+                                            **axes)
+        except BaseException as exc:  # noqa: BLE001 - routed into the panel, never a silent thread
+            error = error_text(exc)
+        finally:
+            self._release_engine()
+            self._end(error)
+
+    def _end(self, error: str) -> None:
+        with self._lock:
+            for t in self.trials:
+                if t.status in ("queued", "loading"):
+                    t.status = "not started"
+                elif t.status == "running":  # the engine ended without its RunFinished
+                    t.status, t.reason = "failed", error or "the trial ended without a result"
+                t.stopping = False
+            counts = {s: sum(t.status == s for t in self.trials) for s in DONE}
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        self._active = False
+        if error:
+            self._say("error", f"Sweep failed: {error} ({summary or 'no trial ran'})")
+        else:
+            level = "ok" if counts["finished"] == len(self.valid) else "warn"
+            self._say(level, f"Sweep ended: {summary}. Every trial that ran is in the Compare panel.")
+        self.c._notify("sweep")
+        self.c._notify("runs")
+        self.c._notify("status")
+
+    def _sink(self, event) -> None:
+        """Called on the sweep's thread (local or Ray's driver loop): fold the event into its trial, notify."""
+        try:
+            with self._lock:
+                trial = self._trial_for(event)
+                if trial is None:
+                    return
+                trial.apply(event)
+                nxt = self._next_local(event)
+            if isinstance(event, (StepLogged, RunFinished)):
+                self._release_engine()  # the trial's model is built
+            if isinstance(event, RunFinished):
+                if nxt is not None and not self._stop.is_set():
+                    self._acquire_engine()  # the next trial builds its model right after this returns
+                self.c._notify("runs")  # the Compare panel gains the trial
+                self._say("running", self._progress())
+            self.c._notify("sweep_event", trial, event)
+        except Exception as exc:  # noqa: BLE001 - never a traceback from the training thread
+            self.c.errors.append(exc)
+            log.debug("sweep display failed on %s", type(event).__name__, exc_info=True)
+            self._say("error", f"display error on {type(event).__name__}: {type(exc).__name__}: {exc}")
+
+    def _trial_for(self, event) -> Optional[Trial]:
+        """The trial an event belongs to: by run id, else by its config, else (local) the one loading."""
+        rid = getattr(event, "run_id", "")
+        for t in self.trials:
+            if rid and t.run_id == rid:
+                return t
+        cfg = getattr(event, "config", None) or getattr(getattr(event, "record", None), "config", None)
+        fresh = [t for t in self.trials if t.config is not None and not t.run_id and t.status not in DONE]
+        return next((t for t in fresh if t.config == cfg), None) or next(
+            (t for t in fresh if t.status == "loading"), None)
+
+    def _next_local(self, event) -> Optional[Trial]:
+        """On a local trial's end: the next queued trial, now loading (Ray runs several: none)."""
+        if not isinstance(event, RunFinished) or self.executor != "local":
+            return None
+        nxt = next((t for t in self.trials if t.status == "queued"), None)
+        if nxt is not None and not self._stop.is_set():
+            nxt.status = "loading"
+        return nxt
+
+    def _progress(self) -> str:
+        with self._lock:
+            done = sum(t.status in DONE for t in self.valid)
+            current = next((t for t in self.trials if t.status in ("loading", "running")), None)
+        now = f"; now {current.label}" if current is not None else ""
+        return f"Sweep: {done} of {len(self.valid)} trial(s) done{now}."
+
+    def _acquire_engine(self) -> None:
+        self.c._engine.acquire()
+        self._holds_engine = True
+
+    def _release_engine(self) -> None:
+        if self._holds_engine:
+            self._holds_engine = False
+            self.c._engine.release()
+
+    def _say(self, level: str, text: str) -> None:
+        if level == "error":
+            self.c.errors.append(text)
+        self.status = (level, text)
+        self.c._notify("sweep_status")
+
+
+@contextmanager
+def _quiet_skips():
+    """``lorakit.sweep`` logs each invalid combination it skips; the panel already names them."""
+    logger = logging.getLogger("lorakit")
+
+    def keep(record) -> bool:
+        return not record.getMessage().startswith("sweep: skipping")
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def parse_values(values) -> list:
+    """An axis's values: a picked sequence as it is, text as numbers ("1e-4, 3e-4"); ValueError names a bad one."""
+    if not isinstance(values, str):
+        return list(dict.fromkeys(values or ()))
+    out = []
+    for token in values.replace(";", ",").replace(" ", ",").split(","):
+        if not token:
+            continue
+        try:
+            number = int(token) if token.lstrip("+-").isdigit() else float(token)
+        except ValueError:
+            raise ValueError(f"{token!r} is not a number (give numbers separated by commas)") from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{token!r} is not a finite number")
+        out.append(number)
+    return list(dict.fromkeys(out))
+
+
+def show(value) -> str:
+    """A value as the table and the axis pickers say it."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return "+".join(map(str, value))
+    return str(value)
