@@ -4,7 +4,9 @@ Runs notebooks/01_studio.ipynb as a user would: run all cells, train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
 NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
 in the test's tmp dir, and to docs/studio.png (the README's picture)
-when LORAKIT_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the checkout untouched.
+when LORAKIT_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the checkout untouched. A second test
+starts a two-trial sweep from the Sweep panel (tiny-llama, three steps) and sees both rows finish and
+land in the Compare table.
 """
 from __future__ import annotations
 
@@ -214,3 +216,60 @@ def test_studio_in_jupyterlab(lab, tmp_path):
     assert shot.stat().st_size > 10_000
     if os.environ.get("LORAKIT_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, REPO / "docs" / "studio.png")
+
+
+# A Studio on tiny-llama with three steps a run: a sweep of two trials takes seconds, not minutes.
+SWEEP_CELL = ('from lorakit.widgets import Studio\n'
+              'Studio(model="tiny-llama", dataset="arithmetic", seq_len=256, batch_size=2, train_examples=48, '
+              'eval_examples=4, max_steps=3, learning_rate=1e-3)')
+
+
+def _notebook(path: Path, source: str) -> None:
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    path.write_text(json.dumps({"cells": [cell], "nbformat": 4, "nbformat_minor": 5, "metadata": {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}))
+
+
+def test_sweep_in_jupyterlab(lab, tmp_path):
+    """Pick two ranks in the Sweep panel, press Run sweep: both rows finish and land in the Compare table."""
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    _notebook(root / "sweep.ipynb", SWEEP_CELL)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1750, "height": 2900})
+            page.goto(f"{url}/lab/tree/sweep.ipynb", timeout=LONG)
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
+            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)
+            page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            sweep = page.locator(".lorakit-studio .lorakit-sweep")
+            sweep.wait_for(timeout=LONG)
+            page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
+            sweep.locator(".lorakit-sweep-rank select").select_option(label=["4", "8"])
+            # two trials, each with its planned memory, before anything runs
+            page.wait_for_selector(".lorakit-sweep-summary:has-text('2 trial(s)')", timeout=LONG)
+            for rank in (4, 8):
+                page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}'):has-text('planned')"
+                                       f":has-text('MiB')", timeout=LONG)
+            sweep.get_by_role("button", name="Run sweep", exact=True).click()
+            for rank in (4, 8):
+                page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}') td:has-text('finished')",
+                                       timeout=LONG)
+            page.wait_for_selector(".lorakit-sweep .lorakit-status:has-text('Sweep ended: 2 finished')", timeout=LONG)
+            # both trials in the Compare table, and their curves on the sweep's chart
+            page.wait_for_selector(".lorakit-runs-table tr:has-text('lora-r8') td:has-text('finished')", timeout=LONG)
+            rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
+            assert rows.count() == 2
+            table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
+            assert "lora-r4" in table and "lora-r8" in table
+            _wait_until(page, lambda: any(str(p["title"]) == "Loss per trial"
+                                          and [len(t["y"]) for t in p["traces"]] == [3, 3] for p in _plots(page)),
+                        "both trials' loss curves")
+            page.wait_for_timeout(1000)
+            sweep.screenshot(path=str(tmp_path / "sweep.png"), timeout=LONG)
+        finally:
+            browser.close()
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000

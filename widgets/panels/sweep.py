@@ -40,10 +40,11 @@ class SweepPanel(Panel):
             else:
                 widget = W.SelectMultiple(options=[(show(v), v) for v in choices], rows=min(3, len(choices)),
                                           layout=W.Layout(width="250px"))
+            widget.add_class(f"lorakit-sweep-{name}")  # for the browser test
             f = Field(name, widget, name.replace("_", " "))
             widget.observe(self._guard(lambda ch, n=name: self.sweep.set_axis(n, ch["new"])), "value")
             self.axes[name] = f
-        self.skip_invalid = W.Checkbox(value=self.sweep.skip_invalid, indent=False,
+        self.skip_invalid = W.Checkbox(value=self.sweep.skip_invalid, indent=False, layout=W.Layout(width="auto"),
                                        description="skip invalid combinations (run only the valid ones)")
         self.skip_invalid.observe(self._guard(lambda ch: self.sweep.set_option("skip_invalid", ch["new"])), "value")
         self.executor = W.Dropdown(options=EXECUTORS, value=self.sweep.executor, description="executor",
@@ -74,6 +75,7 @@ class SweepPanel(Panel):
                    layout=W.Layout(align_items="center", margin="4px 0")),
             self.summary, self.status, self.table, self.chart,
         ])
+        self.add_class("lorakit-sweep")
         self._redraw_all()
 
     # no RunConfig fields: the sweep controller follows the form itself and announces ``sweep``
