@@ -173,7 +173,8 @@ class StudioController(BackgroundWork, RunControl):
         if self.store is None:
             return 0
         run_ids = list(run_ids)
-        if self.running and self.live is not None and self.live.run_id in run_ids:
+        running = self.sweep.running_ids() | ({self.live.run_id} if self.running and self.live is not None else set())
+        if running & set(run_ids):
             self.report("warn", "The running run cannot be deleted; stop it first.")
             return 0
         n = 0

@@ -106,6 +106,9 @@ def test_run_fills_rows_and_curves_and_each_trial_lands_in_compare(studio, store
     compare_sizes = []  # the Compare panel's rows each time a trial finished
     s.controller.on("sweep_event", lambda trial, e: isinstance(e, RunFinished) and compare_sizes.append(
         len(cp.records)))
+    deleted = []  # what deleting a trial while it trains did
+    s.controller.on("sweep_event", lambda trial, e: isinstance(e, StepLogged) and e.step == 2 and deleted.append(
+        s.controller.delete_runs([trial.run_id])))
     _pick(sp, rank=(4, 8))
     sp.click_run()
     sp.click_run()  # a second press while it runs
@@ -123,6 +126,7 @@ def test_run_fills_rows_and_curves_and_each_trial_lands_in_compare(studio, store
     assert [tuple(tr.y) for tr in sp.chart.data] == [tuple(v for _, v in t.steps) for t in trials]
     # each trial was in the Compare panel when it finished, not only at the end
     assert compare_sizes == [1, 2]
+    assert deleted == [0, 0]  # a trial that trains is not deleted from under the sweep
     rows = {r.run_id: r for r in RunStore(store_path).records()}
     assert set(rows) == {t.run_id for t in trials}
     assert sorted(r.config.rank for r in rows.values()) == [4, 8]

@@ -12,7 +12,7 @@ from lorakit.events import RunFinished
 from lorakit.sweep import EXECUTORS
 
 from ..fields import Field, plain_text, status_html
-from ..sweep import AXES, show
+from ..sweepstate import AXES, show
 from ..throttle import Throttle
 from .base import Panel
 
