@@ -14,6 +14,7 @@ sweep is refused while any is invalid, unless ``skip_invalid`` is set: then only
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from .jobs import Coalesced, error_text
 from .sweepstate import AXES, DONE, Trial, parse_values
 
 log = logging.getLogger("lorakit.widgets")
+
 
 class SweepControl:
     """Axes, trials and the sweep in progress, for one ``StudioController`` (``c``)."""
@@ -46,7 +48,7 @@ class SweepControl:
         self._active = False
         self._stop: Optional[threading.Event] = None
         self._holds_engine = False
-        self._fits: dict = {}  # (RunConfig, device) -> (Fit or None, error)
+        self._fits: dict = {}  # (RunConfig, device) -> lorakit.fit.Fit
         self._planner = Coalesced(controller._jobs, "planning the sweep", self._plan_all)
         controller.on("values", lambda changes: self.refresh())
         controller.on("plan", self._device_changed)
@@ -112,12 +114,16 @@ class SweepControl:
         except ConfigError as exc:
             return [], "fix the highlighted fields first: " + ", ".join(exc.problems)
         trials = []
-        for item in grid(base, **self.axes):
+        # grid() keeps product()'s order: each item's changes as picked (a preset's name, not its layers)
+        combos = (dict(zip(self.axes, c, strict=True)) for c in itertools.product(*self.axes.values()))
+        for changes, item in zip(combos, grid(base, **self.axes), strict=True):
             if isinstance(item, tuple):
-                changes, exc = item
-                trials.append(Trial(changes, error=error_text(exc), status="invalid"))
-            else:
-                trials.append(Trial({k: getattr(item, k) for k in self.axes}, config=item))
+                trials.append(Trial(changes, error=error_text(item[1]), status="invalid"))
+            else:  # what was planned before is shown at once (the planner skips it)
+                device = self.c.fit_device
+                fit = self._fits.get((item, device))
+                trials.append(Trial(changes, config=item, planned=self.c._plan_cache.get(item), fit=fit,
+                                    fit_device=device if fit is not None else ""))
         return trials, ""
 
     @property
@@ -131,7 +137,7 @@ class SweepControl:
     # --- planned memory and fit, before anything runs ---------------------------------------------
     def _plan_all(self) -> None:
         for t in list(self.trials):
-            if t.config is None or (t.planned is not None and t.fit_device == self.c.fit_device):
+            if t.config is None or t.plan_error or (t.planned is not None and t.fit_device == self.c.fit_device):
                 continue
             self._plan(t)
             self.c._notify("sweep")

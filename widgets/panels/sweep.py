@@ -3,6 +3,7 @@ loss curves overlaid. Forwards values to ``controller.sweep`` (widgets/sweep.py)
 from __future__ import annotations
 
 import html
+import threading
 
 import ipywidgets as W
 import plotly.graph_objects as go
@@ -62,6 +63,9 @@ class SweepPanel(Panel):
             title=dict(text="Loss per trial", x=0.02), height=300, width=640, template="plotly_white",
             margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss"))
         self._traced: list = []  # the trials the chart's traces draw, in order
+        # redraws come from the main, planner, sweep and timer threads: one at a time, each reading the
+        # newest state, so a slow redraw never overwrites a newer one with what it read before
+        self._draw = threading.RLock()
         self.throttle = Throttle(self._redraw_live, interval=interval,
                                  on_error=lambda e: self.controller.report("error", f"sweep redraw failed: {e}"))
         c = self.controller
@@ -94,10 +98,10 @@ class SweepPanel(Panel):
     def _redraw_all(self) -> None:
         """The trials changed (or the sweep ended): messages, table, chart traces, buttons."""
         s = self.sweep
-        for name, f in self.axes.items():
-            f.show(s.problems.get(name, ""))
-        self.summary.value = f'<div class="lorakit-sweep-summary" style="font-size:13px">{_summary(s)}</div>'
-        with s._lock:
+        with self._draw, s._lock:
+            for name, f in self.axes.items():
+                f.show(s.problems.get(name, ""))
+            self.summary.value = f'<div class="lorakit-sweep-summary" style="font-size:13px">{_summary(s)}</div>'
             trials = [t for t in s.trials if t.config is not None]
             if [id(t) for t in trials] != [id(t) for t in self._traced]:
                 self._traced = trials
@@ -105,26 +109,28 @@ class SweepPanel(Panel):
                     self.chart.data = ()
                     self.chart.add_traces([go.Scatter(x=[], y=[], mode="lines+markers", name=t.label)
                                            for t in trials])
-        self._redraw_live(())
+            self._redraw_live(())
 
     def _redraw_live(self, _items) -> None:
         s = self.sweep
-        with s._lock:
-            self.table.value = _table_html(s.trials)
-            curves = [list(t.steps) for t in self._traced]
-        with self.chart.batch_update():
-            for trace, steps in zip(self.chart.data, curves, strict=False):
-                trace.x = [step for step, _ in steps]
-                trace.y = [loss for _, loss in steps]
-        self._render_status()
+        with self._draw:
+            with s._lock:
+                self.table.value = _table_html(s.trials)
+                curves = [list(t.steps) for t in self._traced]
+            with self.chart.batch_update():
+                for trace, steps in zip(self.chart.data, curves, strict=False):
+                    trace.x = [step for step, _ in steps]
+                    trace.y = [loss for _, loss in steps]
+            self._render_status()
 
     def _render_status(self) -> None:
-        text = status_html(*self.sweep.status)
-        if self.status.value != text:
-            self.status.value = text
-        busy = self.sweep.running
-        self.stop_button.disabled = not busy
-        self.run_button.disabled = busy
+        with self._draw:
+            text = status_html(*self.sweep.status)
+            if self.status.value != text:
+                self.status.value = text
+            busy = self.sweep.running
+            self.stop_button.disabled = not busy
+            self.run_button.disabled = busy
 
     # --- for tests and scripts --------------------------------------------------------------------
     @property
