@@ -303,10 +303,9 @@ def _replace_quantized_layers(peft_model):
         if has_lora and adapter in module.lora_A:
             w = effective_weight(module, adapter, base=w)  # W + s·BA (DoRA: rescaled per output row)
         dtype = getattr(base, "compute_dtype", None) or torch.float32
-        lin = torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
-                              device=w.device, dtype=dtype)
+        lin = _plain_layer(base, w.device, dtype)
         with torch.no_grad():
-            lin.weight.copy_(w.to(dtype))
+            lin.weight.copy_(w.to(dtype).T if adapter_base.is_conv1d(lin) else w.to(dtype))
             if base.bias is not None:
                 lin.bias.copy_(base.bias.to(dtype))
         parent_name, _, child = name.rpartition(".")
@@ -318,6 +317,17 @@ def _replace_quantized_layers(peft_model):
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model
+
+
+def _plain_layer(base, device, dtype):
+    """The unquantized layer a bitsandbytes layer replaced: nn.Linear, or transformers' Conv1D (weight
+    d_in x d_out) where quantization had turned one into a Linear (its ``source_cls``), so the merged
+    model saves and reloads as its own architecture (GPT-2)."""
+    source = getattr(base, "source_cls", None)
+    if source is not None and source.__name__ == "Conv1D":
+        layer = source(base.out_features, base.in_features)  # Conv1D(nf=d_out, nx=d_in)
+        return layer.to(device=device, dtype=dtype)
+    return torch.nn.Linear(base.in_features, base.out_features, bias=base.bias is not None, device=device, dtype=dtype)
 
 
 def dequantize_weight(layer) -> torch.Tensor:

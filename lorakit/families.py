@@ -24,6 +24,9 @@ FAMILY = {
     **dict.fromkeys(("bert", "roberta", "distilbert", "electra", "deberta-v2", "xlm-roberta"), "encoder"),
     **dict.fromkeys(("t5", "mt5", "bart", "mbart", "pegasus"), "encoder-decoder"),
 }
+# the module a *ForSequenceClassification model keeps its new head in (BERT, RoBERTa / LLaMA, GPT-2): it
+# trains in full beside LoRA (peft's modules_to_save for SEQ_CLS)
+CLASSIFIER_HEADS = ("classifier", "score")
 DEFAULT_TASK = {"decoder": "causal-lm", "encoder": "classification", "encoder-decoder": "seq2seq"}
 # which tasks a family can train: an encoder has no language-model head lorakit trains, a decoder
 # could classify (transformers has *ForSequenceClassification for LLaMA and GPT-2)

@@ -21,6 +21,7 @@ from .planning.activations import activation_bytes
 from .planning.peak import plan_peak
 from .planning.states import (  # noqa: F401 - quantized_linear_bytes is public here
     base_weight_bytes,
+    head_tensors,
     optimizer_bytes,
     quantized_linear_bytes,
     trainable_tensors,
@@ -29,11 +30,11 @@ from .targets import TargetModules
 
 
 def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none", double_quant: bool = True,
-                dtype: Optional[str] = None, rank: int = 8, target_modules: TargetModules = ("q_proj", "v_proj"),
+                dtype: Optional[str] = None, rank: int = 8, target_modules: TargetModules = "qv",
                 batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
                 optimizer: str = "adamw", *, dropout: float = 0.05, adapter_dtype: str = "float32",
                 device: Optional[str] = None, padded: bool = False,
-                device_overhead: Optional[int] = None, use_dora: bool = False) -> MemoryBreakdown:
+                device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "") -> MemoryBreakdown:
     """Predict the memory breakdown of a training run, and its step peak, without loading any weights.
 
     ``model``: a built-in name (``lorakit.list_models()``, including config-only sizes such as
@@ -47,6 +48,9 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     ``use_dora``: DoRA adds a trained magnitude per output feature of each adapted layer.
     ``dtype``: of unquantized weights and 4-bit compute; default what a run on ``device`` uses:
     bfloat16 on CUDA (as in the QLoRA paper), float32 on CPU (``plan.assumes`` says which).
+    ``task``: 'causal-lm', 'classification' or 'seq2seq' (default: the model family's, ``families``): the
+    head the model is built with; a classifier's head (2 labels unless the config says) trains in full
+    beside LoRA, its share shown in ``plan.head``.
     ``padded``: the batch has padding (an attention mask with zeros), which makes attention save a
     mask and repeated k/v heads; the default plans full-length, unpadded batches of
     ``batch_size`` x ``seq_len`` tokens.
@@ -57,15 +61,15 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                     target_modules=target_modules, batch_size=batch_size, seq_len=seq_len,
                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, dropout=dropout,
                     adapter_dtype=adapter_dtype, device=device, padded=padded,
-                    device_overhead=device_overhead, use_dora=use_dora).plan()
+                    device_overhead=device_overhead, use_dora=use_dora, task=task).plan()
 
 
 def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none", double_quant: bool = True,
-             dtype: Optional[str] = None, rank: int = 8, target_modules: TargetModules = ("q_proj", "v_proj"),
+             dtype: Optional[str] = None, rank: int = 8, target_modules: TargetModules = "qv",
              batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
              optimizer: str = "adamw", dropout: float = 0.05, adapter_dtype: str = "float32",
              device: Optional[str] = None, padded: bool = False,
-             device_overhead: Optional[int] = None, use_dora: bool = False) -> "Planning":
+             device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "") -> "Planning":
     """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
     device = _device(device)
     dtype_given = dtype is not None
@@ -81,9 +85,9 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
     cfg = _collecting(problems, pm.resolve_config, model)
     tally = dims = None
     if cfg is not None and "dtype" not in problems:
-        tally = _collecting(problems, pm.tally, cfg, dtype)
+        tally = _collecting(problems, pm.tally, cfg, dtype, task)
     if tally is not None:
-        dims = _collecting(problems, pm.dims, cfg)
+        dims = _collecting(problems, pm.dims, cfg, tally.task)
         if method == "lora":
             _collecting(problems, targets.resolve, target_modules, tally.layer_names)
     if problems:
@@ -106,13 +110,18 @@ class Planning:
         step = replace(self.step, **changes) if changes else self.step
         tensors = trainable_tensors(self.tally, step)
         trainable = sum(n * s for n, s in tensors)
+        head = head_tensors(self.tally, step)
+        head_bytes = sum(n * s for n, s in head)
         plan = MemoryBreakdown(
             base_weights=base_weight_bytes(self.tally, step),
-            adapters=0 if step.full else trainable,
+            adapters=0 if step.full else trainable - head_bytes,
             gradients=trainable,
             optimizer=optimizer_bytes(tensors, "adamw" if step.optimizer == "adamw" else "8bit"),
             activations=activation_bytes(self.dims, step),
         )
+        if head:  # a classifier's head: its share of the categories it sits in (memory.measure's ``head``)
+            plan.head = {"base_weights": head_bytes, "gradients": head_bytes,
+                         "optimizer": optimizer_bytes(head, "adamw" if step.optimizer == "adamw" else "8bit")}
         plan = plan_peak(plan, self.dims, step, tensors, self.device_overhead)
         plan.assumes["dtype_given"] = self.dtype_given
         return plan
@@ -165,7 +174,8 @@ def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBr
 def _config_args(cfg) -> dict:
     return dict(method=cfg.method, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype, rank=cfg.rank,
                 target_modules=cfg.target_modules, gradient_checkpointing=cfg.gradient_checkpointing,
-                optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora)
+                optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
+                task=getattr(cfg, "task", ""))
 
 
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,

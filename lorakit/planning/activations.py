@@ -1,4 +1,5 @@
-"""What autograd saves for backward in one training forward of a LLaMA-family model.
+"""What autograd saves for backward in one training forward of a LLaMA-family model (GPT-2's layers:
+``gpt2.py``, through ``layer_model``).
 
 Derived from ``memory.saved_activation_tensors`` on tiny-llama and SmolLM2 (fp32, CPU), where it
 matches to the byte. Per token (N = batch*seq tokens), H hidden, I intermediate, nh/nkv heads of
@@ -156,9 +157,27 @@ def loss_bytes_per_token(dims: Dims) -> int:
     return dims.vocab * FP32 + 8
 
 
+def layer_model(dims: Dims, step: Step) -> LayerModel:
+    """The per-layer accounting of the model's layout (``Dims.kind``)."""
+    if dims.kind == "gpt2":
+        from .gpt2 import GPT2Layer
+
+        return GPT2Layer(dims, step)
+    return LayerModel(dims, step)
+
+
+def _embedding_bytes(lm: LayerModel, gin: bool) -> tuple[int, int]:
+    """(per token, fixed) bytes the embeddings save (LLaMA's: none; GPT-2's: ``gpt2.embedding_bytes``)."""
+    if lm.d.kind == "gpt2":
+        from .gpt2 import embedding_bytes
+
+        return embedding_bytes(lm, gin)
+    return 0, 0
+
+
 def activation_bytes(dims: Dims, step: Step) -> int:
     """Bytes autograd saves for backward in one training forward (see the module docstring)."""
-    lm = LayerModel(dims, step)
+    lm = layer_model(dims, step)
     per_token = fixed = 0
     if step.gradient_checkpointing:
         # Checkpointed layers keep only their input (the hidden state entering the layer); the
@@ -170,8 +189,10 @@ def activation_bytes(dims: Dims, step: Step) -> int:
             # peft's prepare_model_for_kbit_training turns on transformers' default (reentrant)
             # checkpointing, whose autograd node also keeps the RNG state of each layer's forward.
             fixed += dims.layers * (_CPU_RNG_STATE + (_CUDA_RNG_STATE if step.device == "cuda" else 0))
+        emb_token, emb_fixed = _embedding_bytes(lm, True)
     else:
         gin = step.full  # a LoRA model's embedding output does not require grad; full fine-tuning's does
+        emb_token, emb_fixed = _embedding_bytes(lm, gin)
         rope_saved = False
         for _ in range(dims.layers):
             b, gin, rope = lm.layer(gin)
@@ -181,6 +202,8 @@ def activation_bytes(dims: Dims, step: Step) -> int:
         if rope_saved:
             fixed += 2 * step.seq_len * dims.head_dim * lm.e  # rotary cos and sin (batch dim 1), shared
         fixed += lm.fixed  # DoRA's per-layer tensors
+    per_token += emb_token
+    fixed += emb_fixed
     per_token += lm.norm(final_req)  # final norm
     if step.full:
         per_token += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient

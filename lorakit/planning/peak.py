@@ -23,7 +23,7 @@ and checkpointing setting (``benchmarks/memory_accuracy.py`` holds the compariso
 from __future__ import annotations
 
 from ..memory import MemoryBreakdown
-from .activations import LayerModel, residual_bytes
+from .activations import layer_model, residual_bytes
 from .model import Dims, Step
 from .states import DTYPE_BYTES, FP32
 
@@ -43,7 +43,7 @@ def _backward(dims: Dims, step: Step) -> dict:
     if step.full:
         parts["output head's weight gradient"] = dims.vocab * dims.hidden * DTYPE_BYTES[step.dtype]
     if step.gradient_checkpointing:
-        lm = LayerModel(dims, step)
+        lm = layer_model(dims, step)
         layer_bytes, _, _ = lm.layer(True)  # a recomputed layer: its input requires grad
         parts["one recomputed layer's saved tensors"] = step.tokens * layer_bytes
     return parts

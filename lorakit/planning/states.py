@@ -7,12 +7,17 @@
   or with double quantization uint8 + (per 256 absmax blocks one fp32) + an fp32 offset + a
   256-entry fp32 code (bitsandbytes keeps one such nested state *per layer*, so double
   quantization only pays off for layers above ~22k weights).
-  Everything else (embeddings, norms, an untied head) in ``dtype``, or fp32 when the base is
-  quantized (peft's ``prepare_model_for_kbit_training``, called by ``adapters.attach_lora``, casts
+  A classifier's head and the module of the last parameter stay unquantized too (transformers'
+  ``get_keys_to_not_convert``). Everything else (embeddings, norms, an untied head) in ``dtype``, or
+  fp32 when the base is quantized (but the bias of a 4-bit layer: bitsandbytes casts it to the compute
+  dtype in the first forward) (peft's ``prepare_model_for_kbit_training``, called by ``adapters.attach_lora``, casts
   fp16/bf16 parameters to fp32); buffers (rotary inverse frequencies) as built.
 - **adapters**: ``r*(d_in+d_out)`` per adapted layer in the adapter dtype (fp32 unless asked: peft
   upcasts adapter weights to fp32); DoRA adds its magnitude, ``d_out`` per adapted layer, in the same
   dtype. The other variants (rsLoRA, PiSSA/OLoRA/LoftQ init, LoRA+) change values, not sizes.
+- **head**: a sequence classifier's new head trains in full under LoRA too (peft's ``modules_to_save``
+  keeps a trained copy beside the frozen original): the copy counts in base weights, its gradients and
+  optimizer state in theirs (``MemoryBreakdown.head`` shows the share), as ``memory.measure`` counts them.
 - **gradients**: one gradient per trainable parameter, in its dtype.
 - **optimizer**: torch AdamW: exp_avg + exp_avg_sq in the parameter's dtype + a 4-byte step per
   tensor; bitsandbytes 8-bit AdamW: two uint8 states + two fp32 absmax per 256-block, except
@@ -65,21 +70,34 @@ def base_weight_bytes(tally: Tally, step: Step) -> int:
             total += d_in * d_out * plain
     for numel, _ in tally.others:
         total += numel * plain
+    # a 4-bit layer's bias: bitsandbytes casts it to the compute dtype in the first forward
+    total += sum(tally.biases) * (DTYPE_BYTES[step.dtype] if step.quant in ("nf4", "fp4") else plain)
+    if not step.full:
+        total += sum(tally.head) * plain  # peft's modules_to_save: the trained copy beside the frozen head
     return total
 
 
+def head_tensors(tally: Tally, step: Step) -> list[tuple[int, int]]:
+    """(numel, element size) of a classifier head's trainable parameters (peft's copy under LoRA, the head
+    itself under full fine-tuning): in the dtype, fp32 on a quantized base (prepare_model_for_kbit_training)."""
+    es = FP32 if step.quantized and not step.full else DTYPE_BYTES[step.dtype]
+    return [(n, es) for n in tally.head]
+
+
 def trainable_tensors(tally: Tally, step: Step) -> list[tuple[int, int]]:
-    """(numel, element size) of every trainable tensor: all weights (full) or lora_A/lora_B."""
+    """(numel, element size) of every trainable tensor: all weights (full) or lora_A/lora_B, then a
+    classifier head's (``head_tensors``, LoRA only: full fine-tuning has them among all weights)."""
     if step.full:
         es = DTYPE_BYTES[step.dtype]
-        return [(d_in * d_out, es) for _, d_in, d_out, _ in tally.linears] + [(n, es) for n, _ in tally.others]
+        return ([(d_in * d_out, es) for _, d_in, d_out, _ in tally.linears] + [(n, es) for n, _ in tally.others]
+                + [(n, es) for n in tally.biases])
     tensors = []
     for g in tally.groups:
         if g.name in step.targets:  # lora_A: r x d_in and lora_B: d_out x r per layer (DoRA: + m, d_out)
             es = DTYPE_BYTES[step.adapter_dtype]
             layer = [(step.rank * g.d_in, es), (g.d_out * step.rank, es)] + ([(g.d_out, es)] if step.use_dora else [])
             tensors += layer * g.count
-    return tensors
+    return tensors + head_tensors(tally, step)
 
 
 def optimizer_bytes(tensors: list[tuple[int, int]], optimizer: str) -> int:
