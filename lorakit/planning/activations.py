@@ -163,15 +163,19 @@ def layer_model(dims: Dims, step: Step) -> LayerModel:
         from .gpt2 import GPT2Layer
 
         return GPT2Layer(dims, step)
+    if dims.kind == "bert":
+        from .encoder import EncoderLayer
+
+        return EncoderLayer(dims, step)
     return LayerModel(dims, step)
 
 
 def _embedding_bytes(lm: LayerModel, gin: bool) -> tuple[int, int]:
     """(per token, fixed) bytes the embeddings save (LLaMA's: none; GPT-2's: ``gpt2.embedding_bytes``)."""
-    if lm.d.kind == "gpt2":
-        from .gpt2 import embedding_bytes
+    if lm.d.kind in ("gpt2", "bert"):
+        from . import encoder, gpt2
 
-        return embedding_bytes(lm, gin)
+        return (gpt2 if lm.d.kind == "gpt2" else encoder).embedding_bytes(lm, gin)
     return 0, 0
 
 
@@ -203,10 +207,14 @@ def activation_bytes(dims: Dims, step: Step) -> int:
             fixed += 2 * step.seq_len * dims.head_dim * lm.e  # rotary cos and sin (batch dim 1), shared
         fixed += lm.fixed  # DoRA's per-layer tensors
     per_token += emb_token
-    fixed += emb_fixed
+    fixed += emb_fixed + FP32  # nll_loss's total weight
+    if dims.kind == "bert":  # post-LN: no final norm; the head sees the first token of each example
+        from .encoder import head_bytes
+
+        head_token, head_example = head_bytes(lm)
+        return step.tokens * (per_token + head_token) + fixed + step.batch_size * head_example
     per_token += lm.norm(final_req)  # final norm
     if step.full:
         per_token += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient
     per_token += loss_bytes_per_token(dims)
-    fixed += FP32  # nll_loss's total weight
     return step.tokens * per_token + fixed

@@ -198,6 +198,7 @@ class Dims:
     attn_dropout: float = 0.0  # on the attention probabilities (GPT-2, BERT: 0.1; LLaMA: 0)
     resid_dropout: float = 0.0  # on each sublayer's output and on the embeddings (GPT-2, BERT, T5)
     act: str = "silu"  # the MLP's activation (transformers' name): what it saves for backward
+    pooler: bool = False  # an encoder classifier with BERT's pooler (RoBERTa's head has its own dense)
 
 
 def dims(cfg, task: str = "") -> Dims:
@@ -229,4 +230,5 @@ def dims(cfg, task: str = "") -> Dims:
         head_dim=getattr(cfg, "head_dim", None) or cfg.hidden_size // heads, vocab=cfg.vocab_size,
         kind=kind, gated=kind == "llama", labels=labels, attn_dropout=getattr(cfg, "attention_probs_dropout_prob", 0.0),
         resid_dropout=getattr(cfg, "hidden_dropout_prob", 0.0), act=getattr(cfg, "hidden_act", "silu"),
+        pooler=cfg.model_type == "bert",
     )

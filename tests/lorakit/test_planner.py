@@ -88,6 +88,43 @@ def test_plan_is_exact_on_tiny_gpt2(quant, method, extra):
     assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
 
 
+def measure_config_built(cfg, method, target_modules, gradient_checkpointing=False, batch_size=2, seq_len=32):
+    """A random encoder classifier built from ``cfg`` (no download), one AdamW step, measured."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    model = (attach_lora(model, rank=8, target_modules=target_modules, task_type="SEQ_CLS",
+                         gradient_checkpointing=gradient_checkpointing) if method == "lora"
+             else prepare_full(model, gradient_checkpointing))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(3, cfg.vocab_size, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.arange(batch_size) % 2}
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    return M.measure(model, opt, batch)
+
+
+@pytest.mark.parametrize("kind, method, target_modules, checkpointing", [
+    ("bert", "lora", "qv", False), ("bert", "lora", "all-linear", False), ("bert", "full", "qv", False),
+    ("bert", "lora", "all-linear", True), ("roberta", "lora", "qv", False), ("roberta", "full", "qv", False),
+])
+def test_plan_is_exact_on_a_tiny_encoder_classifier(kind, method, target_modules, checkpointing):
+    """BERT (pooler) and RoBERTa (its own head) classifiers, 2 layers, fp32 on CPU: every category and
+    the head's share to the byte."""
+    from transformers import AutoConfig
+
+    extra = dict(type_vocab_size=1, pad_token_id=1, max_position_embeddings=130) if kind == "roberta" else {}
+    cfg = AutoConfig.for_model(kind, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=128, vocab_size=1536, **extra)
+    measured = measure_config_built(cfg, method, target_modules, checkpointing)
+    planned = plan_memory(cfg, method=method, rank=8, target_modules=target_modules, batch_size=2, seq_len=32,
+                          device="cpu", gradient_checkpointing=checkpointing)
+    assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
+    assert planned.head == measured.head and planned.head["gradients"] > 0
+
+
 @pytest.mark.parametrize("name, preset, trainable", [
     ("roberta-base", "qv", 294_912), ("roberta-large", "qv", 786_432),  # the LoRA paper's GLUE setup
     ("gpt2", "qv", 12 * 8 * (768 + 2304)), ("gpt2-medium", "qv", 24 * 8 * (1024 + 3072)),
