@@ -63,7 +63,7 @@ def _t5(d_model, d_ff, d_kv, heads, layers, gated=False):
     # original T5: ReLU MLP (wi, wo), tied head; T5 v1.1 / FLAN-T5: gated-GELU MLP (wi_0, wi_1, wo), untied head
     return dict(model_type="t5", d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_heads=heads, num_layers=layers,
                 num_decoder_layers=layers, vocab_size=32128, feed_forward_proj="gated-gelu" if gated else "relu",
-                tie_word_embeddings=not gated)
+                tie_word_embeddings=not gated, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
 
 
 SMOLLM2_CONFIG = _llama(576, 1536, 30, 9, kv=3, vocab=49152, tie=True, ctx=8192, theta=100000.0)

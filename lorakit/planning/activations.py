@@ -167,6 +167,10 @@ def layer_model(dims: Dims, step: Step) -> LayerModel:
         from .encoder import EncoderLayer
 
         return EncoderLayer(dims, step)
+    if dims.kind == "t5":
+        from .t5 import T5Layer
+
+        return T5Layer(dims, step)
     return LayerModel(dims, step)
 
 
@@ -182,6 +186,10 @@ def _embedding_bytes(lm: LayerModel, gin: bool) -> tuple[int, int]:
 def activation_bytes(dims: Dims, step: Step) -> int:
     """Bytes autograd saves for backward in one training forward (see the module docstring)."""
     lm = layer_model(dims, step)
+    if dims.kind == "t5" and not step.gradient_checkpointing:
+        from .t5 import t5_activation_bytes
+
+        return t5_activation_bytes(lm)
     per_token = fixed = 0
     if step.gradient_checkpointing:
         # Checkpointed layers keep only their input (the hidden state entering the layer); the

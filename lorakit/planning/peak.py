@@ -35,12 +35,14 @@ CUDA_RESERVED_SLACK = 0.05
 
 
 def _logits_loss(dims: Dims, step: Step) -> dict:
+    if dims.labels:  # a classifier: one row of label logits per example
+        return {"cross-entropy gradients (2 x batch x labels fp32)": 2 * step.batch_size * dims.labels * FP32}
     return {"cross-entropy gradients (2 x N x V fp32)": 2 * step.tokens * dims.vocab * FP32}
 
 
 def _backward(dims: Dims, step: Step) -> dict:
     parts = {}
-    if step.full:
+    if step.full and not dims.labels:  # a classifier's head is small: no LM head over the vocabulary
         parts["output head's weight gradient"] = dims.vocab * dims.hidden * DTYPE_BYTES[step.dtype]
     if step.gradient_checkpointing:
         lm = layer_model(dims, step)

@@ -125,6 +125,34 @@ def test_plan_is_exact_on_a_tiny_encoder_classifier(kind, method, target_modules
     assert planned.head == measured.head and planned.head["gradients"] > 0
 
 
+@pytest.mark.parametrize("ff, method, target_modules", [
+    ("relu", "lora", "qv"), ("gated-gelu", "lora", "all-linear"), ("relu", "full", "qv"), ("gated-gelu", "full", "qv"),
+])
+def test_plan_is_exact_on_a_tiny_t5(ff, method, target_modules):
+    """T5 (ReLU MLP, tied head) and T5 v1.1 (gated-GELU, untied), 2+2 layers, fp32 on CPU, targets as long
+    as the inputs: every category to the byte."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
+
+    cfg = AutoConfig.for_model("t5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, vocab_size=1536,
+                               feed_forward_proj=ff, tie_word_embeddings=ff == "relu", decoder_start_token_id=0,
+                               pad_token_id=0, eos_token_id=1)
+    torch.manual_seed(0)
+    model = AutoModelForSeq2SeqLM.from_config(cfg)
+    model = (attach_lora(model, rank=8, target_modules=target_modules, task_type="SEQ_2_SEQ_LM")
+             if method == "lora" else prepare_full(model))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    ids, labels = torch.randint(3, 1536, (2, 32), generator=g), torch.randint(3, 1536, (2, 32), generator=g)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    measured = M.measure(model, opt, batch)
+    planned = plan_memory(cfg, method=method, rank=8, target_modules=target_modules, batch_size=2, seq_len=32,
+                          device="cpu")
+    assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
+
+
 @pytest.mark.parametrize("name, preset, trainable", [
     ("roberta-base", "qv", 294_912), ("roberta-large", "qv", 786_432),  # the LoRA paper's GLUE setup
     ("gpt2", "qv", 12 * 8 * (768 + 2304)), ("gpt2-medium", "qv", 24 * 8 * (1024 + 3072)),

@@ -1,0 +1,111 @@
+"""What autograd saves for backward in one training forward of a T5 encoder-decoder (per token, as
+``activations.py`` does for LLaMA; derived from ``memory.saved_activation_tensors`` on 2-layer T5 and
+T5 v1.1 models built from configs, fp32, CPU, LoRA).
+
+Assumes the target (decoder) sequence as long as the input (``seq_len`` both). Each block is pre-norm
+(T5's RMS LayerNorm: input and 1/rms, as LLaMA's): self-attention (q, k, v, o; the relative position
+bias is a float mask, so sdpa takes its fp32 math path, as with dropout), in the decoder a cross-
+attention whose k and v read the encoder's output, then the MLP (wi, ReLU, dropout, wo; T5 v1.1:
+wi_0 with gelu_new times wi_1), each sublayer's output dropped out (0.1) and added. The LM head reads
+the decoder's last state (scaled by d_model^-0.5 when tied); the loss keeps the fp32 log-softmax.
+"""
+from __future__ import annotations
+
+from .encoder import EncoderLayer
+from .gpt2 import _ACT_SAVES
+from .states import FP32
+
+
+class T5Layer(EncoderLayer):
+    """Per-token bytes of T5's sublayers (dropout masks and attention as BERT's, norms as LLaMA's)."""
+
+    def norm(self, input_req: bool) -> int:
+        b = self.d.hidden * FP32 + FP32 if input_req else 0  # input as fp32 + 1/rms per token
+        return b + (self.d.hidden * self.e if self.s.full else 0)
+
+    def d_out(self, name: str) -> int:
+        return self.d.inter if name.startswith("wi") else self.d.heads * self.d.head_dim if name in "qkv" else \
+            self.d.hidden
+
+    def self_attention(self, gin: bool) -> tuple[int, bool]:
+        d, s = self.d, self.s
+        b = self.norm(gin)
+        h_req = gin or s.full
+        b += self.projections(h_req, ("q", "k", "v"), d.hidden)
+        q_req, k_req, v_req = (h_req or self.trainable(n) for n in ("q", "k", "v"))
+        b += self.attention_qkv(q_req, k_req, v_req)
+        attn_req = q_req or k_req or v_req
+        b += self.projections(attn_req, ("o",), d.heads * d.head_dim)
+        o_req = attn_req or self.trainable("o")
+        b += self.dropout_mask(o_req, d.resid_dropout, d.hidden)
+        return b, gin or o_req
+
+    def cross_attention(self, gin: bool, enc_req: bool) -> tuple[int, bool]:
+        """q from the decoder; k and v from the encoder's output (which requires grad under any LoRA:
+        every target name is in the encoder too); per decoder token, the encoder as long."""
+        d, s = self.d, self.s
+        b = self.norm(gin)
+        h_req = gin or s.full
+        b += self.projections(h_req, ("q",), d.hidden)
+        b += self.projections(enc_req, ("k", "v"), d.hidden, input_saved=True)  # the shared encoder output
+        q_req = h_req or self.trainable("q")
+        k_req, v_req = (enc_req or self.trainable(n) for n in ("k", "v"))
+        b += self.attention_qkv(q_req, k_req, v_req)
+        attn_req = q_req or k_req or v_req
+        b += self.projections(attn_req, ("o",), d.heads * d.head_dim)
+        o_req = attn_req or self.trainable("o")
+        b += self.dropout_mask(o_req, d.resid_dropout, d.hidden)
+        return b, gin or o_req
+
+    def mlp_block(self, gin: bool) -> tuple[int, bool]:
+        d, s = self.d, self.s
+        b = self.norm(gin)
+        m_req = gin or s.full
+        if d.gated:
+            b += self.projections(m_req, ("wi_0", "wi_1"), d.hidden)
+            g_req, u_req = m_req or self.trainable("wi_0"), m_req or self.trainable("wi_1")
+            if g_req:
+                b += _ACT_SAVES.get(d.act, 1) * d.inter * self.e + d.inter * self.e  # act(wi_0), wi_1 for the product
+            if u_req:
+                b += d.inter * self.e  # act(wi_0) output, for wi_1's gradient
+            f_req = g_req or u_req
+        else:
+            b += self.projections(m_req, ("wi",), d.hidden)
+            f_req = m_req or self.trainable("wi")
+            b += d.inter * self.e if f_req else 0  # ReLU's output
+        b += self.dropout_mask(f_req, d.resid_dropout, d.inter)
+        b += self.projections(f_req, ("wo",), d.inter)  # the dropped activation
+        w_req = f_req or self.trainable("wo")
+        b += self.dropout_mask(w_req, d.resid_dropout, d.hidden)
+        return b, gin or w_req
+
+
+def t5_activation_bytes(lm: T5Layer) -> int:
+    """Bytes autograd saves in one forward of encoder and decoder (LoRA or full, no checkpointing)."""
+    d, s = lm.d, lm.s
+    gin = s.full
+    per_token = lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # encoder embedding dropout
+    for _ in range(d.layers):
+        b, gin = lm.self_attention(gin)
+        b2, gin = lm.mlp_block(gin)
+        per_token += b + b2
+    per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # final norm, dropout
+    enc_req = gin
+    if s.full:
+        per_token += d.hidden * lm.e  # the encoder output, kept once by every cross-attention's k and v
+    gin = s.full
+    per_token += lm.dropout_mask(gin, d.resid_dropout, d.hidden)
+    for _ in range(d.decoder_layers):
+        b, gin = lm.self_attention(gin)
+        b2, gin = lm.cross_attention(gin, enc_req)
+        b3, gin = lm.mlp_block(gin)
+        per_token += b + b2 + b3
+    per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)
+    fixed = FP32  # the loss's total weight
+    if s.full:
+        per_token += d.hidden * lm.e  # lm_head's input
+        # trained embeddings keep their indices: each stack's relative-position buckets (seq x seq int64),
+        # the decoder's shifted input ids (int64); the trained position bias makes each decoder layer keep
+        # the causal mask (seq x seq bool)
+        fixed += 2 * s.seq_len ** 2 * 8 + s.tokens * 8 + d.decoder_layers * s.seq_len ** 2
+    return s.tokens * (per_token + d.vocab * FP32) + fixed  # + the log-softmax (fp32)
