@@ -49,11 +49,11 @@ def plan_memory(model, **kwargs):
     return _plan(model, **kwargs)
 
 
-def list_tasks():
-    """The built-in data tasks."""
+def list_tasks(kind: str = ""):
+    """The built-in data tasks, each with its kind ('causal-lm' or 'classification'); with ``kind``, those of it."""
     from .data import list_tasks as _list
 
-    return _list()
+    return _list(kind)
 
 
 def __getattr__(name):

@@ -67,8 +67,10 @@ def _versions() -> dict:
     return out
 
 
-def cache_key(cfg: RunConfig, tokenizer, eval_raw: list, device: str, max_new_tokens: int) -> tuple[str, dict]:
-    """``(key, description)``: the hash and the readable inputs it was made from."""
+def cache_key(cfg: RunConfig, tokenizer, eval_raw: list, device: str, max_new_tokens: int,
+              labels: tuple = ()) -> tuple[str, dict]:
+    """``(key, description)``: the hash and the readable inputs it was made from. ``labels``: a classifier's
+    (its untrained head, drawn from ``cfg.seed`` while loading, is part of the base it evaluates)."""
     four_bit = cfg.quant in ("nf4", "fp4")
     prompts = [prompt_text(tokenizer, list(r["messages"])) for r in eval_raw]  # the chat template's text
     desc = {
@@ -81,6 +83,7 @@ def cache_key(cfg: RunConfig, tokenizer, eval_raw: list, device: str, max_new_to
         "tokenizer": _sha([type(tokenizer).__name__, len(tokenizer), tokenizer.eos_token, tokenizer.pad_token,
                            getattr(tokenizer, "chat_template", None)]),
         **_versions(),
+        **({"task": "classification", "labels": list(labels)} if labels else {}),  # no change to other keys
     }
     return _sha([json.dumps(desc, sort_keys=True)]), desc
 

@@ -10,8 +10,9 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Union
 
-from . import targets
+from . import families, targets
 from .errors import ConfigError
+from .registry import REGISTRY
 
 METHODS = ("lora", "full")
 QUANTS = ("none", "int8", "nf4", "fp4")
@@ -27,6 +28,8 @@ class RunConfig:
 
     model: str = "smollm2-135m"
     """Built-in model name (see ``lorakit.list_models()``), a hub id or a local directory."""
+    task: str = ""
+    """'causal-lm', 'classification' or 'seq2seq'; '' (default): the model's own (a BERT classifies)."""
     method: str = "lora"
     """'lora' (train adapters A, B; base frozen) or 'full' (train every weight; the baseline)."""
     quant: str = "none"
@@ -107,6 +110,8 @@ class RunConfig:
             p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
         if tm_problem := targets.problem(self.target_modules, self.model, self.method):
             p["target_modules"] = tm_problem
+        if problem := task_problem(self.task, self.model):
+            p["task"] = problem
         if problem := not_one_of("on_bad_rows", self.on_bad_rows, ON_BAD_ROWS):
             p["on_bad_rows"] = problem
         for name, problem in variant_problems(self).items():
@@ -120,6 +125,14 @@ class RunConfig:
         """Target modules with a preset expanded ('all-linear' stays peft's shorthand)."""
         tm = self.target_modules
         return targets.PRESETS.get(tm, (tm,)) if isinstance(tm, str) else tm
+
+    def resolved_task(self, model_type: str = "") -> str:
+        """The task this run trains for: ``task``, else the default of ``model_type`` (a loaded model's
+        ``config.model_type``) or of the built-in model's architecture; '' when neither is known yet."""
+        if self.task:
+            return self.task
+        model_type = model_type or builtin_model_type(self.model)
+        return families.default_task(model_type) if model_type else ""
 
     @property
     def label(self) -> str:
@@ -223,6 +236,23 @@ def variant_problems(cfg: RunConfig) -> dict[str, str]:
     if cfg.loftq_iter != 1 and cfg.init != "loftq" and isinstance(cfg.loftq_iter, int):
         p["loftq_iter"] = f"loftq_iter applies only with init='loftq' (got init={cfg.init!r}); leave it at 1"
     return p
+
+
+def builtin_model_type(model) -> str:
+    """The ``model_type`` of a built-in model's config ('' for a hub id or a local directory: known once loaded)."""
+    info = REGISTRY.get(model) if isinstance(model, str) else None
+    return info.config.get("model_type", "") if info is not None else ""
+
+
+def task_problem(task, model) -> str:
+    """Why ``task`` cannot train ``model`` ("" when it can). A hub or local model's type is known only
+    once loaded (``models.load_model`` checks it then), so here the task name alone is checked."""
+    if not isinstance(task, str):
+        return f"task must be one of {', '.join(map(repr, families.TASKS))} or '' (from the model); got {task!r}"
+    model_type = builtin_model_type(model)
+    if not model_type and task not in ("", *families.TASKS):
+        return families.task_problem(task, "")
+    return families.task_problem(task, model_type)
 
 
 def _is_number(x) -> bool:

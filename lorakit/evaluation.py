@@ -2,7 +2,9 @@
 
 ``generate`` works on a plain transformers model, a peft model and a bitsandbytes-quantized base;
 it leaves the model in the train/eval mode it found. ``evaluate_task`` generates answers for a
-bundle's held-out examples and scores them with the task's own metric.
+bundle's held-out examples and scores them with the task's own metric; for a classification bundle it
+predicts each example's label instead (``classify``: the argmax of the classifier's logits), scored by
+accuracy, with ``macro_f1`` beside it.
 """
 from __future__ import annotations
 
@@ -130,20 +132,63 @@ def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = N
     raw = bundle.eval_raw if limit is None else bundle.eval_raw[:max(0, limit)]
     if not raw:
         return (None, [])
-    if max_new_tokens is None:
-        max_new_tokens = answer_budget(tokenizer, raw)
-    preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
-                     batch_size=batch_size)
+    if bundle.kind == "classification":
+        preds = classify(model, tokenizer, [r["prompt"] for r in raw], bundle.labels, batch_size=batch_size,
+                         max_length=bundle.stats.get("seq_len"))
+    else:
+        if max_new_tokens is None:
+            max_new_tokens = answer_budget(tokenizer, raw)
+        preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
+                         batch_size=batch_size)
     details = []
+    scored = bundle.task is not None or bundle.kind == "classification"  # a label is right or wrong
     for r, pred in zip(raw, preds, strict=True):
         d = {"prompt": r["prompt"], "reference": r["reference"], "prediction": pred, "correct": None}
         if bundle.task is not None:
             d.update(bundle.task.check(pred, r["reference"]))
             d["correct"] = bool(d["correct"])
+        elif scored:
+            d["correct"] = pred == r["reference"]
         details.append(d)
-    if bundle.task is None:
+    if not scored:
         return (None, details)
     return (sum(d["correct"] for d in details) / len(details), details)
+
+
+def classify(model, tokenizer, texts: Sequence[str], labels: Sequence[str], batch_size: int = 8,
+             max_length: Optional[int] = None) -> list[str]:
+    """The predicted label of each text: the argmax of the classifier's logits (batch x num_labels),
+    padded on the right and cut to ``max_length`` tokens as in training; train/eval mode left as found."""
+    device = model_device(model)
+    was_training = model.training
+    out: list[str] = []
+    model.eval()
+    try:
+        with torch.no_grad(), _quiet_generation():
+            for start in range(0, len(texts), max(1, batch_size)):
+                enc = tokenizer(list(texts[start:start + max(1, batch_size)]), return_tensors="pt", padding=True,
+                                truncation=True, max_length=max_length).to(device)
+                logits = model(**enc).logits  # (batch, num_labels)
+                out += [labels[i] for i in logits.argmax(-1).tolist()]
+    finally:
+        model.train(was_training)
+    return out
+
+
+def macro_f1(details: list[dict], labels: Sequence[str]) -> Optional[float]:
+    """Macro-averaged F1 of ``evaluate_task`` details (prediction vs reference) over ``labels``: the mean of
+    each label's F1 = 2TP / (2TP + FP + FN), over the labels that occur as reference or prediction
+    (scikit-learn's f1_score(average='macro') over those labels); None without details."""
+    if not details:
+        return None
+    scores = []
+    for label in labels:
+        tp = sum(d["prediction"] == label and d["reference"] == label for d in details)
+        fp = sum(d["prediction"] == label and d["reference"] != label for d in details)
+        fn = sum(d["prediction"] != label and d["reference"] == label for d in details)
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else None
 
 
 def field_accuracy(details: list[dict]) -> dict[str, float]:

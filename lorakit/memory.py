@@ -15,6 +15,9 @@ Counting rules (the planner in ``planner.py`` predicts the same quantities):
   figure is the same before backward, after it, and after ``zero_grad(set_to_none=True)``.
 - **optimizer**: every tensor in ``optimizer.state`` (torch AdamW: exp_avg, exp_avg_sq, step;
   bitsandbytes 8-bit: uint8 state1/state2, per-256-block absmax, the shared quantization maps).
+- **head** (not a sixth category): a classifier's new head trains in full (peft's ``modules_to_save``);
+  its share of base_weights, gradients and optimizer is shown apart in ``head`` and stays in those
+  categories, so the five still add up to the total.
 - **activations**: the tensors autograd saves for backward during one training-mode forward pass
   with labels (so the loss path is included), seen through ``saved_tensors_hooks``, plus tensors
   custom autograd Functions keep as ``ctx`` attributes (bitsandbytes' int8 matmul keeps its input
@@ -66,6 +69,9 @@ class MemoryBreakdown:
     measured: the device memory in use outside the caching allocator (context, libraries)."""
     assumes: Optional[dict] = None
     """Planned: what the plan assumes (device, dtype, batch_size, seq_len, checkpointing, ...)."""
+    head: Optional[dict] = None
+    """A trained classifier head's share of the categories, bytes: {base_weights, gradients, optimizer}
+    (included in them; None: no such head)."""
 
     @property
     def total(self) -> int:
@@ -82,7 +88,7 @@ class MemoryBreakdown:
         if self.peak is not None:
             d["peak"] = int(self.peak)
             d["peak_at"] = self.peak_at
-        for k in ("transient", "device_overhead", "assumes"):
+        for k in ("transient", "device_overhead", "assumes", "head"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
         return d
@@ -93,7 +99,7 @@ class MemoryBreakdown:
         return cls(**{c: int(d.get(c, 0)) for c in CATEGORIES}, cuda=d.get("cuda"),
                    peak=int(peak) if peak is not None else None, peak_at=d.get("peak_at") or "",
                    transient=d.get("transient"), device_overhead=d.get("device_overhead"),
-                   assumes=d.get("assumes"))
+                   assumes=d.get("assumes"), head=d.get("head"))
 
 
 def _is_adapter(name: str) -> bool:
@@ -179,6 +185,36 @@ def measure_optimizer(optimizer) -> int:
     return ledger.nbytes
 
 
+HEAD_NAMES = ("classifier", "score")  # a sequence classifier's head module (BERT, RoBERTa / LLaMA, GPT-2)
+
+
+def head_parameters(model) -> list:
+    """The trainable parameters of a classifier head (peft's trained copy in ``modules_to_save``, or the
+    head itself under full fine-tuning); [] for a model without one."""
+    seen, out = set(), []
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if p.requires_grad and any(h in parts for h in HEAD_NAMES) and id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def measure_head(model, optimizer=None) -> Optional[dict]:
+    """The head's bytes within base_weights, gradients and optimizer (None without a head)."""
+    params = head_parameters(model)
+    if not params:
+        return None
+    weights, grads, state = _Ledger(), _Ledger(), _Ledger()
+    inner = getattr(optimizer, "optimizer", optimizer)
+    for p in params:
+        weights.add(p)
+        grads.add(p.grad if p.grad is not None else p)
+        for v in (inner.state.get(p, {}) if inner is not None else {}).values():
+            state.add(v)
+    return {"base_weights": weights.nbytes, "gradients": grads.nbytes, "optimizer": state.nbytes}
+
+
 def cuda_figures(device=None) -> Optional[dict]:
     """The CUDA caching allocator's figures (bytes) for ``device``, or None without CUDA."""
     import torch
@@ -212,4 +248,5 @@ def measure(model, optimizer=None, batch=None, activations: Optional[int] = None
         activations=(activations if activations is not None
                      else measure_activations(model, batch) if batch is not None else 0),
         cuda=cuda,
+        head=measure_head(model, optimizer),
     )

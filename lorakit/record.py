@@ -26,6 +26,8 @@ class RunRecord:
     reason: str = ""  # why a run stopped or failed
     created_at: float = 0.0  # unix time
     device: str = "cpu"
+    task: str = ""  # what the model trained for: 'causal-lm', 'classification', 'seq2seq' ('' : not loaded yet)
+    family: str = ""  # the model's family: 'decoder', 'encoder', 'encoder-decoder'
     node: str = ""  # the Ray node that trained it (a sweep with executor="ray"); "" for a run in this process
     history: list = field(default_factory=list)  # [{step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm}]
     evals: list = field(default_factory=list)  # [{step, eval_loss, perplexity, task_metric}]
@@ -33,11 +35,15 @@ class RunRecord:
     planned_memory: Optional[MemoryBreakdown] = None  # plan_memory for the same settings
     trainable_params: int = 0
     total_params: int = 0
+    head_params: int = 0  # of trainable_params: a classifier's new head, trained in full (0: no such head)
     train_loss: Optional[float] = None  # mean loss over the last 10 logged steps
     eval_loss: Optional[float] = None
     perplexity: Optional[float] = None
     task_metric: Optional[float] = None  # the task's own score on held-out examples (after training)
     task_metric_before: Optional[float] = None
+    metric: str = ""  # the task metric's name, e.g. 'exact match' or 'accuracy (and macro-F1)' ('' : user data)
+    macro_f1: Optional[float] = None  # classification: macro-averaged F1 over the labels, after training
+    macro_f1_before: Optional[float] = None
     tokens_per_s: Optional[float] = None  # real (non-padding) tokens per second of training
     wall_s: Optional[float] = None
     # Where the time went (seconds): loading the model and data, the optimizer steps (without the

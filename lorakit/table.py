@@ -62,6 +62,8 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("status", "object", lambda r: r.status),
     ("reason", "object", lambda r: r.reason or ""),
     ("model", "object", _cfg("model")),
+    ("family", "object", lambda r: r.family or None),  # decoder, encoder, encoder-decoder (None: not loaded)
+    ("task", "object", lambda r: r.task or None),  # causal-lm, classification, seq2seq
     ("method", "object", _cfg("method")),
     ("variant", "object", lambda r: variant_name(r.config)),  # lora, dora, rslora, pissa, olora, loftq, lora+
     ("quant", "object", _cfg("quant")),
@@ -80,6 +82,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("trainable_params", "Int64", lambda r: int(r.trainable_params or 0)),
     ("total_params", "Int64", lambda r: int(r.total_params or 0)),
     ("trainable_pct", "float64", lambda r: r.trainable_pct if r.total_params else None),
+    ("head_params", "Int64", lambda r: int(r.head_params or 0)),  # of trainable_params: a classifier's new head
     *((f"mem_{c}", "Int64", _measured(c)) for c in (*CATEGORIES, "total")),
     ("planned_total", "Int64", lambda r: r.planned_memory.total if r.planned_memory is not None else None),
     ("mem_peak", "Int64", _measured("peak")),  # the first optimizer steps' measured peak (None: not measured)
@@ -91,6 +94,9 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("perplexity", "float64", _num("perplexity")),
     ("task_metric_before", "float64", _num("task_metric_before")),
     ("task_metric", "float64", _num("task_metric")),
+    ("metric", "object", lambda r: r.metric or None),  # what task_metric measures, e.g. exact match, accuracy
+    ("macro_f1_before", "float64", _num("macro_f1_before")),  # classification only
+    ("macro_f1", "float64", _num("macro_f1")),
     ("wall_s", "float64", _num("wall_s")),
     ("load_s", "float64", _num("load_s")),
     ("train_s", "float64", _num("train_s")),  # the optimizer steps, without the eval-loss passes

@@ -27,6 +27,8 @@ from .record import RunRecord
 log = logging.getLogger("lorakit")
 
 OPTIM_NAMES = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
+# peft's task type per lorakit task: SEQ_CLS puts a classifier's new head in modules_to_save (it trains in full)
+PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
 N_SAMPLES = 3  # prompts shown before/after training (the first eval examples, from the metric's own pass)
 
 
@@ -91,17 +93,25 @@ class _Run:
         from transformers import set_seed
 
         from . import adapters
-        from .data import build_data
+        from .data import build_data, data_labels
+        from .memory import head_parameters
         from .models import check_device, load_model
 
         cfg = self.cfg
         check_device(self.record.device)  # a clear reason before the allocator is touched
         _reset_cuda_peak(self.record.device)
+        task = cfg.resolved_task()  # '' : a hub or local model, whose config decides when it loads
+        labels = data_labels(cfg) if task in ("", "classification") else None
+        if task != "causal-lm":
+            set_seed(cfg.seed)  # a classifier's new head is drawn while loading: same seed, same head
         loaded = load_model(cfg.model, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
-                            device=self.record.device)
+                            device=self.record.device, task=cfg.task, labels=labels)
         self.record.load_s = loaded.load_s
+        self.record.task, self.record.family = loaded.task, loaded.family
         self.tokenizer, self.model = loaded.tokenizer, loaded.model
-        self.bundle = build_data(cfg, self.tokenizer)  # seeded by cfg.seed itself, not the global RNG
+        self.bundle = build_data(cfg, self.tokenizer, loaded.task)  # seeded by cfg.seed itself, not the global RNG
+        self.record.metric = self.bundle.task.metric if self.bundle.task else (
+            "accuracy (and macro-F1)" if loaded.task == "classification" else "")
         self.record.data_stats = dict(self.bundle.stats)
         # The base's answers before any adapter: a LoRA run's switched-off adapter would not always be the
         # base (PiSSA, OLoRA and LoftQ move part of the weights into the adapter).
@@ -112,10 +122,12 @@ class _Run:
             self.model = adapters.attach_lora(loaded.model, cfg.rank, cfg.alpha, cfg.dropout,
                                               cfg.target_modules, cfg.gradient_checkpointing,
                                               adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
-                                              use_rslora=cfg.use_rslora, init=cfg.init, loftq_iter=cfg.loftq_iter)
+                                              use_rslora=cfg.use_rslora, init=cfg.init, loftq_iter=cfg.loftq_iter,
+                                              task_type=PEFT_TASK_TYPES[loaded.task])
         else:
             self.model = adapters.prepare_full(loaded.model, cfg.gradient_checkpointing)
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)
+        self.record.head_params = sum(p.numel() for p in head_parameters(self.model))
         emit(self.sinks, RunStarted(self.record.run_id, cfg, self.record.trainable_params,
                                     self.record.total_params))
 
@@ -191,6 +203,7 @@ class _Run:
         after, details = evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=self.answer_budget())
         rec.task_eval_s = (rec.task_eval_s or 0.0) + time.perf_counter() - t0
         rec.task_metric = after
+        rec.macro_f1 = self.macro_f1(details)
         t0 = time.perf_counter()  # samples come from the two passes above: no generation of their own
         rec.samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["prediction"],
                         "after": a["prediction"]}
@@ -207,11 +220,19 @@ class _Run:
         from .evaluation import evaluate_task
 
         rec, budget = self.record, self.answer_budget()
-        key, description = cache_key(self.cfg, self.tokenizer, self.bundle.eval_raw, rec.device, budget)
+        key, description = cache_key(self.cfg, self.tokenizer, self.bundle.eval_raw, rec.device, budget,
+                                     self.bundle.labels)
         rec.task_metric_before, self.before, rec.before_cached, seconds = before_training(
             self.store, key, description,
             lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))
         rec.task_eval_s = (rec.task_eval_s or 0.0) + seconds
+        rec.macro_f1_before = self.macro_f1(self.before)
+
+    def macro_f1(self, details: list):
+        """Classification: the macro-F1 of a task pass's details (None for other tasks)."""
+        from .evaluation import macro_f1
+
+        return macro_f1(details, self.bundle.labels) if self.bundle.kind == "classification" else None
 
     def answer_budget(self) -> int:
         from .evaluation import answer_budget

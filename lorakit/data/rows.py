@@ -4,7 +4,9 @@ passes to become one, and the errors for data that cannot be used.
 A row is ``{prompt, answer, messages}``: ``messages`` are the turns before the answer (chat
 format), ``prompt`` the last user turn (shown in previews and sample tables), ``answer`` the text
 the loss is on. A user's record has ``prompt`` and ``completion`` columns, or a ``messages``
-column (a list of ``{role, content}`` turns whose last assistant turn is the answer).
+column (a list of ``{role, content}`` turns whose last assistant turn is the answer); for
+classification, a ``text`` (or ``prompt``) column and a ``label`` column (the answer is the label,
+and the row says ``kind: 'classification'``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-EXPECTED_COLUMNS = "'prompt' and 'completion' columns, or a 'messages' column (chat format)"
+EXPECTED_COLUMNS = ("'prompt' and 'completion' columns, or a 'messages' column (chat format), or 'text' and "
+                    "'label' columns (classification)")
 SKIP_HINT = " (or set on_bad_rows='skip' to leave such rows out)"
 _TURNS = "a list of {\"role\": ..., \"content\": ...} turns whose last assistant turn is the answer"
 
@@ -65,11 +68,14 @@ def make_row(prompt: str, answer: str, messages: Optional[list] = None) -> dict:
 
 
 def record_format(columns: list, source: str) -> str:
-    """'messages' or 'pairs' from a source's columns; a DataError naming what was found if neither."""
+    """'messages', 'pairs' or 'labels' (a text column, 'text' or 'prompt', and 'label') from a source's
+    columns; a DataError naming what was found if none."""
     if "messages" in columns:
         return "messages"
     if "prompt" in columns and "completion" in columns:
         return "pairs"
+    if "label" in columns and ("text" in columns or "prompt" in columns):
+        return "labels"
     found = ", ".join(map(repr, columns)) or "(none)"
     raise DataError(f"dataset: {source} has columns {found}; expected {EXPECTED_COLUMNS}")
 
@@ -80,12 +86,25 @@ def to_row(record: Any, fmt: str) -> dict:
         raise record
     if fmt == "messages":
         return _from_messages(_value(record, "messages"))
+    if fmt == "labels":
+        return _from_label(record)
     prompt, answer = text(record, "prompt"), text(record, "completion")
     if not prompt.strip():
         raise RowProblem("prompt", "empty", "every row needs a prompt")
     if not answer.strip():
         raise RowProblem("completion", "empty", "every row needs a completion, the answer to learn")
     return make_row(prompt, answer)
+
+
+def _from_label(record: dict) -> dict:
+    """A classification record: its text (column 'text', else 'prompt') and its label, both non-empty."""
+    column = "text" if "text" in record else "prompt"
+    sentence, label = text(record, column), text(record, "label")
+    if not sentence.strip():
+        raise RowProblem(column, "empty", "every row needs the text to classify")
+    if not label.strip():
+        raise RowProblem("label", "empty", "every row needs a label, the class to learn")
+    return {**make_row(sentence, label.strip()), "kind": "classification"}
 
 
 def _value(record: dict, column: str) -> Any:

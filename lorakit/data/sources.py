@@ -26,6 +26,24 @@ class Source(NamedTuple):
     description: str  # "file '...'", "hub dataset '...'", "built-in task '...'"
     skipped: Skipped
 
+    @property
+    def kind(self) -> str:
+        """The model task the data trains: the task's kind, or 'classification' for rows with a label column."""
+        if self.task is not None:
+            return self.task.kind
+        return "classification" if self.rows and self.rows[0].get("kind") == "classification" else "causal-lm"
+
+    def labels(self) -> tuple:
+        """A classification source's label names in the classifier's output order: the task's own, or the
+        distinct labels of the rows (numbers in numeric order, else sorted as text); () for other kinds."""
+        if self.kind != "classification":
+            return ()
+        if self.task is not None:
+            return tuple(self.task.labels)
+        names = {r["answer"] for r in self.rows}
+        numeric = all(n.lstrip("-").isdigit() for n in names)
+        return tuple(sorted(names, key=lambda n: (int(n), n) if numeric else (0, n)))
+
 
 def load_rows(dataset: str, encoding: str = "utf-8", on_bad_rows: str = "error") -> Source:
     """Resolve ``dataset`` to user rows or a task. ``encoding``: a text file's encoding;
@@ -53,6 +71,12 @@ def load_rows(dataset: str, encoding: str = "utf-8", on_bad_rows: str = "error")
     description = f"hub dataset {dataset!r}"
     rows, skipped = collect(from_dataset(_load_hub(dataset)), description, on_bad_rows)
     return Source(rows, None, description, skipped)
+
+
+def data_labels(cfg) -> tuple:
+    """The label names ``cfg.dataset`` holds, in the classifier's output order (() unless classification
+    data): what a classifier is built with before its data is tokenized."""
+    return load_rows(cfg.dataset, cfg.data_encoding, cfg.on_bad_rows).labels()
 
 
 def collect(table: Table, source: str, on_bad_rows: str = "error") -> tuple[list, Skipped]:

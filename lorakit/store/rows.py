@@ -24,7 +24,7 @@ from .schema import EVALS, MEMORY, RUNS, STEPS
 STEP_VALUES = tuple(c for c in STEPS.names if c not in ("run_id", "step", "extra"))
 EVAL_VALUES = tuple(c for c in EVALS.names if c not in ("run_id", "idx", "step", "extra"))
 MEMORY_VALUES = CATEGORIES  # the five byte counts; cuda, peak, peak_at and extra are read apart
-_MEMORY_EXTRA = ("transient", "device_overhead", "assumes")
+_MEMORY_EXTRA = ("transient", "device_overhead", "assumes", "head")
 # The runs columns a listing shows (summaries()): all but bookkeeping and the JSON bodies.
 SUMMARY_COLUMNS = tuple(c for c in RUNS.names if c not in ("updated_at", "pid", "host", "proc_start", "config",
                                                             "record"))
@@ -138,6 +138,7 @@ def write_run(c: sqlite3.Connection, r: RunRecord, now: float) -> None:
         "reason": r.reason or "", "label": str(getattr(cfg, "label", "")),
         "method": cfg_dict.get("method"), "quant": cfg_dict.get("quant"), "rank": integer(cfg_dict.get("rank")),
         "model": cfg_dict.get("model"), "dataset": cfg_dict.get("dataset"),
+        "task": r.task or None, "family": r.family or None,
         "train_loss": num(r.train_loss), "eval_loss": num(r.eval_loss), "task_metric": num(r.task_metric),
         "mem_total": int(r.memory.total) if r.memory is not None else None,
         "tokens_per_s": num(r.tokens_per_s), "wall_s": num(r.wall_s),

@@ -7,7 +7,7 @@ Layout of the file (schema version 1)::
     runs    (run_id PK, created_at, updated_at, status, reason, label, method, quant, rank,
              model, dataset, train_loss, eval_loss, task_metric, mem_total, tokens_per_s,
              wall_s, pid, host, proc_start, config JSON, record JSON, load_s, train_s, eval_s,
-             task_eval_s, samples_s)
+             task_eval_s, samples_s, task, family)
     steps   (run_id, step, loss, learning_rate, tokens_per_s, elapsed_s, grad_norm, extra JSON)
     evals   (run_id, idx, step, eval_loss, perplexity, task_metric, extra JSON)
     memory  (run_id, kind 'measured'|'planned', base_weights, adapters, gradients, optimizer,
@@ -87,6 +87,8 @@ RUNS = Table("runs", (
     ("eval_s", "REAL"),
     ("task_eval_s", "REAL"),
     ("samples_s", "REAL"),
+    ("task", "TEXT"),  # what the model trained for (RunRecord.task) and its family; NULL: not loaded, or older
+    ("family", "TEXT"),
 ))
 STEPS = Table("steps", (
     ("run_id", "TEXT NOT NULL"),

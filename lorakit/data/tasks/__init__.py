@@ -3,6 +3,10 @@
 Each task is a module with ``make(rng) -> (prompt, answer)`` and ``check(prediction, reference)
 -> {"correct": bool, ...extra per-example details}``; ``_TASKS`` below names it, describes it and
 says what its metric is. A new task is one module and one entry there.
+
+A task's ``kind`` is the model task it trains (``families.TASKS``): a ``causal-lm`` task's answer is
+text the model writes; a ``classification`` task's answer is one of its ``labels``, predicted by a
+classifier head (accuracy and macro-F1).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..rows import DataError, make_row
-from . import arithmetic, date_iso, extract_json, sort_words
+from . import arithmetic, date_iso, extract_json, sort_words, topic
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class TaskInfo:
     make: Callable[[random.Random], tuple[str, str]] = field(repr=False, compare=False)
     check: Callable[[str, str], dict] = field(repr=False, compare=False)
     """check(prediction, reference) -> {"correct": bool, ...extra per-example details}"""
+    kind: str = "causal-lm"  # the model task it trains: 'causal-lm' or 'classification'
+    labels: tuple = ()  # a classification task's label names, in the classifier's output order
 
     def example(self, seed: int = 0) -> dict:
         """One generated example, for showing what the task looks like."""
@@ -54,6 +60,9 @@ _TASKS: dict[str, TaskInfo] = {
         TaskInfo("sort-words", "Sort 3-6 words alphabetically", "exact match", sort_words.make, sort_words.check),
         TaskInfo("arithmetic", "Add or subtract two numbers below 1000", "exact match",
                  arithmetic.make, arithmetic.check),
+        TaskInfo("topic", "The topic of a sentence: sports, weather, food or tech (from what the sentence says, "
+                 "not one keyword: 'running', 'cool', 'fast', 'chips' occur in several topics)",
+                 "accuracy (and macro-F1)", topic.make, topic.check, "classification", topic.LABELS),
     )
 }
 
@@ -63,9 +72,10 @@ _TASKS: dict[str, TaskInfo] = {
 MAX_GENERATED = 100_000
 
 
-def list_tasks() -> list[TaskInfo]:
-    """The built-in tasks (the default, ``extract-json``, first)."""
-    return list(_TASKS.values())
+def list_tasks(kind: str = "") -> list[TaskInfo]:
+    """The built-in tasks (the default, ``extract-json``, first); with ``kind``, those of that kind
+    ('causal-lm' or 'classification')."""
+    return [t for t in _TASKS.values() if not kind or t.kind == kind]
 
 
 def get_task(name: str) -> TaskInfo:
