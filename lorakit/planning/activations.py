@@ -37,6 +37,10 @@ class LayerModel:
         self.mask_bytes = 1 if step.device == "cuda" else self.e_lora
         self.fixed = 0  # bytes per decoder layer that do not grow with the tokens (DoRA's), summed over layer()
 
+    def quantized_layer(self, name: str) -> bool:
+        """Whether bitsandbytes quantizes the layers ``name`` (T5 keeps ``wo`` in fp32)."""
+        return True
+
     def trainable(self, name: str) -> bool:
         return self.s.full or name in self.s.targets
 
@@ -47,7 +51,7 @@ class LayerModel:
         for name in names:
             if s.full:
                 shared = True  # weight gradient needs the input
-            elif s.quant == "int8" and input_req:
+            elif s.quant == "int8" and input_req and self.quantized_layer(name):
                 shared = True  # bnb's int8 matmul keeps its input as ctx.A when it requires grad
             if name in s.targets:
                 if s.dropout > 0:

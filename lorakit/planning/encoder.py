@@ -84,7 +84,7 @@ def head_bytes(lm: EncoderLayer) -> tuple[int, int]:
     d, e = lm.d, lm.e
     mask = lm.dropout_mask(True, d.resid_dropout, d.hidden)
     if d.pooler:
-        per_token = d.hidden * e if lm.s.full else 0
+        per_token = d.hidden * e if lm.s.full or lm.s.quant == "int8" else 0  # int8: bnb's matmul keeps it
         lora = lm.projections(True, ("pooler.dense",), d.hidden, input_saved=True)
         return per_token, lora + d.hidden * e + mask + d.hidden * e + d.labels * FP32
     return 0, mask + d.hidden * e + d.hidden * e + mask + d.hidden * e + d.labels * FP32

@@ -120,13 +120,22 @@ def tally(cfg, dtype: str, task: str = "") -> Tally:
             "BERT-family encoders and T5-family encoder-decoders")}) from exc
 
 
-def _kept_unquantized(model) -> set:
-    """Modules bitsandbytes leaves in full precision (transformers' ``get_keys_to_not_convert``): the
-    output embeddings, tied weights, and the module of the model's last parameter (a classifier's)."""
+def _kept_unquantized(model, task: str) -> set:
+    """Modules bitsandbytes leaves in full precision. A classifier: its head (``models.load_model`` skips
+    it, which replaces transformers' defaults). Otherwise transformers' ``get_keys_to_not_convert``: the
+    output embeddings, tied weights, the module of the model's last parameter. Both: the modules the model
+    keeps in fp32 (``_keep_in_fp32_modules``: T5's ``wo``)."""
+    from ..families import CLASSIFIER_HEADS
+
+    names = [name for name, _ in model.named_modules()]
+    fp32 = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    kept = {n for n in names if any(n == k or n.endswith("." + k) for k in fp32)}
+    if task == "classification":
+        return kept | {n for n in names if any(h in n.split(".") for h in CLASSIFIER_HEADS)}
     head = model.get_output_embeddings()
     last = list(model.named_parameters())[-1][0].rsplit(".", 1)[0]
     tied = {k.removesuffix(".weight") for pair in getattr(model, "all_tied_weights_keys", {}).items() for k in pair}
-    return {name for name, m in model.named_modules() if m is head or name == last or name in tied}
+    return kept | {name for name, m in model.named_modules() if m is head or name == last or name in tied}
 
 
 @functools.lru_cache(maxsize=32)
@@ -154,7 +163,7 @@ def _tally(config_json: str, model_type: str, dtype: str, task: str) -> Tally:
     head = model.get_output_embeddings()
     in_emb = model.get_input_embeddings()
     head_tied = head is not None and in_emb is not None and head.weight is in_emb.weight
-    kept = _kept_unquantized(model)
+    kept = _kept_unquantized(model, task)
     seen: set = set()
     linears, others, head_params, biases = [], [], [], []
     for name, module in model.named_modules():

@@ -23,6 +23,9 @@ class T5Layer(EncoderLayer):
         b = self.d.hidden * FP32 + FP32 if input_req else 0  # input as fp32 + 1/rms per token
         return b + (self.d.hidden * self.e if self.s.full else 0)
 
+    def quantized_layer(self, name: str) -> bool:
+        return name != "wo"  # T5's _keep_in_fp32_modules
+
     def d_out(self, name: str) -> int:
         return self.d.inter if name.startswith("wi") else self.d.heads * self.d.head_dim if name in "qkv" else \
             self.d.hidden
@@ -91,8 +94,8 @@ def t5_activation_bytes(lm: T5Layer) -> int:
         per_token += b + b2
     per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # final norm, dropout
     enc_req = gin
-    if s.full:
-        per_token += d.hidden * lm.e  # the encoder output, kept once by every cross-attention's k and v
+    if s.full or s.quant == "int8":  # the encoder output, kept once by every cross-attention's k and v
+        per_token += d.hidden * lm.e  # (their weight gradients; int8: bitsandbytes' matmul keeps its input)
     gin = s.full
     per_token += lm.dropout_mask(gin, d.resid_dropout, d.hidden)
     for _ in range(d.decoder_layers):

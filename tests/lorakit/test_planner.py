@@ -153,6 +153,46 @@ def test_plan_is_exact_on_a_tiny_t5(ff, method, target_modules):
     assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
 
 
+@pytest.mark.parametrize("kind, quant", [("bert", "int8"), ("roberta", "nf4"), ("t5", "int8"), ("t5", "fp4")])
+def test_quantized_encoders_and_t5_train_and_plan_exactly(kind, quant, tmp_path):
+    """bitsandbytes quantizes BERT, RoBERTa and T5 on CPU (a classifier's head skipped, as load_model
+    does; T5 keeps ``wo`` in fp32); two LoRA steps train; the plan matches every category."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    from lorakit.quantization import bnb_config
+
+    if kind == "t5":
+        cfg = AutoConfig.for_model("t5", d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, vocab_size=1536,
+                                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    else:
+        extra = dict(type_vocab_size=1, pad_token_id=1, max_position_embeddings=130) if kind == "roberta" else {}
+        cfg = AutoConfig.for_model(kind, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   intermediate_size=128, vocab_size=1536, **extra)
+    auto = AutoModelForSeq2SeqLM if kind == "t5" else AutoModelForSequenceClassification
+    torch.manual_seed(0)
+    auto.from_config(cfg).save_pretrained(tmp_path)
+    qc = bnb_config(quant, True, "float32")
+    if kind != "t5":
+        qc.llm_int8_skip_modules = ["classifier", "score"]
+    model = auto.from_pretrained(tmp_path, quantization_config=qc, device_map={"": "cpu"}, dtype=torch.float32)
+    model = attach_lora(model, rank=8, target_modules="qv", task_type="SEQ_2_SEQ_LM" if kind == "t5" else "SEQ_CLS")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 1536, (2, 32), generator=g)
+    labels = torch.randint(3, 1536, (2, 32), generator=g) if kind == "t5" else torch.tensor([0, 1])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    model.train()
+    for _ in range(2):
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+    assert torch.isfinite(loss)
+    measured = M.measure(model, opt, batch)
+    planned = plan_memory(cfg, quant=quant, rank=8, target_modules="qv", batch_size=2, seq_len=32, device="cpu")
+    assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
+
+
 @pytest.mark.parametrize("name, preset, trainable", [
     ("roberta-base", "qv", 294_912), ("roberta-large", "qv", 786_432),  # the LoRA paper's GLUE setup
     ("gpt2", "qv", 12 * 8 * (768 + 2304)), ("gpt2-medium", "qv", 24 * 8 * (1024 + 3072)),
