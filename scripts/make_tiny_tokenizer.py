@@ -25,14 +25,14 @@ EXAMPLES_PER_TASK = 2000  # training conversations of each built-in task (seed 0
 
 
 def corpus() -> list[str]:
-    """Every built-in task's training conversations, rendered by tiny-llama's chat template."""
+    """Every built-in causal-LM task's training conversations, rendered by tiny-llama's chat template."""
     import lorakit
     from lorakit.data import generate_examples
     from lorakit.tiny_llama import byte_tokenizer
 
     template = byte_tokenizer()  # the same CHATML_TEMPLATE as tiny-llama; only used to render text
     texts = []
-    for task in lorakit.list_tasks():
+    for task in lorakit.list_tasks("causal-lm"):  # a decoder's tasks (the classification task's text: bytes)
         train, _ = generate_examples(task.name, EXAMPLES_PER_TASK, 0, seed=0)
         for row in train:
             turns = row["messages"] + [{"role": "assistant", "content": row["answer"]}]

@@ -56,6 +56,13 @@ def test_a_bert_loads_as_a_classifier_with_the_datasets_labels(tiny_bert):
         lorakit.load_model(tiny_bert, device="cpu")
 
 
+def test_the_new_heads_load_report_stays_out_of_the_output(tiny_bert, capfd):
+    """transformers reports the classifier as 'newly initialized' (MISSING): expected, so not shown."""
+    lorakit.load_model(tiny_bert, device="cpu", labels=LABELS)
+    out, err = capfd.readouterr()
+    assert "classifier" not in out + err and "initialized" not in out + err, out + err
+
+
 def test_trainable_count_is_lora_plus_the_whole_head(tiny_bert):
     _, model = _lora(tiny_bert)
     lora = LAYERS * 2 * 4 * (HIDDEN + HIDDEN)  # Σ r·(d_in + d_out) over query and value
