@@ -56,7 +56,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     ``batch_size`` x ``seq_len`` tokens.
     Families: LLaMA-family and GPT-2 decoders, BERT / RoBERTa encoder classifiers and T5 encoder-decoders
     (targets assumed as long as the inputs); activations derived on fp32 CPU runs of each (GPT-2 also
-    16-bit and quantized), T5's with gradient checkpointing estimated with the decoder formula.
+    16-bit and quantized; BERT and T5 also quantized).
     Not modelled: bf16 autocast (``RunConfig.bf16_autocast``), other attention implementations.
     Raises ``ConfigError`` naming every invalid field at once (the model and target modules included).
     """

@@ -190,7 +190,7 @@ def _embedding_bytes(lm: LayerModel, gin: bool) -> tuple[int, int]:
 def activation_bytes(dims: Dims, step: Step) -> int:
     """Bytes autograd saves for backward in one training forward (see the module docstring)."""
     lm = layer_model(dims, step)
-    if dims.kind == "t5" and not step.gradient_checkpointing:
+    if dims.kind == "t5":
         from .t5 import t5_activation_bytes
 
         return t5_activation_bytes(lm)
@@ -224,6 +224,7 @@ def activation_bytes(dims: Dims, step: Step) -> int:
         from .encoder import head_bytes
 
         head_token, head_example = head_bytes(lm)
+        fixed += lm.e - FP32  # the loss's total weight, in the logits' dtype
         return step.tokens * (per_token + head_token) + fixed + step.batch_size * head_example
     per_token += lm.norm(final_req)  # final norm
     if step.full:

@@ -80,11 +80,11 @@ def head_bytes(lm: EncoderLayer) -> tuple[int, int]:
     dropout, classifier; RoBERTa (no pooler): dropout, dense, tanh, dropout, out_proj. The trained head
     keeps each linear's input, tanh its output, each dropout its mask; a trained pooler.dense keeps its
     input, a view of the last hidden state, whose whole storage (batch x seq) stays alive. Then the
-    log-softmax over the labels (fp32)."""
+    log-softmax over the labels (in the logits' dtype: BERT does not upcast them)."""
     d, e = lm.d, lm.e
     mask = lm.dropout_mask(True, d.resid_dropout, d.hidden)
     if d.pooler:
         per_token = d.hidden * e if lm.s.full or lm.s.quant == "int8" else 0  # int8: bnb's matmul keeps it
         lora = lm.projections(True, ("pooler.dense",), d.hidden, input_saved=True)
-        return per_token, lora + d.hidden * e + mask + d.hidden * e + d.labels * FP32
-    return 0, mask + d.hidden * e + d.hidden * e + mask + d.hidden * e + d.labels * FP32
+        return per_token, lora + d.hidden * e + mask + d.hidden * e + d.labels * e
+    return 0, mask + d.hidden * e + d.hidden * e + mask + d.hidden * e + d.labels * e

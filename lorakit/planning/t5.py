@@ -2,12 +2,14 @@
 ``activations.py`` does for LLaMA; derived from ``memory.saved_activation_tensors`` on 2-layer T5 and
 T5 v1.1 models built from configs, fp32, CPU, LoRA).
 
-Assumes the target (decoder) sequence as long as the input (``seq_len`` both). Each block is pre-norm
+Assumes the target (decoder) sequence as long as the input (``seq_len`` both). With activation
+checkpointing, only the blocks' inputs stay (``_checkpointed_bytes``). Each block is pre-norm
 (T5's RMS LayerNorm: input and 1/rms, as LLaMA's): self-attention (q, k, v, o; the relative position
 bias is a float mask, so sdpa takes its fp32 math path, as with dropout), in the decoder a cross-
 attention whose k and v read the encoder's output, then the MLP (wi, ReLU, dropout, wo; T5 v1.1:
 wi_0 with gelu_new times wi_1), each sublayer's output dropped out (0.1) and added. The LM head reads
-the decoder's last state (scaled by d_model^-0.5 when tied); the loss keeps the fp32 log-softmax.
+the decoder's last state (scaled by d_model^-0.5 when tied); the loss keeps the log-softmax in the
+logits' dtype (T5 does not upcast them, unlike the decoders).
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ class T5Layer(EncoderLayer):
     """Per-token bytes of T5's sublayers (dropout masks and attention as BERT's, norms as LLaMA's)."""
 
     def norm(self, input_req: bool) -> int:
-        b = self.d.hidden * FP32 + FP32 if input_req else 0  # input as fp32 + 1/rms per token
+        if not input_req:
+            return self.d.hidden * self.e if self.s.full else 0
+        # the input's fp32 copy (for the variance) and 1/rms; a 16-bit input is kept too (the product's)
+        b = self.d.hidden * FP32 + FP32 + (self.d.hidden * self.e if self.e != FP32 else 0)
         return b + (self.d.hidden * self.e if self.s.full else 0)
 
     def quantized_layer(self, name: str) -> bool:
@@ -83,9 +88,29 @@ class T5Layer(EncoderLayer):
         return b, gin or w_req
 
 
-def t5_activation_bytes(lm: T5Layer) -> int:
-    """Bytes autograd saves in one forward of encoder and decoder (LoRA or full, no checkpointing)."""
+def _checkpointed_bytes(lm: T5Layer) -> int:
+    """With activation checkpointing each block keeps its inputs: its hidden state, in the decoder the
+    encoder's output (one tensor for all blocks), and in blocks after the first the position bias (nh x
+    seq x seq, shared; the decoder's self- and cross-attention ones); reentrant checkpointing (a
+    quantized base) also an RNG state per block. Embedding dropouts, final norms and dropouts, the loss
+    as without checkpointing (input grads on: every embedding output requires grad)."""
+    from .activations import _CPU_RNG_STATE, _CUDA_RNG_STATE
+
     d, s = lm.d, lm.s
+    mask = lm.dropout_mask(True, d.resid_dropout, d.hidden)
+    per_token = 2 * (mask + lm.norm(True) + mask) + (d.layers + d.decoder_layers + 1) * d.hidden * lm.e
+    bias = d.heads * s.seq_len ** 2 * lm.e
+    fixed = lm.e + (bias if d.layers > 1 else 0) + (2 * bias if d.decoder_layers > 1 else 0)
+    if s.quantized:
+        fixed += (d.layers + d.decoder_layers) * (_CPU_RNG_STATE + (_CUDA_RNG_STATE if s.device == "cuda" else 0))
+    return s.tokens * (per_token + d.vocab * lm.e) + fixed
+
+
+def t5_activation_bytes(lm: T5Layer) -> int:
+    """Bytes autograd saves in one forward of encoder and decoder (LoRA or full fine-tuning)."""
+    d, s = lm.d, lm.s
+    if s.gradient_checkpointing:
+        return _checkpointed_bytes(lm)
     gin = s.full
     per_token = lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # encoder embedding dropout
     for _ in range(d.layers):
@@ -104,11 +129,11 @@ def t5_activation_bytes(lm: T5Layer) -> int:
         b3, gin = lm.mlp_block(gin)
         per_token += b + b2 + b3
     per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)
-    fixed = FP32  # the loss's total weight
+    fixed = lm.e  # the loss's total weight (in the logits' dtype)
     if s.full:
         per_token += d.hidden * lm.e  # lm_head's input
         # trained embeddings keep their indices: each stack's relative-position buckets (seq x seq int64),
         # the decoder's shifted input ids (int64); the trained position bias makes each decoder layer keep
         # the causal mask (seq x seq bool)
         fixed += 2 * s.seq_len ** 2 * 8 + s.tokens * 8 + d.decoder_layers * s.seq_len ** 2
-    return s.tokens * (per_token + d.vocab * FP32) + fixed  # + the log-softmax (fp32)
+    return s.tokens * (per_token + d.vocab * lm.e) + fixed  # + the log-softmax, in the logits' dtype

@@ -193,6 +193,49 @@ def test_quantized_encoders_and_t5_train_and_plan_exactly(kind, quant, tmp_path)
     assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
 
 
+def _tiny_config(kind):
+    from transformers import AutoConfig
+
+    if kind in ("t5", "mt5"):
+        return AutoConfig.for_model(kind, d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, vocab_size=1536,
+                                    decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    extra = dict(type_vocab_size=1, pad_token_id=1, max_position_embeddings=130) if kind == "xlm-roberta" else {}
+    if kind == "electra":
+        extra["embedding_size"] = 64
+    return AutoConfig.for_model(kind, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=128, vocab_size=1536, **extra)
+
+
+@pytest.mark.parametrize("kind, dtype, checkpointing, target_modules", [
+    ("bert", "bfloat16", False, "qv"), ("t5", "bfloat16", False, "qv"), ("t5", "float32", True, "all-linear"),
+    ("xlm-roberta", "float32", False, "qv"), ("electra", "float32", False, "all-linear"),  # held out:
+    ("mt5", "float32", False, "all-linear"),  # the formulas were not written against these
+])
+def test_plan_is_exact_on_16_bit_checkpointed_and_held_out_encoders_and_t5(kind, dtype, checkpointing,
+                                                                          target_modules):
+    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    cfg = _tiny_config(kind)
+    seq2seq = kind in ("t5", "mt5")
+    torch.manual_seed(0)
+    model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForSequenceClassification).from_config(
+        cfg, dtype=getattr(torch, dtype))
+    model = attach_lora(model, rank=8, target_modules=target_modules, gradient_checkpointing=checkpointing,
+                        task_type="SEQ_2_SEQ_LM" if seq2seq else "SEQ_CLS")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 1536, (2, 32), generator=g)
+    labels = torch.randint(3, 1536, (2, 32), generator=g) if seq2seq else torch.tensor([0, 1])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    model.train()
+    model(**batch).loss.backward()
+    opt.step()
+    measured = M.measure(model, opt, batch)
+    planned = plan_memory(cfg, rank=8, target_modules=target_modules, batch_size=2, seq_len=32, device="cpu",
+                          dtype=dtype, gradient_checkpointing=checkpointing)
+    assert {c: getattr(planned, c) for c in M.CATEGORIES} == {c: getattr(measured, c) for c in M.CATEGORIES}
+
+
 @pytest.mark.parametrize("name, preset, trainable", [
     ("roberta-base", "qv", 294_912), ("roberta-large", "qv", 786_432),  # the LoRA paper's GLUE setup
     ("gpt2", "qv", 12 * 8 * (768 + 2304)), ("gpt2-medium", "qv", 24 * 8 * (1024 + 3072)),
