@@ -99,12 +99,17 @@ def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages
                 enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                                 padding_side="left", add_special_tokens=False).to(device)
                 seqs = model.generate(**enc, generation_config=gen_cfg)
-                new = seqs[:, enc["input_ids"].shape[1]:]
+                # a decoder continues the prompt; an encoder-decoder's output is the answer alone
+                new = seqs if _encoder_decoder(model) else seqs[:, enc["input_ids"].shape[1]:]
                 for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
                     out[i] = text.strip()
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def _encoder_decoder(model) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
 
 
 def score(task_name: str, predictions: Sequence[str], references: Sequence[str]) -> float:
@@ -138,8 +143,10 @@ def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = N
     else:
         if max_new_tokens is None:
             max_new_tokens = answer_budget(tokenizer, raw)
-        preds = generate(model, tokenizer, [r["messages"] for r in raw], max_new_tokens=max_new_tokens,
-                         batch_size=batch_size)
+        # seq2seq: the prompt's plain text, as the encoder saw it in training (no chat template)
+        items = [r["prompt"] for r in raw] if bundle.kind == "seq2seq" else [r["messages"] for r in raw]
+        preds = generate(model, tokenizer, items, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         chat=bundle.kind != "seq2seq")
     details = []
     scored = bundle.task is not None or bundle.kind == "classification"  # a label is right or wrong
     for r, pred in zip(raw, preds, strict=True):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .chat import end_of_turn
-from .encoding import IGNORE_INDEX, encode_example, encode_labelled, encode_rows, make_collator
+from .encoding import IGNORE_INDEX, encode_example, encode_labelled, encode_rows, encode_seq2seq, make_collator
 from .rows import DataError
 from .sources import Source, load_rows, split_rows
 from .tasks import TaskInfo, generate_examples, list_tasks
@@ -23,7 +23,7 @@ class DataBundle:
     stats: dict = field(default_factory=dict)
     train_raw: list = field(default_factory=list, repr=False)  # [{prompt, answer, messages}]
     source: str = ""
-    kind: str = "causal-lm"  # the model task the data trains: 'causal-lm' or 'classification'
+    kind: str = "causal-lm"  # the model task the data is encoded for: 'causal-lm', 'classification', 'seq2seq'
     labels: tuple = ()  # classification: label names in the classifier's output order (labels are their index)
 
 
@@ -33,9 +33,12 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
     ``task_kind``: the model task the run trains (a loaded model's ``task``; '' : ``cfg.resolved_task()``,
     else the data's own kind); data of another kind is a DataError naming what fits."""
     found = load_rows(cfg.dataset, cfg.data_encoding, cfg.on_bad_rows)
-    check_kind(found, task_kind or cfg.resolved_task())
+    task_kind = task_kind or cfg.resolved_task()
+    check_kind(found, task_kind)
     if found.kind == "classification":
         return _build_labelled(cfg, tokenizer, found)
+    if task_kind == "seq2seq":
+        return _build_labelled(cfg, tokenizer, found, "seq2seq")
     rows, task, source, skipped = found
     if tokenizer.pad_token is None:  # the collator pads; EOS is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
@@ -81,9 +84,9 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
 
 def check_kind(found: Source, task_kind: str) -> None:
     """Refuse data of another kind than the run's task, naming ``dataset`` and the built-in tasks that fit."""
-    if not task_kind or found.kind == task_kind:
-        return
-    fits = ", ".join(t.name for t in list_tasks(task_kind))
+    if not task_kind or found.kind == task_kind or (found.kind, task_kind) == ("causal-lm", "seq2seq"):
+        return  # text-to-text data (a prompt, an answer) trains a decoder or an encoder-decoder
+    fits = ", ".join(t.name for t in list_tasks("causal-lm" if task_kind == "seq2seq" else task_kind))
     fits = f"built-in tasks that fit: {fits}" if fits else f"no built-in task trains {task_kind} yet"
     shape = ("a file with 'text' and 'label' columns" if task_kind == "classification"
              else "a file with 'prompt' and 'completion' (or 'messages') columns")
@@ -91,8 +94,9 @@ def check_kind(found: Source, task_kind: str) -> None:
                     f"(task={task_kind!r}); use {fits}, or {shape}")
 
 
-def _build_labelled(cfg, tokenizer, found: Source) -> DataBundle:
-    """A classification dataset: the text and one label per example; no chat template, nothing dropped."""
+def _build_labelled(cfg, tokenizer, found: Source, kind: str = "classification") -> DataBundle:
+    """A classification dataset (the text and one label per example), or text-to-text data for an
+    encoder-decoder (``kind='seq2seq'``: the prompt, the answer as labels); no chat template, nothing dropped."""
     rows, task, source, skipped = found
     labels = found.labels()
     notes = [skipped.note()] if skipped.count else []
@@ -101,22 +105,26 @@ def _build_labelled(cfg, tokenizer, found: Source) -> DataBundle:
     else:
         train_rows, eval_rows, note = split_rows(rows, cfg.train_examples, cfg.eval_examples, cfg.seed, skipped)
         notes += [note] if note else []
-    train, train_truncated, _ = encode_labelled(tokenizer, train_rows, cfg.seq_len, labels)
-    eval_set, eval_truncated, _ = encode_labelled(tokenizer, eval_rows, cfg.seq_len, labels)
+    if kind == "seq2seq":
+        train, train_truncated, _ = encode_seq2seq(tokenizer, train_rows, cfg.seq_len)
+        eval_set, eval_truncated, _ = encode_seq2seq(tokenizer, eval_rows, cfg.seq_len)
+    else:
+        train, train_truncated, _ = encode_labelled(tokenizer, train_rows, cfg.seq_len, labels)
+        eval_set, eval_truncated, _ = encode_labelled(tokenizer, eval_rows, cfg.seq_len, labels)
     if train_truncated or eval_truncated:
         notes.append(f"{train_truncated} train and {eval_truncated} eval texts were longer than seq_len={cfg.seq_len} "
                      "and were truncated (their label stays)")
     lengths = [len(x) for x in train["input_ids"]]
     stats = {"source": source, "n_train": len(train), "n_eval": len(eval_set), "truncated_train": train_truncated,
              "truncated_eval": eval_truncated, "dropped_train": 0, "dropped_eval": 0, "train_tokens": sum(lengths),
-             "loss_tokens": len(train),  # one label per example
+             "loss_tokens": len(train) if kind == "classification" else sum(map(len, train["labels"])),
              "max_len": max(lengths), "mean_len": sum(lengths) / len(lengths), "seq_len": cfg.seq_len,
              "skipped_rows": skipped.count, "skipped_at": list(skipped.first), "notes": notes,
              "labels": list(labels)}
     eval_raw = [{"prompt": r["prompt"], "answer": r["answer"], "reference": r["answer"], "messages": r["messages"]}
                 for r in eval_rows]
-    return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer, "classification"), task, stats, train_rows,
-                      source, "classification", labels)
+    return DataBundle(train, eval_set, eval_raw, make_collator(tokenizer, kind), task, stats, train_rows,
+                      source, kind, labels)
 
 
 def _nothing_fits(tokenizer, rows: list, seq_len: int, eot: str) -> str:
@@ -139,6 +147,10 @@ def preview(bundle_or_cfg, tokenizer, n: int = 3) -> list[list[tuple[str, bool]]
         if bundle.kind == "classification":  # no token carries loss; the label does, shown after the text
             out.append([(tokenizer.decode([i]), False) for i in ex["input_ids"]]
                        + [(f" -> {bundle.labels[ex['labels']]}", True)])
+            continue
+        if bundle.kind == "seq2seq":  # the encoder's input, then the decoder's targets (all carry loss)
+            out.append([(tokenizer.decode([i]), False) for i in ex["input_ids"]]
+                       + [(tokenizer.decode([i]), True) for i in ex["labels"]])
             continue
         out.append([(tokenizer.decode([i]), label != IGNORE_INDEX)
                     for i, label in zip(ex["input_ids"], ex["labels"], strict=True)])

@@ -82,6 +82,23 @@ def encode_labelled(tokenizer, rows: list[dict], seq_len: int, labels: tuple):
     return data, truncated, 0
 
 
+def encode_seq2seq(tokenizer, rows: list[dict], seq_len: int):
+    """Text-to-text rows for an encoder-decoder (T5): the prompt's plain text as the encoder's input (no chat
+    template: generation feeds the same text), the answer and EOS as the labels (the model shifts them into
+    the decoder's input), each cut to ``seq_len``: (dataset, how many were truncated, 0 dropped)."""
+    import datasets
+
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    inputs = tokenizer([r["prompt"] for r in rows], add_special_tokens=False)["input_ids"]
+    answers = [ids + eos for ids in tokenizer([r["answer"] for r in rows], add_special_tokens=False)["input_ids"]]
+    truncated = sum(len(i) > seq_len or len(a) > seq_len for i, a in zip(inputs, answers, strict=True))
+    with progress_bars_off("datasets"):
+        data = datasets.Dataset.from_dict({"input_ids": [i[:seq_len] for i in inputs],
+                                           "attention_mask": [[1] * len(i[:seq_len]) for i in inputs],
+                                           "labels": [a[:seq_len] for a in answers]})
+    return data, truncated, 0
+
+
 def make_collator(tokenizer, kind: str = "causal-lm"):
     """Pads each batch to its own longest example (dynamic padding); labels are padded with
     ``IGNORE_INDEX``, so padding carries no loss (classification: one label per example, nothing to pad).
