@@ -156,6 +156,8 @@ def evaluate_task(model, tokenizer, bundle: DataBundle, limit: Optional[int] = N
             d["correct"] = bool(d["correct"])
         elif scored:
             d["correct"] = pred == r["reference"]
+        if bundle.kind == "seq2seq":  # partial credit beside exact match
+            d["token_f1"] = token_f1(pred, r["reference"])
         details.append(d)
     if not scored:
         return (None, details)
@@ -195,6 +197,24 @@ def macro_f1(details: list[dict], labels: Sequence[str]) -> Optional[float]:
         fn = sum(d["prediction"] != label and d["reference"] == label for d in details)
         if tp + fp + fn:
             scores.append(2 * tp / (2 * tp + fp + fn))
+    return sum(scores) / len(scores) if scores else None
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Token overlap of two texts (SQuAD's F1): whitespace tokens, lower-cased, counted with multiplicity;
+    2 * common / (len(prediction) + len(reference)), 1.0 for two empty texts."""
+    from collections import Counter
+
+    pred, ref = prediction.lower().split(), reference.lower().split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    return 2 * common / (len(pred) + len(ref))
+
+
+def mean_token_f1(details: list[dict]) -> Optional[float]:
+    """The mean ``token_f1`` of ``evaluate_task`` details (None when they have none: not a seq2seq pass)."""
+    scores = [d["token_f1"] for d in details if "token_f1" in d]
     return sum(scores) / len(scores) if scores else None
 
 

@@ -44,6 +44,8 @@ class RunRecord:
     metric: str = ""  # the task metric's name, e.g. 'exact match' or 'accuracy (and macro-F1)' ('' : user data)
     macro_f1: Optional[float] = None  # classification: macro-averaged F1 over the labels, after training
     macro_f1_before: Optional[float] = None
+    token_f1: Optional[float] = None  # seq2seq: mean token overlap (SQuAD F1) of the answers, after training
+    token_f1_before: Optional[float] = None
     tokens_per_s: Optional[float] = None  # real (non-padding) tokens per second of training
     wall_s: Optional[float] = None
     # Where the time went (seconds): loading the model and data, the optimizer steps (without the

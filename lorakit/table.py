@@ -97,6 +97,8 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("metric", "object", lambda r: r.metric or None),  # what task_metric measures, e.g. exact match, accuracy
     ("macro_f1_before", "float64", _num("macro_f1_before")),  # classification only
     ("macro_f1", "float64", _num("macro_f1")),
+    ("token_f1_before", "float64", _num("token_f1_before")),  # seq2seq only: token overlap with the reference
+    ("token_f1", "float64", _num("token_f1")),
     ("wall_s", "float64", _num("wall_s")),
     ("load_s", "float64", _num("load_s")),
     ("train_s", "float64", _num("train_s")),  # the optimizer steps, without the eval-loss passes

@@ -196,14 +196,14 @@ class _Run:
 
     # --- evaluation and samples -------------------------------------------------------------
     def evaluate_task(self) -> None:
-        from .evaluation import evaluate_task
+        from .evaluation import evaluate_task, mean_token_f1
 
         rec = self.record
         t0 = time.perf_counter()
         after, details = evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=self.answer_budget())
         rec.task_eval_s = (rec.task_eval_s or 0.0) + time.perf_counter() - t0
         rec.task_metric = after
-        rec.macro_f1 = self.macro_f1(details)
+        rec.macro_f1, rec.token_f1 = self.macro_f1(details), mean_token_f1(details)
         t0 = time.perf_counter()  # samples come from the two passes above: no generation of their own
         rec.samples = [{"prompt": b["prompt"], "reference": b["reference"], "before": b["prediction"],
                         "after": a["prediction"]}
@@ -217,7 +217,7 @@ class _Run:
         store's, when an earlier run computed them for the same base, prompts and generation settings;
         else computed now and stored."""
         from .base_eval import before_training, cache_key
-        from .evaluation import evaluate_task
+        from .evaluation import evaluate_task, mean_token_f1
 
         rec, budget = self.record, self.answer_budget()
         key, description = cache_key(self.cfg, self.tokenizer, self.bundle.eval_raw, rec.device, budget,
@@ -226,7 +226,7 @@ class _Run:
             self.store, key, description,
             lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))
         rec.task_eval_s = (rec.task_eval_s or 0.0) + seconds
-        rec.macro_f1_before = self.macro_f1(self.before)
+        rec.macro_f1_before, rec.token_f1_before = self.macro_f1(self.before), mean_token_f1(self.before)
 
     def macro_f1(self, details: list):
         """Classification: the macro-F1 of a task pass's details (None for other tasks)."""

@@ -7,7 +7,7 @@ import torch
 import lorakit
 from lorakit import adapters
 from lorakit.data import DataError, build_data, preview
-from lorakit.evaluation import generate
+from lorakit.evaluation import generate, token_f1
 from lorakit.tiny_llama import tiny_tokenizer
 
 D, LAYERS = 64, 2
@@ -88,4 +88,12 @@ def test_a_t5_run_trains_and_scores_its_answers(tiny_t5, tmp_path):
     assert rec.trainable_params == 3 * LAYERS * 2 * 4 * (D + D)
     assert rec.steps_done == 3 and rec.eval_loss is not None and rec.metric == "exact match"
     assert rec.task_metric is not None and rec.task_metric_before is not None
+    assert 0 <= rec.token_f1 <= 1 and 0 <= rec.token_f1_before <= 1 and rec.macro_f1 is None
+    assert lorakit.compare([rec]).iloc[0]["token_f1"] == pytest.approx(rec.token_f1)
     assert all(s["prompt"].startswith("Convert to an ISO date") for s in rec.samples)
+
+
+def test_token_f1_is_the_overlap_of_whitespace_tokens():
+    assert token_f1("the cat sat", "The cat sat") == 1.0
+    assert token_f1("a b c d", "a b x y") == pytest.approx(2 * 2 / 8)
+    assert token_f1("", "x") == 0.0 and token_f1("", "") == 1.0
