@@ -179,3 +179,12 @@ def test_minilm_l6_learns_the_topic_task(tmp_path):
     assert rec.task_metric_before < 0.45  # an untrained head: about chance (0.25)
     assert rec.task_metric >= 0.8 and rec.task_metric > rec.task_metric_before + 0.3, (rec.task_metric_before,
                                                                                       rec.task_metric)
+
+
+def test_a_decoder_classifies_when_the_task_says_so(tmp_path):
+    """task='classification' on tiny-llama: LlamaForSequenceClassification, its 'score' head (no bias) trained whole."""
+    rec = lorakit.train(lorakit.RunConfig(model="tiny-llama", task="classification", dataset="topic", max_steps=2,
+                                          train_examples=16, eval_examples=4), store=tmp_path / "runs.db")
+    assert rec.status == "finished", rec.reason
+    assert (rec.task, rec.family, rec.head_params) == ("classification", "decoder", 64 * 4)
+    assert rec.trainable_params == 2 * 8 * (64 + 64) + 2 * 8 * (64 + 32) + rec.head_params  # q_proj, v_proj (GQA)
