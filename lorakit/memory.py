@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .devices import model_device
+from .families import CLASSIFIER_HEADS
 from .saved import (  # noqa: F401 - measured activations, re-exported where they were
     ActivationRecorder,
     measure_activations,
@@ -185,7 +186,6 @@ def measure_optimizer(optimizer) -> int:
     return ledger.nbytes
 
 
-HEAD_NAMES = ("classifier", "score")  # a sequence classifier's head module (BERT, RoBERTa / LLaMA, GPT-2)
 
 
 def head_parameters(model) -> list:
@@ -194,7 +194,7 @@ def head_parameters(model) -> list:
     seen, out = set(), []
     for name, p in model.named_parameters():
         parts = name.split(".")
-        if p.requires_grad and any(h in parts for h in HEAD_NAMES) and id(p) not in seen:
+        if p.requires_grad and any(h in parts for h in CLASSIFIER_HEADS) and id(p) not in seen:
             seen.add(id(p))
             out.append(p)
     return out

