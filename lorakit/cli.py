@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
     for name in ("rank", "batch_size", "seq_len"):
         pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name))
-    pl.add_argument("--target-modules", nargs="+", default=list(RunConfig.target_modules),
+    pl.add_argument("--target-modules", nargs="+", default=[RunConfig.target_modules],  # a preset
                     help=f"layer names or a preset: {', '.join(targets.PRESETS)}")
     pl.add_argument("--gradient-checkpointing", action="store_true")
 

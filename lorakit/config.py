@@ -46,8 +46,8 @@ class RunConfig:
     """LoRA alpha; the update BA is scaled by alpha / rank."""
     dropout: float = 0.05
     """Dropout on the LoRA branch input, in [0, 1)."""
-    target_modules: Union[tuple, str] = ("q_proj", "v_proj")
-    """Linear-layer names to adapt, or a preset: 'qv', 'attention', 'mlp', 'all-linear'."""
+    target_modules: Union[tuple, str] = "qv"
+    """Layer names to adapt, or a preset meaning each family's own names: 'qv', 'attention', 'mlp', 'all-linear'."""
     use_dora: bool = False
     """DoRA: split each adapted weight into a trained magnitude (one per output row) and a LoRA-updated direction."""
     use_rslora: bool = False
@@ -122,9 +122,14 @@ class RunConfig:
         return p
 
     def resolved_targets(self) -> Union[tuple, str]:
-        """Target modules with a preset expanded ('all-linear' stays peft's shorthand)."""
+        """Target modules with a preset expanded to the model's family's names ('all-linear' stays peft's
+        shorthand; a model not built in is taken as LLaMA-named until it is loaded)."""
         tm = self.target_modules
-        return targets.PRESETS.get(tm, (tm,)) if isinstance(tm, str) else tm
+        if not isinstance(tm, str):
+            return tm
+        if tm not in targets.PRESETS:
+            return (tm,)
+        return targets.preset_names(tm, targets.known_layers(self.model) or targets.LLAMA_LINEARS)
 
     def resolved_task(self, model_type: str = "") -> str:
         """The task this run trains for: ``task``, else the default of ``model_type`` (a loaded model's

@@ -33,7 +33,7 @@ def test_columns_and_values(records):
         assert df.iloc[i]["mem_total"] == sum(parts) == r.memory.total
     assert lora["planned_total"] == records[0].planned_memory.total and pd.isna(qlora["planned_total"])
     assert (lora["method"], lora["quant"], lora["rank"], lora["alpha"]) == ("lora", "none", 8, 16.0)
-    assert lora["target_modules"] == "q_proj,v_proj"
+    assert lora["target_modules"] == "qv"  # the preset, as configured
     assert qlora["target_modules"] == "all-linear" and qlora["optimizer"] == "paged_adamw_8bit"
     assert bool(qlora["double_quant"]) is True and bool(lora["double_quant"]) is False  # 4-bit only
     assert pd.isna(full["rank"]) and pd.isna(full["alpha"]) and full["target_modules"] == FULL_TARGETS

@@ -19,7 +19,7 @@ def test_save_load_round_trip_keeps_every_field(store):
     store.save(rec)
     loaded = store.load(rec.run_id)
     assert loaded.to_dict() == rec.to_dict()
-    assert isinstance(loaded.config, RunConfig) and loaded.config.target_modules == ("q_proj", "v_proj")
+    assert isinstance(loaded.config, RunConfig) and loaded.config.target_modules == "qv"
     assert loaded.memory.total == rec.memory.total
     assert loaded.planned_memory.activations == 58_720_256
     assert len(store) == 1 and rec.run_id in store
