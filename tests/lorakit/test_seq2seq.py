@@ -97,3 +97,15 @@ def test_token_f1_is_the_overlap_of_whitespace_tokens():
     assert token_f1("the cat sat", "The cat sat") == 1.0
     assert token_f1("a b c d", "a b x y") == pytest.approx(2 * 2 / 8)
     assert token_f1("", "x") == 0.0 and token_f1("", "") == 1.0
+
+
+def test_built_in_tiny_t5_trains_a_text_task_with_the_defaults():
+    """``tiny-t5`` needs no folder: the registry builds it; 'qv' means T5's q and v; the plan's steady bytes match."""
+    run = lorakit.train(lorakit.RunConfig(model="tiny-t5", dataset="date-iso", max_steps=2, batch_size=2,
+                                          train_examples=8, eval_examples=2), store=False)
+    assert run.status == "finished", run.reason
+    assert (run.task, run.family) == ("seq2seq", "encoder-decoder")
+    # q and v (64 -> 64) in 2 encoder self-attentions, 2 decoder self- and 2 cross-attentions: 12 x r(64 + 64)
+    assert run.trainable_params == 12 * 8 * (64 + 64) and run.total_params == 263_168 + run.trainable_params
+    for part in ("base_weights", "adapters", "gradients", "optimizer"):
+        assert getattr(run.memory, part) == getattr(run.planned_memory, part), part
