@@ -74,7 +74,7 @@ class BackgroundWork:
             with self._engine:
                 loaded = lorakit.load_model(name, device="cpu")
                 info = ModelSummary(name, loaded.num_params, loaded.num_layers, loaded.architecture,
-                                    loaded.load_s, linear_modules(loaded.model), loaded.tokenizer)
+                                    loaded.load_s, linear_modules(loaded.model), loaded.tokenizer, loaded.task)
                 del loaded
         except Exception as exc:  # noqa: BLE001 - ModelUnavailable and anything else: next to the field
             with self._lock:
@@ -176,7 +176,7 @@ class BackgroundWork:
             if info is None or cfg is None:
                 return ""
             try:
-                build_data(cfg, info.tokenizer)
+                build_data(cfg, info.tokenizer, cfg.task or info.task)  # data of another kind: named
                 error = ""
             except Exception as exc:  # noqa: BLE001 - DataError and friends: next to the dataset field
                 error = error_text(exc)
@@ -221,7 +221,7 @@ class BackgroundWork:
                     self._notify("data")
                     return
             tok = self.model_info.tokenizer
-            bundle = build_data(cfg, tok)
+            bundle = build_data(cfg, tok, cfg.task or self.model_info.task)
             html = preview_html(bundle, tok, n=n)
         except Exception as exc:  # noqa: BLE001 - DataError and friends: next to the dataset field
             self._data_done(key, None, "", error_text(exc))

@@ -36,6 +36,7 @@ class ModelSummary:
     load_s: float
     groups: list  # [lorakit.adapters.LinearGroup]
     tokenizer: Any = None
+    task: str = "causal-lm"  # what it loaded for (lorakit.families.TASKS): the data it can train on
 
     @property
     def group_names(self) -> list:

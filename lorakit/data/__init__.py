@@ -32,10 +32,10 @@ from .encoding import IGNORE_INDEX, encode_example
 from .readers import FILE_SUFFIXES
 from .rows import DataError
 from .sources import data_labels, load_rows
-from .tasks import TaskInfo, generate_examples, get_task, list_tasks
+from .tasks import TaskInfo, generate_examples, get_task, list_tasks, tasks_for
 
 __all__ = [
     "DataBundle", "DataError", "FILE_SUFFIXES", "IGNORE_INDEX", "TaskInfo", "build_data", "data_labels",
     "encode_example",
-    "end_of_turn", "generate_examples", "get_task", "list_tasks", "load_rows", "preview", "prompt_text",
+    "end_of_turn", "generate_examples", "get_task", "list_tasks", "load_rows", "preview", "prompt_text", "tasks_for",
 ]

@@ -9,7 +9,7 @@ from .chat import end_of_turn
 from .encoding import IGNORE_INDEX, encode_example, encode_labelled, encode_rows, encode_seq2seq, make_collator
 from .rows import DataError
 from .sources import Source, load_rows, split_rows
-from .tasks import TaskInfo, generate_examples, list_tasks
+from .tasks import TaskInfo, generate_examples, tasks_for
 
 
 @dataclass
@@ -86,7 +86,7 @@ def check_kind(found: Source, task_kind: str) -> None:
     """Refuse data of another kind than the run's task, naming ``dataset`` and the built-in tasks that fit."""
     if not task_kind or found.kind == task_kind or (found.kind, task_kind) == ("causal-lm", "seq2seq"):
         return  # text-to-text data (a prompt, an answer) trains a decoder or an encoder-decoder
-    fits = ", ".join(t.name for t in list_tasks("causal-lm" if task_kind == "seq2seq" else task_kind))
+    fits = ", ".join(t.name for t in tasks_for(task_kind))
     fits = f"built-in tasks that fit: {fits}" if fits else f"no built-in task trains {task_kind} yet"
     shape = ("a file with 'text' and 'label' columns" if task_kind == "classification"
              else "a file with 'prompt' and 'completion' (or 'messages') columns")

@@ -5,7 +5,9 @@ import html
 
 import ipywidgets as W
 
-from lorakit.data import list_tasks
+from lorakit import families
+from lorakit.config import builtin_model_type
+from lorakit.data import list_tasks, tasks_for
 
 from .base import Panel
 
@@ -19,8 +21,7 @@ class DataPanel(Panel):
     def __init__(self, controller=None, **kwargs):
         super().__init__(controller, **kwargs)
         self.tasks = {t.name: t for t in list_tasks()}
-        self.task = W.Dropdown(options=[(f"{t.name} — {t.description}", t.name) for t in self.tasks.values()],
-                               layout=W.Layout(width="95%"))
+        self.task = W.Dropdown(options=self._task_options(), layout=W.Layout(width="95%"))
         self.path = W.Text(placeholder="or a .jsonl / .csv / .parquet file (prompt, completion columns)",
                            description="file", continuous_update=False, layout=W.Layout(width="95%"))
         self.path.style.description_width = "110px"
@@ -36,6 +37,7 @@ class DataPanel(Panel):
         self.preview = W.HTML("", layout=W.Layout(max_height="260px", overflow="auto"))
         self.path.observe(self._guard(self._path_changed), "value")
         self.controller.on("data", self._guard(self.refresh))
+        self.controller.on("model", self._guard(lambda: self._offer_tasks()))
         self._put_dataset(self.controller.values["dataset"])
         self._set_children([self.fields["dataset"].box, self.path,
                             W.HBox([self.fields["train_examples"].box, self.fields["eval_examples"].box]),
@@ -54,10 +56,42 @@ class DataPanel(Panel):
             self.controller.set(dataset=change["new"].strip() or self.task.value)
 
     def _sync_values(self, changes: dict) -> None:
+        if {"model", "task", "dataset"} & set(changes):
+            self._offer_tasks()
         if "dataset" in changes:
             self._put_dataset(changes["dataset"])
         rest = {k: v for k, v in changes.items() if k != "dataset"}
         super()._sync_values(rest)
+
+    # --- the tasks that fit the model: a classifier's labels, or a prompt and an answer ---------------
+    def _model_task(self) -> str:
+        """What the form's model trains for: the task asked, the loaded model's, a built-in's own ('' unknown)."""
+        v, info = self.controller.values, self.controller.model_info
+        if isinstance(v.get("task"), str) and v["task"]:
+            return v["task"]
+        if info is not None and info.name == v["model"]:
+            return info.task
+        model_type = builtin_model_type(v["model"])
+        return families.default_task(model_type) if model_type else ""
+
+    def _task_options(self) -> list:
+        """The built-in tasks that fit the model, and the chosen one even when it does not (never changed
+        behind the user's back: the data check's message under the field says why it does not fit)."""
+        names = [t.name for t in tasks_for(self._model_task())]
+        chosen = self.controller.values["dataset"]
+        if isinstance(chosen, str) and chosen in self.tasks and chosen not in names:
+            names.append(chosen)
+        return [(f"{n} — {self.tasks[n].description}", n) for n in names]
+
+    def _offer_tasks(self) -> None:
+        options = self._task_options()
+        if list(self.task.options) != options:
+            self._syncing = True
+            try:
+                self.task.options = options
+            finally:
+                self._syncing = False
+            self._put_dataset(self.controller.values["dataset"])
 
     def _put_dataset(self, name: str) -> None:
         if not isinstance(name, str):

@@ -78,6 +78,14 @@ def list_tasks(kind: str = "") -> list[TaskInfo]:
     return [t for t in _TASKS.values() if not kind or t.kind == kind]
 
 
+def tasks_for(model_task: str) -> list[TaskInfo]:
+    """The built-in tasks that train a model for ``model_task`` (all of them for ''): a text-to-text task
+    (``causal-lm`` kind: a prompt and an answer) also trains an encoder-decoder (``seq2seq``)."""
+    if not model_task:
+        return list_tasks()
+    return list_tasks("causal-lm" if model_task == "seq2seq" else model_task)
+
+
 def get_task(name: str) -> TaskInfo:
     """A built-in task by name; ``DataError`` listing the tasks when unknown."""
     try:

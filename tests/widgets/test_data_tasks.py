@@ -1,0 +1,30 @@
+"""The data panel offers the built-in tasks that fit the model's family, and data of another kind is a
+``dataset`` problem before Train (a decoder cannot learn the topic classifier's labels as text and vice versa)."""
+from __future__ import annotations
+
+from conftest import TINY, WAIT
+
+from lorakit.widgets import Studio
+
+
+def _offered(studio) -> list:
+    return [value for _, value in studio.data_panel.task.options]
+
+
+def test_an_encoder_is_offered_the_classification_task_and_keeps_the_chosen_one(store_path):
+    s = Studio(store=store_path, autoload=False, model="minilm-l6", dataset="extract-json")
+    assert _offered(s) == ["topic", "extract-json"]  # the fitting task, and the chosen one kept
+    s.data_panel.task.value = "topic"
+    assert s.controller.values["dataset"] == "topic" and _offered(s) == ["topic"]
+    s.model_panel.registry.value = "tiny-llama"  # a decoder: the text tasks; topic stays while chosen
+    assert "extract-json" in _offered(s) and _offered(s)[-1] == "topic"
+    assert s.wait(WAIT)
+
+
+def test_classification_data_for_a_decoder_is_a_dataset_problem_before_train(store_path):
+    s = Studio(store=store_path, **{**TINY, "dataset": "topic"})
+    assert s.wait(WAIT)
+    assert "topic" not in [t for t in _offered(s) if t != s.controller.values["dataset"]]
+    problem = s.controller.problems.get("dataset", "")
+    assert "classification data" in problem and "arithmetic" in problem, problem  # names the tasks that fit
+    assert s.controller.train() is False
