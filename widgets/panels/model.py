@@ -6,6 +6,7 @@ import html
 import ipywidgets as W
 
 import lorakit
+from lorakit import families
 
 from ..fields import fmt_count
 from .base import Panel
@@ -19,9 +20,11 @@ class ModelPanel(Panel):
 
     def __init__(self, controller=None, autoload: bool = None, **kwargs):
         super().__init__(controller, **kwargs)
-        trainable = [m for m in lorakit.list_models() if m.trainable]
+        # grouped by family (decoders, encoders, encoder-decoders), each entry saying what it trains for
+        trainable = sorted((m for m in lorakit.list_models() if m.trainable),
+                           key=lambda m: families.FAMILIES.index(families.family_of(m.architecture)))
         self.registry_names = [m.name for m in trainable]
-        self.registry = W.Dropdown(options=[(f"{m.name} — {m.description}", m.name) for m in trainable],
+        self.registry = W.Dropdown(options=[(_entry(m), m.name) for m in trainable],
                                    description="registry", layout=W.Layout(width="95%"))
         self.registry.style.description_width = "110px"
         self.path = W.Text(placeholder="or a hub id / local directory (Enter to use it)", description="other",
@@ -87,3 +90,9 @@ class ModelPanel(Panel):
         text = f'<div class="lorakit-model-info" style="font-size:12px;color:#333">{text}</div>'
         if self.info.value != text:
             self.info.value = text
+
+
+def _entry(m) -> str:
+    """A registry dropdown entry: family and task first, so the list reads as groups."""
+    family = families.family_of(m.architecture)
+    return f"{family} · {families.DEFAULT_TASK[family]} │ {m.name} — {m.description}"

@@ -1,10 +1,22 @@
-"""The data panel offers the built-in tasks that fit the model's family, and data of another kind is a
+"""The Studio by model family: the model picker lists decoders, encoders and encoder-decoders as groups,
+the data panel offers the built-in tasks that fit the model's family, and data of another kind is a
 ``dataset`` problem before Train (a decoder cannot learn the topic classifier's labels as text and vice versa)."""
 from __future__ import annotations
 
 from conftest import TINY, WAIT
 
 from lorakit.widgets import Studio
+
+
+def test_the_model_picker_groups_the_built_in_models_by_family(store_path):
+    s = Studio(store=store_path, autoload=False, model="tiny-llama")
+    labels = [label for label, _ in s.model_panel.registry.options]
+    groups = [label.split(" │ ")[0] for label in labels]
+    assert groups == sorted(groups, key=["decoder · causal-lm", "encoder · classification",
+                                         "encoder-decoder · seq2seq"].index)  # each family one run of entries
+    by_name = dict(zip([v for _, v in s.model_panel.registry.options], groups, strict=True))
+    assert by_name["minilm-l6"] == "encoder · classification" and by_name["tiny-t5"] == "encoder-decoder · seq2seq"
+    assert by_name["tiny-gpt2"] == by_name["smollm2-135m"] == "decoder · causal-lm"
 
 
 def _offered(studio) -> list:
