@@ -40,3 +40,14 @@ def test_classification_data_for_a_decoder_is_a_dataset_problem_before_train(sto
     problem = s.controller.problems.get("dataset", "")
     assert "classification data" in problem and "arithmetic" in problem, problem  # names the tasks that fit
     assert s.controller.train() is False
+
+
+def test_the_adapter_panel_names_a_familys_layers_before_the_model_loads(store_path):
+    s = Studio(store=store_path, autoload=False, model="minilm-l6")
+    panel = s.adapter_panel
+    assert {"query", "value", "attention.output.dense"} <= set(panel.checks) and "q_proj" not in panel.checks
+    assert panel.presets.children[0].tooltip == "query, value"  # 'qv' in BERT's names
+    assert {n for n, cb in panel.checks.items() if cb.value} == {"query", "value"}  # the default 'qv' preset
+    s.controller.set(model="tiny-gpt2")  # not loaded: GPT-2's Conv1D names from the registry
+    assert "c_attn" in panel.checks and {n for n, cb in panel.checks.items() if cb.value} == {"c_attn"}
+    assert s.wait(WAIT)

@@ -85,13 +85,21 @@ class AdapterPanel(Panel):
         info = self.controller.model_info
         if info is not None and info.name == self.controller.values["model"]:
             return info.group_names
-        return list(targets.LLAMA_LINEARS)  # every built-in trainable model's, until one is loaded
+        # a built-in model's names are known before it loads (its family's); any other model's once loaded
+        return list(targets.known_layers(self.controller.values["model"]) or targets.LLAMA_LINEARS)
 
     def _selected(self) -> set:
         return set(selected_targets(self.controller.values["target_modules"], self._names()))
 
+    def _sync_values(self, changes: dict) -> None:
+        super()._sync_values(changes)
+        if "model" in changes:  # another family's layer names, before the model loads
+            self._rebuild_checks()
+
     def _rebuild_checks(self) -> None:
         names = self._names()
+        for button, preset in zip(self.presets.children, targets.PRESETS, strict=True):
+            button.tooltip = targets.describe(preset, names)  # in this model's names: c_attn, query, q ...
         if list(self.checks) != names:
             self.checks = {}
             for n in names:
