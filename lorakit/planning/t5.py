@@ -41,7 +41,13 @@ class T5Layer(EncoderLayer):
         h_req = gin or s.full
         b += self.projections(h_req, ("q", "k", "v"), d.hidden)
         q_req, k_req, v_req = (h_req or self.trainable(n) for n in ("q", "k", "v"))
-        b += self.attention_qkv(q_req, k_req, v_req)
+        attended, out_req = self.attend(gin, q_req, k_req, v_req)
+        return b + attended, out_req
+
+    def attend(self, gin: bool, q_req: bool, k_req: bool, v_req: bool) -> tuple[int, bool]:
+        """How both attentions end: attention over q, k, v, the output projection o and its dropout."""
+        d = self.d
+        b = self.attention_qkv(q_req, k_req, v_req)
         attn_req = q_req or k_req or v_req
         b += self.projections(attn_req, ("o",), d.heads * d.head_dim)
         o_req = attn_req or self.trainable("o")
@@ -58,12 +64,8 @@ class T5Layer(EncoderLayer):
         b += self.projections(enc_req, ("k", "v"), d.hidden, input_saved=True)  # the shared encoder output
         q_req = h_req or self.trainable("q")
         k_req, v_req = (enc_req or self.trainable(n) for n in ("k", "v"))
-        b += self.attention_qkv(q_req, k_req, v_req)
-        attn_req = q_req or k_req or v_req
-        b += self.projections(attn_req, ("o",), d.heads * d.head_dim)
-        o_req = attn_req or self.trainable("o")
-        b += self.dropout_mask(o_req, d.resid_dropout, d.hidden)
-        return b, gin or o_req
+        attended, out_req = self.attend(gin, q_req, k_req, v_req)
+        return b + attended, out_req
 
     def mlp_block(self, gin: bool) -> tuple[int, bool]:
         d, s = self.d, self.s
