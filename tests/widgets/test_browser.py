@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -160,59 +161,66 @@ def _train_three_points_then_stop(page, studio, label: str) -> None:
     assert "stopped after step" in status and "kept" in status, status
 
 
-def test_studio_in_jupyterlab(lab, tmp_path):
+@contextmanager
+def _run_all_cells(url: str, name: str):
+    """Open notebook ``name`` in JupyterLab in headless chromium, wait for the kernel, Run > Run All Cells;
+    yields the page, and closes the browser after."""
     from playwright.sync_api import sync_playwright
 
-    url, root = lab
-    shot = tmp_path / "studio.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1750, "height": 2900})
-            page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=LONG)
+            page.goto(f"{url}/lab/tree/{name}", timeout=LONG)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
             page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)  # the kernel is up
-            # Run > Run All Cells
             page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
             page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            studio = page.locator(".lorakit-studio")
-            studio.wait_for(timeout=LONG)
-            # the model panel reports the loaded default model
-            page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
-            assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
-            page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
-
-            _train_three_points_then_stop(page, studio, "lora-r8")
-            studio.get_by_role("button", name="NF4", exact=True).click()  # Quantization panel
-            page.wait_for_selector(".lorakit-studio .lorakit-trainable:has-text('trainable:')", timeout=LONG)
-            _train_three_points_then_stop(page, studio, "qlora-nf4-r8")
-
-            # memory chart: five categories, predicted next to measured, the LoRA run next to QLoRA
-            mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: predicted")]
-            assert len(mem) == 1, [p["title"] for p in _plots(page)]
-            assert [t["name"] for t in mem[0]["traces"]] == [
-                "base weights", "adapters", "gradients", "optimizer state", "activations",
-                "step peak (predicted)", "step peak (measured)"]
-            assert len(mem[0]["traces"][6]["y"]) == 2  # both runs' measured peaks (recorded by step 2)
-            base = mem[0]["traces"][0]["y"]
-            assert len(base) == 4, base  # LoRA predicted, measured; QLoRA predicted, measured
-            assert mem[0]["bars"] >= 10
-            # MiB of base weights: SmolLM2 fp32 ~513, NF4 ~161: the picture QLoRA is about
-            assert base[1] > 400 and base[3] < 0.4 * base[1], base
-            # the run table has both stopped runs, and their charts rendered
-            rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
-            assert rows.count() == 2
-            table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
-            assert "lora-r8" in table and "qlora-nf4-r8" in table and "nf4" in table
-            _wait_until(page, lambda: any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0
-                                          for p in _plots(page)), "the comparison memory chart")
-            _wait_until(page, lambda: any(str(p["title"]) == "Loss" and p["traces"] for p in _plots(page)),
-                        "the comparison loss chart")
-            page.wait_for_timeout(1500)  # let the last redraw settle before the picture
-            page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
-            studio.screenshot(path=str(shot), timeout=LONG)
+            yield page
         finally:
             browser.close()
+
+
+def test_studio_in_jupyterlab(lab, tmp_path):
+    url, root = lab
+    shot = tmp_path / "studio.png"
+    with _run_all_cells(url, NOTEBOOK.name) as page:
+        studio = page.locator(".lorakit-studio")
+        studio.wait_for(timeout=LONG)
+        # the model panel reports the loaded default model
+        page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
+        assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
+        page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
+
+        _train_three_points_then_stop(page, studio, "lora-r8")
+        studio.get_by_role("button", name="NF4", exact=True).click()  # Quantization panel
+        page.wait_for_selector(".lorakit-studio .lorakit-trainable:has-text('trainable:')", timeout=LONG)
+        _train_three_points_then_stop(page, studio, "qlora-nf4-r8")
+
+        # memory chart: five categories, predicted next to measured, the LoRA run next to QLoRA
+        mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: predicted")]
+        assert len(mem) == 1, [p["title"] for p in _plots(page)]
+        assert [t["name"] for t in mem[0]["traces"]] == [
+            "base weights", "adapters", "gradients", "optimizer state", "activations",
+            "step peak (predicted)", "step peak (measured)"]
+        assert len(mem[0]["traces"][6]["y"]) == 2  # both runs' measured peaks (recorded by step 2)
+        base = mem[0]["traces"][0]["y"]
+        assert len(base) == 4, base  # LoRA predicted, measured; QLoRA predicted, measured
+        assert mem[0]["bars"] >= 10
+        # MiB of base weights: SmolLM2 fp32 ~513, NF4 ~161: the picture QLoRA is about
+        assert base[1] > 400 and base[3] < 0.4 * base[1], base
+        # the run table has both stopped runs, and their charts rendered
+        rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
+        assert rows.count() == 2
+        table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
+        assert "lora-r8" in table and "qlora-nf4-r8" in table and "nf4" in table
+        _wait_until(page, lambda: any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0
+                                      for p in _plots(page)), "the comparison memory chart")
+        _wait_until(page, lambda: any(str(p["title"]) == "Loss" and p["traces"] for p in _plots(page)),
+                    "the comparison loss chart")
+        page.wait_for_timeout(1500)  # let the last redraw settle before the picture
+        page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
+        studio.screenshot(path=str(shot), timeout=LONG)
     assert shot.stat().st_size > 10_000
     if os.environ.get("LORAKIT_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, REPO / "docs" / "studio.png")
@@ -232,44 +240,32 @@ def _notebook(path: Path, source: str) -> None:
 
 def test_sweep_in_jupyterlab(lab, tmp_path):
     """Pick two ranks in the Sweep panel, press Run sweep: both rows finish and land in the Compare table."""
-    from playwright.sync_api import sync_playwright
-
     url, root = lab
     _notebook(root / "sweep.ipynb", SWEEP_CELL)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1750, "height": 2900})
-            page.goto(f"{url}/lab/tree/sweep.ipynb", timeout=LONG)
-            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
-            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)
-            page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
-            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            sweep = page.locator(".lorakit-studio .lorakit-sweep")
-            sweep.wait_for(timeout=LONG)
-            page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
-            sweep.locator(".lorakit-sweep-rank select").select_option(label=["4", "8"])
-            # two trials, each with its planned memory, before anything runs
-            page.wait_for_selector(".lorakit-sweep-summary:has-text('2 trial(s)')", timeout=LONG)
-            for rank in (4, 8):
-                page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}'):has-text('planned')"
-                                       f":has-text('MiB')", timeout=LONG)
-            sweep.get_by_role("button", name="Run sweep", exact=True).click()
-            for rank in (4, 8):
-                page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}') td:has-text('finished')",
-                                       timeout=LONG)
-            page.wait_for_selector(".lorakit-sweep .lorakit-status:has-text('Sweep ended: 2 finished')", timeout=LONG)
-            # both trials in the Compare table, and their curves on the sweep's chart
-            page.wait_for_selector(".lorakit-runs-table tr:has-text('lora-r8') td:has-text('finished')", timeout=LONG)
-            rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
-            assert rows.count() == 2
-            table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
-            assert "lora-r4" in table and "lora-r8" in table
-            _wait_until(page, lambda: any(str(p["title"]) == "Loss per trial"
-                                          and [len(t["y"]) for t in p["traces"]] == [3, 3] for p in _plots(page)),
-                        "both trials' loss curves")
-            page.wait_for_timeout(1000)
-            sweep.screenshot(path=str(tmp_path / "sweep.png"), timeout=LONG)
-        finally:
-            browser.close()
+    with _run_all_cells(url, "sweep.ipynb") as page:
+        sweep = page.locator(".lorakit-studio .lorakit-sweep")
+        sweep.wait_for(timeout=LONG)
+        page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
+        sweep.locator(".lorakit-sweep-rank select").select_option(label=["4", "8"])
+        # two trials, each with its planned memory, before anything runs
+        page.wait_for_selector(".lorakit-sweep-summary:has-text('2 trial(s)')", timeout=LONG)
+        for rank in (4, 8):
+            page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}'):has-text('planned')"
+                                   f":has-text('MiB')", timeout=LONG)
+        sweep.get_by_role("button", name="Run sweep", exact=True).click()
+        for rank in (4, 8):
+            page.wait_for_selector(f".lorakit-sweep-table tr:has-text('rank={rank}') td:has-text('finished')",
+                                   timeout=LONG)
+        page.wait_for_selector(".lorakit-sweep .lorakit-status:has-text('Sweep ended: 2 finished')", timeout=LONG)
+        # both trials in the Compare table, and their curves on the sweep's chart
+        page.wait_for_selector(".lorakit-runs-table tr:has-text('lora-r8') td:has-text('finished')", timeout=LONG)
+        rows = page.locator(".lorakit-studio .lorakit-runs-table tbody tr")
+        assert rows.count() == 2
+        table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
+        assert "lora-r4" in table and "lora-r8" in table
+        _wait_until(page, lambda: any(str(p["title"]) == "Loss per trial"
+                                      and [len(t["y"]) for t in p["traces"]] == [3, 3] for p in _plots(page)),
+                    "both trials' loss curves")
+        page.wait_for_timeout(1000)
+        sweep.screenshot(path=str(tmp_path / "sweep.png"), timeout=LONG)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
