@@ -3,6 +3,8 @@ the memory chart's labels, the comparison's memory-vs-metric chart, a missing mo
 panel on its own."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lorakit.config import RunConfig
@@ -251,6 +253,28 @@ def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
     assert cp.pareto_chart.layout.yaxis.title.text.startswith("task_metric")
     cp.select.value = (runs[1].run_id,)
     assert _points(cp.pareto_chart) == {runs[1].run_id: (pytest.approx(runs[1].memory.total / MiB), 0.5)}
+
+
+def test_compare_table_names_family_task_variant_and_metric(tmp_path):
+    from lorakit.record import RunRecord
+    from lorakit.store import RunStore
+    from lorakit.widgets import ComparePanel, StudioController
+    from lorakit.widgets.fields import plain_text
+
+    path = tmp_path / "runs.db"
+    bert = RunRecord(RunConfig(model="minilm-l6", dataset="topic"), status="finished", created_at=0,
+                     family="encoder", task="classification", task_metric=0.875, metric="accuracy (and macro-F1)")
+    dora = RunRecord(RunConfig(model="tiny-llama", use_dora=True), status="finished", created_at=1,
+                     family="decoder", task="causal-lm", task_metric=0.25, metric="exact match")
+    with RunStore(path) as st:
+        st.save(bert)
+        st.save(dora)
+    cp = ComparePanel(StudioController(store=path))
+    headers = [plain_text(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", cp.table.value)]
+    assert {"family", "task", "variant", "metric", "mem_peak"} <= set(headers), headers
+    text = cp.table_text
+    assert "encoder" in text and "classification" in text and "accuracy (and macro-F1)" in text
+    assert "decoder" in text and "causal-lm" in text and "dora" in text and "exact match" in text
 
 
 def _points(fig) -> dict:

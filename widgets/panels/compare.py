@@ -12,9 +12,12 @@ from lorakit.report import samples_html
 from ..fields import plain_text, status_html
 from .base import Panel
 
-TABLE_COLUMNS = ("label", "status", "method", "quant", "rank", "alpha", "target_modules", "trainable_params",
-                 "trainable_pct", "mem_total", "planned_total", "tokens_per_s", "train_loss", "eval_loss",
-                 "task_metric_before", "task_metric", "wall_s", "run_id")
+# family / task / variant / metric: runs of a decoder, an encoder and an encoder-decoder (or of DoRA and
+# LoRA) sit side by side, and a task metric is read with its name (exact match is not accuracy)
+TABLE_COLUMNS = ("label", "status", "family", "task", "method", "variant", "quant", "rank", "alpha",
+                 "target_modules", "trainable_params", "trainable_pct", "mem_total", "planned_total", "mem_peak",
+                 "tokens_per_s", "train_loss", "eval_loss", "task_metric_before", "task_metric", "metric",
+                 "wall_s", "run_id")
 
 
 class ComparePanel(Panel):
