@@ -45,8 +45,19 @@ class StopRun(Exception):
         self.status, self.reason = status, reason
 
 
-def perplexity(loss: float) -> float:
+def perplexity(loss: float, model=None) -> Optional[float]:
+    """exp(eval loss): a language model's perplexity, over the next tokens (causal LM) or the target's
+    tokens (seq2seq); None for a classifier (``model``), whose loss is a cross-entropy over its labels,
+    not over a vocabulary."""
+    if model is not None and is_classifier(model):
+        return None
     return math.exp(loss) if loss < 50 else float("inf")
+
+
+def is_classifier(model) -> bool:
+    """A sequence classifier: transformers' ``*ForSequenceClassification``, bare or wrapped by peft."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return any(type(m).__name__.endswith("ForSequenceClassification") for m in (model, base))
 
 
 def _maybe_float(x) -> Optional[float]:
@@ -227,10 +238,10 @@ class TrainerEvents(TrainerCallback):
         if not self.outside and not math.isfinite(loss):
             raise StopRun("failed", f"non-finite loss ({loss}) at step {step}")
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if metrics and "eval_loss" in metrics:
             loss = float(metrics["eval_loss"])
-            self._emit(EvalDone(self.run_id, int(state.global_step), loss, perplexity(loss)))
+            self._emit(EvalDone(self.run_id, int(state.global_step), loss, perplexity(loss, model)))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.peak is not None and self.peak.readings and not self.peak.recording:

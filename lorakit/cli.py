@@ -38,7 +38,8 @@ class ProgressBar:
             self.bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_s:.0f}", refresh=False)
             self.bar.update(event.step - self.bar.n)
         elif isinstance(event, EvalDone):
-            self._write(f"  eval @ step {event.step}: loss {event.eval_loss:.3f}, perplexity {event.perplexity:.1f}")
+            ppl = "" if event.perplexity is None else f", perplexity {event.perplexity:.1f}"
+            self._write(f"  eval @ step {event.step}: loss {event.eval_loss:.3f}{ppl}")
         elif isinstance(event, MemoryMeasured):
             self._write(_memory_line(event))
         elif isinstance(event, RunFinished):

@@ -51,7 +51,7 @@ class EvalDone:
     run_id: str
     step: int
     eval_loss: float
-    perplexity: float
+    perplexity: Optional[float]  # None for a classifier (its loss is over labels, not a vocabulary)
     task_metric: Optional[float] = None
 
 

@@ -91,7 +91,8 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("tokens_per_s", "float64", _num("tokens_per_s")),
     ("train_loss", "float64", _num("train_loss")),
     ("eval_loss", "float64", _num("eval_loss")),
-    ("perplexity", "float64", _num("perplexity")),
+    # exp(eval loss) is a perplexity only over tokens: blank for a classifier (also a run stored before this rule)
+    ("perplexity", "float64", lambda r: None if r.task == "classification" else finite(r.perplexity)),
     ("task_metric_before", "float64", _num("task_metric_before")),
     ("task_metric", "float64", _num("task_metric")),
     ("metric", "object", lambda r: r.metric or None),  # what task_metric measures, e.g. exact match, accuracy

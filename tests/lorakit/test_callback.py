@@ -133,3 +133,35 @@ def test_a_stop_request_ends_the_loop_after_the_current_step():
     stop.set()
     bridge.on_step_end(args, state, control)
     assert control.should_training_stop
+
+
+def test_perplexity_is_left_blank_for_a_classifier_and_kept_for_token_losses(capsys):
+    """exp(eval loss) is a perplexity over tokens (causal LM, a seq2seq target); a classifier's loss is
+    over its labels: its EvalDone carries None, and the CLI line leaves the perplexity out."""
+    import io
+
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lorakit.adapters import attach_lora
+    from lorakit.cli import ProgressBar
+
+    cfg = AutoConfig.for_model("bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, vocab_size=100)
+    torch.manual_seed(0)
+    bare = AutoModelForSequenceClassification.from_config(cfg)
+    wrapped = attach_lora(AutoModelForSequenceClassification.from_config(cfg), rank=2, target_modules="qv",
+                          task_type="SEQ_CLS")
+    causal = SimpleNamespace()  # any other model: no classifier head
+    sink = Recorder()
+    bridge = TrainerEvents([sink], run_id="r1")
+    args, state = _begin(bridge)
+    for model in (bare, wrapped, causal):
+        bridge.on_evaluate(args, state, None, metrics={"eval_loss": 0.5}, model=model)
+    assert [e.perplexity for e in sink.of(EvalDone)] == [None, None, pytest.approx(math.exp(0.5))]
+    out = io.StringIO()
+    bar = ProgressBar(file=out)
+    for event in sink.of(EvalDone)[1:]:
+        bar(event)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "  eval @ step 0: loss 0.500" and lines[1].endswith(f"perplexity {math.exp(0.5):.1f}")

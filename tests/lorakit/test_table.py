@@ -73,6 +73,18 @@ def test_missing_numbers_and_empty_input():
     assert list(empty.columns) == list(COLUMNS) and len(empty) == 0
 
 
+def test_perplexity_is_blank_for_a_classifier_even_one_stored_with_it():
+    """exp of a loss over labels is no perplexity: a classification run's column is empty (also for a run
+    stored before the bridge stopped sending one); a seq2seq run keeps its target tokens' perplexity."""
+    runs = [RunRecord(config=RunConfig(model="minilm-l6"), run_id="cls", task="classification", eval_loss=0.4,
+                      perplexity=math.exp(0.4)),
+            RunRecord(config=RunConfig(model="tiny-t5"), run_id="t5", task="seq2seq", eval_loss=2.0,
+                      perplexity=math.exp(2.0))]
+    df = compare(runs)
+    assert pd.isna(df.loc[0, "perplexity"]) and df.loc[0, "eval_loss"] == 0.4
+    assert df.loc[1, "perplexity"] == pytest.approx(math.exp(2.0))
+
+
 def test_compare_from_a_store_and_by_id(records, tmp_path, monkeypatch):
     path = tmp_path / "runs.db"
     with RunStore(path) as s:
