@@ -84,7 +84,7 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
 
 def check_kind(found: Source, task_kind: str) -> None:
     """Refuse data of another kind than the run's task, naming ``dataset`` and the built-in tasks that fit."""
-    if not task_kind or found.kind == task_kind or (found.kind, task_kind) == ("causal-lm", "seq2seq"):
+    if not task_kind or found.kind == task_kind or {found.kind, task_kind} <= {"causal-lm", "seq2seq"}:
         return  # text-to-text data (a prompt, an answer) trains a decoder or an encoder-decoder
     fits = ", ".join(t.name for t in tasks_for(task_kind))
     fits = f"built-in tasks that fit: {fits}" if fits else f"no built-in task trains {task_kind} yet"

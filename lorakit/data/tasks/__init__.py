@@ -6,7 +6,9 @@ says what its metric is. A new task is one module and one entry there.
 
 A task's ``kind`` is the model task it trains (``families.TASKS``): a ``causal-lm`` task's answer is
 text the model writes; a ``classification`` task's answer is one of its ``labels``, predicted by a
-classifier head (accuracy and macro-F1).
+classifier head (accuracy and macro-F1); a ``seq2seq`` task is text-to-text written for an encoder-decoder
+(exact match, with the token overlap beside it). Text-to-text data (a prompt and an answer) trains a decoder
+and an encoder-decoder alike; ``tasks_for`` offers each model the tasks of its own kind first.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..rows import DataError, make_row
-from . import arithmetic, date_iso, extract_json, sort_words, topic
+from . import arithmetic, date_iso, extract_json, headline, sort_words, topic
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class TaskInfo:
     make: Callable[[random.Random], tuple[str, str]] = field(repr=False, compare=False)
     check: Callable[[str, str], dict] = field(repr=False, compare=False)
     """check(prediction, reference) -> {"correct": bool, ...extra per-example details}"""
-    kind: str = "causal-lm"  # the model task it trains: 'causal-lm' or 'classification'
+    kind: str = "causal-lm"  # the model task it is written for: 'causal-lm', 'classification' or 'seq2seq'
     labels: tuple = ()  # a classification task's label names, in the classifier's output order
 
     def example(self, seed: int = 0) -> dict:
@@ -63,6 +65,9 @@ _TASKS: dict[str, TaskInfo] = {
         TaskInfo("topic", "The topic of a sentence: sports, weather, food or tech (from what the sentence says, "
                  "not one keyword: 'running', 'cool', 'fast', 'chips' occur in several topics)",
                  "accuracy (and macro-F1)", topic.make, topic.check, "classification", topic.LABELS),
+        TaskInfo("headline", "A news sentence -> its headline: who did what, the fact's own words in order "
+                 "without the filler (time, place, adverbs, remarks) or articles ('city council approved new "
+                 "bike lane')", "exact match (and token F1)", headline.make, headline.check, "seq2seq"),
     )
 }
 
@@ -74,16 +79,21 @@ MAX_GENERATED = 100_000
 
 def list_tasks(kind: str = "") -> list[TaskInfo]:
     """The built-in tasks (the default, ``extract-json``, first); with ``kind``, those of that kind
-    ('causal-lm' or 'classification')."""
+    ('causal-lm', 'classification' or 'seq2seq')."""
     return [t for t in _TASKS.values() if not kind or t.kind == kind]
 
 
 def tasks_for(model_task: str) -> list[TaskInfo]:
-    """The built-in tasks that train a model for ``model_task`` (all of them for ''): a text-to-text task
-    (``causal-lm`` kind: a prompt and an answer) also trains an encoder-decoder (``seq2seq``)."""
+    """The built-in tasks offered to a model trained for ``model_task`` (all of them for ''), its own kind
+    first: an encoder-decoder (``seq2seq``) gets its text-to-text task, then the decoders' tasks (a prompt
+    and an answer train it too). A decoder is not offered the seq2seq task (its instruction-style tasks
+    fit a chat model; the headline's bare ``headline:`` prefix is T5's style), though it can train it
+    when named."""
     if not model_task:
         return list_tasks()
-    return list_tasks("causal-lm" if model_task == "seq2seq" else model_task)
+    if model_task == "seq2seq":
+        return list_tasks("seq2seq") + list_tasks("causal-lm")
+    return list_tasks(model_task)
 
 
 def get_task(name: str) -> TaskInfo:
