@@ -292,9 +292,12 @@ class TrainerEvents(TrainerCallback):
         try:
             from .planner import plan_for_batch, plan_for_steps
 
+            config = self.config
+            if self.outside and getattr(config, "labelled_head", False):
+                config = config.replace(labelled_head=False)  # their Trainer takes the model's own loss
             if peak_batches:
-                return plan_for_steps(self.config, peak_batches), ""
-            return plan_for_batch(self.config, batch), ""  # its shape, and padding if it has any
+                return plan_for_steps(config, peak_batches), ""
+            return plan_for_batch(config, batch), ""  # its shape, and padding if it has any
         except Exception as exc:  # noqa: BLE001 - a model the planner cannot read is no reason to fail
             why = error_line(exc)
             if self.outside:

@@ -86,6 +86,8 @@ class RunConfig:
     """Recompute activations in backward instead of storing them (less memory, more time)."""
     bf16_autocast: bool = False
     """Run forward/backward under bfloat16 autocast (transformers' bf16=True)."""
+    labelled_head: bool = True
+    """Causal LMs: apply the output head and cross-entropy only where labels are set (same loss, faster)."""
     eval_every: int = 0
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 0

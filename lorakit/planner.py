@@ -34,7 +34,8 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                 batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
                 optimizer: str = "adamw", *, dropout: float = 0.05, adapter_dtype: str = "float32",
                 device: Optional[str] = None, padded: bool = False,
-                device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "") -> MemoryBreakdown:
+                device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "",
+                labelled_tokens: Optional[int] = None) -> MemoryBreakdown:
     """Predict the memory breakdown of a training run, and its step peak, without loading any weights.
 
     ``model``: a built-in name (``lorakit.list_models()``, including config-only sizes such as
@@ -54,6 +55,11 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     ``padded``: the batch has padding (an attention mask with zeros), which makes attention save a
     mask and repeated k/v heads; the default plans full-length, unpadded batches of
     ``batch_size`` x ``seq_len`` tokens.
+    ``labelled_tokens``: the positions the loss covers (labels set, after the shift), for ``lorakit.train``'s
+    labelled-only head (``RunConfig.labelled_head``): the output head and cross-entropy then run at those rows
+    only. None (default): the model's own forward, head and loss at every position, as any Trainer runs it.
+    Ignored where ``lorakit.train`` takes the model's own loss (classifiers, seq2seq, families outside
+    ``labelled_loss.PLAIN_HEAD_FAMILIES``). ``plan.assumes['loss_positions']`` says which.
     Families: LLaMA-family and GPT-2 decoders, BERT / RoBERTa encoder classifiers and T5 encoder-decoders
     (targets assumed as long as the inputs); activations derived on fp32 CPU runs of each (GPT-2 also
     16-bit and quantized; BERT and T5 also quantized).
@@ -64,7 +70,8 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                     target_modules=target_modules, batch_size=batch_size, seq_len=seq_len,
                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, dropout=dropout,
                     adapter_dtype=adapter_dtype, device=device, padded=padded,
-                    device_overhead=device_overhead, use_dora=use_dora, task=task).plan()
+                    device_overhead=device_overhead, use_dora=use_dora, task=task,
+                    labelled_tokens=labelled_tokens).plan()
 
 
 def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none", double_quant: bool = True,
@@ -72,7 +79,8 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
              batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
              optimizer: str = "adamw", dropout: float = 0.05, adapter_dtype: str = "float32",
              device: Optional[str] = None, padded: bool = False,
-             device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "") -> "Planning":
+             device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "",
+             labelled_tokens: Optional[int] = None) -> "Planning":
     """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
     device = _device(device)
     dtype_given = dtype is not None
@@ -84,6 +92,9 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
     if device_overhead is not None and (not isinstance(device_overhead, int) or isinstance(device_overhead, bool)
                                         or device_overhead < 0):
         problems["device_overhead"] = f"device_overhead must be a number of bytes >= 0, got {device_overhead!r}"
+    if labelled_tokens is not None and (not isinstance(labelled_tokens, int) or isinstance(labelled_tokens, bool)
+                                        or labelled_tokens < 0):
+        problems["labelled_tokens"] = f"labelled_tokens must be None or an integer >= 0, got {labelled_tokens!r}"
     # the model and its target modules are checked too, so every problem is reported at once
     cfg = _collecting(problems, pm.resolve_config, model)
     tally = dims = None
@@ -96,8 +107,8 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
     if problems:
         raise ConfigError(problems)
     chosen = targets.resolve(target_modules, tally.layer_names) if method == "lora" else ()
-    step = pm.Step(targets=frozenset(chosen), device=device, padded=bool(padded), **values)
-    return Planning(tally, dims, step, device_overhead, dtype_given)
+    step = pm.Step(targets=frozenset(chosen), device=device, padded=bool(padded), labelled=labelled_tokens, **values)
+    return Planning(tally, dims, step, device_overhead, dtype_given, _labelled_head_applies(cfg, tally))
 
 
 class Planning:
@@ -105,12 +116,15 @@ class Planning:
     settings (e.g. batch_size, seq_len) without resolving or validating the model again."""
 
     def __init__(self, tally: pm.Tally, dims: pm.Dims, step: pm.Step, device_overhead: Optional[int],
-                 dtype_given: bool):
+                 dtype_given: bool, labelled_head: bool = False):
         self.tally, self.dims, self.step = tally, dims, step
         self.device_overhead, self.dtype_given = device_overhead, dtype_given
+        self.labelled_head = labelled_head  # whether lorakit.train's labelled-only head applies to this model
 
     def plan(self, **changes) -> MemoryBreakdown:
         step = replace(self.step, **changes) if changes else self.step
+        if not self.labelled_head:
+            step = replace(step, labelled=None)  # lorakit.train takes the model's own loss here
         tensors = trainable_tensors(self.tally, step)
         trainable = sum(n * s for n, s in tensors)
         head = head_tensors(self.tally, step)
@@ -147,26 +161,38 @@ def _collecting(problems: dict, fn, *args):
         return None
 
 
-def _batch_shape(batch: dict) -> dict:
-    """A trained batch's ``batch_size``, ``seq_len`` and whether it is padded (an attention mask with zeros)."""
+def _labelled_head_applies(cfg, tally: pm.Tally) -> bool:
+    """Whether ``lorakit.train`` runs this model's head at the labelled rows only (``labelled_loss.lm_parts``)."""
+    from .labelled_loss import PLAIN_HEAD_FAMILIES
+
+    return tally.task == "causal-lm" and getattr(cfg, "model_type", "") in PLAIN_HEAD_FAMILIES
+
+
+def _batch_shape(batch: dict, labelled_head: bool = False) -> dict:
+    """A trained batch's ``batch_size``, ``seq_len``, whether it is padded (an attention mask with zeros) and,
+    for the labelled-only head, ``labelled``: its positions whose next token has a label (as the loss shifts)."""
     b, t = batch["input_ids"].shape
-    mask = batch.get("attention_mask")
-    return dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
+    mask, labels = batch.get("attention_mask"), batch.get("labels")
+    shape = dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
+    if labelled_head and labels is not None:
+        shape["labelled"] = int((labels[:, 1:] != -100).sum())
+    return shape
 
 
 def plan_for_batch(cfg, batch: dict, device: Optional[str] = None) -> MemoryBreakdown:
-    """``plan_memory`` for the batch a step actually trained on: its shape, and whether it is padded
-    (``batch``: ``input_ids`` of batch x seq, optionally ``attention_mask``)."""
-    shape = _batch_shape(batch)
+    """``plan_memory`` for the batch a step actually trained on: its shape, whether it is padded and, with
+    ``cfg.labelled_head``, how many positions carry a label (``batch``: ``input_ids`` of batch x seq,
+    optionally ``attention_mask`` and ``labels``)."""
+    shape = _batch_shape(batch, _labelled(cfg))
     return plan_for_config(cfg.replace(batch_size=shape["batch_size"], seq_len=shape["seq_len"]), device=device,
-                           padded=shape["padded"])
+                           padded=shape["padded"], labelled_tokens=shape.get("labelled"))
 
 
 def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBreakdown:
     """The plan for the batches of a run's first steps (``batches[0]`` is step 1): the steady categories
     for the first, the peak the largest over all (step 1 without optimizer state before its update)."""
     p = planning(cfg.model, **_config_args(cfg), device=device)  # resolved and validated once
-    plans = [p.plan(**_batch_shape(batch), first_step=i == 0) for i, batch in enumerate(batches)]
+    plans = [p.plan(**_batch_shape(batch, _labelled(cfg)), first_step=i == 0) for i, batch in enumerate(batches)]
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
     plan.peak, plan.peak_at, plan.transient, plan.assumes = top.peak, top.peak_at, top.transient, top.assumes
@@ -181,9 +207,18 @@ def _config_args(cfg) -> dict:
                 task=getattr(cfg, "task", ""))
 
 
+def _labelled(cfg) -> bool:
+    return bool(getattr(cfg, "labelled_head", False))
+
+
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,
-                    padded: bool = False) -> MemoryBreakdown:
+                    padded: bool = False, labelled_tokens: Optional[int] = None) -> MemoryBreakdown:
     """``plan_memory`` for a ``RunConfig`` (``seq_len`` overrides the config's, e.g. the longest
-    tokenized example when it is shorter; ``padded``: the batches carry padding)."""
-    return plan_memory(cfg.model, **_config_args(cfg), batch_size=cfg.batch_size, seq_len=int(seq_len or cfg.seq_len),
-                       device=device, padded=padded)
+    tokenized example when it is shorter; ``padded``: the batches carry padding). With ``cfg.labelled_head``
+    the loss covers ``labelled_tokens`` positions, default every position with a next token (batch x (seq - 1):
+    no batch is known)."""
+    seq_len = int(seq_len or cfg.seq_len)
+    if _labelled(cfg) and labelled_tokens is None:
+        labelled_tokens = cfg.batch_size * (seq_len - 1)
+    return plan_memory(cfg.model, **_config_args(cfg), batch_size=cfg.batch_size, seq_len=seq_len,
+                       device=device, padded=padded, labelled_tokens=labelled_tokens if _labelled(cfg) else None)

@@ -20,27 +20,55 @@ from typing import Callable, Optional
 
 from transformers import Trainer
 
+from .labelled_loss import labelled_loss, lm_parts
 from .memory import ActivationRecorder
 
 BATCH_KEYS = ("input_ids", "attention_mask", "labels")
 
 
 class ProbingTrainer(Trainer):
-    """A Trainer whose first training forward also counts the bytes autograd saves for backward."""
+    """A Trainer whose first training forward also counts the bytes autograd saves for backward, and
+    whose causal-LM loss runs the output head at the labelled positions only (``labelled_head``, see
+    ``labelled_loss``; the same loss, less time and memory)."""
 
-    def __init__(self, *args, activation_probe: Optional[Callable[[int, dict], None]] = None, **kwargs):
+    def __init__(self, *args, activation_probe: Optional[Callable[[int, dict], None]] = None,
+                 labelled_head: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.activation_probe = activation_probe  # called once: (bytes, the batch)
+        self.labelled_head = labelled_head
 
     def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
         if self.activation_probe is None or not model.training:
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
+            return self._loss(model, inputs, return_outputs, **kwargs)
         probe, self.activation_probe = self.activation_probe, None
         with ActivationRecorder(model, inputs) as recorder:
-            loss, outputs = super().compute_loss(model, inputs, return_outputs=True, **kwargs)
+            loss, outputs = self._loss(model, inputs, True, **kwargs)
         recorder.add_outputs(outputs)
         probe(recorder.nbytes, inputs)
         return (loss, outputs) if return_outputs else loss
+
+    def _loss(self, model, inputs, return_outputs, num_items_in_batch=None, **kwargs):
+        """The Trainer's loss, or the same loss at the labelled rows only when that is the same computation.
+        With ``labelled_head`` the outputs' ``logits`` are those rows' (N_lab, V), not (B, T, V)."""
+        parts = self._labelled_parts(model, inputs)
+        if parts is None:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch, **kwargs)
+        # as the Trainer's compute_loss: the model sees num_items_in_batch only if its forward takes loss kwargs
+        items = num_items_in_batch if self.model_accepts_loss_kwargs else None
+        with self.accelerator.autocast():  # what accelerate wraps the model's own forward in (bf16 autocast)
+            outputs = labelled_loss(parts, inputs, items)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _labelled_parts(self, model, inputs) -> Optional[tuple]:
+        """``labelled_loss.lm_parts`` when the Trainer's loss would be the model's own causal-LM loss on
+        this one process (no label smoother, custom loss, multi-device wrapper), else None."""
+        if (not self.labelled_head or inputs.get("labels") is None or "inputs_embeds" in inputs
+                or self.label_smoother is not None or self.compute_loss_func is not None
+                or self.args.n_gpu > 1 or self.accelerator.num_processes > 1
+                or self.accelerator.unwrap_model(model) is not model):
+            return None
+        return lm_parts(model)
 
 
 class ForwardHooks:

@@ -145,6 +145,7 @@ class _Run:
             disable_tqdm=True, eval_strategy="steps" if cfg.eval_every else "no",
             eval_steps=cfg.eval_every or None, include_num_input_tokens_seen="non_padding",
             use_cpu=self.record.device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
+            prediction_loss_only=True,  # eval reports the loss alone: no (B, T, V) logits gathered per batch
         )
         from .probe import ProbingTrainer
 
@@ -161,6 +162,7 @@ class _Run:
             eval_dataset=self.bundle.eval,
             data_collator=self.bundle.collator, processing_class=self.tokenizer,
             callbacks=[self.events], activation_probe=self.events.activations_recorded,
+            labelled_head=cfg.labelled_head,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
         self.trainer.remove_callback(PrinterCallback)

@@ -2,11 +2,12 @@
 ``gpt2.py``, through ``layer_model``).
 
 Derived from ``memory.saved_activation_tensors`` on tiny-llama and SmolLM2 (fp32, CPU), where it
-matches to the byte. Per token (N = batch*seq tokens), H hidden, I intermediate, nh/nkv heads of
-hd dims, r rank, e the activation element size; "req" = requires grad. A tensor is saved only
-when some input of the op that needs it requires grad, so a frozen nn.Linear saves nothing (its
-input is needed only for the weight gradient) while the first layer of a LoRA model (whose
-embedding output does not require grad) saves less than the others.
+matches to the byte. Per token (N = batch*seq tokens; the output head and the loss per row of the
+logits, ``Step.loss_rows``: every position, or only the labelled ones with lorakit's labelled-only
+head), H hidden, I intermediate, nh/nkv heads of hd dims, r rank, e the activation element size;
+"req" = requires grad. A tensor is saved only when some input of the op that needs it requires grad,
+so a frozen nn.Linear saves nothing (its input is needed only for the weight gradient) while the
+first layer of a LoRA model (whose embedding output does not require grad) saves less than the others.
 """
 from __future__ import annotations
 
@@ -155,10 +156,11 @@ class LayerModel:
         return b, r_req or p_req or self.trainable("down_proj"), q_req or k_req
 
 
-def loss_bytes_per_token(dims: Dims) -> int:
-    """transformers upcasts logits to fp32; log_softmax saves its fp32 (N, V) result, nll_loss its
-    int64 shifted targets (N). The logits themselves are not saved."""
-    return dims.vocab * FP32 + 8
+def loss_bytes_per_token(dims: Dims, step: Step) -> int:
+    """Per row of the logits: transformers upcasts them to fp32; log_softmax saves its fp32 (N, V) result,
+    nll_loss its int64 shifted targets (N). The logits themselves are not saved. The labelled-only head
+    (``labelled_loss``) also keeps the int64 row index its gather (``index_select``) needs in backward."""
+    return dims.vocab * FP32 + 8 + (0 if step.labelled is None else 8)
 
 
 def layer_model(dims: Dims, step: Step) -> LayerModel:
@@ -227,7 +229,7 @@ def activation_bytes(dims: Dims, step: Step) -> int:
         fixed += lm.e - FP32  # the loss's total weight, in the logits' dtype
         return step.tokens * (per_token + head_token) + fixed + step.batch_size * head_example
     per_token += lm.norm(final_req)  # final norm
+    per_row = loss_bytes_per_token(dims, step)  # rows of the logits: every position, or the labelled ones
     if step.full:
-        per_token += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient
-    per_token += loss_bytes_per_token(dims)
-    return step.tokens * per_token + fixed
+        per_row += dims.hidden * lm.e  # lm_head input, for the (tied) head weight's gradient
+    return step.tokens * per_token + step.loss_rows * per_row + fixed

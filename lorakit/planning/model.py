@@ -11,6 +11,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ConfigError
 from ..imports import warm
@@ -35,10 +36,18 @@ class Step:
     padded: bool  # the batch carries padding (an attention mask with zeros)
     first_step: bool = False  # the first optimizer step: no optimizer state yet during forward/backward
     use_dora: bool = False  # DoRA: one trained magnitude per output feature of each adapted layer
+    # a causal LM's head and loss at the labelled positions only (lorakit.train's, ``labelled_loss``): how many
+    # there are (labels set, after the shift); None: the model's own forward, head and loss at every position
+    labelled: Optional[int] = None
 
     @property
     def tokens(self) -> int:
         return self.batch_size * self.seq_len
+
+    @property
+    def loss_rows(self) -> int:
+        """Rows of the (N, V) logits the head and the cross-entropy compute."""
+        return self.tokens if self.labelled is None else self.labelled
 
     @property
     def full(self) -> bool:

@@ -95,7 +95,7 @@ def test_stop_from_another_thread_ends_the_run_after_the_current_step(store):
 
 
 def test_a_non_finite_loss_fails_the_run_with_the_step(store, monkeypatch):
-    from transformers import Trainer
+    from lorakit.probe import ProbingTrainer as Trainer  # its compute_loss (the labelled-only head) is the run's
 
     real = Trainer.compute_loss
 
