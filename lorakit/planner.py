@@ -174,7 +174,7 @@ def _batch_shape(batch: dict, labelled_head: bool = False) -> dict:
     b, t = batch["input_ids"].shape
     mask, labels = batch.get("attention_mask"), batch.get("labels")
     shape = dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
-    if labelled_head and labels is not None:
+    if labelled_head and labels is not None and labels.dim() == 2:  # a classifier's labels: one per example
         shape["labelled"] = int((labels[:, 1:] != -100).sum())
     return shape
 
