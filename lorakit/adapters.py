@@ -17,6 +17,8 @@ from typing import Optional, Union
 import torch
 
 from . import adapter_base, targets
+from .config import OLORA_CONV1D
+from .errors import ConfigError
 from .imports import warm
 from .models import building
 from .variants import adapter_params, effective_weight, init_lora_weights, loftq_init
@@ -153,6 +155,8 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     # GPT-2's Conv1D stores W as (d_in, d_out): peft's fan_in_fan_out transposes it (bitsandbytes'
     # quantization already turned a quantized model's Conv1D into Linear layers)
     conv1d = any(g.conv1d for g in linear_modules(model) if g.name in names)
+    if conv1d and init == "olora":  # a local GPT-2 directory: RunConfig knows built-in models only
+        raise ConfigError({"init": OLORA_CONV1D})
     cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=peft_targets(model, names),
                      fan_in_fan_out=conv1d, bias="none", task_type=task_type, use_dora=use_dora,
                      use_rslora=use_rslora, init_lora_weights=init_lora_weights(init))

@@ -222,6 +222,11 @@ _NUMBERS = (
 )
 
 
+# peft's olora_init factors the stored weight as if it were (d_out, d_in); GPT-2's Conv1D stores (d_in, d_out)
+OLORA_CONV1D = ("init='olora' cannot adapt GPT-2's Conv1D layers (c_attn, c_proj, c_fc): peft's OLoRA ignores their "
+                "transposed (d_in, d_out) layout; use init='pissa' or 'default' on this model")
+
+
 def variant_problems(cfg: RunConfig) -> dict[str, str]:
     """Combinations of the adapter-variant fields peft cannot do or lorakit cannot measure, each
     message naming the fields involved."""
@@ -237,6 +242,8 @@ def variant_problems(cfg: RunConfig) -> dict[str, str]:
     if cfg.init in ("pissa", "olora") and cfg.quant != "none":
         p["init"] = (f"init={cfg.init!r} rewrites the base weights (W - BA), which a quantized base "
                      f"(quant={cfg.quant!r}) cannot hold exactly; use quant='none' or init='loftq'")
+    if cfg.init == "olora" and builtin_model_type(cfg.model) == "gpt2":
+        p["init"] = OLORA_CONV1D
     if cfg.use_dora is True and cfg.quant == "int8":
         p["use_dora"] = ("use_dora=True with quant='int8' fails in bitsandbytes' 8-bit layer (its scales are gone "
                          "when DoRA dequantizes the weight); use quant='nf4' or 'fp4' (QDoRA) or 'none'")

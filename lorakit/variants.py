@@ -97,19 +97,36 @@ def effective_weight(layer, adapter: str = "default", base: torch.Tensor | None 
 
 # --- LoftQ --------------------------------------------------------------------------------------
 
-def original_weights(peft_model, names) -> dict[str, torch.Tensor]:
-    """The unquantized float32 weights of layers ``names`` from the model directory's safetensors."""
+def original_weights(peft_model, layers: dict) -> dict[str, torch.Tensor]:
+    """The unquantized float32 weights (d_out, d_in) of ``layers`` ({name: adapted layer}) from the model
+    directory's safetensors. A checkpoint may name them without the task model's prefix (a ``BertModel``
+    checkpoint under ``BertForSequenceClassification``: ``encoder...`` for ``bert.encoder...``), and GPT-2
+    stores its Conv1D weights as (d_in, d_out): transformers transposes those before quantizing them."""
     from safetensors import safe_open
+    from transformers.pytorch_utils import Conv1D
 
-    source = Path(peft_model.get_base_model().config._name_or_path)
+    model = peft_model.get_base_model()
+    source = Path(model.config._name_or_path)
     files = sorted(source.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"LoftQ needs the unquantized weights as safetensors in {str(source)!r}")
-    wanted, out = {f"{n}.weight" for n in names}, {}
+    prefix = f"{model.base_model_prefix}." if getattr(model, "base_model_prefix", "") else ""
+    keys = {}  # checkpoint key -> layer name
+    for name in layers:
+        keys[f"{name}.weight"] = name
+        if prefix and name.startswith(prefix):
+            keys[f"{name[len(prefix):]}.weight"] = name
+    out = {}
     for f in files:
         with safe_open(str(f), framework="pt") as st:
-            for key in wanted & set(st.keys()):
-                out[key[:-len(".weight")]] = st.get_tensor(key).float()
+            for key in keys.keys() & set(st.keys()):
+                out[keys[key]] = st.get_tensor(key).float()
+    missing = [n for n in layers if n not in out]
+    if missing:
+        raise KeyError(f"LoftQ: no unquantized weight for {missing[:3]} in {str(source)!r}")
+    for name, layer in layers.items():
+        if issubclass(getattr(layer.get_base_layer(), "source_cls", object), Conv1D):
+            out[name] = out[name].T.contiguous()
     return out
 
 

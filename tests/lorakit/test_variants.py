@@ -227,3 +227,26 @@ def test_smollm2_dora_count_and_loftq_error():
     plain = variants.init_errors(adapters.attach_lora(load("nf4"), 8, 16, 0.05, QV))
     loftq = variants.init_errors(adapters.attach_lora(load("nf4"), 8, 16, 0.05, QV, init="loftq"))
     assert len(plain) == 60 and all(loftq[k] < plain[k] for k in plain)
+
+
+# --- other families: GPT-2's Conv1D layout, a BERT checkpoint without the task model's prefix -----------
+
+@pytest.mark.parametrize("model, targets", [("tiny-gpt2", "qv"), ("minilm-l6", "qv")])
+def test_loftq_reads_each_familys_originals_and_lowers_the_error(model, targets):
+    labels = ("a", "b") if model == "minilm-l6" else None  # a classifier needs its labels
+    loaded = lambda: lorakit.load_model(model, quant="nf4", device="cpu", labels=labels).model  # noqa: E731
+    task = "SEQ_CLS" if labels else "CAUSAL_LM"
+    torch.manual_seed(0)
+    plain = variants.init_errors(adapters.attach_lora(loaded(), 4, 8, 0.0, targets, task_type=task))
+    loftq = variants.init_errors(adapters.attach_lora(loaded(), 4, 8, 0.0, targets, task_type=task, init="loftq"))
+    assert plain and plain.keys() == loftq.keys()
+    assert all(loftq[k] < plain[k] for k in plain), (plain, loftq)
+
+
+def test_olora_is_refused_on_gpt2s_conv1d_layers():
+    with pytest.raises(ConfigError) as info:
+        RunConfig(model="tiny-gpt2", init="olora")
+    assert "Conv1D" in info.value.problems["init"] and "'pissa'" in info.value.problems["init"]
+    model = lorakit.load_model("tiny-gpt2", device="cpu").model  # a local GPT-2 directory is caught on attach
+    with pytest.raises(ConfigError, match="Conv1D"):
+        adapters.attach_lora(model, 4, 8, 0.0, "qv", init="olora")
