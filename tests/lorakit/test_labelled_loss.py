@@ -148,6 +148,9 @@ def test_plans_count_the_labelled_positions_of_the_batch_or_every_position_witho
     assert lorakit.planner.plan_for_config(cfg, device="cpu").assumes["loss_positions"] == 3 * 23
     t5 = lorakit.RunConfig(model="tiny-t5", batch_size=3, seq_len=24)  # seq2seq: the model's own loss
     assert plan_for_batch(t5, batch, device="cpu").assumes["labelled_head"] is False
+    classifier = lorakit.RunConfig(model="tiny-llama", task="classification", batch_size=3, seq_len=24)
+    one_label_each = dict(batch, labels=torch.tensor([0, 1, 0]))  # no positions to count
+    assert plan_for_batch(classifier, one_label_each, device="cpu").assumes["labelled_head"] is False
     with pytest.raises(ConfigError) as e:
         plan_memory("tiny-llama", labelled_tokens=-1)
     assert "labelled_tokens" in e.value.problems
