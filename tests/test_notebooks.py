@@ -20,7 +20,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 WORKSHOP = (
     "02_lora_from_the_math", "03_lora_vs_qlora_vs_full", "04_rank_and_targets",
-    "05_quantization_explained", "06_memory_planner", "07_adapters", "09_beyond_lora",
+    "05_quantization_explained", "06_memory_planner", "07_adapters", "08_gpt_bert_t5", "09_beyond_lora",
 )
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 # Library warnings and tqdm bars must not reach a learner's screen.
