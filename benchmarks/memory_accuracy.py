@@ -49,8 +49,6 @@ import time
 import warnings
 from pathlib import Path
 
-from lorakit.errors import ConfigError  # a leaf module: importing it loads no heavy library
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 SETTINGS = [("none", "lora"), ("int8", "lora"), ("nf4", "lora"), ("fp4", "lora"), ("none", "full")]
@@ -285,6 +283,8 @@ def settings_for(name: str, args) -> list:
 
 def run_model(name: str, args, device: str, root: Path, worst: dict, rows: list) -> None:
     """Every row of ``name``: measured, planned, printed and appended to ``rows`` (a failed row as its error)."""
+    from lorakit.errors import ConfigError
+
     for quant, method, variant, gc_on in settings_for(name, args):
         label = method if variant == "lora" else f"lora ({variant})"
         t0 = time.perf_counter()
