@@ -1,13 +1,17 @@
 """Training throughput: lorakit.train against plain transformers Trainer + peft, same process, same data.
 
-    python benchmarks/throughput.py [--model smollm2-135m] [--steps 20] [--repeats 2]
+    python benchmarks/throughput.py [--model smollm2-135m] [--steps 20] [--repeats 3] [--config lora|qlora|full]
     python benchmarks/throughput.py --random-weights      # a GPU machine without the model's package
 
-Prints one table: real (non-padding) tokens/s of each, their ratio, lorakit's model FLOP/s as a
-fraction of this machine's measured matmul ceiling (fp32 and bf16), the time from calling
-train() to the first logged loss (model cached), and the same run under bf16 autocast.
-The plain baseline is written the way the peft docs show: get_peft_model + Trainer with a
-dynamic-padding collator; it gets the very same tokenized examples lorakit builds.
+Prints one table: real (non-padding) tokens/s of lorakit.train (its labelled-only head on, the default,
+and off: ``RunConfig.labelled_head=False``) and of the plain baseline, their ratios and the largest
+per-step loss difference between them (same seed, same data: the loss curve must not move), lorakit's
+model FLOP/s as a fraction of this machine's measured matmul ceiling (fp32 and bf16), the time from
+calling train() to the first logged loss (model cached), and the same run under bf16 autocast.
+The plain baseline is written the way the peft docs show: (BitsAndBytesConfig + prepare_model_for_kbit_training
+for QLoRA) get_peft_model + Trainer with a dynamic-padding collator, or the bare model for full
+fine-tuning; it gets the very same tokenized examples lorakit builds. The three alternate, in a rotating
+order, so drift (thermal, other load) hits each alike.
 """
 from __future__ import annotations
 
@@ -53,18 +57,36 @@ def flops_per_token(model_name: str, method: str, seq_len: int) -> float:
     return mult * matmul_params + attn
 
 
+def plain_model(cfg, path: str, device: str):
+    """The model as the peft docs build it: 4-bit via BitsAndBytesConfig and prepare_model_for_kbit_training
+    (QLoRA), get_peft_model (LoRA), or the bare model (full fine-tuning)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, set_seed
+
+    from lorakit.quantization import bnb_config
+
+    quantization = bnb_config(cfg.quant, cfg.double_quant, cfg.dtype)
+    extra = {"quantization_config": quantization, "device_map": device} if quantization is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **extra)
+    model.config.use_cache = False
+    if quantization is not None:  # same checkpointing setting as lorakit's run: the same computation
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    set_seed(cfg.seed)
+    if cfg.method == "full":
+        return model
+    return get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                            target_modules=list(cfg.resolved_targets()), task_type="CAUSAL_LM"))
+
+
 def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:
     """The baseline: peft + Trainer as in the peft docs, dynamic padding, no lorakit in the loop."""
-    from peft import LoraConfig, get_peft_model
     from transformers import (
-        AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
         PrinterCallback,
         Trainer,
         TrainerCallback,
         TrainingArguments,
-        set_seed,
     )
 
     from lorakit.data import build_data
@@ -72,11 +94,7 @@ def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:
 
     path = str(model_dir(cfg.model) or cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model.config.use_cache = False
-    set_seed(cfg.seed)
-    model = get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                             target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
+    model = plain_model(cfg, path, device)
     if "bundle" not in bundle_cache:
         bundle_cache["bundle"] = build_data(cfg, tok)
     data = bundle_cache["bundle"]
@@ -101,7 +119,7 @@ def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:
     trainer.train()
     tokens = trainer.state.num_input_tokens_seen
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return dict(tokens_per_s=tokens / (clock.t1 - clock.t0), final_loss=losses[-1])
+    return dict(tokens_per_s=tokens / (clock.t1 - clock.t0), final_loss=losses[-1], losses=losses)
 
 
 def lorakit_run(cfg) -> dict:
@@ -110,7 +128,21 @@ def lorakit_run(cfg) -> dict:
     rec = lorakit.train(cfg, store=False)
     assert rec.status == "finished", rec.reason
     return dict(tokens_per_s=rec.tokens_per_s, final_loss=rec.history[-1]["loss"],
-                first_loss_s=rec.time_to_first_loss_s, train_loss=rec.train_loss)
+                first_loss_s=rec.time_to_first_loss_s, train_loss=rec.train_loss,
+                losses=[h["loss"] for h in rec.history])
+
+
+def lorakit_old_head(cfg) -> dict:
+    """lorakit.train with the output head at every position (``labelled_head=False``): the step before."""
+    return lorakit_run(cfg.replace(labelled_head=False))
+
+
+def max_rel_diff(a: list, b: list) -> float:
+    """The largest relative difference between two runs' per-step losses."""
+    return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+
+CONFIGS = {"lora": {}, "qlora": {"quant": "nf4"}, "full": {"method": "full"}}
 
 
 def main() -> None:
@@ -121,9 +153,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--config", choices=tuple(CONFIGS), default="lora", help="LoRA, QLoRA (nf4) or full fine-tuning")
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast run")
     p.add_argument("--random-weights", action="store_true",
                    help="the model's config with random weights and tiny-llama's tokenizer (no model package)")
     ns = p.parse_args()
@@ -141,41 +175,57 @@ def main() -> None:
 
     # eval_examples=1: the benchmark is about the training loop, not generation
     cfg = lorakit.RunConfig(model=source, max_steps=ns.steps, batch_size=ns.batch_size, seq_len=ns.seq_len,
-                            eval_examples=1, train_examples=max(64, ns.steps * ns.batch_size), dropout=0.05)
+                            eval_examples=1, train_examples=max(64, ns.steps * ns.batch_size), dropout=0.05,
+                            **CONFIGS[ns.config])
     lorakit.load_model(source)  # make sure the cache exists: time-to-first-loss is for a cached model
     gf32, gbf16 = matmul_ceiling(torch.float32, device=device), matmul_ceiling(torch.bfloat16, device=device)
 
     cache: dict = {}
-    ours, plain = [], []
-    for i in range(ns.repeats):  # alternate so drift (thermal, other load) hits both alike
-        order = (lorakit_run, plain_trainer) if i % 2 == 0 else (plain_trainer, lorakit_run)
-        for fn in order:
-            (ours if fn is lorakit_run else plain).append(fn(cfg) if fn is lorakit_run else fn(cfg, cache, device))
-    bf16 = lorakit_run(cfg.replace(bf16_autocast=True))
+    runs = {lorakit_run: [], lorakit_old_head: [], plain_trainer: []}
+    order = list(runs)
+    for i in range(ns.repeats):  # rotate who goes first, so drift hits all three alike
+        for fn in order[i % 3:] + order[:i % 3]:
+            runs[fn].append(fn(cfg, cache, device) if fn is plain_trainer else fn(cfg))
+    ours, old, plain = runs[lorakit_run], runs[lorakit_old_head], runs[plain_trainer]
+    bf16 = None if ns.no_bf16 else lorakit_run(cfg.replace(bf16_autocast=True))
 
-    fpt = flops_per_token(ns.model, cfg.method, ns.seq_len)
-    tps = statistics.median(r["tokens_per_s"] for r in ours)
-    tps_plain = statistics.median(r["tokens_per_s"] for r in plain)
-    rows = [
-        ("lorakit.train tokens/s", f"{tps:,.0f}"),
-        ("plain Trainer + peft tokens/s", f"{tps_plain:,.0f}"),
-        ("ratio lorakit / plain", f"{tps / tps_plain:.3f}"),
-        ("final loss lorakit / plain", f"{ours[0]['final_loss']:.4f} / {plain[0]['final_loss']:.4f}"),
-        ("matmul ceiling fp32 / bf16 GFLOP/s", f"{gf32:,.0f} / {gbf16:,.0f}"),
-        ("model GFLOP/s (lorakit)", f"{fpt * tps / 1e9:,.1f}"),
-        ("fraction of fp32 / bf16 ceiling", f"{fpt * tps / 1e9 / gf32:.1%} / {fpt * tps / 1e9 / gbf16:.1%}"),
-        ("time to first loss (s, cached model)", f"{statistics.median(r['first_loss_s'] for r in ours):.2f}"),
-        ("bf16 autocast tokens/s", f"{bf16['tokens_per_s']:,.0f} ({bf16['tokens_per_s'] / tps:.2f}x fp32)"),
-        ("bf16 autocast train loss (fp32)", f"{bf16['train_loss']:.4f} ({ours[0]['train_loss']:.4f})"),
-    ]
-    print(f"# throughput: {ns.model}, LoRA r={cfg.rank} on {','.join(cfg.target_modules)}, batch "
-          f"{ns.batch_size} x <= {ns.seq_len} tokens, {ns.steps} steps, median of {ns.repeats}; "
+    rows = table_rows(ours, old, plain, bf16, flops_per_token(ns.model, cfg.method, ns.seq_len), gf32, gbf16)
+    label = {"lora": "LoRA", "qlora": "QLoRA (nf4)", "full": "full fine-tuning"}[ns.config]
+    print(f"# throughput: {ns.model}, {label}"
+          + ("" if cfg.method == "full" else f" r={cfg.rank} on {','.join(cfg.resolved_targets())}")
+          + f", batch {ns.batch_size} x <= {ns.seq_len} tokens, {ns.steps} steps, median of {ns.repeats}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
           + (f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
           + (" (random weights)" if ns.random_weights else ""))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"| {k:<{width}} | {v:>24} |")
+
+
+def table_rows(ours: list, old: list, plain: list, bf16, fpt: float, gf32: float, gbf16: float) -> list:
+    """(figure, value) rows: medians of each side's runs; losses from each side's first run."""
+    tps, tps_old, tps_plain = (statistics.median(r["tokens_per_s"] for r in rs) for rs in (ours, old, plain))
+    rows = [
+        ("lorakit.train tokens/s", f"{tps:,.0f}"),
+        ("lorakit.train, head at every position", f"{tps_old:,.0f}"),
+        ("plain Trainer + peft tokens/s", f"{tps_plain:,.0f}"),
+        ("ratio lorakit / plain", f"{tps / tps_plain:.3f}"),
+        ("ratio head at every position / plain", f"{tps_old / tps_plain:.3f}"),
+        ("ratio labelled head / every position", f"{tps / tps_old:.3f}"),
+        ("final loss lorakit / every position / plain",
+         f"{ours[0]['final_loss']:.4f} / {old[0]['final_loss']:.4f} / {plain[0]['final_loss']:.4f}"),
+        ("largest per-step loss diff vs plain",
+         f"{max_rel_diff(ours[0]['losses'], plain[0]['losses']):.1e} (every position: "
+         f"{max_rel_diff(old[0]['losses'], plain[0]['losses']):.1e})"),
+        ("matmul ceiling fp32 / bf16 GFLOP/s", f"{gf32:,.0f} / {gbf16:,.0f}"),
+        ("model GFLOP/s (lorakit)", f"{fpt * tps / 1e9:,.1f}"),
+        ("fraction of fp32 / bf16 ceiling", f"{fpt * tps / 1e9 / gf32:.1%} / {fpt * tps / 1e9 / gbf16:.1%}"),
+        ("time to first loss (s, cached model)", f"{statistics.median(r['first_loss_s'] for r in ours):.2f}"),
+    ]
+    if bf16 is not None:
+        rows += [("bf16 autocast tokens/s", f"{bf16['tokens_per_s']:,.0f} ({bf16['tokens_per_s'] / tps:.2f}x fp32)"),
+                 ("bf16 autocast train loss (fp32)", f"{bf16['train_loss']:.4f} ({ours[0]['train_loss']:.4f})")]
+    return rows
 
 
 if __name__ == "__main__":
