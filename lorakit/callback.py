@@ -60,6 +60,14 @@ def is_classifier(model) -> bool:
     return any(type(m).__name__.endswith("ForSequenceClassification") for m in (model, base))
 
 
+def _num_labels(model) -> Optional[int]:
+    """A classifier's outputs (None for another model, or none given)."""
+    if model is None or not is_classifier(model):
+        return None
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    return int(base.config.num_labels)
+
+
 def _maybe_float(x) -> Optional[float]:
     try:
         return None if x is None else float(x)
@@ -82,6 +90,7 @@ class TrainerEvents(TrainerCallback):
                  clock_start: Optional[float] = None):
         self.sinks = list(sinks)
         self.config, self.measure_memory, self.stop, self.clock_start = config, measure_memory, stop, clock_start
+        self.num_labels: Optional[int] = None  # a classifier's outputs, read from the model at on_train_begin
         self.outside = run_id is None  # someone else's Trainer: each train() is a run of its own
         self.run_id = run_id or ""
         self.errors: list = []
@@ -158,6 +167,7 @@ class TrainerEvents(TrainerCallback):
             self.peak = TrainingPeak(str(model_device(model)))
         self._tokens_seen = state.num_input_tokens_seen
         self._max_steps = int(state.max_steps or args.max_steps or 0)
+        self.num_labels = _num_labels(model)  # a classifier is planned with the head it trains
         if model is not None:
             # DataParallel (several GPUs in one process) runs replicas on threads that share the hooks: a
             # recording entered on one thread cannot be left on another, so the probe replays there
@@ -296,8 +306,9 @@ class TrainerEvents(TrainerCallback):
             if self.outside and getattr(config, "labelled_head", False):
                 config = config.replace(labelled_head=False)  # their Trainer takes the model's own loss
             if peak_batches:
-                return plan_for_steps(config, peak_batches), ""
-            return plan_for_batch(config, batch), ""  # its shape, and padding if it has any
+                return plan_for_steps(config, peak_batches, num_labels=self.num_labels), ""
+            # its shape, and padding if it has any
+            return plan_for_batch(config, batch, num_labels=self.num_labels), ""
         except Exception as exc:  # noqa: BLE001 - a model the planner cannot read is no reason to fail
             why = error_line(exc)
             if self.outside:

@@ -9,6 +9,7 @@ overhead. Every plan says what it assumes (``MemoryBreakdown.assumes``).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from typing import Optional
 
@@ -35,7 +36,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                 optimizer: str = "adamw", *, dropout: float = 0.05, adapter_dtype: str = "float32",
                 device: Optional[str] = None, padded: bool = False,
                 device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "",
-                labelled_tokens: Optional[int] = None) -> MemoryBreakdown:
+                labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> MemoryBreakdown:
     """Predict the memory breakdown of a training run, and its step peak, without loading any weights.
 
     ``model``: a built-in name (``lorakit.list_models()``, including config-only sizes such as
@@ -60,6 +61,8 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     only. None (default): the model's own forward, head and loss at every position, as any Trainer runs it.
     Ignored where ``lorakit.train`` takes the model's own loss (classifiers, seq2seq, families outside
     ``labelled_loss.PLAIN_HEAD_FAMILIES``). ``plan.assumes['loss_positions']`` says which.
+    ``num_labels``: a classifier's outputs (None: the config's, 2 unless it says); ``lorakit.train`` plans
+    with its data's labels (the built-in ``topic`` task: 4).
     Families: LLaMA-family and GPT-2 decoders, BERT / RoBERTa encoder classifiers and T5 encoder-decoders
     (targets assumed as long as the inputs); activations derived on fp32 CPU runs of each (GPT-2 also
     16-bit and quantized; BERT and T5 also quantized).
@@ -71,7 +74,7 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, dropout=dropout,
                     adapter_dtype=adapter_dtype, device=device, padded=padded,
                     device_overhead=device_overhead, use_dora=use_dora, task=task,
-                    labelled_tokens=labelled_tokens).plan()
+                    labelled_tokens=labelled_tokens, num_labels=num_labels).plan()
 
 
 def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none", double_quant: bool = True,
@@ -80,7 +83,7 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
              optimizer: str = "adamw", dropout: float = 0.05, adapter_dtype: str = "float32",
              device: Optional[str] = None, padded: bool = False,
              device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "",
-             labelled_tokens: Optional[int] = None) -> "Planning":
+             labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> "Planning":
     """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
     device = _device(device)
     dtype_given = dtype is not None
@@ -95,8 +98,13 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
     if labelled_tokens is not None and (not isinstance(labelled_tokens, int) or isinstance(labelled_tokens, bool)
                                         or labelled_tokens < 0):
         problems["labelled_tokens"] = f"labelled_tokens must be None or an integer >= 0, got {labelled_tokens!r}"
+    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 2):
+        problems["num_labels"] = f"num_labels must be None or an integer >= 2, got {num_labels!r}"
     # the model and its target modules are checked too, so every problem is reported at once
     cfg = _collecting(problems, pm.resolve_config, model)
+    if cfg is not None and "num_labels" not in problems and num_labels is not None:
+        cfg = copy.deepcopy(cfg)  # a built-in's config may be shared
+        cfg.num_labels = num_labels
     tally = dims = None
     if cfg is not None and "dtype" not in problems:
         tally = _collecting(problems, pm.tally, cfg, dtype, task)
@@ -179,19 +187,20 @@ def _batch_shape(batch: dict, labelled_head: bool = False) -> dict:
     return shape
 
 
-def plan_for_batch(cfg, batch: dict, device: Optional[str] = None) -> MemoryBreakdown:
+def plan_for_batch(cfg, batch: dict, device: Optional[str] = None, num_labels: Optional[int] = None) -> MemoryBreakdown:
     """``plan_memory`` for the batch a step actually trained on: its shape, whether it is padded and, with
     ``cfg.labelled_head``, how many positions carry a label (``batch``: ``input_ids`` of batch x seq,
-    optionally ``attention_mask`` and ``labels``)."""
+    optionally ``attention_mask`` and ``labels``). ``num_labels``: the trained classifier's outputs."""
     shape = _batch_shape(batch, _labelled(cfg))
     return plan_for_config(cfg.replace(batch_size=shape["batch_size"], seq_len=shape["seq_len"]), device=device,
-                           padded=shape["padded"], labelled_tokens=shape.get("labelled"))
+                           padded=shape["padded"], labelled_tokens=shape.get("labelled"), num_labels=num_labels)
 
 
-def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBreakdown:
+def plan_for_steps(cfg, batches: list, device: Optional[str] = None, num_labels: Optional[int] = None
+                   ) -> MemoryBreakdown:
     """The plan for the batches of a run's first steps (``batches[0]`` is step 1): the steady categories
     for the first, the peak the largest over all (step 1 without optimizer state before its update)."""
-    p = planning(cfg.model, **_config_args(cfg), device=device)  # resolved and validated once
+    p = planning(cfg.model, **_config_args(cfg, num_labels), device=device)  # resolved and validated once
     plans = [p.plan(**_batch_shape(batch, _labelled(cfg)), first_step=i == 0) for i, batch in enumerate(batches)]
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
@@ -200,25 +209,34 @@ def plan_for_steps(cfg, batches: list, device: Optional[str] = None) -> MemoryBr
     return plan
 
 
-def _config_args(cfg) -> dict:
+def _config_args(cfg, num_labels: Optional[int] = None) -> dict:
     return dict(method=cfg.method, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype, rank=cfg.rank,
                 target_modules=cfg.target_modules, gradient_checkpointing=cfg.gradient_checkpointing,
                 optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
-                task=getattr(cfg, "task", ""))
+                task=getattr(cfg, "task", ""), num_labels=num_labels or _task_labels(cfg))
+
+
+def _task_labels(cfg) -> Optional[int]:
+    """A built-in classification task's label count (a user file's is known once read: the caller passes it)."""
+    from .data import list_tasks
+
+    task = next((t for t in list_tasks("classification") if t.name == getattr(cfg, "dataset", None)), None)
+    return len(task.labels) if task is not None else None
 
 
 def _labelled(cfg) -> bool:
     return bool(getattr(cfg, "labelled_head", False))
 
 
-def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None,
-                    padded: bool = False, labelled_tokens: Optional[int] = None) -> MemoryBreakdown:
+def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None, padded: bool = False,
+                    labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> MemoryBreakdown:
     """``plan_memory`` for a ``RunConfig`` (``seq_len`` overrides the config's, e.g. the longest
     tokenized example when it is shorter; ``padded``: the batches carry padding). With ``cfg.labelled_head``
     the loss covers ``labelled_tokens`` positions, default every position with a next token (batch x (seq - 1):
-    no batch is known)."""
+    no batch is known). ``num_labels``: a classifier's outputs (default: a built-in task's labels, else the
+    model config's)."""
     seq_len = int(seq_len or cfg.seq_len)
     if _labelled(cfg) and labelled_tokens is None:
         labelled_tokens = cfg.batch_size * (seq_len - 1)
-    return plan_memory(cfg.model, **_config_args(cfg), batch_size=cfg.batch_size, seq_len=seq_len,
+    return plan_memory(cfg.model, **_config_args(cfg, num_labels), batch_size=cfg.batch_size, seq_len=seq_len,
                        device=device, padded=padded, labelled_tokens=labelled_tokens if _labelled(cfg) else None)

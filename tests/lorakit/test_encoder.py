@@ -188,3 +188,18 @@ def test_a_decoder_classifies_when_the_task_says_so(tmp_path):
     assert rec.status == "finished", rec.reason
     assert (rec.task, rec.family, rec.head_params) == ("classification", "decoder", 64 * 4)
     assert rec.trainable_params == 2 * 8 * (64 + 64) + 2 * 8 * (64 + 32) + rec.head_params  # q_proj, v_proj (GQA)
+    for part in ("base_weights", "adapters", "gradients", "optimizer"):  # planned with the 4-label head it trained
+        assert getattr(rec.memory, part) == getattr(rec.planned_memory, part), part
+
+
+def test_a_classifier_is_planned_with_its_datas_labels():
+    from lorakit.planner import plan_for_config
+
+    four = lorakit.plan_memory("tiny-llama", task="classification", num_labels=4)
+    two = lorakit.plan_memory("tiny-llama", task="classification")  # the config's default
+    assert four.base_weights - two.base_weights == 2 * 64 * 2 * 4  # 2 more outputs x 64 fp32, and peft's copy
+    cfg = lorakit.RunConfig(model="tiny-llama", task="classification", dataset="topic")
+    assert plan_for_config(cfg).base_weights == four.base_weights  # the built-in topic task: 4 labels
+    with pytest.raises(lorakit.ConfigError) as err:
+        lorakit.plan_memory("tiny-llama", task="classification", num_labels=1)
+    assert "num_labels" in err.value.problems
