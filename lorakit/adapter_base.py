@@ -36,14 +36,14 @@ class AdapterMismatch(AdapterError):
 
 # --- what a base is ------------------------------------------------------------------------------
 
-def _plain(model):
+def plain_model(model):
     """The transformers model under a PeftModel (itself otherwise)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def base_name(model) -> str:
     """A base's name: a built-in model's registry name, else the path or hub id it came from."""
-    config = getattr(_plain(model), "config", None)
+    config = getattr(plain_model(model), "config", None)
     where = str(getattr(config, "name_or_path", "") or "")
     try:
         from .models import cache_home
@@ -52,12 +52,12 @@ def base_name(model) -> str:
             return Path(where).name
     except Exception:  # noqa: BLE001 - a name is only for messages
         pass
-    return where or type(_plain(model)).__name__
+    return where or type(plain_model(model)).__name__
 
 
 def describe_base(model, name: Optional[str] = None) -> dict:
     """Name, architecture, model type, quantization and dtype of ``model`` (a base or a PeftModel)."""
-    plain = _plain(model)
+    plain = plain_model(model)
     config = getattr(plain, "config", None)
     archs = getattr(config, "architectures", None) or [type(plain).__name__]
     qc = getattr(config, "quantization_config", None)
@@ -80,7 +80,7 @@ def layer_shape(model, name: str) -> Optional[tuple]:
     """(d_in, d_out) of the linear layer ``name`` in ``model``'s base (under LoRA: its base layer);
     None when there is no such layer or it is not linear."""
     try:
-        module = _plain(model).get_submodule(name)
+        module = plain_model(model).get_submodule(name)
     except AttributeError:
         return None
     return layer_dims(getattr(module, "base_layer", module))
@@ -105,7 +105,7 @@ def layer_dims(module) -> Optional[tuple]:
 def adapted_layers(peft_model, adapter_name: str) -> dict:
     """{base module name: (d_in, d_out)} of every layer adapter ``adapter_name`` adapts."""
     out = {}
-    for name, module in _plain(peft_model).named_modules():
+    for name, module in plain_model(peft_model).named_modules():
         lora_a = getattr(module, "lora_A", None)
         if lora_a is not None and adapter_name in lora_a:
             out[name] = layer_shape(peft_model, name)

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Optional
 
 from transformers import TrainerCallback
 
+from .adapter_base import plain_model
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged, emit, error_line
 from .probe import ForwardHooks
 
@@ -56,16 +57,14 @@ def perplexity(loss: float, model=None) -> Optional[float]:
 
 def is_classifier(model) -> bool:
     """A sequence classifier: transformers' ``*ForSequenceClassification``, bare or wrapped by peft."""
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    return any(type(m).__name__.endswith("ForSequenceClassification") for m in (model, base))
+    return any(type(m).__name__.endswith("ForSequenceClassification") for m in (model, plain_model(model)))
 
 
 def _num_labels(model) -> Optional[int]:
     """A classifier's outputs (None for another model, or none given)."""
     if model is None or not is_classifier(model):
         return None
-    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
-    return int(base.config.num_labels)
+    return int(plain_model(model).config.num_labels)
 
 
 def _maybe_float(x) -> Optional[float]:
