@@ -183,7 +183,9 @@ def _batch_shape(batch: dict, labelled_head: bool = False) -> dict:
     mask, labels = batch.get("attention_mask"), batch.get("labels")
     shape = dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
     if labelled_head and labels is not None and labels.dim() == 2:  # a classifier's labels: one per example
-        shape["labelled"] = int((labels[:, 1:] != -100).sum())
+        from .labelled_loss import labelled_rows
+
+        shape["labelled"] = int(labelled_rows(labels)[0].numel())  # the rows the loss takes, shifted as it shifts
     return shape
 
 
