@@ -21,7 +21,7 @@ from .data import prompt_text
 
 log = logging.getLogger("lorakit")
 
-KEY_VERSION = 1  # bump when generation or scoring changes what a cached result would be
+KEY_VERSION = 2  # bump when generation or scoring changes what a cached result would be (2: batches of 32)
 
 
 def _sha(parts) -> str:

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 import lorakit
 from lorakit import RunConfig
@@ -83,6 +84,23 @@ def test_batched_left_padding_matches_one_by_one(tiny):
     assert batched == single
     assert len(set(batched)) > 1  # outputs depend on the prompt: order was kept
 
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_and_nothing_is_lost(tiny, monkeypatch):
+    model, tok = tiny.model, tiny.tokenizer
+    prompts = [f"prompt number {i} " + "word " * i for i in range(10)]
+    expected = generate(model, tok, prompts, max_new_tokens=6, batch_size=1, chat=False)
+    real, sizes = model.generate, []
+
+    def small_memory(**kwargs):  # a device that holds at most 3 prompts at once
+        sizes.append(kwargs["input_ids"].shape[0])
+        if sizes[-1] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(**kwargs)
+
+    monkeypatch.setattr(model, "generate", small_memory)
+    assert generate(model, tok, prompts, max_new_tokens=6, chat=False) == expected  # default batch: 32
+    assert sizes == [10, 5, 2, 2, 2, 2, 2]  # all at once, halved twice, then every prompt once in batches of 2
 
 def test_generation_is_greedy_quiet_and_uses_the_cache(tiny, capfd):
     model, tok = tiny.model, tiny.tokenizer
