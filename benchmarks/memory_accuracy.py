@@ -274,8 +274,8 @@ def report(row: dict, name: str, quant: str, method: str, gc_on: bool, worst: di
 
 def settings_for(name: str, args) -> list:
     """(quant, method, variant, checkpointing) of every row of ``name``."""
-    settings = [(*s, "lora") for s in SETTINGS
-                if name != BIG or s in (("none", "lora"), ("nf4", "lora"), ("none", "full"))]
+    settings = [] if args.variants_only and name != BIG else \
+        [(*s, "lora") for s in SETTINGS if name != BIG or s in (("none", "lora"), ("nf4", "lora"), ("none", "full"))]
     if name != BIG and not args.no_variants:
         settings += [(quant, "lora", variant) for quant, variant in VARIANT_SETTINGS]
     return [(*s, gc_on) for gc_on in ((False,) if args.quick or name == BIG else (False, True)) for s in settings]
@@ -324,6 +324,7 @@ def parse_args(argv):
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     ap.add_argument("--random-weights", action="store_true", help="build every model from its config")
     ap.add_argument("--big", action="store_true", help=f"add {BIG} with random weights (CUDA)")
+    ap.add_argument("--variants-only", action="store_true", help="only the DoRA/rsLoRA/PiSSA/OLoRA/LoftQ rows")
     ap.add_argument("--json", help="also write every row's raw figures here")
     ap.add_argument("--no-variants", action="store_true", help="leave out the DoRA/rsLoRA/PiSSA/OLoRA/LoftQ rows")
     args = ap.parse_args(argv)

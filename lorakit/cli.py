@@ -274,28 +274,34 @@ def cmd_models(ns) -> int:
     return 0
 
 
+def demo_configs(model: str = "smollm2-135m", steps: int = 40, seq_len: int = 128, eval_examples: int = 24,
+                 seed: int = 0) -> list:
+    """The demo's three runs: LoRA, QLoRA (NF4) and full fine-tuning, each at its own learning rate."""
+    from .models import default_device
+
+    # QLoRA computes in bf16 on a GPU (the paper's recipe); a CPU without bf16 units runs bf16 2.6x
+    # slower than fp32 (benchmarks/RESULTS.md, Throughput), and the NF4 storage is the same either way.
+    qdtype, qshort = ("bfloat16", "bf16") if default_device() == "cuda" else ("float32", "fp32")
+    common = dict(model=model, max_steps=steps, batch_size=4, seq_len=seq_len, learning_rate=5e-4,
+                  eval_examples=eval_examples, seed=seed)
+    return [
+        RunConfig(name="LoRA r8 (fp32 base)", method="lora", quant="none", **common),
+        RunConfig(name=f"QLoRA r8 (NF4 base, {qshort} compute)", method="lora", quant="nf4", dtype=qdtype, **common),
+        RunConfig(name="full fine-tuning", method="full", quant="none", **dict(common, learning_rate=5e-5)),
+    ]
+
+
 def cmd_demo(ns) -> int:
     """The README's main job: the three methods on the same task, compared."""
-    from .models import default_device
     from .report import export_html
     from .store import RunStore
     from .table import compare
     from .training import train
 
     store = RunStore(ns.store)
-    # QLoRA computes in bf16 on a GPU (the paper's recipe); a CPU without bf16 units runs bf16 2.6x
-    # slower than fp32 (benchmarks/RESULTS.md, Throughput), and the NF4 storage is the same either way.
-    qdtype, qshort = ("bfloat16", "bf16") if default_device() == "cuda" else ("float32", "fp32")
-    common = dict(model=ns.model, max_steps=ns.steps, batch_size=4, seq_len=ns.seq_len, learning_rate=5e-4,
-                  eval_examples=ns.eval_examples, seed=0)
-    configs = [
-        RunConfig(name="LoRA r8 (fp32 base)", method="lora", quant="none", **common),
-        RunConfig(name=f"QLoRA r8 (NF4 base, {qshort} compute)", method="lora", quant="nf4", dtype=qdtype, **common),
-        RunConfig(name="full fine-tuning", method="full", quant="none", **dict(common, learning_rate=5e-5)),
-    ]
     t0 = time.perf_counter()
     records = []
-    for cfg in configs:
+    for cfg in demo_configs(ns.model, ns.steps, ns.seq_len, ns.eval_examples):
         print(f"== {cfg.name}", flush=True)
         records.append(train(cfg, sinks=[ProgressBar()], store=store))
     _print_table(compare(records))
