@@ -88,15 +88,22 @@ def cache_key(cfg: RunConfig, tokenizer, eval_raw: list, device: str, max_new_to
     return _sha([json.dumps(desc, sort_keys=True)]), desc
 
 
+def cached_before(store, key: str) -> Optional[tuple]:
+    """``(metric, details)`` an earlier run stored under ``key``, or None (none stored, or no store)."""
+    from .store.eval_cache import lookup
+
+    return lookup(store, key) if store is not None else None
+
+
 def before_training(store, key: str, description: dict,
                     compute: Callable[[], tuple]) -> tuple[Optional[float], list, bool, float]:
     """``(metric, details, cached, seconds)``: the store's result under ``key``, else ``compute()``'s,
     which is then stored. ``store`` None (a run that keeps nothing) always computes."""
     from .store import StoreError
-    from .store.eval_cache import lookup, remember
+    from .store.eval_cache import remember
 
     t0 = time.perf_counter()
-    hit = lookup(store, key) if store is not None else None
+    hit = cached_before(store, key)
     if hit is not None:
         return hit[0], hit[1], True, time.perf_counter() - t0
     metric, details = compute()

@@ -78,6 +78,7 @@ class _Run:
         self.model = self.tokenizer = self.bundle = self.trainer = self.events = None
         self.ended = False
         self.before: list = []  # the base's per-example task details (see evaluate_before)
+        self.before_pending = False  # the base's answers are due after training, through the adapter off
         self.eval_spans: list[tuple[float, float]] = []  # (start, end) of every eval-loss pass
 
     # --- phases -----------------------------------------------------------------------------
@@ -113,9 +114,10 @@ class _Run:
         self.record.metric = self.bundle.task.metric if self.bundle.task else (
             "accuracy (and macro-F1)" if loaded.task == "classification" else "")
         self.record.data_stats = dict(self.bundle.stats)
-        # The base's answers before any adapter: a LoRA run's switched-off adapter would not always be the
-        # base (PiSSA, OLoRA and LoftQ move part of the weights into the adapter).
-        self.evaluate_before()
+        # The base's answers: the store's, else computed now, before any adapter, or after training
+        # through the switched-off adapter where that is exactly the base (not with PiSSA, OLoRA and
+        # LoftQ, which move part of the weights into the adapter), so the first loss does not wait.
+        self.evaluate_before(defer=self.adapter_off_is_base())
         self.check_stop()
         set_seed(cfg.seed)  # LoRA's A init and dropout draw from this
         if cfg.method == "lora":
@@ -204,6 +206,9 @@ class _Run:
         t0 = time.perf_counter()
         after, details = evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=self.answer_budget())
         rec.task_eval_s = (rec.task_eval_s or 0.0) + time.perf_counter() - t0
+        if self.before_pending:
+            with self.model.disable_adapter():  # the trained adapter switched off: the untouched base
+                self.evaluate_before(defer=False)
         rec.task_metric = after
         rec.macro_f1, rec.token_f1 = self.macro_f1(details), mean_token_f1(details)
         t0 = time.perf_counter()  # samples come from the two passes above: no generation of their own
@@ -214,16 +219,27 @@ class _Run:
         if rec.evals:
             rec.evals[-1]["task_metric"] = after
 
-    def evaluate_before(self) -> None:
-        """The base's task metric and per-example answers (``self.model`` is still the bare base): the
-        store's, when an earlier run computed them for the same base, prompts and generation settings;
-        else computed now and stored."""
-        from .base_eval import before_training, cache_key
+    def adapter_off_is_base(self) -> bool:
+        """Whether the trained model with its adapter switched off computes exactly what the loaded base
+        did: LoRA initialised without touching the base, and no up-cast of a 16-bit quantized base's other
+        weights (peft's prepare_model_for_kbit_training makes them fp32)."""
+        cfg = self.cfg
+        return (cfg.method == "lora" and cfg.init in ("default", "gaussian")
+                and (cfg.quant == "none" or cfg.dtype == "float32"))
+
+    def evaluate_before(self, defer: bool = False) -> None:
+        """The base's task metric and per-example answers (``self.model`` the bare base, or the trained
+        model with its adapter off): the store's, when an earlier run computed them for the same base,
+        prompts and generation settings; else, unless ``defer``, computed now and stored."""
+        from .base_eval import before_training, cache_key, cached_before
         from .evaluation import evaluate_task, mean_token_f1
 
         rec, budget = self.record, self.answer_budget()
         key, description = cache_key(self.cfg, self.tokenizer, self.bundle.eval_raw, rec.device, budget,
                                      self.bundle.labels)
+        self.before_pending = defer and cached_before(self.store, key) is None
+        if self.before_pending:
+            return
         rec.task_metric_before, self.before, rec.before_cached, seconds = before_training(
             self.store, key, description,
             lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))

@@ -74,3 +74,33 @@ def test_a_second_run_on_the_same_base_reuses_the_first_runs_before(tiny, tmp_pa
     assert size(store) == 1
     assert store.load(full.run_id).before_cached  # kept with the run
     store.close()
+
+
+@pytest.mark.parametrize("settings, before_first", [
+    (dict(), False),  # LoRA: the base's answers come after training, through the adapter switched off
+    (dict(quant="nf4"), False),  # QLoRA with fp32 compute: the same
+    (dict(init="pissa"), True),  # PiSSA moves part of W into the adapter: the base is evaluated first
+    (dict(method="full"), True),  # no adapter to switch off
+])
+def test_the_first_loss_waits_for_the_base_only_where_the_base_cannot_be_had_later(
+        tmp_path, monkeypatch, settings, before_first):
+    from lorakit import evaluation
+    from lorakit.events import StepLogged
+
+    order = []
+    real = evaluation.evaluate_task
+
+    def noted(model, *args, **kwargs):
+        off = any(m.disable_adapters for m in model.modules() if hasattr(m, "lora_A"))  # peft's LoRA layers
+        order.append("task pass, adapter off" if off else "task pass")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_task", noted)
+    sink = lambda e: order.append("step") if isinstance(e, StepLogged) else None  # noqa: E731
+    rec = lorakit.train(RunConfig(**dict(TINY, **settings)), sinks=[sink], store=RunStore(tmp_path / "r.db"))
+    assert rec.status == "finished", rec.reason
+    assert rec.task_metric_before is not None and not rec.before_cached and len(rec.samples) == 3
+    if before_first:
+        assert order[0] == "task pass" and order[-1] == "task pass"  # before, then after training
+    else:  # after training: the trained model's answers, then the base's with the adapter off
+        assert order[0] == "step" and order[-2:] == ["task pass", "task pass, adapter off"]
