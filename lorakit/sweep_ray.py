@@ -12,6 +12,7 @@ cluster has GPUs), so a 4-GPU node runs four trials at once and a cluster runs a
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import tempfile
@@ -194,6 +195,14 @@ class Trial:
         return RunFinished(rec.run_id, status, rec, reason)
 
 
+def _as_stopped(event: RunFinished) -> RunFinished:
+    """A cancelled trial's 'failed' end, recorded as the stop it was."""
+    reason = f"cancelled while starting ({event.reason})"
+    if isinstance(event.record, RunRecord):
+        event.record.status, event.record.reason = "stopped", reason
+    return dataclasses.replace(event, status="stopped", reason=reason)
+
+
 def run(configs: list, store, sinks, stop: Optional[threading.Event] = None, address: Optional[str] = None,
         resources: Optional[dict] = None) -> list:
     """Train ``configs`` as Ray tasks and return their RunRecords in grid order.
@@ -228,6 +237,9 @@ class _Driver:
         self.ray, self.relay, self.trials, self.sinks, self.store = ray, relay, trials, sinks, store
         self.pending: dict = {}  # ObjectRef -> trial index
         self.backlog: list = []  # drained from the relay, not yet emitted
+        # trials stop() cancelled while they loaded: Ray's interrupt can surface as another error (seen in CI:
+        # "TypeError: 'Handlers' object is not callable", SIG_DFL called as a handler); still a stop, not a failure
+        self.cancelled: set = set()
         self.stopping = self.interrupted = False
 
     def wait(self, stop: Optional[threading.Event]) -> None:
@@ -246,12 +258,15 @@ class _Driver:
         for ref, index in self.pending.items():
             if not self.trials[index].heard:
                 self.ray.cancel(ref)  # queued: dropped; loading: interrupted, recorded 'stopped' if it said so
+                self.cancelled.add(index)
 
     def deliver(self) -> None:
         """Emit what the relay holds, in order; what a Ctrl-C interrupted stays in the backlog for interrupt()."""
         self.backlog.extend(self.ray.get(self.relay.drain.remote()))
         while self.backlog:
             index, node, event, files = self.backlog.pop(0)
+            if isinstance(event, RunFinished) and event.status == "failed" and index in self.cancelled:
+                event = _as_stopped(event)
             if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
                 self.place_adapter(event.record, files)
             self.trials[index].observe(node, event)
@@ -288,6 +303,8 @@ class _Driver:
             status, reason = "stopped", "cancelled"
         except errors.RayTaskError as exc:  # raised by run_trial itself (train() returns failures)
             status, reason = "failed", error_line(getattr(exc, "cause", None) or exc)
+            if self.trials.index(trial) in self.cancelled:
+                status, reason = "stopped", f"cancelled while starting ({reason})"
         except errors.RayError as exc:
             status = "failed"
             reason = f"the Ray worker running this trial died ({type(exc).__name__}); its steps so far are kept"

@@ -187,3 +187,34 @@ def test_an_interrupted_driver_leaves_no_trial_running(cluster, tmp_path):
                   address=cluster, rank=[2, 4, 8])
     statuses = [r.status for r in store.records()]  # the sweep returned long before 500 steps
     assert statuses and set(statuses) == {"stopped"}, statuses
+
+
+def test_a_cancelled_trial_that_ends_failed_is_recorded_stopped():
+    """stop() cancels trials still loading; Ray's interrupt can surface inside train() as another error (seen
+    in CI: "TypeError: 'Handlers' object is not callable"), which train() reports as 'failed'."""
+    from lorakit.record import RunRecord
+    from lorakit.sweep_ray import Trial, _Driver
+
+    class Stub:  # just what deliver() calls: ray.get(relay.drain.remote())
+        def __init__(self, items):
+            self.drain = self
+            self.items = items
+
+        def remote(self):
+            return self.items
+
+        def get(self, items):
+            return items
+
+    cfg = lorakit.RunConfig(**BASE)
+    cancelled, running = RunRecord(config=cfg), RunRecord(config=cfg)
+    for rec in (cancelled, running):
+        rec.status, rec.reason = "failed", "TypeError: 'Handlers' object is not callable"
+    backlog = [(0, "node", RunFinished("a", "failed", cancelled, cancelled.reason), None),
+               (1, "node", RunFinished("b", "failed", running, running.reason), None)]
+    seen = []
+    driver = _Driver(Stub(None), Stub(backlog), [Trial(cfg), Trial(cfg)], [seen.append], None)
+    driver.cancelled.add(0)
+    driver.deliver()
+    assert [(e.status, e.record.status) for e in seen] == [("stopped", "stopped"), ("failed", "failed")]
+    assert driver.trials[0].record.reason.startswith("cancelled while starting (TypeError")
