@@ -195,9 +195,13 @@ class Trial:
         return RunFinished(rec.run_id, status, rec, reason)
 
 
+def _cancelled(reason: str) -> str:
+    return f"cancelled while starting ({reason})"
+
+
 def _as_stopped(event: RunFinished) -> RunFinished:
     """A cancelled trial's 'failed' end, recorded as the stop it was."""
-    reason = f"cancelled while starting ({event.reason})"
+    reason = _cancelled(event.reason)
     if isinstance(event.record, RunRecord):
         event.record.status, event.record.reason = "stopped", reason
     return dataclasses.replace(event, status="stopped", reason=reason)
@@ -304,7 +308,7 @@ class _Driver:
         except errors.RayTaskError as exc:  # raised by run_trial itself (train() returns failures)
             status, reason = "failed", error_line(getattr(exc, "cause", None) or exc)
             if self.trials.index(trial) in self.cancelled:
-                status, reason = "stopped", f"cancelled while starting ({reason})"
+                status, reason = "stopped", _cancelled(reason)
         except errors.RayError as exc:
             status = "failed"
             reason = f"the Ray worker running this trial died ({type(exc).__name__}); its steps so far are kept"
