@@ -262,14 +262,14 @@ class _Driver:
         for ref, index in self.pending.items():
             if not self.trials[index].heard:
                 self.ray.cancel(ref)  # queued: dropped; loading: interrupted, recorded 'stopped' if it said so
-                self.cancelled.add(index)
+                self.cancelled.add(self.trials[index])
 
     def deliver(self) -> None:
         """Emit what the relay holds, in order; what a Ctrl-C interrupted stays in the backlog for interrupt()."""
         self.backlog.extend(self.ray.get(self.relay.drain.remote()))
         while self.backlog:
             index, node, event, files = self.backlog.pop(0)
-            if isinstance(event, RunFinished) and event.status == "failed" and index in self.cancelled:
+            if isinstance(event, RunFinished) and event.status == "failed" and self.trials[index] in self.cancelled:
                 event = _as_stopped(event)
             if isinstance(event, RunFinished) and isinstance(event.record, RunRecord):
                 self.place_adapter(event.record, files)
@@ -307,7 +307,7 @@ class _Driver:
             status, reason = "stopped", "cancelled"
         except errors.RayTaskError as exc:  # raised by run_trial itself (train() returns failures)
             status, reason = "failed", error_line(getattr(exc, "cause", None) or exc)
-            if self.trials.index(trial) in self.cancelled:
+            if trial in self.cancelled:
                 status, reason = "stopped", _cancelled(reason)
         except errors.RayError as exc:
             status = "failed"

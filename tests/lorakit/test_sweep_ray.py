@@ -214,7 +214,7 @@ def test_a_cancelled_trial_that_ends_failed_is_recorded_stopped():
                (1, "node", RunFinished("b", "failed", running, running.reason), None)]
     seen = []
     driver = _Driver(Stub(None), Stub(backlog), [Trial(cfg), Trial(cfg)], [seen.append], None)
-    driver.cancelled.add(0)
+    driver.cancelled.add(driver.trials[0])
     driver.deliver()
     assert [(e.status, e.record.status) for e in seen] == [("stopped", "stopped"), ("failed", "failed")]
     assert driver.trials[0].record.reason.startswith("cancelled while starting (TypeError")
