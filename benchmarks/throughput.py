@@ -79,8 +79,10 @@ def plain_model(cfg, path: str, device: str):
     set_seed(cfg.seed)
     if cfg.method == "full":
         return model
+    targets = cfg.resolved_targets()  # a tuple of names, or peft's own 'all-linear'
     return get_peft_model(model, LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                            target_modules=list(cfg.resolved_targets()), task_type="CAUSAL_LM"))
+                                            target_modules=targets if isinstance(targets, str) else list(targets),
+                                            task_type="CAUSAL_LM"))
 
 
 def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import lorakit
-from lorakit.cli import _config_kwargs, build_parser, main
+from lorakit.cli import _config_kwargs, build_parser, demo_verdict, main
 from lorakit.store import RunStore
 
 TINY = ["--model", "tiny-llama", "--seq-len", "400", "--batch-size", "2", "--train-examples", "16",
@@ -161,10 +161,35 @@ def test_demo_compares_the_three_methods_and_writes_the_report(tmp_path, capsys)
     captured = capsys.readouterr()
     out = captured.out
     table = lorakit.compare(store=RunStore(db))
-    assert sorted(table["label"]) == ["LoRA r8 (fp32 base)", "QLoRA r8 (NF4 base, fp32 compute)", "full fine-tuning"]
+    lora, qlora = "LoRA r8 all-linear (fp32 base)", "QLoRA r8 all-linear (NF4 base, fp32 compute)"
+    assert sorted(table["label"]) == [lora, qlora, "full fine-tuning"]
     assert set(table["status"]) == {"finished"}
+    # each method at its own learning rate, said in the output
+    assert "full fine-tuning, learning rate 0.0001" in out and f"{lora}, learning rate 0.002" in out
+    # the line under the table: each adapter run's peak memory as a share of full fine-tuning's
+    peak = table.set_index("label")["mem_peak"]
+    for name, label in [("LoRA", lora), ("QLoRA", qlora)]:
+        share = peak[label] / peak["full fine-tuning"]
+        assert f"{name} needs {share:.0%} of full fine-tuning's memory" in out
     # each run says where its time went; full fine-tuning's base is LoRA's: its "before" is reused
     assert (table["train_s"] > 0).all() and (table["task_eval_s"] > 0).all() and "train_s" in out
     assert captured.err.count("  time: load ") == 3
     assert [r.before_cached for r in RunStore(db).records()] == [False, False, True]
-    assert "QLoRA r8 (NF4 base, fp32 compute)" in out and html.stat().st_size > 10_000
+    assert qlora in out and html.stat().st_size > 10_000
+
+
+def test_demo_verdict_compares_each_finished_adapter_run_with_full_fine_tuning():
+    from types import SimpleNamespace as NS
+
+    def run(name, method, peak_mib, metric, status="finished"):
+        memory = NS(peak=peak_mib * 2**20, total=peak_mib * 2**20)
+        return NS(config=NS(name=name, method=method), status=status, memory=memory, task_metric=metric)
+
+    full, lora = run("full fine-tuning", "full", 400, 0.5), run("LoRA r8", "lora", 100, 0.25)
+    assert demo_verdict([lora, full]) == ("LoRA needs 25% of full fine-tuning's memory (100 vs 400 MiB at the "
+                                          "step's peak) and scores 50% of its task metric (0.25 vs 0.50).")
+    no_metric = demo_verdict([run("QLoRA r8", "lora", 50, None), full])  # user data: no task metric
+    assert no_metric.startswith("QLoRA needs 12% of") and "task metric" not in no_metric
+    assert demo_verdict([lora, run("full fine-tuning", "full", 400, 0.5, status="failed")]).startswith(
+        "full fine-tuning did not finish")
+    assert demo_verdict([run("LoRA r8", "lora", 100, 0.3, status="failed"), full]) == "no adapter run finished."
