@@ -1,7 +1,7 @@
 """One AdamW step over SmolLM2-135M-shaped fp32 parameters: torch's per-tensor loop (its CPU default), foreach and
 fused, alternating in one process.
 
-    python benchmarks/adamw_cost.py [--repeats 2]
+    python benchmarks/adamw_cost.py [--model smollm2-135m] [--repeats 2]
 
 ``RunConfig.optimizer='adamw'`` is the Trainer's ``adamw_torch`` (the per-tensor loop on CPU); transformers' own
 default with torch >= 2.8 is ``adamw_torch_fused``. Full fine-tuning steps every weight, so this is part of its step.
@@ -13,14 +13,25 @@ import time
 
 import torch
 
-# SmolLM2-135M: the tied embedding, then per block q, k, v, o, gate, up, down and two norms
-SHAPES = [(49152, 576)] + [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536),
-                           (576,), (576,)] * 30
+
+def shapes(model: str) -> list:
+    """The trainable tensors of a built-in LLaMA-style model, from its config: the embedding, then per block
+    q, k, v, o, gate, up, down and two norms, then the final norm and (unless tied to the embedding) the head."""
+    from lorakit.models import builtin_config
+
+    c = builtin_config(model)
+    h, i = c.hidden_size, c.intermediate_size
+    kv = c.num_key_value_heads * (h // c.num_attention_heads)
+    block = [(h, h), (kv, h), (kv, h), (h, h), (i, h), (i, h), (h, i), (h,), (h,)]
+    head = [] if c.tie_word_embeddings else [(c.vocab_size, h)]
+    return [(c.vocab_size, h)] + block * c.num_hidden_layers + [(h,)] + head
+
+
 KINDS = {"per-tensor (CPU default)": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
-def seconds_per_step(kwargs: dict, steps: int = 3) -> float:
-    params = [torch.nn.Parameter(torch.randn(s)) for s in SHAPES]
+def seconds_per_step(sizes: list, kwargs: dict, steps: int = 3) -> float:
+    params = [torch.nn.Parameter(torch.randn(s)) for s in sizes]
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.AdamW(params, lr=1e-4, **kwargs)
@@ -33,14 +44,16 @@ def seconds_per_step(kwargs: dict, steps: int = 3) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--repeats", type=int, default=2)
     ns = p.parse_args()
+    sizes = shapes(ns.model)
     torch.manual_seed(0)
     times: dict = {k: [] for k in KINDS}
     for _ in range(ns.repeats):
         for name, kwargs in KINDS.items():
-            times[name].append(seconds_per_step(kwargs))
-    n = sum(torch.Size(s).numel() for s in SHAPES)
+            times[name].append(seconds_per_step(sizes, kwargs))
+    n = sum(torch.Size(s).numel() for s in sizes)
     for name, ts in times.items():
         print(f"{name:<25} {' '.join(f'{t:.3f}' for t in ts)} s per step ({n / 1e6:.1f} M parameters)")
 
