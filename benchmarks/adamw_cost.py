@@ -3,8 +3,9 @@ fused, alternating in one process.
 
     python benchmarks/adamw_cost.py [--model smollm2-135m] [--repeats 2]
 
-``RunConfig.optimizer='adamw'`` is the Trainer's ``adamw_torch`` (the per-tensor loop on CPU); transformers' own
-default with torch >= 2.8 is ``adamw_torch_fused``. Full fine-tuning steps every weight, so this is part of its step.
+``RunConfig.optimizer='adamw'`` was the Trainer's ``adamw_torch`` (the per-tensor loop on CPU) until this measurement;
+it is now ``adamw_torch_fused``, transformers' own default with torch >= 2.8. Full fine-tuning steps every weight, so
+this is part of its step.
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ class RunConfig:
     loraplus_lr_ratio: float = 0.0
     """LoRA+: B (and DoRA's magnitude) learns at learning_rate x this ratio; 0 turns LoRA+ off."""
     optimizer: str = "adamw"
-    """'adamw' (torch, fp32 state), 'adamw_8bit' or 'paged_adamw_8bit' (bitsandbytes, uint8 state)."""
+    """'adamw' (torch's fused AdamW, state in the weights' dtype), 'adamw_8bit' or 'paged_adamw_8bit' (uint8 state)."""
     dataset: str = "extract-json"
     """Built-in task name (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file, or a hub dataset."""
     data_encoding: str = "utf-8"

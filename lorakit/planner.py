@@ -147,7 +147,7 @@ class Planning:
         if head:  # a classifier's head: its share of the categories it sits in (memory.measure's ``head``)
             plan.head = {"base_weights": head_bytes, "gradients": head_bytes,
                          "optimizer": optimizer_bytes(head, "adamw" if step.optimizer == "adamw" else "8bit")}
-        plan = plan_peak(plan, self.dims, step, tensors, self.device_overhead)
+        plan = plan_peak(plan, self.dims, step, self.tally.head_tied, self.device_overhead)
         plan.assumes["dtype_given"] = self.dtype_given
         return plan
 

@@ -26,7 +26,10 @@ from .record import RunRecord
 
 log = logging.getLogger("lorakit")
 
-OPTIM_NAMES = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
+# 'adamw' is torch's fused kernel (transformers' own default since torch 2.8): the per-tensor loop the Trainer's
+# 'adamw_torch' runs on CPU took 4.5x as long per step (benchmarks/adamw_cost.py) and allocates two temporaries
+# the size of the largest parameter; the fused update works in place (planning/peak.py)
+OPTIM_NAMES = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
 # peft's task type per lorakit task: SEQ_CLS puts a classifier's new head in modules_to_save (it trains in full)
 PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "classification": "SEQ_CLS", "seq2seq": "SEQ_2_SEQ_LM"}
 N_SAMPLES = 3  # prompts shown before/after training (the first eval examples, from the metric's own pass)

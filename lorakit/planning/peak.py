@@ -17,10 +17,15 @@ and checkpointing setting (``benchmarks/memory_accuracy.py`` holds the compariso
 - **backward**: full fine-tuning allocates the output head's weight gradient (V x H) while nearly all
   activations are alive; with checkpointing, each layer's forward is recomputed in backward, so one
   layer's saved tensors (and its backward working set) come back on top of the checkpoints.
-- **optimizer step**: all gradients plus the optimizer's temporaries: torch AdamW on CPU updates
-  tensor by tensor (``sqrt`` and a division: two tensors the size of the largest parameter); on CUDA
-  none that matter (measured on an H200, torch 2.11: full fine-tuning of a LLaMA-7B shape peaked at
-  weights + state + gradients + 5 MiB).
+- **end of backward** (full fine-tuning of a model whose output head shares the input embedding's
+  weight): the head's weight gradient was accumulated first; the embedding lookup's backward, the last
+  op, allocates a second V x H gradient and the sum: two V x H tensors on top of all other gradients,
+  once the activations are freed (measured on CPU, tiny LLaMA configs, tied and untied).
+- **optimizer step**: all gradients; ``lorakit.train``'s AdamW is torch's fused kernel (the Trainer's
+  ``adamw_torch_fused``), which updates in place: no temporaries that matter on CPU (measured: the
+  untied model's peak is the steady bytes + 2 KiB) nor on CUDA (an H200, torch 2.11: full fine-tuning of
+  a LLaMA-7B shape peaked at weights + state + gradients + 5 MiB). bitsandbytes' 8-bit optimizers
+  update block-wise in place.
 - **device overhead** (CUDA only, not part of ``peak``): memory outside the tensor allocator's
   peak that the process holds: the CUDA context and libraries, plus the caching allocator's
   rounding and cached blocks; an estimate, overridable with ``device_overhead=``.
@@ -57,30 +62,31 @@ def _backward(dims: Dims, step: Step) -> dict:
     return parts
 
 
-def _optimizer_temporaries(tensors: list, step: Step) -> int:
-    if step.optimizer != "adamw" or not tensors:
-        return 0  # bitsandbytes' 8-bit optimizers update block-wise in place
-    if step.device == "cuda":
-        return 0
-    return 2 * max(n * s for n, s in tensors)  # one tensor at a time: sqrt, then the division
+def _tied_embedding_gradients(dims: Dims, step: Step, head_tied: bool) -> dict:
+    if not (step.full and head_tied) or dims.labels:
+        return {}
+    return {"tied embedding's second gradient and the sum (2 x V x H)": 2 * dims.vocab * dims.hidden
+            * DTYPE_BYTES[step.dtype]}
 
 
-def plan_peak(plan: MemoryBreakdown, dims: Dims, step: Step, tensors: list,
+def plan_peak(plan: MemoryBreakdown, dims: Dims, step: Step, head_tied: bool,
               device_overhead) -> MemoryBreakdown:
     """``plan`` with ``peak``, ``peak_at``, ``transient``, ``device_overhead`` and ``assumes`` filled in."""
     weights = plan.base_weights + plan.adapters
     # the first step creates the optimizer state in its optimizer step: forward and backward run without it
     state = 0 if step.first_step else plan.optimizer
     acts = weights + state + plan.activations
-    moments = {
-        "logits-loss": (acts, _logits_loss(dims, step)),
-        "backward": (acts, _backward(dims, step)),
-        "optimizer step": (weights + plan.optimizer + plan.gradients,
-                           {"optimizer temporaries": _optimizer_temporaries(tensors, step)}),
-    }
-    sized = {k: (base + sum(parts.values()), parts) for k, (base, parts) in moments.items()}
-    peak_at = max(sized, key=lambda k: sized[k][0])
-    plan.peak, parts = sized[peak_at]
+    moments = [  # (phase, resident bytes, what sits on top of them)
+        ("logits-loss", acts, _logits_loss(dims, step)),
+        ("backward", acts, _backward(dims, step)),
+        ("optimizer step", weights + plan.optimizer + plan.gradients, {}),
+    ]
+    tied = _tied_embedding_gradients(dims, step, head_tied)
+    if tied:  # the end of backward: every gradient exists, the activations are freed
+        moments.insert(2, ("backward", weights + state + plan.gradients, tied))
+    sized = [(phase, base + sum(parts.values()), parts) for phase, base, parts in moments]
+    peak_at, peak, parts = max(sized, key=lambda m: m[1])  # the first of equals, as before
+    plan.peak = peak
     plan.peak_at = peak_at
     plan.transient = {k: int(v) for k, v in parts.items() if v}
     if step.device == "cuda":

@@ -125,7 +125,7 @@ def test_planned_peak_of_the_labelled_head_is_within_one_percent(method):
     model = _model(method=method)
     batch = _batch(padded=False, b=4, t=128, prompt=8)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, peak, parts = torch.optim.AdamW(params, lr=1e-4), TrainingPeak("cpu"), lm_parts(model)
+    opt, peak, parts = torch.optim.AdamW(params, lr=1e-4, fused=True), TrainingPeak("cpu"), lm_parts(model)
     for _ in range(2):
         peak.step_begin(model, opt)
         labelled_loss(parts, batch).loss.backward()

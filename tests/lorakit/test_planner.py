@@ -1,4 +1,5 @@
 """The memory planner: the breakdown predicted from a config alone, checked against measurement."""
+import functools
 import resource
 import warnings
 
@@ -31,7 +32,7 @@ def measure_one_step(name, quant="none", method="lora", target_modules=("q_proj"
     else:
         model = prepare_full(model, gradient_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt_cls = {"adamw": torch.optim.AdamW, "adamw_8bit": bnb.optim.AdamW8bit}[optimizer]
+    opt_cls = {"adamw": functools.partial(torch.optim.AdamW, fused=True), "adamw_8bit": bnb.optim.AdamW8bit}[optimizer]
     opt = opt_cls(params, lr=1e-4)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), generator=g)

@@ -6,7 +6,7 @@ import torch
 
 import lorakit
 from lorakit import adapters
-from lorakit.models import load_model
+from lorakit.models import builtin_config, load_model
 from lorakit.planner import plan_memory
 from lorakit.step_peak import PHASES, StepPeak, TrainingPeak, phase_of
 
@@ -42,16 +42,16 @@ def test_phase_names_come_from_the_enclosing_ops():
     assert set(PHASES) == {"forward", "logits-loss", "backward", "optimizer step"}
 
 
-def _two_steps(method: str, quant: str, gc: bool):
+def _two_steps(method: str, quant: str, gc: bool, shape=(4, 128), model=None):
     torch.manual_seed(0)
-    model = load_model("tiny-llama", quant=quant, device="cpu").model
+    model = model or load_model("tiny-llama", quant=quant, device="cpu").model
     model = (adapters.attach_lora(model, 8, 16, 0.05, ("q_proj", "v_proj"), gc) if method == "lora"
              else adapters.prepare_full(model, gc))
     model.train()
-    ids = torch.randint(0, model.config.vocab_size, (4, 128))
+    ids = torch.randint(0, model.config.vocab_size, shape)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)  # lorakit.train's adamw
     peak = TrainingPeak("cpu")
     for _ in range(2):
         peak.step_begin(model, opt)
@@ -79,6 +79,31 @@ def test_planned_peak_is_within_one_percent_of_the_measured_one(method, quant, g
     assert planned.peak == pytest.approx(reading.peak, rel=0.01)
     assert planned.peak_at == reading.peak_at == "logits-loss"  # the fp32 cross-entropy's gradients
     assert len(peak.batches) == 2 and peak.batches[0]["input_ids"].shape == (4, 128)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_a_short_full_fine_tuning_step_peaks_where_planned(tied):
+    """Few tokens: the activations are small, so the peak comes after them. A tied head's weight gets a
+    second gradient from the embedding lookup at the end of backward (2 x V x H on top of every gradient);
+    untied, the fused AdamW step adds nothing that matters, so the peak is the steady bytes."""
+    from transformers import AutoModelForCausalLM
+
+    config = builtin_config("tiny-llama")
+    config.tie_word_embeddings = tied
+    torch.manual_seed(0)
+    model, opt, batch, peak = _two_steps("full", "none", False, shape=(1, 8),
+                                         model=AutoModelForCausalLM.from_config(config))
+    measured = lorakit.memory.measure(model, opt, batch)
+    steady = measured.base_weights + measured.gradients + measured.optimizer
+    planned = plan_memory(config, method="full", batch_size=1, seq_len=8, device="cpu")
+    assert planned.peak == pytest.approx(peak.reading.peak, rel=0.01)
+    vh = config.vocab_size * config.hidden_size * 4
+    if tied:
+        assert planned.peak_at == peak.reading.peak_at == "backward"
+        assert planned.peak == steady + 2 * vh and list(planned.transient.values()) == [2 * vh]
+    else:  # without fused AdamW's in-place update this was steady + 2 x the largest weight
+        assert planned.peak == steady and planned.peak_at == "optimizer step" and not planned.transient
+        assert peak.reading.peak < steady + vh // 8
 
 
 def test_a_run_records_its_measured_and_planned_peak():
@@ -116,7 +141,7 @@ def test_16_bit_adapters_are_planned_and_measured_alike(quant):
     assert lora and all(p.dtype == torch.bfloat16 and p.requires_grad for p in lora)
     ids = torch.randint(0, model.config.vocab_size, (2, 64))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-    opt = torch.optim.AdamW(lora, lr=1e-3)
+    opt = torch.optim.AdamW(lora, lr=1e-3, fused=True)
     model.train()
     model(**batch).loss.backward()
     opt.step()
