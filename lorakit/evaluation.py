@@ -17,6 +17,7 @@ import torch
 from accelerate.utils import find_executable_batch_size
 
 from .data import DataBundle, DataError, end_of_turn, get_task, prompt_text
+from .dense_4bit import dense_4bit
 from .devices import model_device
 
 Messages = list  # [{"role": ..., "content": ...}]
@@ -119,7 +120,8 @@ def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages
 
     model.eval()
     try:
-        with torch.no_grad(), _quiet_generation():
+        # a 4-bit base on CPU: each weight dequantized once for the whole call, not once per token (dense_4bit)
+        with torch.no_grad(), _quiet_generation(), dense_4bit(model):
             run()
     finally:
         model.train(was_training)
