@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import os
 import sys
 import time
@@ -163,10 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="LoRA vs QLoRA (NF4) vs full fine-tuning on the built-in model; "
                                     "table + HTML report")
-    d.add_argument("--steps", type=int, default=20)
-    d.add_argument("--model", default="smollm2-135m")
-    d.add_argument("--seq-len", type=int, default=128, help="tokens per example")
-    d.add_argument("--eval-examples", type=int, default=24, help="held-out examples the task metric is scored on")
+    demo = {k: v.default for k, v in inspect.signature(demo_configs).parameters.items()}  # one place for them
+    d.add_argument("--steps", type=int, default=demo["steps"])
+    d.add_argument("--model", default=demo["model"])
+    d.add_argument("--seq-len", type=int, default=demo["seq_len"], help="tokens per example")
+    d.add_argument("--eval-examples", type=int, default=demo["eval_examples"],
+                   help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
     return p
 
