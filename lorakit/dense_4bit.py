@@ -15,6 +15,7 @@ changes. Training and its memory figures are untouched: this is entered around g
 from __future__ import annotations
 
 import contextlib
+import sys
 import types
 from typing import Iterator
 
@@ -25,9 +26,8 @@ RAM_SHARE = 0.25  # the dense copies may take at most this share of the availabl
 
 def _four_bit_layers(model) -> list:
     """The model's bitsandbytes 4-bit layers whose weight dequantizes straight to their compute dtype."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:  # no bitsandbytes: no 4-bit layers
+    bnb = sys.modules.get("bitsandbytes")
+    if bnb is None:  # never imported, so no model holds its layers: no import paid on a dense model's call
         return []
     layers = []
     for module in model.modules():
@@ -55,8 +55,6 @@ def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
 def dense_4bit(model) -> Iterator[int]:
     """Inside the block, ``model``'s 4-bit layers (if any, on CPU, within the memory bound) compute from a
     dense copy of their weight made once; yields the bytes of those copies (0: nothing changed)."""
-    import bitsandbytes.functional as bnbf
-
     from .fit import free_ram
 
     layers = [m for m in _four_bit_layers(model) if m.weight.device.type == "cpu"]
@@ -64,6 +62,8 @@ def dense_4bit(model) -> Iterator[int]:
     if not layers or torch.is_grad_enabled() or need > RAM_SHARE * free_ram():
         yield 0
         return
+    import bitsandbytes.functional as bnbf
+
     try:
         for m in layers:
             m._lorakit_dense = bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state)  # (out, in)
