@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Optional
 
-from . import plan_text, targets
+from . import plan_text, recommend, targets
 from .config import ConfigError, RunConfig, field_docs
 from .display import GiB, MiB
 from .fit import THIS_MACHINE
@@ -85,7 +85,12 @@ def _add_config_flags(p: argparse.ArgumentParser, multi: bool = False) -> None:
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        help_ = docs.get(f.name, "") + f" (default: {default!r})"
+        if f.name in recommend.RECOMMENDED_FIELDS:  # unset: chosen for the model (lorakit/recommend.py)
+            default = recommend.recommended("smollm2-135m")[f.name]
+            help_ = docs.get(f.name, "") + f" (default: recommended for the model and method, {default!r} for " \
+                "smollm2-135m; a classifier such as minilm-l6 gets its own)"
+        else:
+            help_ = docs.get(f.name, "") + f" (default: {default!r})"
         if f.name == "target_modules":
             p.add_argument(flag, nargs="+", action="append" if multi else "store", default=None, help=help_)
         elif isinstance(default, bool):
@@ -155,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "'this-machine' (free RAM, as a CPU run), or sizes in GiB (default: all of them)")
     pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
     for name in ("rank", "batch_size", "seq_len"):
-        pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name))
+        pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name),
+                        help="(default: as lorakit train would use)" if name == "batch_size" else None)
     pl.add_argument("--target-modules", nargs="+", default=[RunConfig.target_modules],  # a preset
                     help=f"layer names or a preset: {', '.join(targets.PRESETS)}")
     pl.add_argument("--gradient-checkpointing", action="store_true")
@@ -228,6 +234,8 @@ def cmd_plan(ns) -> int:
     from .fit import fits
     from .planner import plan_memory
 
+    if ns.batch_size is None:  # what `lorakit train` would take for this model and method
+        ns.batch_size = recommend.recommended(ns.model, ns.method, ns.quant)["batch_size"]
     settings = dict(method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype, rank=ns.rank,
                     target_modules=targets.from_cli(ns.target_modules), batch_size=ns.batch_size,
                     seq_len=ns.seq_len, gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Union
+from typing import Optional, Union
 
-from . import families, targets
+from . import families, recommend, targets
 from .errors import ConfigError
 from .registry import REGISTRY
 
@@ -60,8 +60,8 @@ class RunConfig:
     """LoRA+: B (and DoRA's magnitude) learns at learning_rate x this ratio; 0 turns LoRA+ off."""
     optimizer: str = "adamw"
     """'adamw' (torch's fused AdamW, state in the weights' dtype), 'adamw_8bit' or 'paged_adamw_8bit' (uint8 state)."""
-    dataset: str = "extract-json"
-    """Built-in task name (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file, or a hub dataset."""
+    dataset: str = ""
+    """Built-in task (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file or a hub dataset; '': recommended."""
     data_encoding: str = "utf-8"
     """Text encoding of a .jsonl/.json/.csv dataset file, e.g. 'utf-8' (default), 'cp1252', 'latin-1'."""
     on_bad_rows: str = "error"
@@ -70,14 +70,14 @@ class RunConfig:
     """Number of training examples (built-in tasks generate this many; files are capped at it)."""
     eval_examples: int = 32
     """Number of held-out examples for eval loss and the task metric."""
-    max_steps: int = 30
-    """Optimizer steps to train."""
-    batch_size: int = 4
-    """Examples per step."""
+    max_steps: Optional[int] = None
+    """Optimizer steps to train; None: recommended for the model's task (30; a classifier 40)."""
+    batch_size: Optional[int] = None
+    """Examples per step; None: recommended for the model's task (4; a classifier 8)."""
     seq_len: int = 128
     """Maximum tokens per example; longer examples are truncated (and counted)."""
-    learning_rate: float = 2e-4
-    """Peak learning rate (linear decay after warmup)."""
+    learning_rate: Optional[float] = None
+    """Peak learning rate (linear decay after warmup); None: recommended for the model, task and method."""
     warmup_steps: int = 0
     """Linear warmup steps."""
     weight_decay: float = 0.0
@@ -99,9 +99,26 @@ class RunConfig:
         tm = self.target_modules
         if isinstance(tm, (list, tuple)):
             object.__setattr__(self, "target_modules", tuple(str(t) for t in tm))
+        self._fill_recommended()
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
+
+    def _fill_recommended(self) -> None:
+        """Give each field left unset (None, or '' for the dataset) its recommended value for this model,
+        task and method (``lorakit.recommend``), and remember which ones: ``replace(model=...)`` chooses them
+        again for the new model, while values the user gave always win."""
+        unset = [name for name in recommend.RECOMMENDED_FIELDS if getattr(self, name) in (None, "")]
+        if unset:
+            values = recommend.recommended(self.model, self.method, self.quant, self.task)
+            for name in unset:
+                object.__setattr__(self, name, values[name])
+        object.__setattr__(self, "_recommended", frozenset(unset))
+
+    @property
+    def recommended_fields(self) -> frozenset:
+        """The fields that took their recommended value because the user left them unset."""
+        return self.__dict__.get("_recommended", frozenset())
 
     def problems(self) -> dict[str, str]:
         """Every invalid field with a message naming what is allowed (empty when valid)."""
@@ -114,6 +131,8 @@ class RunConfig:
             p["target_modules"] = tm_problem
         if problem := task_problem(self.task, self.model):
             p["task"] = problem
+        elif problem := recommend.data_kind_problem(self.dataset, self.model, self.task):
+            p["dataset"] = problem
         if problem := not_one_of("on_bad_rows", self.on_bad_rows, ON_BAD_ROWS):
             p["on_bad_rows"] = problem
         for name, problem in variant_problems(self).items():
@@ -169,7 +188,10 @@ class RunConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def replace(self, **changes) -> "RunConfig":
-        return replace(self, **changes)
+        """A copy with ``changes``; the fields that were recommended are recommended again (for the new
+        model or method), the others keep their values."""
+        unset = {name: None for name in self.recommended_fields if name not in changes}
+        return replace(self, **unset, **changes)
 
 
 _BOOL_FIELDS = tuple(f.name for f in fields(RunConfig) if f.type in ("bool", bool))

@@ -94,6 +94,7 @@ class StudioController(BackgroundWork, RunControl):
         changes = self.form.changed(changes)
         if not changes:
             return self.problems
+        changes.update(self.form.follow(changes))  # a new model brings its recommended steps, rate, task
         stale = tuple(k for k in DATA_FIELDS if k in changes)
         with self._lock:
             if "model" in changes:

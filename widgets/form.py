@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lorakit import targets
+from lorakit import recommend, targets
 from lorakit.config import ConfigError, RunConfig
 
 # The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
@@ -21,6 +21,8 @@ FORM_FIELDS = (
 )
 # The values the data depends on: changing any of them makes a preview or a data check stale.
 DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
+# The values the recommended ones depend on (``lorakit.recommend``): changing one re-recommends the others.
+RECOMMENDING = ("model", "method", "quant", "task")
 # The ranks the Studio's rank slider offers; a rank set from code outside them (Studio(rank=12)) is
 # valid LoRA and becomes one extra stop on the slider rather than a refusal.
 RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
@@ -50,10 +52,34 @@ class Form:
         unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
         if unknown:
             raise TypeError(f"unknown RunConfig field(s): {', '.join(sorted(unknown))}")
-        defaults = RunConfig()
-        self.values: dict = {f: getattr(defaults, f) for f in FORM_FIELDS}
+        self.values: dict = {f: getattr(RunConfig(), f) for f in FORM_FIELDS}
         self.values.update({k: plain(v) for k, v in values.items() if k in FORM_FIELDS})
         self.extra: dict = {k: v for k, v in values.items() if k not in FORM_FIELDS}
+        # the fields that follow the model's recommended values until the user sets them
+        given = {k for k, v in values.items() if v not in (None, "")}
+        self.recommended: set = set(recommend.RECOMMENDED_FIELDS) - given
+        self.values.update(self.follow({}))
+
+    def follow(self, changes: dict) -> dict:
+        """The recommended values the form's fields take after ``changes`` (widget values): a field the
+        user sets stops following; the others take the model's (method's, quant's) recommendation."""
+        self.recommended -= set(changes)
+        basis = {**self.kwargs(), **changes}
+        rec = recommend.recommended(basis.get("model"), basis.get("method"), basis.get("quant"),
+                                    basis.get("task", ""))
+        return {k: rec[k] for k in self.recommended if k in self.values and self.values[k] != rec[k]}
+
+    def recommended_note(self) -> str:
+        """'steps, batch size, learning rate: recommended for minilm-l6 (LoRA)', or '' when none follow."""
+        names = {"max_steps": "steps", "batch_size": "batch size", "learning_rate": "learning rate",
+                 "dataset": "task"}
+        shown = [label for k, label in names.items() if k in self.recommended and k in self.values]
+        if not shown:
+            return ""
+        v = self.values
+        kind = {"lora": "LoRA", "qlora": "QLoRA", "full": "full fine-tuning"}[recommend.method_kind(v["method"],
+                                                                                                  v["quant"])]
+        return f"{', '.join(shown)}: recommended for {v['model']} ({kind})"
 
     def changed(self, changes: dict) -> dict:
         """The ``changes`` (widget values) that differ from the form, as RunConfig values; not applied."""

@@ -38,7 +38,7 @@ def test_classification_data_for_a_decoder_is_a_dataset_problem_before_train(sto
     assert s.wait(WAIT)
     assert "topic" not in [t for t in _offered(s) if t != s.controller.values["dataset"]]
     problem = s.controller.problems.get("dataset", "")
-    assert "classification data" in problem and "arithmetic" in problem, problem  # names the tasks that fit
+    assert "classification task" in problem and "arithmetic" in problem, problem  # names the tasks that fit
     assert s.controller.train() is False
 
 

@@ -335,3 +335,24 @@ def test_each_panel_alone_builds_and_renders_its_main_widget(name, tmp_path, mon
     assert widget.model_id in state  # the main widget is part of what the panel renders
     assert check(panel, state[widget.model_id]["state"]), state[widget.model_id]["state"]
     assert not panel.controller.errors, panel.controller.errors
+
+
+def test_the_train_panel_follows_the_models_recommended_values_until_the_user_sets_one(tmp_path):
+    """A newcomer who only picks another model gets its recommended task, rate, steps and batch, and the
+    panel says which values are recommended; a value the user typed stays theirs."""
+    from lorakit.widgets import StudioController
+    from lorakit.widgets.panels import DataPanel, TrainPanel
+
+    c = StudioController(store=False)
+    train = TrainPanel(c)
+    DataPanel(c)
+    assert "recommended for smollm2-135m (LoRA)" in train.recommended.value
+    train.batch_size.value = 2  # typed by the user: no longer follows the model
+    c.set(model="minilm-l6", target_modules="qv")
+    assert (c.values["dataset"], c.values["learning_rate"], c.values["max_steps"]) == ("topic", 3e-3, 40)
+    assert c.values["batch_size"] == 2
+    assert (train.learning_rate.value, train.max_steps.value) == (3e-3, 40)
+    assert "steps, learning rate, task: recommended for minilm-l6 (LoRA)" in train.recommended.value
+    assert "dataset" not in c.problems
+    c.set(method="full")
+    assert c.values["learning_rate"] == 1e-4 and "(full fine-tuning)" in train.recommended.value

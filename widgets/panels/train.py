@@ -1,6 +1,8 @@
 """Train panel: the loop's knobs, Train / Stop, a progress bar, the status line and the live loss chart."""
 from __future__ import annotations
 
+import html
+
 import ipywidgets as W
 
 from lorakit.events import EvalDone, RunFinished, StepLogged
@@ -39,6 +41,7 @@ class TrainPanel(Panel):
         self.progress = W.IntProgress(value=0, min=0, max=max(1, int(self.controller.values["max_steps"] or 1)),
                                       layout=W.Layout(width="260px"))
         self.status = W.HTML(status_html(*self.controller.status))
+        self.recommended = W.HTML(layout=W.Layout(margin="0 0 0 8px"))  # which values follow the model
         self.chart = LossChart()
         self.throttle = Throttle(self._redraw, interval=interval,
                                  on_error=lambda e: self.controller.report("error", f"chart redraw failed: {e}"))
@@ -50,10 +53,18 @@ class TrainPanel(Panel):
         self._set_children([
             W.HBox([W.VBox([f["max_steps"].box, f["batch_size"].box]),
                     W.VBox([f["learning_rate"].box, f["seq_len"].box])]),
+            self.recommended,
             W.HBox([self.train_button, self.stop_button, self.progress],
                    layout=W.Layout(align_items="center", margin="4px 0")),
             self.status, self.chart.figure,
         ])
+        self.refresh()
+
+    def refresh(self) -> None:
+        note = self.controller.form.recommended_note()
+        text = f'<span style="font-size:12px;color:#555">{html.escape(note)}</span>' if note else ""
+        if self.recommended.value != text:
+            self.recommended.value = text
 
     # --- from the controller (any thread) ---------------------------------------------------------
     def _run_started(self, live) -> None:
