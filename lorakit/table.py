@@ -23,6 +23,9 @@ __all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_C
            "FULL_TARGETS"]
 
 FULL_TARGETS = "(all weights)"  # target_modules shown for full fine-tuning
+# How styled() escapes every cell (pandas' Styler escape): labels, dataset paths and reasons are user text,
+# and the report and the Studio show the table as HTML. One switch, so a test can prove it matters.
+_ESCAPE = "html"
 
 RunsArg = Union[None, RunRecord, str, Iterable[Union[RunRecord, str]], "pd.DataFrame"]
 
@@ -222,7 +225,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
         "created_at": lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M"),
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
-    styler = df.style.format(formats, na_rep="").hide(axis="index")
+    styler = df.style.format(formats, na_rep="", escape=_ESCAPE).hide(axis="index")
     mem_cols = [c for c in (*MEM_COLUMNS, *PEAK_COLUMNS) if c in df.columns]
     if mem_cols and len(df):
         vals = pd.to_numeric(df[mem_cols].stack(), errors="coerce").dropna()
