@@ -163,10 +163,25 @@ class StudioController(BackgroundWork, RunControl):
         if self.store is None:
             return []
         try:
-            return self.store.records()
+            return self._readable_records()
         except Exception as exc:  # noqa: BLE001
             self.report("error", f"cannot read the run store: {error_text(exc)}")
             return []
+
+    def _readable_records(self) -> list:
+        """The store's readable runs; the damaged ones are named in the status line, not a Python warning."""
+        import warnings
+
+        from lorakit.store import DamagedRunsWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DamagedRunsWarning)
+            found = self.store.records()
+        if self.store.damaged:
+            names = ", ".join(f"{d.run_id} ({d.problem})" for d in self.store.damaged[:3])
+            self.report("warn", f"{len(self.store.damaged)} run(s) in {self.store.path} cannot be read and are left "
+                                f"out: {names}. `lorakit store check` / `repair` mends them.")
+        return found
 
     def delete_runs(self, run_ids) -> int:
         """Delete runs (and their adapters) from the store; the running run is refused."""

@@ -23,6 +23,11 @@ class StoreSink:
     """
 
     def __init__(self, store: RunStore, flush_every: int = 5):
+        if store.read_only:  # before a run starts, not at its first write
+            from .errors import StoreError
+
+            raise StoreError(f"this store is read-only: {store.path} ({store.read_only_reason}); pass another "
+                             "store to train (store=..., --store or $LORAKIT_STORE)")
         self.store = store
         self.flush_every = max(1, int(flush_every))
         self.errors: list[BaseException] = []
