@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import threading
 import time
@@ -66,6 +67,7 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
         log.debug("run %s failed", record.run_id, exc_info=True)
         run.end("failed", f"{type(exc).__name__}: {exc}")
     finally:
+        run.remove_temporary()
         if opened_here:  # opened for this run only
             store.close()
     return record
@@ -83,6 +85,7 @@ class _Run:
         self.before: list = []  # the base's per-example task details (see evaluate_before)
         self.before_pending = False  # the base's answers are due after training, through the adapter off
         self.eval_spans: list[tuple[float, float]] = []  # (start, end) of every eval-loss pass
+        self.temporary: Optional[str] = None  # the Trainer's output folder when the caller gave none
 
     # --- phases -----------------------------------------------------------------------------
     def execute(self) -> None:
@@ -140,7 +143,9 @@ class _Run:
         from transformers import PrinterCallback, TrainingArguments
 
         cfg = self.cfg
-        out = self.output_dir or tempfile.mkdtemp(prefix="lorakit-")
+        out = self.output_dir
+        if not out:  # save_strategy="no": the Trainer writes nearly nothing here, but the folder must go too
+            out = self.temporary = tempfile.mkdtemp(prefix="lorakit-")
         args = TrainingArguments(
             output_dir=out, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=max(cfg.batch_size, 8), learning_rate=cfg.learning_rate,
@@ -315,6 +320,13 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - keep the run even if the disk is full
             said = str(exc) if isinstance(exc, AdapterError) else f"adapter not saved: {exc}"
             rec.reason = (rec.reason + "; " if rec.reason else "") + said
+
+
+    def remove_temporary(self) -> None:
+        """Remove the output folder train() made for the Trainer (a caller's ``output_dir`` is theirs)."""
+        if self.temporary:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self.temporary = None
 
 
 def _reset_cuda_peak(device: str) -> None:
