@@ -207,6 +207,19 @@ class RunStore:
         stored = _stored_adapter_path(row[0][0])
         return paths.confined(self.adapters_root, stored, f"adapter path of run {run_id}") if stored else None
 
+    def make_room(self) -> bool:
+        """Fold the write-ahead log into the file and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``):
+        after a write failed on a full disk, the log's old page copies are the space a retry can use.
+        True when the log was emptied."""
+        if self.read_only_reason:
+            return False
+        try:
+            with self._lock:
+                busy, _, _ = self._require().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return busy == 0
+        except sqlite3.DatabaseError:
+            return False
+
     def recover_orphans(self) -> list[str]:
         """Mark runs left 'running' by a process of this host that has ended as 'stopped'; their history stays."""
         if self.read_only_reason:
