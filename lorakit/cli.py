@@ -218,7 +218,7 @@ def cmd_compare(ns) -> int:
         print(f"deleted {run_id}")
     with warnings.catch_warnings():  # named on stderr below, one line a run
         warnings.simplefilter("ignore", DamagedRunsWarning)
-        records = store.records()
+        records = store.records(history=bool(ns.html))  # only the report's loss chart needs histories
     print_damaged(store)
     if not records:
         print(f"no runs in {store.path}")

@@ -186,7 +186,8 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
 
     if isinstance(runs, pd.DataFrame):
         return runs.copy()
-    records = as_records(runs, store)
+    records = _whole_store(runs) if _is_whole_store(runs) else as_records(runs, store) if runs is not None \
+        else _whole_store(store)
     df = pd.DataFrame([[get(r) for _, _, get in SPEC] for r in records], columns=list(COLUMNS))
     for name, dtype, _ in SPEC:
         if dtype == "datetime":
@@ -195,6 +196,25 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
         else:
             df[name] = df[name].astype(dtype)
     return df
+
+
+def _is_whole_store(runs: Any) -> bool:
+    from .store import RunStore
+
+    return isinstance(runs, RunStore)
+
+
+def _whole_store(store: Any) -> list[RunRecord]:
+    """Every run of a store for the table only: without histories (a store of thousands of runs is read
+    in seconds, not minutes; the table needs only each run's last step)."""
+    from .store import open_store
+
+    st, opened = open_store(store, required=True)
+    try:
+        return st.records(history=False)
+    finally:
+        if opened:
+            st.close()
 
 
 def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):

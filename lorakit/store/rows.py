@@ -188,18 +188,24 @@ def write_memory(c: sqlite3.Connection, run_id: str, kind: str, mem: MemoryBreak
 # --------------------------------------------------------------------------- reading
 
 def read_runs(conn: sqlite3.Connection, where: str, params: tuple, damaged: Optional[list] = None,
-              store: Optional[Path] = None) -> list[RunRecord]:
+              store: Optional[Path] = None, history: bool = True) -> list[RunRecord]:
     """The runs matching ``where`` (over the runs table), oldest first; call inside a read transaction.
 
     A run any of whose stored parts cannot be read is left out and, when ``damaged`` is a list, added to
-    it as a :class:`.damage.Damaged` (``store``: the file to name); the other runs are read as usual."""
+    it as a :class:`.damage.Damaged` (``store``: the file to name); the other runs are read as usual.
+    ``history=False`` is a table's read (compare() of a whole store): each history holds only its last
+    logged step (``steps_done`` stays right) and configs are taken as stored, without validation."""
     runs = conn.execute(
         f"SELECT run_id, status, reason, created_at, config, record FROM runs {where} ORDER BY created_at, rowid",
         params,
     ).fetchall()
     sub = f"WHERE run_id IN (SELECT run_id FROM runs {where})"
-    steps = conn.execute(f"SELECT run_id, step, {', '.join(STEP_VALUES)}, extra FROM steps {sub} "
-                         "ORDER BY run_id, step", params).fetchall()
+    if history:
+        steps = conn.execute(f"SELECT run_id, step, {', '.join(STEP_VALUES)}, extra FROM steps {sub} "
+                             "ORDER BY run_id, step", params).fetchall()
+    else:  # the last step of each run, from the primary key's index
+        steps = conn.execute(f"SELECT run_id, MAX(step), {', '.join('NULL' for _ in STEP_VALUES)}, NULL FROM steps "
+                             f"{sub} GROUP BY run_id", params).fetchall()
     evals = conn.execute(f"SELECT run_id, step, {', '.join(EVAL_VALUES)}, extra FROM evals {sub} "
                          "ORDER BY run_id, idx", params).fetchall()
     mems = conn.execute(f"SELECT run_id, kind, {', '.join(MEMORY_VALUES)}, cuda, peak, peak_at, extra "
@@ -222,7 +228,7 @@ def read_runs(conn: sqlite3.Connection, where: str, params: tuple, damaged: Opti
             d = _part(body, "the record")
             cfg = _part(config, "the config")
             d.update(run_id=run_id, status=status, reason=reason, created_at=created_at,
-                     config=_lenient_config(cfg), history=hist.get(run_id, []),
+                     config=_lenient_config(cfg, validate=history), history=hist.get(run_id, []),
                      evals=evs.get(run_id, []), memory=mem.get((run_id, "measured")),
                      planned_memory=mem.get((run_id, "planned")))
             out.append(RunRecord(**{k: v for k, v in d.items() if k in known}))
@@ -262,13 +268,16 @@ def _by_run(rows: list, cols: tuple, bad: dict, part: str) -> dict[str, list[dic
     return out
 
 
-def _lenient_config(d: dict):
-    """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost)."""
+def _lenient_config(d: dict, validate: bool = True):
+    """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost).
+    ``validate=False`` takes the stored values as they are (quick: a table of thousands of runs)."""
     from dataclasses import MISSING, fields
 
     from ..config import RunConfig
 
     try:
+        if not validate:
+            raise ValueError("not validated")
         return RunConfig.from_dict(d)
     except Exception:  # noqa: BLE001 - e.g. a model name a later lorakit no longer knows
         cfg = object.__new__(RunConfig)

@@ -46,6 +46,7 @@ class RunStore:
         self._lock = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
         self.damaged: list = []  # the runs the last full read could not read (see check())
+        self.last_damaged: list = []  # those of the last read, full or not (a page, some ids)
         self._warned: set = set()
         self.read_only_reason = check_file(self.path, read_only)
         if self.read_only_reason:
@@ -241,10 +242,11 @@ class RunStore:
             raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
         return records[0]
 
-    def records(self, status: Optional[str] = None) -> list[RunRecord]:
-        """Every stored run, oldest first; only those with ``status`` when given."""
+    def records(self, status: Optional[str] = None, history: bool = True) -> list[RunRecord]:
+        """Every stored run, oldest first; only those with ``status`` when given. ``history=False``: a
+        table's quick read, each history holding only its last step (see :func:`.rows.read_runs`)."""
         if status is None:
-            return self._load_where("", ())
+            return self._load_where("", (), history=history)
         if status not in STATUSES:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         return self._load_where("WHERE status = ?", (status,))
@@ -256,11 +258,27 @@ class RunStore:
         found = self._query(f"SELECT {', '.join(cols)} FROM runs {where} ORDER BY created_at, rowid", params)
         return [dict(zip(cols, r, strict=True)) for r in found]
 
+    def page(self, page: int = 0, size: int = 50) -> list[RunRecord]:
+        """One page of runs for a listing of thousands: page 0 holds the ``size`` newest runs, page 1 the
+        ``size`` before them...; oldest first within the page. Only these runs' histories are read."""
+        page, size = max(0, int(page)), max(1, int(size))
+        return self._load_where("WHERE run_id IN (SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC "
+                                "LIMIT ? OFFSET ?)", (size, page * size))
+
+    def load_many(self, run_ids: Iterable[str]) -> list[RunRecord]:
+        """The stored runs among ``run_ids``, oldest first (ids not in the store, or unreadable, are left out)."""
+        ids = [rows.check_run_id(r) for r in run_ids]
+        found: list[RunRecord] = []
+        for i in range(0, len(ids), 500):  # SQLite's parameter limit
+            chunk = ids[i:i + 500]
+            found += self._load_where(f"WHERE run_id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
+        return sorted(found, key=lambda r: r.created_at or 0.0)
+
     def run_ids(self) -> list[str]:
         """Run ids, oldest first."""
         return [r[0] for r in self._query("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
-    def _load_where(self, where: str, params: tuple, warn: bool = True) -> list[RunRecord]:
+    def _load_where(self, where: str, params: tuple, warn: bool = True, history: bool = True) -> list[RunRecord]:
         damaged: list = []
         with self._lock:
             conn = self._require()
@@ -268,11 +286,12 @@ class RunStore:
                 # One read transaction, so a concurrent writer never shows a half-updated run.
                 conn.execute("BEGIN")
                 try:
-                    found = rows.read_runs(conn, where, params, damaged, self.path)
+                    found = rows.read_runs(conn, where, params, damaged, self.path, history)
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"cannot read the run store {self.path}: {e}") from None
+        self.last_damaged = damaged
         if not where:
             self.damaged = damaged  # the whole store was read: this is its list
         if warn and damaged:
