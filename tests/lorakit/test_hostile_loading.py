@@ -15,6 +15,9 @@ import lorakit
 from lorakit import adapters
 from lorakit.adapter_base import AdapterError
 
+# torch's weights-only unpickler notes the pickle's protocol while refusing it: that refusal is the point
+pytestmark = pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+
 
 def _shape(model) -> tuple:
     """What a load could change in the object: module types by name, parameter names and values' sum."""
