@@ -257,13 +257,46 @@ def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "defaul
     from peft import PeftModel
 
     adapter_base.check_load(path, base_model, adapter_name, is_trainable)
-    with building(), warnings.catch_warnings(), adapter_base.peft_errors(path):  # see attach_lora
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        if isinstance(base_model, PeftModel):
-            base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
-            return base_model
-        return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name,
-                                         is_trainable=is_trainable)
+    undo = _undo_on_refusal(base_model, adapter_name)
+    try:
+        with building(), warnings.catch_warnings(), adapter_base.peft_errors(path):  # see attach_lora
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            if isinstance(base_model, PeftModel):
+                base_model.load_adapter(str(path), adapter_name=adapter_name, is_trainable=is_trainable)
+                return base_model
+            return PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name,
+                                             is_trainable=is_trainable)
+    except BaseException:
+        undo()
+        raise
+
+
+def _undo_on_refusal(model, adapter_name: str):
+    """A function that puts ``model`` back as it is now, for a load that fails half-way: peft injects the
+    LoRA layers into the model object before it reads the weights, so a refused weights file (a pickle, a
+    damaged tensor) would otherwise leave them in the caller's model."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):  # adding a named adapter: drop that name again
+        had = set(model.peft_config)
+        return lambda: (adapter_name in model.peft_config and adapter_name not in had
+                        and model.delete_adapter(adapter_name))
+    known = {id(m) for m in model.modules()}
+    had_config = hasattr(model, "peft_config")
+
+    def undo() -> None:
+        with building():
+            for name, module in list(model.named_modules()):
+                if id(module) in known or not hasattr(module, "base_layer"):
+                    continue
+                base = module.base_layer
+                while id(base) not in known and hasattr(base, "base_layer"):
+                    base = base.base_layer
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, child, base)
+        if not had_config and hasattr(model, "peft_config"):
+            del model.peft_config
+    return undo
 
 
 def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=None):

@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="write a self-contained HTML report with charts")
     c.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (and their adapters)")
 
+    from .cli_store import add_parser as add_store_parser
+
+    add_store_parser(sub)
+
     pl = sub.add_parser("plan", help="predict the memory breakdown of a model without loading weights")
     pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
     for name in ("method", "quant", "optimizer", "adapter_dtype"):
@@ -207,15 +211,21 @@ def cmd_sweep(ns) -> int:
 
 
 def cmd_compare(ns) -> int:
+    import warnings
+
+    from .cli_store import print_damaged
     from .report import export_csv, export_html
-    from .store import RunStore
+    from .store import DamagedRunsWarning, RunStore
     from .table import compare
 
-    store = RunStore(ns.store)
+    store = RunStore(ns.store, read_only=None if not ns.delete else False)
     for run_id in ns.delete or []:
         store.delete(run_id)
         print(f"deleted {run_id}")
-    records = store.records()
+    with warnings.catch_warnings():  # named on stderr below, one line a run
+        warnings.simplefilter("ignore", DamagedRunsWarning)
+        records = store.records(history=bool(ns.html))  # only the report's loss chart needs histories
+    print_damaged(store)
     if not records:
         print(f"no runs in {store.path}")
         return 0
@@ -373,6 +383,13 @@ def _print_table(table) -> None:
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
+COMMANDS["store"] = lambda ns: _cmd_store(ns)
+
+
+def _cmd_store(ns) -> int:
+    from .cli_store import cmd_store
+
+    return cmd_store(ns)
 
 
 def main(argv: Optional[list] = None) -> int:

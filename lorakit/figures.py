@@ -27,6 +27,12 @@ def _palette() -> list[str]:
     return list(qualitative.Plotly) + list(qualitative.D3)
 
 
+def _names(records) -> list[str]:
+    """display_names made safe for plotly, which renders a subset of HTML tags in names, labels and hover
+    text: a run's label is user text, shown literally (plotly turns the entities back into characters)."""
+    return [html.escape(n) for n in display_names(records)]
+
+
 def _empty_note(fig, text: str) -> None:
     fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                        font=dict(size=14, color="#888"))
@@ -41,20 +47,20 @@ def loss_figure(records: RunsArg = None, store: Any = None) -> "go.Figure":
     records = as_records(records, store)
     fig = go.Figure()
     colors = _palette()
-    for i, (r, name) in enumerate(zip(records, display_names(records), strict=True)):
+    for i, (r, name) in enumerate(zip(records, _names(records), strict=True)):
         color = colors[i % len(colors)]
         if r.history:
             fig.add_trace(go.Scatter(
                 x=[h.get("step") for h in r.history], y=[finite(h.get("loss")) for h in r.history],
                 mode="lines", name=name, legendgroup=r.run_id, line=dict(color=color, width=2),
-                hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>loss %{{y:.4f}}<extra></extra>",
+                hovertemplate=f"{name}<br>step %{{x}}<br>loss %{{y:.4f}}<extra></extra>",
             ))
         if r.evals:
             fig.add_trace(go.Scatter(
                 x=[e.get("step") for e in r.evals], y=[finite(e.get("eval_loss")) for e in r.evals],
                 mode="lines+markers", name=f"{name} (eval)", legendgroup=r.run_id,
                 line=dict(color=color, dash="dash", width=1.5), marker=dict(size=8, symbol="diamond"),
-                hovertemplate=f"{html.escape(name)}<br>step %{{x}}<br>eval loss %{{y:.4f}}<extra></extra>",
+                hovertemplate=f"{name}<br>step %{{x}}<br>eval loss %{{y:.4f}}<extra></extra>",
             ))
     fig.update_layout(
         title="Loss", xaxis_title="step", yaxis_title="loss", template="plotly_white",
@@ -75,7 +81,7 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
 
     records = as_records(records, store)
     bars: list[tuple[str, str, MemoryBreakdown]] = []  # (run name, kind, breakdown)
-    for r, name in zip(records, display_names(records), strict=True):
+    for r, name in zip(records, _names(records), strict=True):
         if r.memory is not None:
             bars.append((name, "measured", r.memory))
         if planned and r.planned_memory is not None:
@@ -129,7 +135,7 @@ def _add_peak(fig, points: list, kind: str, two_level: bool) -> None:
 
 
 def _peak_note(m: MemoryBreakdown) -> str:
-    note = f"at {m.peak_at or '?'}"
+    note = f"at {html.escape(m.peak_at or '?')}"
     if m.transient:
         note += "<br>on top: " + ", ".join(f"{html.escape(k)} {v / MiB:,.1f} MiB" for k, v in m.transient.items())
     return note
@@ -195,7 +201,8 @@ def pareto_figure(records: RunsArg = None, metric: str = "task_metric", higher_i
     higher = _direction(metric, higher_is_better)
     pts = _points(df, metric, _memory_column(memory))
     front = _front(pts, higher)
-    names = dict(zip(df["run_id"], unique_names(df["label"].tolist(), df["run_id"].tolist()), strict=True))
+    names = dict(zip(df["run_id"], [html.escape(n) for n in unique_names(df["label"].tolist(), df["run_id"].tolist())],
+                     strict=True))
     on_front = {p[0] for p in front}
     fig = go.Figure()
     fig.add_trace(go.Scatter(

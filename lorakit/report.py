@@ -61,7 +61,8 @@ def samples_html(records: Sequence[RunRecord], keys: Sequence[str] = ("prompt", 
             "<tr>" + "".join(cell.format(html.escape("" if s.get(k) is None else str(s[k]))) for k in keys) + "</tr>"
             for s in r.samples)
         parts.append(f'<div class="lorakit-samples" style="font-size:12px;margin:4px 0 12px"><b>{html.escape(name)}'
-                     f'</b> <span style="color:#777">{r.run_id}</span><table style="border-collapse:collapse">'
+                     f'</b> <span style="color:#777">{html.escape(r.run_id)}</span>'
+                     '<table style="border-collapse:collapse">'
                      f'<tr>{head}</tr>{rows}</table></div>')
     if not parts:
         return f'<div class="note" style="font-size:12px;color:#777;padding:8px">{html.escape(empty)}</div>'

@@ -23,6 +23,9 @@ __all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_C
            "FULL_TARGETS"]
 
 FULL_TARGETS = "(all weights)"  # target_modules shown for full fine-tuning
+# How styled() escapes every cell (pandas' Styler escape): labels, dataset paths and reasons are user text,
+# and the report and the Studio show the table as HTML. One switch, so a test can prove it matters.
+_ESCAPE = "html"
 
 RunsArg = Union[None, RunRecord, str, Iterable[Union[RunRecord, str]], "pd.DataFrame"]
 
@@ -183,7 +186,8 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
 
     if isinstance(runs, pd.DataFrame):
         return runs.copy()
-    records = as_records(runs, store)
+    records = _whole_store(runs) if _is_whole_store(runs) else as_records(runs, store) if runs is not None \
+        else _whole_store(store)
     df = pd.DataFrame([[get(r) for _, _, get in SPEC] for r in records], columns=list(COLUMNS))
     for name, dtype, _ in SPEC:
         if dtype == "datetime":
@@ -192,6 +196,25 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
         else:
             df[name] = df[name].astype(dtype)
     return df
+
+
+def _is_whole_store(runs: Any) -> bool:
+    from .store import RunStore
+
+    return isinstance(runs, RunStore)
+
+
+def _whole_store(store: Any) -> list[RunRecord]:
+    """Every run of a store for the table only: without histories (a store of thousands of runs is read
+    in seconds, not minutes; the table needs only each run's last step)."""
+    from .store import open_store
+
+    st, opened = open_store(store, required=True)
+    try:
+        return st.records(history=False)
+    finally:
+        if opened:
+            st.close()
 
 
 def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
@@ -222,7 +245,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
         "created_at": lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M"),
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
-    styler = df.style.format(formats, na_rep="").hide(axis="index")
+    styler = df.style.format(formats, na_rep="", escape=_ESCAPE).hide(axis="index")
     mem_cols = [c for c in (*MEM_COLUMNS, *PEAK_COLUMNS) if c in df.columns]
     if mem_cols and len(df):
         vals = pd.to_numeric(df[mem_cols].stack(), errors="coerce").dropna()

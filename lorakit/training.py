@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import threading
 import time
@@ -51,11 +52,14 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     quiet_libraries()
     store, opened_here = open_store(store)
     sinks = list(sinks)
-    if store is not None:
-        sinks.insert(0, StoreSink(store))
     stop = stop or threading.Event()
+    store_sink = None
+    if store is not None:  # a write the store refuses (a full disk) ends the run after the current step
+        store_sink = StoreSink(store, on_failure=lambda _why: stop.set())
+        sinks.insert(0, store_sink)
     record = RunRecord(config=config, created_at=time.time(), device=device or default_device())
     run = _Run(config, record, sinks, stop, store, output_dir)
+    run.store_sink = store_sink
     try:
         run.execute()
     except StopRun as s:
@@ -66,6 +70,7 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
         log.debug("run %s failed", record.run_id, exc_info=True)
         run.end("failed", f"{type(exc).__name__}: {exc}")
     finally:
+        run.remove_temporary()
         if opened_here:  # opened for this run only
             store.close()
     return record
@@ -83,6 +88,8 @@ class _Run:
         self.before: list = []  # the base's per-example task details (see evaluate_before)
         self.before_pending = False  # the base's answers are due after training, through the adapter off
         self.eval_spans: list[tuple[float, float]] = []  # (start, end) of every eval-loss pass
+        self.temporary: Optional[str] = None  # the Trainer's output folder when the caller gave none
+        self.store_sink = None  # the StoreSink, whose failure (a full disk) is the reason a run ends
 
     # --- phases -----------------------------------------------------------------------------
     def execute(self) -> None:
@@ -140,7 +147,9 @@ class _Run:
         from transformers import PrinterCallback, TrainingArguments
 
         cfg = self.cfg
-        out = self.output_dir or tempfile.mkdtemp(prefix="lorakit-")
+        out = self.output_dir
+        if not out:  # save_strategy="no": the Trainer writes nearly nothing here, but the folder must go too
+            out = self.temporary = tempfile.mkdtemp(prefix="lorakit-")
         args = TrainingArguments(
             output_dir=out, max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=max(cfg.batch_size, 8), learning_rate=cfg.learning_rate,
@@ -276,11 +285,18 @@ class _Run:
         if self.events is not None:
             self.events.close()  # a run that raised out of the loop skipped on_train_end
         rec = self.record
+        failure = self.store_sink.failure if self.store_sink is not None else ""
+        if failure:  # the store's refusal is why the run ended, whatever the loop said after it
+            status, reason = "failed", f"{failure}; stopped after step {rec.steps_done}"
         rec.status, rec.reason = status, reason
         rec.wall_s = time.perf_counter() - self.t0
         self.summarize()
-        self.save_adapter()
-        emit(self.sinks, RunFinished(rec.run_id, status, rec, reason))
+        if not failure:  # a full disk: no adapter files on top of it
+            self.save_adapter()
+        emit(self.sinks, RunFinished(rec.run_id, status, rec, rec.reason))
+        if failure and not self.store_sink.final_saved:
+            rec.reason += ("; the store could not record this end either: it keeps the steps written before "
+                           "and marks the run stopped when next opened")
 
     def summarize(self) -> None:
         rec = self.record
@@ -315,6 +331,13 @@ class _Run:
         except Exception as exc:  # noqa: BLE001 - keep the run even if the disk is full
             said = str(exc) if isinstance(exc, AdapterError) else f"adapter not saved: {exc}"
             rec.reason = (rec.reason + "; " if rec.reason else "") + said
+
+
+    def remove_temporary(self) -> None:
+        """Remove the output folder train() made for the Trainer (a caller's ``output_dir`` is theirs)."""
+        if self.temporary:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self.temporary = None
 
 
 def _reset_cuda_peak(device: str) -> None:

@@ -164,10 +164,64 @@ class StudioController(BackgroundWork, RunControl):
         if self.store is None:
             return []
         try:
-            return self.store.records()
+            return self._readable_records()
         except Exception as exc:  # noqa: BLE001
             self.report("error", f"cannot read the run store: {error_text(exc)}")
             return []
+
+    def _readable_records(self) -> list:
+        """The store's readable runs; the damaged ones are named in the status line, not a Python warning."""
+        import warnings
+
+        from lorakit.store import DamagedRunsWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DamagedRunsWarning)
+            found = self.store.records()
+        if self.store.damaged:
+            names = ", ".join(f"{d.run_id} ({d.problem})" for d in self.store.damaged[:3])
+            self.report("warn", f"{len(self.store.damaged)} run(s) in {self.store.path} cannot be read and are left "
+                                f"out: {names}. `lorakit store check` / `repair` mends them.")
+        return found
+
+    def run_summaries(self) -> list:
+        """A small dict per stored run (no history), oldest first: the Compare panel's selection list."""
+        if self.store is None:
+            return []
+        try:
+            return self.store.summaries()
+        except Exception as exc:  # noqa: BLE001
+            self.report("error", f"cannot read the run store: {error_text(exc)}")
+            return []
+
+    def page_records(self, page: int, size: int) -> list:
+        """One page of stored runs (page 0: the newest), oldest first; see RunStore.page."""
+        return self._store_read(lambda: self.store.page(page, size))
+
+    def records_by_id(self, run_ids) -> list:
+        """The stored runs among ``run_ids``, oldest first."""
+        return self._store_read(lambda: self.store.load_many(run_ids))
+
+    def _store_read(self, read) -> list:
+        import warnings
+
+        from lorakit.store import DamagedRunsWarning
+
+        if self.store is None:
+            return []
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DamagedRunsWarning)
+                found = read()
+        except Exception as exc:  # noqa: BLE001
+            self.report("error", f"cannot read the run store: {error_text(exc)}")
+            return []
+        bad = self.store.last_damaged
+        if bad:
+            names = ", ".join(f"{d.run_id} ({d.problem})" for d in bad[:3])
+            self.report("warn", f"{len(bad)} run(s) in {self.store.path} cannot be read and are left out: {names}. "
+                                "`lorakit store check` / `repair` mends them.")
+        return found
 
     def delete_runs(self, run_ids) -> int:
         """Delete runs (and their adapters) from the store; the running run is refused."""

@@ -119,10 +119,23 @@ def text(record: dict, column: str) -> str:
     """A column's value as text: strings as they are, finite numbers written out; else a RowProblem."""
     value = _value(record, column)
     if isinstance(value, str):
-        return value
+        return _encodable(value, column)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return str(value)
     raise RowProblem(column, f"expected text, got {kind(value)}")
+
+
+def _encodable(value: str, column: str) -> str:
+    """``value`` if it can be written as UTF-8 (the tokenizer, the store and the report all need that);
+    a lone surrogate, as a cut emoji leaves in JSON (``"\\ud83d"``), is a RowProblem saying where."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = value[e.start]
+        raise RowProblem(column, f"text that is not valid Unicode: a lone surrogate U+{ord(bad):04X} at character "
+                                 f"{e.start + 1} of the value (half of an emoji cut in two?)",
+                         "write the whole character, or remove it") from None
+    return value
 
 
 def kind(value: Any) -> str:

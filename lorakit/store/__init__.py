@@ -10,8 +10,11 @@ Import from here; the modules are, from the file up:
 - :mod:`.runs`    — ``RunStore`` (save / load / records / delete / adapter_dir ...) and
   ``open_store``, how every ``store=`` argument becomes a RunStore;
 - :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains;
+- :mod:`.damage`  — a run that cannot be read is set aside and named (``check``, ``repair``);
+- :mod:`.paths`   — stored paths confined to the store's folders before anything is opened or deleted;
 - :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
+from .damage import Damaged, DamagedRunsWarning
 from .errors import RunNotFound, StoreError
 from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path
 from .orphans import ORPHAN_REASON
@@ -21,5 +24,5 @@ from .sink import StoreSink
 
 __all__ = [
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
-    "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON",
+    "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON", "Damaged", "DamagedRunsWarning",
 ]

@@ -24,8 +24,42 @@ def default_store_path() -> Path:
     return Path(env).expanduser() if env else Path.cwd() / DEFAULT_FILENAME
 
 
-def check_file(p: Path) -> None:
-    """Refuse a path we must not or cannot write, before SQLite touches anything."""
+def unwritable(p: Path) -> str:
+    """Why the existing store ``p`` cannot be written ("" when it can): SQLite in WAL mode writes the
+    file and creates ``-wal`` / ``-shm`` files beside it, so both the file and its folder must be writable."""
+    if not os.access(p, os.W_OK):
+        return "the file is read-only"
+    if not os.access(p.parent, os.W_OK | os.X_OK):
+        return f"its folder {p.parent} is read-only"
+    return ""
+
+
+def connect_read_only(p: Path, timeout: float) -> sqlite3.Connection:
+    """A connection that never writes and creates nothing beside the file.
+
+    Without a ``-wal`` file beside it (the store was closed cleanly), SQLite's ``immutable=1``: no locks,
+    no ``-shm``. With one (a writer is at work, or died), ``mode=ro``, which reads the writer's recent
+    transactions through the existing ``-wal`` / ``-shm``; where that cannot open (no ``-shm`` and a
+    read-only folder), ``immutable=1`` again, which reads what the main file holds."""
+    uri = p.as_uri()
+    tries = [f"{uri}?mode=ro", f"{uri}?mode=ro&immutable=1"]
+    if not Path(f"{p}-wal").exists():
+        tries = tries[1:]
+    error = None
+    for u in tries:
+        try:
+            conn = sqlite3.connect(u, uri=True, timeout=timeout, check_same_thread=False, isolation_level=None)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opening is lazy: read once
+            return conn
+        except sqlite3.Error as e:
+            error = e
+    raise StoreError(f"cannot open the run store {p} for reading: {error}") from None
+
+
+def check_file(p: Path, read_only: "bool | None" = False) -> str:
+    """Refuse a path we must not or cannot use, before SQLite touches anything. Returns why the store is
+    opened read-only ("" : it is writable): ``read_only`` True forces it, None chooses it for an existing
+    store that cannot be written, False refuses such a store."""
     if p.is_dir():
         raise StoreError(f"run store path {p} is a directory; give a file path such as {p / DEFAULT_FILENAME}")
     if p.exists():
@@ -43,8 +77,11 @@ def check_file(p: Path) -> None:
             )
         if head:  # an empty file is ours to initialise
             _check_existing(p)
-        if not os.access(p, os.W_OK):
-            raise StoreError(f"cannot write the run store {p}: the file is read-only{ELSEWHERE}")
+        why = "opened read-only" if read_only else unwritable(p)
+        if why and head and read_only is not False:
+            return why
+        if why:
+            raise StoreError(f"cannot write the run store {p}: {why}{ELSEWHERE}")
     else:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +94,7 @@ def check_file(p: Path) -> None:
             raise StoreError(f"cannot create the run store {p}: {p.parent} is not a directory{ELSEWHERE}")
     if not os.access(p.parent, os.W_OK | os.X_OK):
         raise StoreError(f"cannot write the run store {p}: the directory {p.parent} is read-only{ELSEWHERE}")
+    return ""
 
 
 def _check_existing(p: Path) -> None:
@@ -83,9 +121,12 @@ def _check_existing(p: Path) -> None:
 def _read_meta(p: Path):
     """The meta table as a dict, None for a database without tables; StoreError for one without meta."""
     try:
-        ro = sqlite3.connect(p.as_uri() + "?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as e:
-        raise StoreError(f"cannot open the run store {p}: {e}") from None
+        ro = connect_read_only(p, 10)
+    except StoreError as e:
+        if "not a database" in str(e) or "malformed" in str(e):
+            raise StoreError(f"{p} is a corrupted SQLite file ({e.__str__().rsplit(': ', 1)[-1]}); it was left "
+                             "untouched.") from None
+        raise
     try:
         tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:

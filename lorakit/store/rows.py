@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ..memory import CATEGORIES, MemoryBreakdown
 from ..record import RunRecord
+from .damage import READ_ERRORS, Damaged, json_object, what
 from .errors import StoreError
 from .orphans import owner
 from .schema import EVALS, MEMORY, RUNS, STEPS
@@ -116,7 +117,7 @@ def _join(step: Any, values: tuple, cols: tuple, extra: Optional[str]) -> dict:
     d = {"step": step}
     d.update(zip(cols, values, strict=True))
     if extra:
-        d.update(json.loads(extra))
+        d.update(json_object(extra, "its extra JSON"))
     return d
 
 
@@ -186,32 +187,65 @@ def write_memory(c: sqlite3.Connection, run_id: str, kind: str, mem: MemoryBreak
 
 # --------------------------------------------------------------------------- reading
 
-def read_runs(conn: sqlite3.Connection, where: str, params: tuple) -> list[RunRecord]:
-    """The runs matching ``where`` (over the runs table), oldest first; call inside a read transaction."""
+def read_runs(conn: sqlite3.Connection, where: str, params: tuple, damaged: Optional[list] = None,
+              store: Optional[Path] = None, history: bool = True) -> list[RunRecord]:
+    """The runs matching ``where`` (over the runs table), oldest first; call inside a read transaction.
+
+    A run any of whose stored parts cannot be read is left out and, when ``damaged`` is a list, added to
+    it as a :class:`.damage.Damaged` (``store``: the file to name); the other runs are read as usual.
+    ``history=False`` is a table's read (compare() of a whole store): each history holds only its last
+    logged step (``steps_done`` stays right) and configs are taken as stored, without validation."""
     runs = conn.execute(
         f"SELECT run_id, status, reason, created_at, config, record FROM runs {where} ORDER BY created_at, rowid",
         params,
     ).fetchall()
     sub = f"WHERE run_id IN (SELECT run_id FROM runs {where})"
-    steps = conn.execute(f"SELECT run_id, step, {', '.join(STEP_VALUES)}, extra FROM steps {sub} "
-                         "ORDER BY run_id, step", params).fetchall()
+    if history:
+        steps = conn.execute(f"SELECT run_id, step, {', '.join(STEP_VALUES)}, extra FROM steps {sub} "
+                             "ORDER BY run_id, step", params).fetchall()
+    else:  # the last step of each run, from the primary key's index
+        steps = conn.execute(f"SELECT run_id, MAX(step), {', '.join('NULL' for _ in STEP_VALUES)}, NULL FROM steps "
+                             f"{sub} GROUP BY run_id", params).fetchall()
     evals = conn.execute(f"SELECT run_id, step, {', '.join(EVAL_VALUES)}, extra FROM evals {sub} "
                          "ORDER BY run_id, idx", params).fetchall()
     mems = conn.execute(f"SELECT run_id, kind, {', '.join(MEMORY_VALUES)}, cuda, peak, peak_at, extra "
                         f"FROM memory {sub}", params).fetchall()
-    hist = _by_run(steps, STEP_VALUES)
-    evs = _by_run(evals, EVAL_VALUES)
-    mem = {(row[0], row[1]): _memory(row[2:]) for row in mems}
+    bad: dict[str, str] = {}  # run_id -> the first problem found
+    hist = _by_run(steps, STEP_VALUES, bad, "a logged step")
+    evs = _by_run(evals, EVAL_VALUES, bad, "an evaluation")
+    mem = {}
+    for row in mems:
+        try:
+            mem[(row[0], row[1])] = _memory(row[2:])
+        except READ_ERRORS as e:
+            bad.setdefault(row[0], what(f"its {row[1]} memory row", e))
     known = RunRecord.__dataclass_fields__
     out = []
     for run_id, status, reason, created_at, config, body in runs:
-        d = json.loads(body)
-        d.update(run_id=run_id, status=status, reason=reason, created_at=created_at,
-                 config=_lenient_config(json.loads(config)), history=hist.get(run_id, []),
-                 evals=evs.get(run_id, []), memory=mem.get((run_id, "measured")),
-                 planned_memory=mem.get((run_id, "planned")))
-        out.append(RunRecord(**{k: v for k, v in d.items() if k in known}))
+        try:
+            if run_id in bad:
+                continue
+            d = _part(body, "the record")
+            cfg = _part(config, "the config")
+            d.update(run_id=run_id, status=status, reason=reason, created_at=created_at,
+                     config=_lenient_config(cfg, validate=history), history=hist.get(run_id, []),
+                     evals=evs.get(run_id, []), memory=mem.get((run_id, "measured")),
+                     planned_memory=mem.get((run_id, "planned")))
+            out.append(RunRecord(**{k: v for k, v in d.items() if k in known}))
+        except ValueError as e:
+            bad.setdefault(run_id, str(e) if str(e).startswith("the ") else what("the stored run", e))
+        except READ_ERRORS as e:
+            bad.setdefault(run_id, what("the stored run", e))
+    if damaged is not None:
+        damaged.extend(Damaged(store or Path("?"), rid, problem) for rid, problem in bad.items())
     return out
+
+
+def _part(text: Any, part: str) -> dict:
+    try:
+        return json_object(text, part)
+    except READ_ERRORS as e:
+        raise ValueError(what(f"{part} JSON", e)) from None
 
 
 def _memory(values: tuple) -> MemoryBreakdown:
@@ -220,24 +254,30 @@ def _memory(values: tuple) -> MemoryBreakdown:
     cuda, peak, peak_at, extra = values[n:]
     return MemoryBreakdown(**{k: int(v) for k, v in zip(MEMORY_VALUES, values[:n], strict=True)},
                            cuda=json.loads(cuda) if cuda else None, peak=peak, peak_at=peak_at or "",
-                           **(json.loads(extra) if extra else {}))
+                           **(json_object(extra, "its extra JSON") if extra else {}))
 
 
-def _by_run(rows: list, cols: tuple) -> dict[str, list[dict]]:
-    """(run_id, step, *values, extra) rows -> {run_id: [entry dicts in row order]}."""
+def _by_run(rows: list, cols: tuple, bad: dict, part: str) -> dict[str, list[dict]]:
+    """(run_id, step, *values, extra) rows -> {run_id: [entry dicts in row order]}; unreadable rows -> ``bad``."""
     out: dict[str, list] = {}
     for row in rows:
-        out.setdefault(row[0], []).append(_join(row[1], row[2:-1], cols, row[-1]))
+        try:
+            out.setdefault(row[0], []).append(_join(row[1], row[2:-1], cols, row[-1]))
+        except READ_ERRORS as e:
+            bad.setdefault(row[0], what(f"{part} (step {row[1]})", e))
     return out
 
 
-def _lenient_config(d: dict):
-    """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost)."""
+def _lenient_config(d: dict, validate: bool = True):
+    """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost).
+    ``validate=False`` takes the stored values as they are (quick: a table of thousands of runs)."""
     from dataclasses import MISSING, fields
 
     from ..config import RunConfig
 
     try:
+        if not validate:
+            raise ValueError("not validated")
         return RunConfig.from_dict(d)
     except Exception:  # noqa: BLE001 - e.g. a model name a later lorakit no longer knows
         cfg = object.__new__(RunConfig)

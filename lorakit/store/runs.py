@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
@@ -19,9 +18,9 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 from ..memory import MemoryBreakdown
 from ..record import STATUSES, RunRecord
-from . import orphans, rows
+from . import damage, orphans, paths, rows
 from .errors import RunNotFound, StoreError
-from .files import check_file, connect, default_store_path
+from .files import check_file, connect, connect_read_only, default_store_path
 from .schema import RUN_TABLES, RUNS, init_schema, transaction
 
 _log = logging.getLogger("lorakit")
@@ -33,14 +32,28 @@ class RunStore:
     ``RunStore()`` opens ``$LORAKIT_STORE`` or ``./lorakit_runs.db`` (created when missing).
     Adapters of run ``r`` belong in ``adapter_dir(r)`` = ``<db dir>/<db stem>_adapters/<r>``.
     Safe to share between threads (one connection behind a lock). Usable as a context manager.
+
+    ``read_only``: None (default) opens an existing store that cannot be written (a shared course folder,
+    a read-only mount) for reading, and every write then raises a StoreError saying so; True opens any
+    existing store that way; False refuses a store that cannot be written. A store opened read-only
+    creates nothing beside its file (``read_only_reason`` says why it is read-only; "" when writable).
     """
 
-    def __init__(self, path: Union[str, os.PathLike, None] = None, *, timeout: float = 30.0):
+    def __init__(self, path: Union[str, os.PathLike, None] = None, *, timeout: float = 30.0,
+                 read_only: Optional[bool] = None):
         self.path = Path(path).expanduser() if path is not None else default_store_path()
         self.path = self.path.absolute()
         self._lock = threading.RLock()
         self._conn: Optional[sqlite3.Connection] = None
-        check_file(self.path)
+        self.damaged: list = []  # the runs the last full read could not read (see check())
+        self.last_damaged: list = []  # those of the last read, full or not (a page, some ids)
+        self._warned: set = set()
+        self.read_only_reason = check_file(self.path, read_only)
+        if self.read_only_reason:
+            self._conn = connect_read_only(self.path, timeout)
+            return
+        beside = [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
+        there = {b for b in beside if b.exists()}
         self._conn = connect(self.path, timeout)
         try:
             init_schema(self._conn, self.path)
@@ -48,13 +61,25 @@ class RunStore:
         except BaseException:
             self._conn.close()
             self._conn = None
+            for b in beside:  # a store we could not open keeps nothing of ours beside it
+                if b not in there:
+                    b.unlink(missing_ok=True)
             raise
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this store was opened for reading only (see ``read_only_reason``)."""
+        return bool(self.read_only_reason)
 
     # ---------------------------------------------------------------- plumbing
 
     @contextmanager
     def _writing(self, failure: str) -> Iterator[sqlite3.Connection]:
         """One write transaction under the lock; an SQLite error becomes StoreError(``failure: error``)."""
+        if self.read_only_reason:
+            raise StoreError(f"{failure}: this store is read-only: {self.path} ({self.read_only_reason}); "
+                             "pass another store to train or to change runs (RunStore(path), store=..., "
+                             "--store or $LORAKIT_STORE)")
         with self._lock:
             try:
                 with transaction(self._require()) as c:
@@ -146,35 +171,60 @@ class RunStore:
             c.execute("UPDATE runs SET status = ?, reason = ?, updated_at = ? WHERE run_id = ?",
                       (status, reason or "", time.time(), run_id))
 
-    def delete(self, run_id: str) -> None:
-        """Remove a run, its steps, evals, memory and its adapter directory."""
+    def delete(self, run_id: str) -> list[str]:
+        """Remove a run, its steps, evals, memory and its adapter directory.
+
+        A recorded adapter path is removed only when it resolves inside this store's adapter folder;
+        one outside is left alone, logged, and its note returned (empty list: nothing was refused)."""
         run_id = rows.check_run_id(run_id)
         adapter = self.adapter_dir(run_id)
         with self._writing(f"cannot delete run {run_id} from {self.path}") as c:
             row = c.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            if row is None and not adapter.exists():
+            if row is None and not (adapter.exists() or adapter.is_symlink()):
                 raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
             for table in (*RUN_TABLES, RUNS):
                 c.execute(f"DELETE FROM {table.name} WHERE run_id = ?", (run_id,))
-        doomed = [adapter]
-        if row is not None:
+        doomed, refused = [adapter], []
+        stored = _stored_adapter_path(row[0]) if row is not None else None
+        if stored:
             try:
-                stored = json.loads(row[0]).get("adapter_path")
-            except ValueError:
-                stored = None
-            # A recorded adapter path is removed only when it lies inside this store's adapter folder.
-            if stored:
-                sp = Path(stored).absolute()
-                if self.adapters_root in sp.parents and sp != adapter:
+                sp = paths.confined(self.adapters_root, stored, f"adapter path of run {run_id}")
+                if sp != adapter.resolve():
                     doomed.append(sp)
+            except StoreError as e:
+                refused.append(str(e))
+                _log.warning("run store %s: %s", self.path, e)
         for d in doomed:
-            if d.is_dir():
-                shutil.rmtree(d, ignore_errors=True)
-            elif d.exists():
-                d.unlink(missing_ok=True)
+            paths.remove(d)
+        return refused
+
+    def adapter_path_of(self, run_id: str) -> Optional[Path]:
+        """Run ``run_id``'s recorded adapter folder, resolved and confined to this store's adapter folder
+        (StoreError when it points elsewhere); None when the run recorded none."""
+        run_id = rows.check_run_id(run_id)
+        row = self._query("SELECT record FROM runs WHERE run_id = ?", (run_id,))
+        if not row:
+            raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
+        stored = _stored_adapter_path(row[0][0])
+        return paths.confined(self.adapters_root, stored, f"adapter path of run {run_id}") if stored else None
+
+    def make_room(self) -> bool:
+        """Fold the write-ahead log into the file and truncate it (``PRAGMA wal_checkpoint(TRUNCATE)``):
+        after a write failed on a full disk, the log's old page copies are the space a retry can use.
+        True when the log was emptied."""
+        if self.read_only_reason:
+            return False
+        try:
+            with self._lock:
+                busy, _, _ = self._require().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return busy == 0
+        except sqlite3.DatabaseError:
+            return False
 
     def recover_orphans(self) -> list[str]:
         """Mark runs left 'running' by a process of this host that has ended as 'stopped'; their history stays."""
+        if self.read_only_reason:
+            return []
         dead = orphans.orphans(self._query(orphans.RUNNING_SQL))
         if dead:
             with self._writing(f"cannot update the run store {self.path}") as c:
@@ -192,10 +242,11 @@ class RunStore:
             raise RunNotFound(f"no run {run_id!r} in the run store {self.path}")
         return records[0]
 
-    def records(self, status: Optional[str] = None) -> list[RunRecord]:
-        """Every stored run, oldest first; only those with ``status`` when given."""
+    def records(self, status: Optional[str] = None, history: bool = True) -> list[RunRecord]:
+        """Every stored run, oldest first; only those with ``status`` when given. ``history=False``: a
+        table's quick read, each history holding only its last step (see :func:`.rows.read_runs`)."""
         if status is None:
-            return self._load_where("", ())
+            return self._load_where("", (), history=history)
         if status not in STATUSES:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         return self._load_where("WHERE status = ?", (status,))
@@ -207,22 +258,68 @@ class RunStore:
         found = self._query(f"SELECT {', '.join(cols)} FROM runs {where} ORDER BY created_at, rowid", params)
         return [dict(zip(cols, r, strict=True)) for r in found]
 
+    def page(self, page: int = 0, size: int = 50) -> list[RunRecord]:
+        """One page of runs for a listing of thousands: page 0 holds the ``size`` newest runs, page 1 the
+        ``size`` before them...; oldest first within the page. Only these runs' histories are read."""
+        page, size = max(0, int(page)), max(1, int(size))
+        return self._load_where("WHERE run_id IN (SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC "
+                                "LIMIT ? OFFSET ?)", (size, page * size))
+
+    def load_many(self, run_ids: Iterable[str]) -> list[RunRecord]:
+        """The stored runs among ``run_ids``, oldest first (ids not in the store, or unreadable, are left out)."""
+        ids = [rows.check_run_id(r) for r in run_ids]
+        found: list[RunRecord] = []
+        for i in range(0, len(ids), 500):  # SQLite's parameter limit
+            chunk = ids[i:i + 500]
+            found += self._load_where(f"WHERE run_id IN ({', '.join('?' * len(chunk))})", tuple(chunk))
+        return sorted(found, key=lambda r: r.created_at or 0.0)
+
     def run_ids(self) -> list[str]:
         """Run ids, oldest first."""
         return [r[0] for r in self._query("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
-    def _load_where(self, where: str, params: tuple) -> list[RunRecord]:
+    def _load_where(self, where: str, params: tuple, warn: bool = True, history: bool = True) -> list[RunRecord]:
+        damaged: list = []
         with self._lock:
             conn = self._require()
             try:
                 # One read transaction, so a concurrent writer never shows a half-updated run.
                 conn.execute("BEGIN")
                 try:
-                    return rows.read_runs(conn, where, params)
+                    found = rows.read_runs(conn, where, params, damaged, self.path, history)
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"cannot read the run store {self.path}: {e}") from None
+        self.last_damaged = damaged
+        if not where:
+            self.damaged = damaged  # the whole store was read: this is its list
+        if warn and damaged:
+            damage.warn(self.path, damaged, self._warned)
+        return found
+
+    # ---------------------------------------------------------------- damaged runs
+
+    def check(self) -> list:
+        """The runs that cannot be read (``Damaged``: store file, run id, what is wrong); [] when all can."""
+        self._load_where("", (), warn=False)
+        return list(self.damaged)
+
+    def repair(self, drop: bool = False) -> list[str]:
+        """Make damaged runs readable again from what the store still knows (see :func:`.damage.rebuild`),
+        or with ``drop=True`` remove them (and their adapters). Returns one line per run saying what was done."""
+        notes = []
+        for d in self.check():
+            if drop:
+                self.delete(d.run_id)
+                notes.append(f"run {d.run_id}: dropped ({d.problem})")
+                continue
+            with self._writing(f"cannot repair run {d.run_id} in {self.path}") as c:
+                done = damage.rebuild(c, d.run_id)
+            notes.append(f"run {d.run_id}: " + ("; ".join(done) or "nothing to rebuild"))
+        left = {d.run_id for d in self.check()}
+        notes += [f"run {rid}: still unreadable; drop it with repair(drop=True)" for rid in sorted(left)]
+        return notes
 
     # ---------------------------------------------------------------- paths, size, lifetime
 
@@ -274,6 +371,15 @@ class RunStore:
     def __repr__(self) -> str:
         state = "closed" if self._conn is None else f"{len(self)} run(s)"
         return f"RunStore({str(self.path)!r}, {state})"
+
+
+def _stored_adapter_path(body: Any) -> Optional[str]:
+    """The ``adapter_path`` of a stored record body (None when absent or the body is unreadable)."""
+    try:
+        stored = json.loads(body).get("adapter_path")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return stored if isinstance(stored, str) and stored else None
 
 
 def open_store(store: Any = None, *, required: bool = False) -> tuple[Optional[RunStore], bool]:

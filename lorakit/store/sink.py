@@ -5,9 +5,10 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..record import STATUSES, RunRecord
+from .errors import StoreError
 from .runs import RunStore
 
 _log = logging.getLogger("lorakit")
@@ -22,10 +23,16 @@ class StoreSink:
     ``errors``, and training goes on.
     """
 
-    def __init__(self, store: RunStore, flush_every: int = 5):
+    def __init__(self, store: RunStore, flush_every: int = 5, on_failure: Optional[Callable[[str], None]] = None):
+        if store.read_only:  # before a run starts, not at its first write
+            raise StoreError(f"this store is read-only: {store.path} ({store.read_only_reason}); pass another "
+                             "store to train (store=..., --store or $LORAKIT_STORE)")
         self.store = store
         self.flush_every = max(1, int(flush_every))
         self.errors: list[BaseException] = []
+        self.failure = ""  # the first write that failed (a full disk, an I/O error), in words; "" while all is well
+        self.final_saved = False  # whether the run's final record reached the store
+        self.on_failure = on_failure  # train() passes one that ends the run after the current step
         self._buffer: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
@@ -46,6 +53,13 @@ class StoreSink:
                 self.store.set_memory(event.run_id, measured=event.measured, planned=event.planned)
             elif isinstance(event, ev.RunFinished):
                 self._finished(event)
+        except StoreError as e:  # a full disk, an I/O error: one line, the run ends with this reason
+            self.errors.append(e)
+            if not self.failure:
+                self.failure = f"the run store could not be written ({e})"
+                _log.error("%s", self.failure)
+                if self.on_failure is not None:
+                    self.on_failure(self.failure)
         except Exception as e:  # noqa: BLE001 - a sink must not kill training
             self.errors.append(e)
             _log.exception("run store sink failed on %s", type(event).__name__)
@@ -64,6 +78,10 @@ class StoreSink:
         self.store.save(record)
 
     def _step(self, event) -> None:
+        if self.failure:  # the store refused a write: the final save writes the whole history at once
+            with self._lock:
+                self._buffer.setdefault(event.run_id, [])
+            return
         step = {"step": event.step, "loss": event.loss, "learning_rate": event.learning_rate,
                 "tokens_per_s": event.tokens_per_s, "elapsed_s": event.elapsed_s, "grad_norm": event.grad_norm}
         with self._lock:
@@ -80,7 +98,13 @@ class StoreSink:
                 self._buffer.pop(event.run_id, None)  # the record's history supersedes the buffer
             if record.status != event.status and event.status in STATUSES:
                 record = dataclasses.replace(record, status=event.status, reason=record.reason or event.reason)
-            self.store.save(record)
+            try:
+                self.store.save(record)
+            except StoreError:
+                if not self.store.make_room():  # a full WAL holds old copies of pages: fold it in and retry
+                    raise
+                self.store.save(record)
+            self.final_saved = True
         else:
             self.flush(event.run_id)
             self.store.set_status(event.run_id, event.status, event.reason)

@@ -20,17 +20,26 @@ TABLE_COLUMNS = ("label", "status", "family", "task", "method", "variant", "quan
                  "wall_s", "run_id")
 
 
+PAGE_SIZE = 50  # runs in the table at once: a semester's store holds thousands
+
+
 class ComparePanel(Panel):
     """The run store as a table (it survives kernel restarts), with row selection, delete and export;
-    loss overlay, memory bars and memory vs task metric for the selection; generations before/after."""
+    loss overlay, memory bars and memory vs task metric for the selection; generations before/after.
+
+    The table shows one page of runs (the newest first, ``PAGE_SIZE`` at a time, Newer/Older to move);
+    only the page's runs and the selected ones are read with their histories, so a store of thousands
+    of runs opens as quickly as one of ten. The charts draw the selected runs (the page's, when none is)."""
 
     title = "Compare runs"
     subtitle = "every run in the store"
 
     def __init__(self, controller=None, **kwargs):
         super().__init__(controller, **kwargs)
-        self.records: list = []
+        self.records: list = []  # the page's runs, oldest first, and any selected run read since
         self.frame = None
+        self.page, self.page_size, self.total = 0, PAGE_SIZE, 0
+        self.page_label = W.HTML("")
         self.table = W.HTML("", layout=W.Layout(overflow="auto", max_height="320px"))
         self.select = W.SelectMultiple(options=[], rows=6, description="selected",
                                        layout=W.Layout(width="420px"))
@@ -46,12 +55,15 @@ class ComparePanel(Panel):
             self.button("Export CSV", lambda: self.export("csv"), width="150px"),
             self.button("Export HTML report", lambda: self.export("html"), width="150px"),
         ])
+        pager = W.HBox([self.button("◀ Newer", self.previous_page, width="90px"),
+                        self.button("Older ▶", self.next_page, width="90px"), self.page_label])
         self.loss_chart = _figure("Loss (selected runs)")
         self.memory_chart = _figure("Memory (selected runs)")
         self.pareto_chart = _figure("Memory vs task metric")
         self.samples = W.HTML("", layout=W.Layout(overflow="auto", max_height="360px"))
         self.controller.on("runs", self._guard(self.refresh))
         self._set_children([
+            pager,
             self.table,
             W.HBox([self.select, buttons, W.VBox([self.path, self.message])], layout=W.Layout(margin="6px 0")),
             W.HBox([self.loss_chart, self.memory_chart]),
@@ -69,8 +81,11 @@ class ComparePanel(Panel):
 
     # --- data -----------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read the store: table, selection list and charts."""
-        self.records = self.controller.records()
+        """Re-read the store: the table's page, the selection list (every run, no histories) and charts."""
+        summaries = self.controller.run_summaries()
+        self.total = len(summaries)
+        self.page = min(self.page, max(0, (self.total - 1) // self.page_size))
+        self.records = self.controller.page_records(self.page, self.page_size)
         self.frame = lorakit.compare(self.records)
         if len(self.frame):
             self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px">'
@@ -78,8 +93,13 @@ class ComparePanel(Panel):
         else:
             self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px;color:#777">No runs in '
                                 'the store yet: finished, stopped and failed runs all appear here.</div>')
-        options = [(_option(r), r.run_id) for r in reversed(self.records)]
-        keep = tuple(v for v in self.select.value if v in {r.run_id for r in self.records})
+        first = self.page * self.page_size
+        self.page_label.value = (f'<span style="font-size:12px;color:#555">runs {first + 1:,}–'
+                                 f'{first + len(self.records):,} of {self.total:,} (newest first)</span>'
+                                 if self.total else "")
+        options = [(_option_of(d), d["run_id"]) for d in reversed(summaries)]
+        present = {d["run_id"] for d in summaries}
+        keep = tuple(v for v in self.select.value if v in present)
         self._syncing = True
         try:
             self.select.options = options
@@ -88,10 +108,31 @@ class ComparePanel(Panel):
             self._syncing = False
         self.draw_charts()
 
+    def next_page(self) -> None:
+        """The table's next page (older runs)."""
+        if (self.page + 1) * self.page_size < self.total:
+            self.page += 1
+            self.refresh()
+
+    def previous_page(self) -> None:
+        """The table's previous page (newer runs)."""
+        if self.page > 0:
+            self.page -= 1
+            self.refresh()
+
     def selected_records(self) -> list:
-        """The selected runs, oldest first; all runs when nothing is selected."""
+        """The selected runs, oldest first (read from the store when not on this page); the page's runs
+        when nothing is selected."""
         chosen = set(self.select.value)
-        return [r for r in self.records if r.run_id in chosen] if chosen else list(self.records)
+        if not chosen:
+            return list(self.records)
+        known = {r.run_id: r for r in self.records}
+        missing = [rid for rid in chosen if rid not in known]
+        if missing:
+            for r in self.controller.records_by_id(missing):
+                known[r.run_id] = r
+                self.records.append(r)
+        return sorted((known[rid] for rid in chosen if rid in known), key=lambda r: r.created_at or 0.0)
 
     def draw_charts(self) -> None:
         recs = self.selected_records()
@@ -159,4 +200,9 @@ def _replace(fw: go.FigureWidget, fig: go.Figure) -> None:
 def _option(r) -> str:
     label = getattr(r.config, "label", "") or r.run_id
     return f"{label} · {r.status} · {r.run_id}"
+
+
+def _option_of(summary: dict) -> str:
+    """A selection-list entry from a store summary (no history read): label · status · run id."""
+    return f"{summary.get('label') or summary['run_id']} · {summary['status']} · {summary['run_id']}"
 

@@ -68,22 +68,28 @@ def test_read_only_file(tmp_path):
     path.chmod(0o444)
     try:
         with pytest.raises(StoreError, match="read-only") as e:
-            RunStore(path)
+            RunStore(path, read_only=False)
         assert str(path) in str(e.value)
+        with RunStore(path) as ro:  # the default opens it for reading
+            assert ro.read_only and ro.records() == []
     finally:
         path.chmod(0o644)
 
 
 def test_read_only_check_names_the_path(tmp_path, monkeypatch):
-    """The permission check itself (root passes the real one): a file we may not write is refused."""
+    """The permission check itself (root passes the real one): a file we may not write is refused where a
+    writable store is required, opened for reading otherwise, and a write then names the path."""
     path = tmp_path / "runs.db"
     RunStore(path).close()
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == path and mode & os.W_OK
                         else real_access(p, mode))
     with pytest.raises(StoreError, match="read-only") as e:
-        RunStore(path)
+        RunStore(path, read_only=False)
     assert str(path) in str(e.value)
+    with RunStore(path) as ro, pytest.raises(StoreError, match="this store is read-only") as e:
+        ro.set_status("x", "stopped")
+    assert str(path) in str(e.value) and "pass another store" in str(e.value)
 
 
 def test_garbage_file_is_refused_and_left_byte_identical(tmp_path):
