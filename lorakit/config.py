@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Union
 
-from . import families, targets
+from . import dataset_object, families, targets
 from .errors import ConfigError
 from .registry import REGISTRY
 
@@ -61,7 +61,7 @@ class RunConfig:
     optimizer: str = "adamw"
     """'adamw' (torch's fused AdamW, state in the weights' dtype), 'adamw_8bit' or 'paged_adamw_8bit' (uint8 state)."""
     dataset: str = "extract-json"
-    """Built-in task name (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file, or a hub dataset."""
+    """Built-in task name, a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, a datasets.Dataset or a hub id."""
     data_encoding: str = "utf-8"
     """Text encoding of a .jsonl/.json/.csv dataset file, e.g. 'utf-8' (default), 'cp1252', 'latin-1'."""
     on_bad_rows: str = "error"
@@ -99,6 +99,8 @@ class RunConfig:
         tm = self.target_modules
         if isinstance(tm, (list, tuple)):
             object.__setattr__(self, "target_modules", tuple(str(t) for t in tm))
+        if dataset_object.is_hf_dataset(self.dataset):  # a stored config holds a path: saved once, by fingerprint
+            object.__setattr__(self, "dataset", dataset_object.persist(self.dataset))
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
@@ -109,7 +111,8 @@ class RunConfig:
         if not isinstance(self.model, str) or not self.model.strip():
             p["model"] = "model must be a built-in name, a hub id or a local directory"
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
+            p["dataset"] = ("dataset must be a built-in task name, a file path, a save_to_disk folder, a "
+                            "datasets.Dataset or a hub dataset")
         if tm_problem := targets.problem(self.target_modules, self.model, self.method):
             p["target_modules"] = tm_problem
         if problem := task_problem(self.task, self.model):

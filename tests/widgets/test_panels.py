@@ -3,6 +3,7 @@ the memory chart's labels, the comparison's memory-vs-metric chart, a missing mo
 panel on its own."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -335,3 +336,14 @@ def test_each_panel_alone_builds_and_renders_its_main_widget(name, tmp_path, mon
     assert widget.model_id in state  # the main widget is part of what the panel renders
     assert check(panel, state[widget.model_id]["state"]), state[widget.model_id]["state"]
     assert not panel.controller.errors, panel.controller.errors
+
+
+def test_data_preview_says_which_format_it_detected(tiny, tmp_path):
+    from lorakit.widgets import DataPanel
+
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text("\n".join(json.dumps({"instruction": f"Add {i} and 1.", "input": "", "output": str(i + 1)})
+                              for i in range(6)) + "\n")
+    data = DataPanel(_controller(tiny, train_examples=4, eval_examples=1))
+    data.path.value = str(path)
+    assert "format: Alpaca ('instruction' and 'output' columns" in _preview(data)
