@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--eval-examples", type=int, default=demo["eval_examples"],
                    help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
+    from .cli_store import add_store_parser  # lorakit store merge / export
+
+    add_store_parser(sub)
     return p
 
 
@@ -365,6 +368,16 @@ def _print_table(table) -> None:
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
+
+
+def cmd_store(ns) -> int:
+    """lorakit store merge / export (lorakit.cli_store)."""
+    from .cli_store import cmd_store as _cmd_store
+
+    return _cmd_store(ns)
+
+
+COMMANDS["store"] = cmd_store
 
 
 def main(argv: Optional[list] = None) -> int:

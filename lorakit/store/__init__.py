@@ -10,10 +10,13 @@ Import from here; the modules are, from the file up:
 - :mod:`.runs`    — ``RunStore`` (save / load / records / delete / adapter_dir ...) and
   ``open_store``, how every ``store=`` argument becomes a RunStore;
 - :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains;
+- :mod:`.merge`   — runs that move: ``merge`` another store (or an exported archive) into this one,
+  ``export_runs`` packs chosen runs into a new store file or one archive;
 - :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
 from .errors import RunNotFound, StoreError
 from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path
+from .merge import MergeResult, export_runs, merge
 from .orphans import ORPHAN_REASON
 from .runs import RunStore, open_store
 from .schema import APPLICATION, SCHEMA_VERSION
@@ -21,5 +24,5 @@ from .sink import StoreSink
 
 __all__ = [
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
-    "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON",
+    "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON", "merge", "export_runs", "MergeResult",
 ]
