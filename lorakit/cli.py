@@ -86,7 +86,7 @@ def _add_config_flags(p: argparse.ArgumentParser, multi: bool = False) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         help_ = docs.get(f.name, "") + f" (default: {default!r})"
-        if f.name == "target_modules":
+        if f.name in ("target_modules", "report_to"):
             p.add_argument(flag, nargs="+", action="append" if multi else "store", default=None, help=help_)
         elif isinstance(default, bool):
             if multi:
