@@ -20,7 +20,7 @@ from .base import TrackerSink
 
 EXPERIMENT = "lorakit"
 _STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
-_BATCH = 20  # steps kept before one log_batch call (MLflow takes up to 1000 metrics a call)
+_PENDING = 80  # step metrics kept (about 20 steps) before one log_batch call (MLflow takes up to 1000 a call)
 
 
 def tracking_uri(cfg) -> str:
@@ -79,7 +79,7 @@ class MlflowSink(TrackerSink):
 
         now = int(time.time() * 1000)
         handle.pending += [Metric(k, v, now, step) for k, v in values.items()]
-        if len(handle.pending) >= _BATCH * 4 or not any(k.startswith("train/") for k in values):
+        if len(handle.pending) >= _PENDING or not any(k.startswith("train/") for k in values):  # evals, memory: now
             self._flush(handle)
 
     def _flush(self, handle: _Run) -> None:
