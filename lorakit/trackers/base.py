@@ -26,9 +26,14 @@ class TrackerSink:
 
         try:
             if isinstance(event, ev.RunStarted):
-                if self.name in getattr(event.config, "report_to", ()):
+                cfg = event.config
+                if isinstance(cfg, dict):  # as StoreSink: an event may carry the config as its dict
+                    from ..config import RunConfig
+
+                    cfg = RunConfig.from_dict(cfg)
+                if self.name in cfg.report_to:
                     with self._lock:
-                        self.runs[event.run_id] = self.open(event.run_id, event.config)
+                        self.runs[event.run_id] = self.open(event.run_id, cfg)
                         self.last_step[event.run_id] = 0
                 return
             handle = self.runs.get(event.run_id)
