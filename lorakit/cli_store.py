@@ -12,8 +12,8 @@ def add_store_parser(sub) -> None:
     """The ``store`` subcommand and its own subcommands, on ``lorakit``'s subparsers ``sub``."""
     st = sub.add_parser("store", help="move runs between stores: merge another store, export runs to one file")
     ops = st.add_subparsers(dest="store_command", required=True)
-    m = ops.add_parser("merge", help="bring another store's runs (and their adapters and checkpoints) into this "
-                                     "one; runs already here are left as they are")
+    m = ops.add_parser("merge", help="bring another store's runs (and their run folders: the adapters) into "
+                                     "this one; runs already here are left as they are")
     m.add_argument("other", help=f"a run store file (.db) or an archive lorakit store export wrote "
                                  f"({', '.join(ARCHIVE_SUFFIXES)})")
     m.add_argument("--run", nargs="+", metavar="RUN_ID", default=None, help="only these runs (default: all)")

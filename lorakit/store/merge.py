@@ -1,5 +1,5 @@
 """Runs that move between stores: ``merge`` brings another store's runs (their rows, and their run
-folders: the adapter, and the checkpoints kept there) into this one; ``export_runs`` packs chosen runs
+folders: the adapter, and whatever else a run keeps there) into this one; ``export_runs`` packs chosen runs
 into a new store file, or into one archive file that holds a store and its run folders.
 
 A run is its id: one the target already has is left as it is (never duplicated, never overwritten).
