@@ -91,7 +91,7 @@ def _add_config_flags(p: argparse.ArgumentParser, multi: bool = False) -> None:
                 "smollm2-135m; a classifier such as minilm-l6 gets its own)"
         else:
             help_ = docs.get(f.name, "") + f" (default: {default!r})"
-        if f.name == "target_modules":
+        if f.name in ("target_modules", "report_to"):
             p.add_argument(flag, nargs="+", action="append" if multi else "store", default=None, help=help_)
         elif isinstance(default, bool):
             if multi:
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="write a self-contained HTML report with charts")
     c.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (and their adapters)")
 
-    from .cli_store import add_parser as add_store_parser
+    from .cli_store import add_parser as add_store_parser  # lorakit store check / repair / merge / export
 
     add_store_parser(sub)
 
@@ -383,13 +383,16 @@ def _print_table(table) -> None:
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
-COMMANDS["store"] = lambda ns: _cmd_store(ns)
 
 
-def _cmd_store(ns) -> int:
-    from .cli_store import cmd_store
+def cmd_store(ns) -> int:
+    """lorakit store check / repair / merge / export (lorakit.cli_store)."""
+    from .cli_store import cmd_store as _cmd_store
 
-    return cmd_store(ns)
+    return _cmd_store(ns)
+
+
+COMMANDS["store"] = cmd_store
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -1,22 +1,58 @@
-"""``lorakit store check`` / ``lorakit store repair [--drop]``: the damaged runs of a store, named and mended."""
+"""``lorakit store``: the run store itself, apart from ``cli.py``'s training commands.
+
+- ``check`` / ``repair [--drop]``: the runs a store cannot read, named, and mended or dropped;
+- ``merge OTHER``: another store's (or an exported archive's) runs and run folders into this one;
+- ``export RUN... --to FILE``: chosen runs packed into one file to carry to another machine.
+"""
 from __future__ import annotations
 
+import argparse
 import sys
 
 
 def add_parser(sub) -> None:
-    s = sub.add_parser("store", help="check the run store for runs that cannot be read, and repair or drop them")
-    s.add_argument("action", choices=("check", "repair"),
-                   help="check: list unreadable runs (exit 1 when there are some); repair: rebuild them from what "
-                        "the store still knows")
-    s.add_argument("--drop", action="store_true", help="with repair: remove the unreadable runs instead")
+    """The ``store`` subcommand and its own subcommands, on ``lorakit``'s subparsers ``sub``."""
+    from .store.merge import ARCHIVE_SUFFIXES
+
+    st = sub.add_parser("store", help="check and repair the run store; merge another store; export runs to one file")
+    ops = st.add_subparsers(dest="store_command", required=True)
+    ops.add_parser("check", help="list the runs that cannot be read (exit 1 when there are some)")
+    r = ops.add_parser("repair", help="rebuild unreadable runs from what the store still knows")
+    r.add_argument("--drop", action="store_true", help="remove the unreadable runs instead")
+    m = ops.add_parser("merge", help="bring another store's runs (and their run folders: the adapters) into "
+                                     "this one; runs already here are left as they are")
+    m.add_argument("other", help=f"a run store file (.db) or an archive lorakit store export wrote "
+                                 f"({', '.join(ARCHIVE_SUFFIXES)})")
+    m.add_argument("--run", nargs="+", metavar="RUN_ID", default=None, help="only these runs (default: all)")
+    e = ops.add_parser("export", help="pack runs into one file to carry to another machine",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="FILE ending .tar.gz/.tgz/.tar: one archive with the runs and their folders; "
+                                   "ending .db: a new store file (its run folders beside it, <stem>_adapters/).")
+    e.add_argument("runs", nargs="+", metavar="RUN_ID", help="the runs to export (lorakit compare lists them)")
+    e.add_argument("--to", required=True, metavar="FILE", help="the new file (refused if it exists)")
+
+
+add_store_parser = add_parser
 
 
 def cmd_store(ns) -> int:
+    if ns.store_command in ("check", "repair"):
+        return _check_or_repair(ns)
+    from .store.merge import export_runs, merge
+
+    if ns.store_command == "merge":
+        print(merge(ns.other, ns.store, ns.run))
+        return 0
+    path = export_runs(ns.runs, ns.to, ns.store)
+    print(f"exported {len(ns.runs)} run(s) to {path}")
+    return 0
+
+
+def _check_or_repair(ns) -> int:
     from .store import RunStore
 
-    with RunStore(ns.store, read_only=ns.action == "check") as store:
-        if ns.action == "check":
+    with RunStore(ns.store, read_only=ns.store_command == "check") as store:
+        if ns.store_command == "check":
             damaged = store.check()
             for d in damaged:
                 print(f"damaged: {d}")

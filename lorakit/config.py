@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional, Union
 
-from . import families, recommend, targets
+from . import dataset_object, families, recommend, targets
 from .errors import ConfigError
 from .registry import REGISTRY
 
@@ -61,7 +61,8 @@ class RunConfig:
     optimizer: str = "adamw"
     """'adamw' (torch's fused AdamW, state in the weights' dtype), 'adamw_8bit' or 'paged_adamw_8bit' (uint8 state)."""
     dataset: str = ""
-    """Built-in task (``lorakit.list_tasks()``), a local .jsonl/.csv/.parquet file or a hub dataset; '': recommended."""
+    """Built-in task, a .jsonl/.json/.csv/.parquet file, a save_to_disk folder, a datasets.Dataset or a hub id;
+    '' (default): the task recommended for the model."""
     data_encoding: str = "utf-8"
     """Text encoding of a .jsonl/.json/.csv dataset file, e.g. 'utf-8' (default), 'cp1252', 'latin-1'."""
     on_bad_rows: str = "error"
@@ -94,11 +95,23 @@ class RunConfig:
     """Seed for data generation, adapter init and data order: same seed, same loss curve."""
     name: str = ""
     """Optional label shown in tables and charts."""
+    report_to: tuple = ()
+    """Experiment trackers that also receive the run: 'mlflow', 'tensorboard' (pip install 'lorakit[track]')."""
+    mlflow_uri: str = ""
+    """MLflow tracking URI for report_to='mlflow'; '': $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."""
+    tensorboard_dir: str = ""
+    """Folder for report_to='tensorboard' event files, one subfolder per run; '': ./tensorboard."""
 
     def __post_init__(self) -> None:
         tm = self.target_modules
         if isinstance(tm, (list, tuple)):
             object.__setattr__(self, "target_modules", tuple(str(t) for t in tm))
+        if isinstance(self.report_to, (list, tuple)):
+            object.__setattr__(self, "report_to", tuple(self.report_to))
+        elif isinstance(self.report_to, str):  # report_to="mlflow": one tracker; "": none
+            object.__setattr__(self, "report_to", (self.report_to,) if self.report_to else ())
+        if dataset_object.is_hf_dataset(self.dataset):  # a stored config holds a path: saved once, by fingerprint
+            object.__setattr__(self, "dataset", dataset_object.persist(self.dataset))
         self._fill_recommended()
         problems = self.problems()
         if problems:
@@ -126,7 +139,8 @@ class RunConfig:
         if not isinstance(self.model, str) or not self.model.strip():
             p["model"] = "model must be a built-in name, a hub id or a local directory"
         if not isinstance(self.dataset, str) or not self.dataset.strip():
-            p["dataset"] = "dataset must be a built-in task name, a file path or a hub dataset"
+            p["dataset"] = ("dataset must be a built-in task name, a file path, a save_to_disk folder, a "
+                            "datasets.Dataset or a hub dataset")
         if tm_problem := targets.problem(self.target_modules, self.model, self.method):
             p["target_modules"] = tm_problem
         if problem := task_problem(self.task, self.model):
@@ -137,6 +151,7 @@ class RunConfig:
             p["on_bad_rows"] = problem
         for name, problem in variant_problems(self).items():
             p.setdefault(name, problem)
+        p.update(report_problems(self.report_to, self.mlflow_uri, self.tensorboard_dir))
         if not _is_text_encoding(self.data_encoding):
             p["data_encoding"] = ("data_encoding must be a text encoding such as 'utf-8', 'cp1252' or "
                                   f"'latin-1'; got {self.data_encoding!r}")
@@ -271,6 +286,23 @@ def variant_problems(cfg: RunConfig) -> dict[str, str]:
                          "when DoRA dequantizes the weight); use quant='nf4' or 'fp4' (QDoRA) or 'none'")
     if cfg.loftq_iter != 1 and cfg.init != "loftq" and isinstance(cfg.loftq_iter, int):
         p["loftq_iter"] = f"loftq_iter applies only with init='loftq' (got init={cfg.init!r}); leave it at 1"
+    return p
+
+
+TRACKERS = ("mlflow", "tensorboard")
+
+
+def report_problems(report_to, mlflow_uri, tensorboard_dir) -> dict[str, str]:
+    """The tracker fields' problems, each naming its field; whether a tracker's library is installed is
+    checked when a run starts (a stored run stays readable where it is not)."""
+    p = {}
+    unknown = [t for t in report_to if t not in TRACKERS] if isinstance(report_to, tuple) else [report_to]
+    if unknown:
+        p["report_to"] = (f"report_to must be a list of {', '.join(map(repr, TRACKERS))} (or empty); got "
+                          f"{', '.join(map(repr, unknown))}")
+    for name, value in (("mlflow_uri", mlflow_uri), ("tensorboard_dir", tensorboard_dir)):
+        if not isinstance(value, str):
+            p[name] = f"{name} must be text ('' for the default), got {value!r}"
     return p
 
 

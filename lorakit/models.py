@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 from . import families, heads
 from .errors import ConfigError
+from .home import cache_home  # noqa: F401 - kept public here (models.cache_home); lives in a leaf module
 from .imports import warm
 from .logging_setup import progress_bars_off
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
@@ -61,15 +62,6 @@ def building():
 class ModelUnavailable(RuntimeError):
     """A model cannot be loaded here; the message says why and what to do."""
 
-
-def cache_home() -> Path:
-    """``$LORAKIT_HOME``, else the user cache directory."""
-    env = os.environ.get("LORAKIT_HOME")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("lorakit"))
 
 
 def builtin_config(name: str):

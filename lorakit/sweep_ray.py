@@ -142,7 +142,7 @@ def run_trial(index: int, config, relay, keep_adapter: bool) -> int:
             raise
 
     with tempfile.TemporaryDirectory(prefix="lorakit-trial-") as out:
-        train(config, sinks=[forward], store=False, stop=stop, output_dir=out)
+        train(config, sinks=[forward], store=False, stop=stop, output_dir=out, report=False)  # the driver reports
     return count[0]  # the driver waits for this many events (the last puts may still be on their way)
 
 
@@ -217,13 +217,15 @@ def run(configs: list, store, sinks, stop: Optional[threading.Event] = None, add
     started are left out.
     """
     from .store import StoreSink
+    from .trackers import tracker_sinks
 
+    trackers = tracker_sinks(configs)  # report_to's trackers are the driver's, so a cluster's trials meet there
     ray = require_ray()
     connect(ray, address)
     task = ray.remote(run_trial).options(**trial_options(ray, resources))
     relay = ray.remote(num_cpus=0)(Relay).remote()
     driver = _Driver(ray, relay, [Trial(c) for c in configs], ([StoreSink(store)] if store is not None else [])
-                     + list(sinks), store)
+                     + list(sinks) + trackers, store)
     driver.pending = {task.remote(i, c, relay, store is not None): i for i, c in enumerate(configs)}
     try:
         driver.wait(stop)

@@ -112,6 +112,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("time_to_first_loss_s", "float64", _num("time_to_first_loss_s")),
     ("adapter_bytes", "Int64", lambda r: r.adapter_bytes),
     ("device", "object", lambda r: r.device),
+    ("node", "object", lambda r: r.node or None),  # the Ray node that trained it (None: this process)
     ("created_at", "datetime", lambda r: r.created_at or None),
 )
 COLUMNS = tuple(name for name, _, _ in SPEC)

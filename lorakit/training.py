@@ -37,12 +37,13 @@ N_SAMPLES = 3  # prompts shown before/after training (the first eval examples, f
 
 
 def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: Optional[threading.Event] = None,
-          device: Optional[str] = None, output_dir: Optional[str] = None) -> RunRecord:
+          device: Optional[str] = None, output_dir: Optional[str] = None, report: bool = True) -> RunRecord:
     """Run one fine-tuning job and return its RunRecord (never raises for a failed run).
 
     store: a RunStore, a path, None for the default store (``lorakit_runs.db`` in the working
     directory or ``$LORAKIT_STORE``), or False to keep nothing on disk.
     stop: a threading.Event; setting it ends the run after the current step (status 'stopped').
+    report: send the run to ``config.report_to``'s trackers (a Ray trial's worker does not: its driver does).
     """
     from .logging_setup import quiet_libraries
     from .models import default_device
@@ -52,6 +53,10 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     quiet_libraries()
     store, opened_here = open_store(store)
     sinks = list(sinks)
+    if report and config.report_to:
+        from .trackers import tracker_sinks
+
+        sinks += tracker_sinks([config])  # a ConfigError naming report_to when a library is missing
     stop = stop or threading.Event()
     store_sink = None
     if store is not None:  # a write the store refuses (a full disk) ends the run after the current step

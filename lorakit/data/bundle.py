@@ -62,6 +62,7 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
     train_lengths = [len(x) for x in train["input_ids"]]
     stats = {
         "source": source,
+        "format": found.format_label,  # the user data's format as detected from its columns ("" for a task)
         "n_train": len(train),
         "n_eval": len(eval_set),
         "truncated_train": train_truncated,
@@ -115,7 +116,8 @@ def _build_labelled(cfg, tokenizer, found: Source, kind: str = "classification")
         notes.append(f"{train_truncated} train and {eval_truncated} eval texts were longer than seq_len={cfg.seq_len} "
                      "and were truncated (their label stays)")
     lengths = [len(x) for x in train["input_ids"]]
-    stats = {"source": source, "n_train": len(train), "n_eval": len(eval_set), "truncated_train": train_truncated,
+    stats = {"source": source, "format": found.format_label,
+             "n_train": len(train), "n_eval": len(eval_set), "truncated_train": train_truncated,
              "truncated_eval": eval_truncated, "dropped_train": 0, "dropped_eval": 0, "train_tokens": sum(lengths),
              "loss_tokens": len(train) if kind == "classification" else sum(map(len, train["labels"])),
              "max_len": max(lengths), "mean_len": sum(lengths) / len(lengths), "seq_len": cfg.seq_len,

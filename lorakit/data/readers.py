@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rows import EXPECTED_COLUMNS, DataError, RowProblem, kind
+from .rows import EXPECTED_COLUMNS, FORMAT_COLUMNS, DataError, RowProblem, kind
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _JSONL_FIX = 'each line must be one JSON object, e.g. {"prompt": "...", "completion": "..."}'
@@ -177,11 +177,11 @@ def _parquet(path: Path, src: str) -> Table:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"dataset: {src} could not be read as Parquet ({first})") from None
     columns = list(table.column_names)
-    used = [c for c in ("prompt", "completion", "messages", "text", "label") if c in columns]
+    used = [c for c in FORMAT_COLUMNS if c in columns]
     records = [(f"row {n}", r) for n, r in enumerate(table.select(used).to_pylist(), 1)]
     return Table(columns, records)
 
 
 def from_dataset(ds) -> Table:
-    """A ``datasets.Dataset`` (a hub dataset) as a Table."""
+    """A ``datasets.Dataset`` (a hub dataset, a ``save_to_disk`` folder) as a Table."""
     return Table(list(ds.column_names), [(f"row {n}", r) for n, r in enumerate(ds, 1)])

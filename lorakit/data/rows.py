@@ -4,7 +4,9 @@ passes to become one, and the errors for data that cannot be used.
 A row is ``{prompt, answer, messages}``: ``messages`` are the turns before the answer (chat
 format), ``prompt`` the last user turn (shown in previews and sample tables), ``answer`` the text
 the loss is on. A user's record has ``prompt`` and ``completion`` columns, or a ``messages``
-column (a list of ``{role, content}`` turns whose last assistant turn is the answer); for
+column (a list of ``{role, content}`` turns whose last assistant turn is the answer), or Alpaca's
+``instruction`` / ``input`` / ``output``, or ShareGPT's ``conversations`` of ``{from, value}`` turns
+(``FORMATS``; ``record_format`` detects which from the columns); for
 classification, a ``text`` (or ``prompt``) column and a ``label`` column (the answer is the label,
 and the row says ``kind: 'classification'``).
 """
@@ -15,9 +17,25 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-EXPECTED_COLUMNS = ("'prompt' and 'completion' columns, or a 'messages' column (chat format), or 'text' and "
-                    "'label' columns (classification)")
+# The formats a user's records may have, detected from the columns (``record_format``): name -> what it needs.
+FORMATS = {
+    "pairs": "prompt/completion ('prompt' and 'completion' columns)",
+    "messages": "OpenAI/HF messages (a 'messages' column of {role, content} turns)",
+    "alpaca": "Alpaca ('instruction' and 'output' columns, 'input' optional)",
+    "sharegpt": "ShareGPT (a 'conversations' column of {from, value} turns)",
+    "labels": "classification ('text' or 'prompt', and 'label' columns)",
+}
+EXPECTED_COLUMNS = ("'prompt' and 'completion' columns, or a 'messages' column (chat format), or 'instruction' and "
+                    "'output' columns (Alpaca), or a 'conversations' column (ShareGPT), or 'text' and 'label' "
+                    "columns (classification)")
+# Every column some format reads (a Parquet reader loads only these).
+FORMAT_COLUMNS = ("prompt", "completion", "messages", "instruction", "input", "output", "conversations", "system",
+                  "text", "label")
+# ShareGPT's speaker names ('from') as chat roles; the names datasets in the wild use.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "model": "assistant", "system": "system"}
 SKIP_HINT = " (or set on_bad_rows='skip' to leave such rows out)"
+_SHAREGPT = "a list of {\"from\": \"human\" | \"gpt\" | \"system\", \"value\": ...} turns"
 _TURNS = "a list of {\"role\": ..., \"content\": ...} turns whose last assistant turn is the answer"
 
 
@@ -68,16 +86,22 @@ def make_row(prompt: str, answer: str, messages: Optional[list] = None) -> dict:
 
 
 def record_format(columns: list, source: str) -> str:
-    """'messages', 'pairs' or 'labels' (a text column, 'text' or 'prompt', and 'label') from a source's
-    columns; a DataError naming what was found if none."""
+    """One of FORMATS from a source's columns ('messages', 'sharegpt', 'pairs', 'alpaca', 'labels', in
+    that order of precedence); a DataError listing the formats and the columns found if none fits."""
     if "messages" in columns:
         return "messages"
+    if "conversations" in columns:
+        return "sharegpt"
     if "prompt" in columns and "completion" in columns:
         return "pairs"
+    if "instruction" in columns and "output" in columns:
+        return "alpaca"
     if "label" in columns and ("text" in columns or "prompt" in columns):
         return "labels"
     found = ", ".join(map(repr, columns)) or "(none)"
-    raise DataError(f"dataset: {source} has columns {found}; expected {EXPECTED_COLUMNS}")
+    formats = "; ".join(FORMATS.values())
+    raise DataError(f"dataset: {source} fits none of the formats lorakit reads; it has the columns {found}. "
+                    f"The formats: {formats}")
 
 
 def to_row(record: Any, fmt: str) -> dict:
@@ -88,12 +112,57 @@ def to_row(record: Any, fmt: str) -> dict:
         return _from_messages(_value(record, "messages"))
     if fmt == "labels":
         return _from_label(record)
+    if fmt == "alpaca":
+        return _from_alpaca(record)
+    if fmt == "sharegpt":
+        return _from_sharegpt(record)
     prompt, answer = text(record, "prompt"), text(record, "completion")
     if not prompt.strip():
         raise RowProblem("prompt", "empty", "every row needs a prompt")
     if not answer.strip():
         raise RowProblem("completion", "empty", "every row needs a completion, the answer to learn")
     return make_row(prompt, answer)
+
+
+def _from_alpaca(record: dict) -> dict:
+    """An Alpaca record: the instruction, then its input (when there is one) after a blank line, is the
+    prompt; the output is the answer (the Alpaca template's own headers are left to the chat template)."""
+    instruction, answer = text(record, "instruction"), text(record, "output")
+    extra = text(record, "input") if record.get("input") is not None else ""
+    if not instruction.strip():
+        raise RowProblem("instruction", "empty", "every row needs an instruction")
+    if not answer.strip():
+        raise RowProblem("output", "empty", "every row needs an output, the answer to learn")
+    return make_row(f"{instruction}\n\n{extra}" if extra.strip() else instruction, answer)
+
+
+def _from_sharegpt(record: dict) -> dict:
+    """A ShareGPT record: its ``{from, value}`` turns as chat turns (a 'system' column, when set, first)."""
+    turns = _value(record, "conversations")
+    if isinstance(turns, str):  # a CSV or Parquet cell holding the turns as JSON text
+        try:
+            turns = json.loads(turns)
+        except (ValueError, RecursionError):
+            raise RowProblem("conversations", "is text but not JSON", f"expected {_SHAREGPT}") from None
+    if not isinstance(turns, (list, tuple)):
+        raise RowProblem("conversations", f"expected {_SHAREGPT}, got {kind(turns)}")
+    messages = []
+    if isinstance(record.get("system"), str) and record["system"].strip():
+        messages.append({"role": "system", "content": record["system"]})
+    for k, t in enumerate(turns, 1):
+        if not isinstance(t, dict) or "from" not in t or "value" not in t:
+            raise RowProblem("conversations", f"turn {k} is not a {{\"from\", \"value\"}} object",
+                             f"expected {_SHAREGPT}")
+        who = t["from"]
+        role = SHAREGPT_ROLES.get(who.lower()) if isinstance(who, str) else None
+        if role is None:
+            raise RowProblem("conversations", f"turn {k} is from {who!r}, a speaker lorakit does not know",
+                             f"use one of {', '.join(map(repr, SHAREGPT_ROLES))}")
+        messages.append({"role": role, "content": t["value"]})
+    try:
+        return _from_messages(messages)
+    except RowProblem as p:  # the same checks as chat turns, named by this format's column
+        raise RowProblem("conversations", p.problem + " (ShareGPT's 'gpt' turns are the assistant's)", p.fix) from None
 
 
 def _from_label(record: dict) -> dict:

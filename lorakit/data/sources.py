@@ -1,30 +1,44 @@
-"""Where ``RunConfig.dataset`` points: a built-in task, a local file, or a Hugging Face Hub dataset.
+"""Where ``RunConfig.dataset`` points: a built-in task, a local file, a ``save_to_disk`` folder, or a
+Hugging Face Hub dataset.
 
-User data (a file or a hub dataset) has ``prompt`` and ``completion`` columns, or a ``messages``
-column in chat format whose last assistant turn is the answer. A file is read into records by
-``readers``, a hub dataset by ``datasets``; ``collect`` checks each record into a row (``rows.to_row``),
-stopping at the first bad one or, when the user asks, skipping and counting them; ``split_rows``
-splits the rows into train and eval deterministically with the seed.
+User data (a file, a saved or a hub dataset) is in one of ``rows.FORMATS`` (prompt/completion,
+messages, Alpaca, ShareGPT, classification), detected from its columns and kept in ``Source.format``.
+A file is read into records by ``readers``, a saved or hub dataset by ``datasets``; ``collect``
+checks each record into a row (``rows.to_row``), stopping at the first bad one or, when the user
+asks, skipping and counting them; ``split_rows`` splits the rows into train and eval deterministically with the seed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from ..config import ON_BAD_ROWS, not_one_of
 from ..hub import unreachable_reason
 from ..logging_setup import progress_bars_off
 from .readers import FILE_SUFFIXES, Table, from_dataset, read_file
-from .rows import EXPECTED_COLUMNS, SKIP_HINT, DataError, RowProblem, Skipped, record_format, to_row
+from .rows import EXPECTED_COLUMNS, FORMATS, SKIP_HINT, DataError, RowProblem, Skipped, record_format, to_row
+from .saved import is_saved_dataset, load_saved
 from .tasks import TaskInfo, did_you_mean, list_tasks
 
 
-class Source(NamedTuple):
-    """What ``dataset`` resolved to: user rows or a task, a description, and the rows left out."""
+@dataclass
+class Source:
+    """What ``dataset`` resolved to: user rows or a task, a description, the rows left out and the
+    records' format; unpacks as ``rows, task, description, skipped``."""
     rows: list  # [{prompt, answer, messages}]; empty for a task
     task: Optional[TaskInfo]
-    description: str  # "file '...'", "hub dataset '...'", "built-in task '...'"
+    description: str  # "file '...'", "hub dataset '...'", "built-in task '...'", "saved dataset '...'"
     skipped: Skipped
+    format: str = ""  # a key of rows.FORMATS, detected from the columns; "" for a task
+
+    def __iter__(self):
+        return iter((self.rows, self.task, self.description, self.skipped))
+
+    @property
+    def format_label(self) -> str:
+        """The detected format in words ("Alpaca ('instruction' and ...)"), "" for a built-in task."""
+        return FORMATS.get(self.format, "")
 
     @property
     def kind(self) -> str:
@@ -57,20 +71,27 @@ def load_rows(dataset: str, encoding: str = "utf-8", on_bad_rows: str = "error")
     if dataset in tasks:
         return Source([], tasks[dataset], f"built-in task {dataset!r}", Skipped())
     path = Path(dataset).expanduser()
+    if path.is_dir() and is_saved_dataset(path):
+        description = f"saved dataset {str(path)!r}"
+        return _source(from_dataset(load_saved(path)), description, on_bad_rows)
     if path.is_dir():
-        raise DataError(f"dataset: {dataset!r} is a directory; give one data file "
-                        f"({', '.join(FILE_SUFFIXES)})")
+        raise DataError(f"dataset: {dataset!r} is a directory but not a datasets save_to_disk folder; give one "
+                        f"data file ({', '.join(FILE_SUFFIXES)}) or a folder Dataset.save_to_disk wrote")
     if path.exists():
-        rows, skipped = collect(read_file(path, encoding), repr(str(path)), on_bad_rows)
-        return Source(rows, None, f"file {str(path)!r}", skipped)
+        return _source(read_file(path, encoding), f"file {str(path)!r}", on_bad_rows, repr(str(path)))
     parent = path.parent
     looks_like_file = (path.suffix.lower() in FILE_SUFFIXES or dataset.startswith(("./", "../", "/", "~"))
                        or (str(parent) not in ("", ".") and parent.is_dir()))
     if looks_like_file:
         raise DataError(f"dataset: file {dataset!r} not found (built-in tasks: {', '.join(tasks)})")
     description = f"hub dataset {dataset!r}"
-    rows, skipped = collect(from_dataset(_load_hub(dataset)), description, on_bad_rows)
-    return Source(rows, None, description, skipped)
+    return _source(from_dataset(_load_hub(dataset)), description, on_bad_rows)
+
+
+def _source(table: Table, description: str, on_bad_rows: str, name: str = "") -> Source:
+    """A user table's rows as a Source; ``name``: how errors name it (default: ``description``)."""
+    rows, skipped = collect(table, name or description, on_bad_rows)
+    return Source(rows, None, description, skipped, record_format(table.columns, name or description))
 
 
 def data_labels(cfg) -> tuple:

@@ -12,11 +12,14 @@ Import from here; the modules are, from the file up:
 - :mod:`.sink`    — ``StoreSink``, the events sink that records a run while it trains;
 - :mod:`.damage`  — a run that cannot be read is set aside and named (``check``, ``repair``);
 - :mod:`.paths`   — stored paths confined to the store's folders before anything is opened or deleted;
+- :mod:`.merge`   — runs that move: ``merge`` another store (or an exported archive) into this one,
+  ``export_runs`` packs chosen runs into a new store file or one archive;
 - :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
 from .damage import Damaged, DamagedRunsWarning
 from .errors import RunNotFound, StoreError
 from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path
+from .merge import MergeResult, export_runs, merge
 from .orphans import ORPHAN_REASON
 from .runs import RunStore, open_store
 from .schema import APPLICATION, SCHEMA_VERSION
@@ -25,4 +28,5 @@ from .sink import StoreSink
 __all__ = [
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
     "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON", "Damaged", "DamagedRunsWarning",
+    "merge", "export_runs", "MergeResult",
 ]

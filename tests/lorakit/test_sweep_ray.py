@@ -218,3 +218,28 @@ def test_a_cancelled_trial_that_ends_failed_is_recorded_stopped():
     driver.deliver()
     assert [(e.status, e.record.status) for e in seen] == [("stopped", "stopped"), ("failed", "failed")]
     assert driver.trials[0].record.reason.startswith("cancelled while starting (TypeError")
+
+
+def test_a_ray_sweep_of_two_trials_reports_two_mlflow_runs_from_the_driver(cluster, tmp_path):
+    """report_to on a Ray sweep: the driver (this process) writes the trackers, one MLflow run per trial, with
+    the losses its store recorded and the adapter that came back from the worker."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = lorakit.RunConfig(**dict(BASE, report_to=["mlflow"], mlflow_uri=uri))
+    with RunStore(tmp_path / "runs.db") as store:
+        table = lorakit.sweep(base, store=store, executor="ray", address=cluster, rank=[2, 4])
+        assert list(table["status"]) == ["finished", "finished"], list(table["reason"])
+        client = MlflowClient(tracking_uri=uri)
+        runs = client.search_runs([client.get_experiment_by_name("lorakit").experiment_id])
+        by_id = {r.data.tags["lorakit.run_id"]: r for r in runs}
+        assert len(runs) == 2 and set(by_id) == set(table["run_id"])
+        for run_id, run in by_id.items():
+            rec = store.load(run_id)
+            assert run.data.params["rank"] == str(rec.config.rank) and run.info.status == "FINISHED"
+            losses = sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)
+            assert [m.step for m in losses] == [h["step"] for h in rec.history] == [1, 2]
+            assert [m.value for m in losses] == pytest.approx([h["loss"] for h in rec.history], rel=1e-12)
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+            assert "adapter/adapter_model.safetensors" in artifacts

@@ -3,6 +3,7 @@ the memory chart's labels, the comparison's memory-vs-metric chart, a missing mo
 panel on its own."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -356,3 +357,14 @@ def test_the_train_panel_follows_the_models_recommended_values_until_the_user_se
     assert "dataset" not in c.problems
     c.set(method="full")
     assert c.values["learning_rate"] == 1e-4 and "(full fine-tuning)" in train.recommended.value
+
+
+def test_data_preview_says_which_format_it_detected(tiny, tmp_path):
+    from lorakit.widgets import DataPanel
+
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text("\n".join(json.dumps({"instruction": f"Add {i} and 1.", "input": "", "output": str(i + 1)})
+                              for i in range(6)) + "\n")
+    data = DataPanel(_controller(tiny, train_examples=4, eval_examples=1))
+    data.path.value = str(path)
+    assert "format: Alpaca ('instruction' and 'output' columns" in _preview(data)

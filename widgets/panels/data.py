@@ -22,7 +22,8 @@ class DataPanel(Panel):
         super().__init__(controller, **kwargs)
         self.tasks = {t.name: t for t in list_tasks()}
         self.task = W.Dropdown(options=self._task_options(), layout=W.Layout(width="95%"))
-        self.path = W.Text(placeholder="or a .jsonl / .csv / .parquet file (prompt, completion columns)",
+        self.path = W.Text(placeholder="or a .jsonl / .csv / .parquet file or a save_to_disk folder "
+                                       "(prompt/completion, messages, Alpaca, ShareGPT)",
                            description="file", continuous_update=False, layout=W.Layout(width="95%"))
         self.path.style.description_width = "110px"
         self.train_examples = W.IntText(layout=W.Layout(width="220px"))
@@ -120,7 +121,8 @@ class DataPanel(Panel):
         s = c.data_stats
         if s:
             notes = "".join(f"<br><i>{html.escape(n)}</i>" for n in s.get("notes", []))
-            counts = (f'<b>{s["n_train"]}</b> train · <b>{s["n_eval"]}</b> eval examples · truncated: '
+            fmt = f'format: <b>{html.escape(s["format"])}</b> · ' if s.get("format") else ""
+            counts = (f'{fmt}<b>{s["n_train"]}</b> train · <b>{s["n_eval"]}</b> eval examples · truncated: '
                       f'<b>{s["truncated_train"]}</b> train, <b>{s["truncated_eval"]}</b> eval '
                       f'(longest {s.get("max_len", "?")} of seq_len {s.get("seq_len", "?")} tokens){notes}')
         elif c.data_hint:  # Preview was pressed while other fields are invalid
