@@ -76,6 +76,10 @@ def _resolve_run(run, store):
 def _run_problems(record, fmt: str) -> dict:
     """Why this run cannot be exported in ``fmt`` (empty: it can)."""
     cfg, rid = record.config, record.run_id
+    if fmt == "gguf":  # the base decides first: no adapter makes a GPT-2 writable as GGUF
+        why = _gguf_base_problem(record)
+        if why:
+            return {"format": why}
     if cfg.method == "full":
         if fmt == "peft":
             return {"format": f"run {rid} is full fine-tuning: it has no adapter, so format='peft' does not "
@@ -86,10 +90,6 @@ def _run_problems(record, fmt: str) -> dict:
     elif not record.adapter_path or not (Path(record.adapter_path) / "adapter_config.json").is_file():
         where = f" (looked in {record.adapter_path})" if record.adapter_path else ""
         return {"run": f"run {rid} ({record.status}) has no saved adapter{where}: nothing to export"}
-    if fmt == "gguf":
-        why = _gguf_base_problem(record)
-        if why:
-            return {"format": why}
     return {}
 
 
