@@ -81,7 +81,9 @@ def test_merged_gives_the_adapters_greedy_answers_and_logits(home, merged):
     diff = (_logits(merged["model"], home["enc"]) - home["logits"]).abs().max().item()
     print(f"\nmerged: {agree}/32 answers as the in-memory adapter, logits max |diff| {diff:.2e}, "
           f"{_size(merged['path']) / 2**20:.1f} MiB")
-    assert agree >= 31 and diff < 1e-4
+    # W + s*BA rounded once in fp32 against W x + s*B(A x): measured 1.13e-4 on logits of magnitude ~20 (relative
+    # ~5e-6), just over the 1e-4; 2e-4 still fails a merge that lost or doubled the update (>1e-2)
+    assert agree >= 31 and diff < 2e-4
     assert sum(a != "" for a in merged["answers"]) >= 16  # real answers, not empty strings agreeing
     tok = AutoTokenizer.from_pretrained(str(merged["path"]))
     assert tok.chat_template == home["tok"].chat_template and len(tok) == len(home["tok"])
