@@ -50,8 +50,9 @@ def _batch(tok, prompts):
 
 
 def _logits(model, enc):
+    """Logits at the real tokens only, (n_real, vocab): a left-padded position's logits are not an answer's."""
     with torch.no_grad():
-        return model(**enc).logits.float()
+        return model(**enc).logits.float()[enc["attention_mask"].bool()]
 
 
 def _agree(a, b) -> int:
@@ -126,8 +127,12 @@ def test_gguf_f16_reads_back_in_transformers_with_the_merged_models_answers_and_
     agree = _agree(generate(g, tok, home["prompts"], max_new_tokens=NEW_TOKENS), merged["answers"])
     print(f"\ngguf f16: {agree}/32 answers as merged, logits max |diff| {diff:.2e} to merged (fp32), "
           f"{exact:.2e} to merged rounded to f16; {path.stat().st_size / 2**20:.1f} MiB")
-    assert exact < 1e-3  # the writer itself loses nothing beyond F16's rounding
-    assert diff < 1e-1 and agree >= 30
+    # The writer itself loses nothing beyond F16's rounding (measured 0.0: the same logits as the merged model with
+    # its matrices rounded to float16). F16 rounding alone moves SmolLM2's logits by more than the issue's 1e-2
+    # (measured 0.038 at the real tokens of 4 prompts; up to 0.75 at left-padded positions, not compared here),
+    # and changes none of the 32 greedy answers.
+    assert exact < 1e-3
+    assert diff < 0.1 and agree >= 30
     globals()["_F16_PATH"] = path
 
 
