@@ -6,11 +6,15 @@ is quick and never imports the notebook widgets.
 # Bind the submodule sweep.py now (it is light), so that the function defined below stays lorakit.sweep:
 # Python sets a package attribute to a submodule only when the submodule is first imported, which would
 # otherwise replace the function after its first call.
+from . import export as _export_module  # noqa: F401  (the same: lorakit.export stays the function)
 from . import sweep as _sweep_module  # noqa: F401
 from .config import ConfigError, RunConfig
 from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from .export import FORMATS as EXPORT_FORMATS
+from .export import ExportError
 from .figures import loss_figure, memory_figure, pareto_figure, pareto_front
 from .fit import Fit, fits
+from .gguf_export import GGUF_TYPES
 from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
@@ -23,6 +27,7 @@ __all__ = [
     "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
+    "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
     "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
 ]
 
@@ -40,6 +45,14 @@ def sweep(base, store=None, sinks=(), stop=None, executor="local", address=None,
 
     return _sweep(base, store=store, sinks=sinks, stop=stop, executor=executor, address=address,
                   resources_per_trial=resources_per_trial, **axes)
+
+
+def export(run, path, format="peft", *, store=None, overwrite=False, gguf_type="f16", model=None):
+    """Write a run as a peft adapter, a merged transformers model or a GGUF (+ Ollama Modelfile), each with a
+    model card; returns the written folder (the .gguf file for format='gguf'). See lorakit.export.export."""
+    from .export import export as _export
+
+    return _export(run, path, format=format, store=store, overwrite=overwrite, gguf_type=gguf_type, model=model)
 
 
 def plan_memory(model, **kwargs):

@@ -181,7 +181,33 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--eval-examples", type=int, default=demo["eval_examples"],
                    help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
+    _add_export_parser(sub)
     return p
+
+
+def _add_export_parser(sub) -> None:
+    from .export import FORMATS
+    from .gguf_export import GGUF_TYPES
+
+    e = sub.add_parser("export", help="write a run as a peft adapter, a merged transformers model or a GGUF "
+                                      "(+ Ollama Modelfile), each with a model card")
+    e.add_argument("run", help="the run id (lorakit compare lists them)")
+    e.add_argument("--format", default="peft", help=f"one of {', '.join(FORMATS)} (default peft)")
+    e.add_argument("--out", default=None, help="destination folder (default ./RUN-FORMAT)")
+    e.add_argument("--gguf-type", default="f16", help=f"with --format gguf: one of {', '.join(GGUF_TYPES)}")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing destination")
+
+
+def cmd_export(ns) -> int:
+    """Export one stored run; the written path is printed."""
+    from .export import export
+
+    out = ns.out or f"{ns.run}-{ns.format}"
+    written = export(ns.run, out, format=ns.format, store=ns.store, overwrite=ns.overwrite, gguf_type=ns.gguf_type)
+    folder = written.parent if written.is_file() else written
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    print(f"wrote {written} ({size / MiB:.1f} MiB in {folder})")
+    return 0
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -383,6 +409,7 @@ def _print_table(table) -> None:
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
+COMMANDS["export"] = cmd_export
 
 
 def cmd_store(ns) -> int:

