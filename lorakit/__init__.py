@@ -24,6 +24,7 @@ __all__ = [
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
+    "generate", "stream",
 ]
 
 
@@ -40,6 +41,22 @@ def sweep(base, store=None, sinks=(), stop=None, executor="local", address=None,
 
     return _sweep(base, store=store, sinks=sinks, stop=stop, executor=executor, address=address,
                   resources_per_trial=resources_per_trial, **axes)
+
+
+def generate(prompts, runs=(), base=True, store=None, **settings):
+    """Answers of the base and stored runs' adapters, a row per prompt and a column per model (a DataFrame);
+    see lorakit.playground.generate."""
+    from .playground import generate as _generate
+
+    return _generate(prompts, runs=runs, base=base, store=store, **settings)
+
+
+def stream(prompt, run=None, store=None, **settings):
+    """One model's answer as text pieces while it is generated (the base when run is None);
+    see lorakit.playground.stream."""
+    from .playground import stream as _stream
+
+    return _stream(prompt, run=run, store=store, **settings)
 
 
 def plan_memory(model, **kwargs):
