@@ -14,6 +14,8 @@ import time
 from typing import Optional
 
 from . import plan_text, targets
+from .cli_playground import add_parsers as add_playground_parsers
+from .cli_playground import cmd_chat, cmd_generate
 from .config import ConfigError, RunConfig, field_docs
 from .display import GiB, MiB
 from .fit import THIS_MACHINE
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--eval-examples", type=int, default=demo["eval_examples"],
                    help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
+    add_playground_parsers(sub)
     return p
 
 
@@ -365,6 +368,7 @@ def _print_table(table) -> None:
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
+COMMANDS.update(generate=cmd_generate, chat=cmd_chat)
 
 
 def main(argv: Optional[list] = None) -> int:
