@@ -201,3 +201,21 @@ def test_a_t5_column_generates(tmp_path):
         out = alone.generate(**enc, generation_config=generation_config(base.tokenizer, 8))
     assert text == base.tokenizer.decode(out[0], skip_special_tokens=True).strip()
     st.close()
+
+
+@pytest.mark.e2e
+def test_smollm2_streams_english_in_several_pieces_and_matches_plain_generate(tmp_path):
+    from peft import PeftModel
+
+    st = RunStore(tmp_path / "smol.db")
+    run = stored_run(st, model="smollm2-135m", scale=0.01)  # a small random update: still English
+    s = Session([run.run_id], store=st)
+    stats = AnswerStats()
+    pieces = list(s.stream("What is the capital of France?", BASE, GenerationSettings(max_new_tokens=12), stats=stats))
+    assert len(pieces) >= 3 and "Paris" in "".join(pieces) and stats.tokens >= 3
+    plain = lorakit.load_model("smollm2-135m", device="cpu")
+    assert "".join(pieces).strip() == _plain_greedy(plain.model, plain.tokenizer, "What is the capital of France?", 12)
+    got = s.answer(PROMPT, run.run_id, GenerationSettings(max_new_tokens=12))
+    alone = PeftModel.from_pretrained(plain.model, run.adapter_path)
+    assert got == _plain_greedy(alone, plain.tokenizer, PROMPT, 12)
+    st.close()
