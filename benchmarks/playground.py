@@ -1,14 +1,15 @@
-"""The Playground's generation: time to first token and tokens/s per column, the streamed answer against plain
-``model.generate`` on the same model and prompt (paired, alternating, one process), and the memory of three
+"""The Playground's generation: time to first token and tokens/s per column; the streamed answer against plain
+``model.generate`` on the same model and prompt (paired, alternating, one process); and the memory of three
 adapter columns on SmolLM2 against the base alone plus the three adapters.
 
     python benchmarks/playground.py [--tokens 48] [--repeats 3] [--model smollm2-135m]
 
 Three LoRA adapters (r8 on q,v; random weights: this measures cost, not quality) are saved as stored runs in a
-temporary store, so nothing is trained. The plain reference: the base loaded alone, ``model.generate`` with the
-same greedy generation config, and for an adapter column that adapter alone on its own copy of the base
-(``PeftModel.from_pretrained``). Speed is end to end (new tokens over the call's wall time, prefill included) for
-both, so the ratio is the Playground's whole overhead: the streamer, its thread, the adapter switch.
+temporary store, so nothing is trained. The plain reference is ``model.generate`` with the same greedy
+generation config on the session's own model object (the base inside peft's ``disable_adapter()``, an adapter
+made active with ``set_adapter``), so both read the same weights in memory. Speed is end to end (new tokens
+over the call's wall time, prefill included) for both, so the ratio is the Playground's whole overhead: the
+streamer, its thread, the stop check, the adapter switch.
 """
 from __future__ import annotations
 
@@ -118,28 +119,27 @@ def columns(session: Session, n: int, repeats: int) -> None:
 
 
 def paired(session: Session, store: RunStore, run_id: str, model: str, n: int, repeats: int) -> None:
-    """The Playground's streamed column against plain generate on the same model, alternating."""
-    from peft import PeftModel
+    """The Playground's streamed column against plain ``model.generate`` on the same model object (the session's
+    PeftModel: the base inside ``disable_adapter()``, the run with ``set_adapter``) and prompt, alternating."""
+    import contextlib
 
-    plain = lorakit.load_model(model, device="cpu")
-    plain.model.eval()
-    plain.model.config.use_cache = True
-    other = lorakit.load_model(model, device="cpu")
-    alone = PeftModel.from_pretrained(other.model, store.load(run_id).adapter_path).eval()
-    alone.config.use_cache = True
+    peft = session.model
     print("\n| model | Playground tok/s (end to end) | plain generate tok/s | ratio |\n|---|---|---|---|")
-    for col, ref in ((BASE, plain.model), (run_id, alone)):
+    for col in (BASE, run_id):
         ours, theirs = [], []
         for i in range(repeats):
             for mine in ((True, False) if i % 2 == 0 else (False, True)):
                 if mine:
                     s = streamed(session, col, n)
                     ours.append(s.tokens / s.wall_s)
-                else:
-                    seconds, tokens = plain_generate(ref, plain.tokenizer, n)
-                    theirs.append(tokens / seconds)
+                    continue
+                if col != BASE:
+                    peft.set_adapter(col)
+                with peft.disable_adapter() if col == BASE else contextlib.nullcontext():
+                    seconds, tokens = plain_generate(peft, session.tokenizer, n)
+                theirs.append(tokens / seconds)
         a, b = statistics.median(ours), statistics.median(theirs)
-        print(f"| {col} | {a:.1f} | {b:.1f} | {a / b:.3f}x |")
+        print(f"| {col} | {a:.1f} | {b:.1f} | {a / b:.3f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ class Session:
         import torch
 
         inputs = self.encode(prompt)
-        with self._as(column), torch.no_grad():
+        with torch.no_grad(), self._as(column):  # no_grad first: dense_4bit works without gradients only
             logits = self.model(**inputs).logits[0]  # (num_labels,)
         probs = torch.softmax(logits.float(), -1).tolist()
         id2label = self.loaded.model.config.id2label

@@ -44,11 +44,16 @@ class GenerationSettings:
     def from_kwargs(cls, **kwargs) -> "GenerationSettings":
         """Settings from keywords; an unknown keyword is a ConfigError naming the allowed ones."""
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError({k: f"unknown generation setting {k!r}; allowed: {', '.join(sorted(known))}"
-                               for k in unknown})
-        return cls(**kwargs).validate()
+        problems = {k: f"unknown generation setting {k!r}; allowed: {', '.join(sorted(known))}"
+                    for k in sorted(set(kwargs) - known)}
+        settings = cls(**{k: v for k, v in kwargs.items() if k in known})
+        try:
+            settings.validate()
+        except ConfigError as exc:
+            problems.update(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+        return settings
 
 
 def _is_int(x) -> bool:

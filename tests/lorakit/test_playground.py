@@ -139,7 +139,7 @@ def test_bad_input_names_the_argument(store, tmp_path):
     assert "full fine-tuning" in e.value.problems["runs"]
     with pytest.raises(ConfigError) as e:
         lorakit.generate(PROMPT, runs=[llama.run_id], store=other, max_new_tokens=0, top_p=2.0, colour="red")
-    assert set(e.value.problems) == {"colour"}
+    assert set(e.value.problems) == {"colour", "max_new_tokens", "top_p"}
     with pytest.raises(ConfigError) as e:
         GenerationSettings(max_new_tokens=0, top_p=2.0).validate()
     assert set(e.value.problems) == {"max_new_tokens", "top_p"}
