@@ -29,6 +29,7 @@ __all__ = [
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
     "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
+    "generate", "stream",
 ]
 
 
@@ -53,6 +54,22 @@ def export(run, path, format="peft", *, store=None, overwrite=False, gguf_type="
     from .export import export as _export
 
     return _export(run, path, format=format, store=store, overwrite=overwrite, gguf_type=gguf_type, model=model)
+
+
+def generate(prompts, runs=(), base=True, store=None, **settings):
+    """Answers of the base and stored runs' adapters, a row per prompt and a column per model (a DataFrame);
+    see lorakit.playground.generate."""
+    from .playground import generate as _generate
+
+    return _generate(prompts, runs=runs, base=base, store=store, **settings)
+
+
+def stream(prompt, run=None, store=None, **settings):
+    """One model's answer as text pieces while it is generated (the base when run is None);
+    see lorakit.playground.stream."""
+    from .playground import stream as _stream
+
+    return _stream(prompt, run=run, store=store, **settings)
 
 
 def plan_memory(model, **kwargs):

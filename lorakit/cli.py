@@ -14,6 +14,8 @@ import time
 from typing import Optional
 
 from . import plan_text, recommend, targets
+from .cli_playground import add_parsers as add_playground_parsers
+from .cli_playground import cmd_chat, cmd_generate
 from .config import ConfigError, RunConfig, field_docs
 from .display import GiB, MiB
 from .fit import THIS_MACHINE
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out examples the task metric is scored on")
     d.add_argument("--html", default="lorakit_report.html")
     _add_export_parser(sub)
+    add_playground_parsers(sub)
     return p
 
 
@@ -420,6 +423,7 @@ def cmd_store(ns) -> int:
 
 
 COMMANDS["store"] = cmd_store
+COMMANDS.update(generate=cmd_generate, chat=cmd_chat)
 
 
 def main(argv: Optional[list] = None) -> int:

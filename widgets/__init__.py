@@ -8,12 +8,14 @@ panels to a plain ``transformers.Trainer``.
 """
 from .controller import StudioController
 from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, SweepPanel, TrainPanel
+from .panels.playground import Playground, PlaygroundPanel
 from .studio import Studio
 from .throttle import Throttle
 
 __all__ = [
     "Studio", "StudioController", "ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel",
     "MemoryPanel", "ComparePanel", "SweepPanel", "LiveCallback", "LiveDashboard", "Throttle",
+    "Playground", "PlaygroundPanel",
 ]
 
 

@@ -7,6 +7,7 @@ import ipywidgets as W
 
 from .controller import StudioController
 from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, SweepPanel, TrainPanel
+from .panels.playground import PlaygroundPanel
 
 HEADER = (
     '<div style="font-size:18px;font-weight:bold">lorakit Studio</div>'
@@ -38,11 +39,12 @@ class Studio(W.VBox):
         self.memory_panel = MemoryPanel(c)
         self.compare_panel = ComparePanel(c)
         self.sweep_panel = SweepPanel(c)
+        self.playground_panel = PlaygroundPanel(c)
         left = W.VBox([self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
                       layout=W.Layout(width="46%", min_width="420px"))
         right = W.VBox([self.train_panel, self.memory_panel], layout=W.Layout(width="54%", min_width="420px"))
         self.children = [W.HTML(HEADER), W.HBox([left, right], layout=W.Layout(flex_flow="row wrap")),
-                         self.sweep_panel, self.compare_panel]
+                         self.sweep_panel, self.compare_panel, self.playground_panel]
         self.add_class("lorakit-studio")
         if autoload:
             c.load_model()

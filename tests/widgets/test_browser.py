@@ -269,3 +269,52 @@ def test_sweep_in_jupyterlab(lab, tmp_path):
         page.wait_for_timeout(1000)
         sweep.screenshot(path=str(tmp_path / "sweep.png"), timeout=LONG)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+# The Playground alone on two stored tiny-llama runs (adapters built directly: seconds, no training)
+PLAYGROUND_CELL = 'from lorakit.widgets import Playground\nPlayground(model="tiny-llama")'
+ANSWERS_JS = "() => Array.from(document.querySelectorAll('.lorakit-playground-answer')).map(e => e.innerText)"
+
+
+def test_playground_in_jupyterlab(lab, tmp_path):
+    """Type a prompt, press Generate: two adapter columns fill token by token (three or more intermediate
+    states seen in the page), then Stop ends the answer being written."""
+    sys.path.insert(0, str(REPO / "tests" / "lorakit"))
+    from playground_support import stored_run
+
+    from lorakit.store import RunStore
+
+    url, root = lab
+    with RunStore(root / "lorakit_runs.db") as st:  # the lab's LORAKIT_STORE
+        ids = [stored_run(st, seed=1).run_id, stored_run(st, seed=2).run_id]
+    _notebook(root / "playground.ipynb", PLAYGROUND_CELL)
+    with _run_all_cells(url, "playground.ipynb") as page:
+        panel = page.locator(".lorakit-playground-prompt")
+        panel.wait_for(timeout=LONG)
+        page.locator(".lorakit-playground-prompt textarea").fill("Anna is 31 and lives in Oslo.")
+        page.locator(".widget-select-multiple select").select_option(value=None, label=[
+            o for o in page.locator(".widget-select-multiple select option").all_inner_texts()
+            if o.startswith(ids[0]) or o.startswith(ids[1])])
+        number = page.locator(".widget-inline-hbox:has-text('max new tokens') input")
+        number.fill("300")
+        number.press("Enter")
+        page.get_by_role("button", name="Generate", exact=True).click()
+        seen: list = []  # distinct (column texts) states while the columns fill
+        deadline = time.monotonic() + LONG / MS
+        while True:
+            texts = page.evaluate(ANSWERS_JS)
+            if len(texts) == 2 and (not seen or seen[-1] != texts):
+                seen.append(texts)
+            # the second column has grown through three states: both have filled progressively; press Stop
+            if len({s[1] for s in seen if s[1].strip()}) >= 3:
+                break
+            assert time.monotonic() < deadline, f"the columns did not fill: {seen[-3:]}"
+            page.wait_for_timeout(100)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.wait_for_selector(".lorakit-status:has-text('Stopped.')", timeout=LONG)
+        first = [s[0] for s in seen if s[0].strip()]
+        assert len(set(first)) >= 3, first[:5]  # the first column, too, was seen part-written
+        assert all(a.startswith(b) for a, b in zip(first[1:], first[:-1], strict=False))  # growing, never rewritten
+        heads = page.locator(".lorakit-playground-columns").inner_text()
+        assert "stopped" in heads and "tok/s" in heads
+        page.screenshot(path=str(tmp_path / "playground.png"))

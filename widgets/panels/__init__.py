@@ -4,9 +4,10 @@ from .compare import ComparePanel
 from .data import DataPanel
 from .memory import MemoryPanel
 from .model import ModelPanel
+from .playground import Playground, PlaygroundPanel
 from .quant import QuantPanel
 from .sweep import SweepPanel
 from .train import TrainPanel
 
 __all__ = ["ModelPanel", "AdapterPanel", "QuantPanel", "DataPanel", "TrainPanel", "MemoryPanel", "ComparePanel",
-           "SweepPanel"]
+           "SweepPanel", "PlaygroundPanel", "Playground"]
