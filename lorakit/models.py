@@ -355,6 +355,10 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
+    if quant in ("nf4", "fp4"):
+        from .bnb_layout import install
+
+        install(model)  # a CPU with AVX512-BF16: training never on bitsandbytes' repacked weights
     return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device, task,
                        families.family_of(model_type))
 
