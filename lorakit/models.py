@@ -317,6 +317,9 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     device = device or default_device()
     check_device(device)
     check_quant_available(quant, device)
+    from .compute_dtype import resolve
+
+    dtype = resolve(dtype, device)  # "auto": what this machine computes well
     t0 = time.perf_counter()
     local = model_dir(name)
     source = str(local) if local is not None else name

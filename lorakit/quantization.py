@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DTYPES, QUANTS, ConfigError, not_one_of
+from .config import DTYPE_CHOICES, QUANTS, ConfigError, not_one_of
 
 DTYPE_MAP = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Kept equal to the bitsandbytes requirement in pyproject.toml (a test checks they match).
@@ -70,7 +70,7 @@ def bitsandbytes_available() -> bool:
 
 def check_quant_dtype(quant: str, dtype: str) -> None:
     """Raise ConfigError (a ValueError) naming the field and the allowed values for an unknown quant or dtype."""
-    problems = {name: problem for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPES))
+    problems = {name: problem for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPE_CHOICES))
                 if (problem := not_one_of(name, value, allowed))}
     if problems:
         raise ConfigError(problems)

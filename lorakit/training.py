@@ -54,6 +54,9 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     if store is not None:
         sinks.insert(0, StoreSink(store))
     stop = stop or threading.Event()
+    from .compute_dtype import resolve_config
+
+    config = resolve_config(config, device or default_device())  # dtype="auto": the record keeps what ran
     record = RunRecord(config=config, created_at=time.time(), device=device or default_device())
     run = _Run(config, record, sinks, stop, store, output_dir)
     try:
