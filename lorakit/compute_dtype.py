@@ -4,7 +4,8 @@ CPUs differ by two orders of magnitude in bf16: without AVX512-BF16 or AMX, bf16
 (1-2 GFLOP/s against ~100-250 in fp32 on this project's 2-core machines); with them, bf16 ran 4.4x faster than
 fp32 (792 against 181 GFLOP/s on a 2-core AMD EPYC with AVX512-BF16, issue 30). So a CPU run computes in bf16
 only where the measured bf16 matmul is at least ``BF16_SPEEDUP`` times the fp32 one, else in fp32 as before.
-A GPU: bf16 where it supports it (as the QLoRA paper trains), else fp32 (fp16 weights would need loss scaling).
+A GPU: bf16 where it supports it (as the QLoRA paper trains; a GPU planned for from a machine without one is
+assumed to), else fp32 (fp16 weights would need loss scaling).
 The measurement (one SmolLM2 MLP-sized matmul per dtype, about a second) is stored per machine under the
 cache home (``capability.json``), keyed by the CPU's model name, flags and torch's version.
 """
@@ -27,7 +28,8 @@ def resolve(dtype: str, device: str = "cpu") -> str:
     if str(device).startswith("cuda"):
         import torch
 
-        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+        # a GPU this machine lacks (planning for one): assumed to support bf16, as GPUs since Ampere do
+        return "float32" if torch.cuda.is_available() and not torch.cuda.is_bf16_supported() else "bfloat16"
     return "bfloat16" if cpu_bf16_speedup() >= BF16_SPEEDUP else "float32"
 
 

@@ -61,3 +61,14 @@ def test_auto_is_a_choice_and_others_are_refused():
     with pytest.raises(ConfigError) as err:
         RunConfig(dtype="fp64")
     assert "dtype" in str(err.value) and "'auto'" in str(err.value)
+
+
+def test_auto_on_cuda_is_bf16_unless_the_gpu_lacks_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for supported, want in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert C.resolve("auto", "cuda") == want
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # planning for a GPU from a CPU machine
+    assert C.resolve("auto", "cuda") == "bfloat16"
