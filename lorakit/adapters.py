@@ -141,6 +141,10 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     names = resolve_targets(model, target_modules)
+    if getattr(model, "is_loaded_in_4bit", False):
+        from .bnb_layout import install
+
+        install(model)  # a model not loaded by load_model too: training never on repacked 4-bit weights
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         # peft's recipe checkpoints reentrantly (torch's old default, which the planner models); saying
         # so explicitly spares torch's "pass use_reentrant" warning, and peft still calls transformers'
@@ -369,6 +373,6 @@ def _plain_layer(base, device, dtype):
 
 def dequantize_weight(layer) -> torch.Tensor:
     """The float32 weight a bitsandbytes (or plain) linear layer computes with, (d_out, d_in)."""
-    from peft.utils.integrations import dequantize_module_weight
+    from .bnb_layout import dequantized
 
-    return dequantize_module_weight(layer).float()
+    return dequantized(layer).float()

@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
     for name in ("method", "quant", "optimizer", "adapter_dtype"):
         pl.add_argument("--" + name.replace("_", "-"), default=getattr(RunConfig, name))
-    pl.add_argument("--dtype", default=None, help="of unquantized weights and compute (default: the device's: "
-                                                  "bfloat16 on cuda, float32 on cpu)")
+    pl.add_argument("--dtype", default=None, help="of unquantized weights and compute (default: auto, the device's: "
+                                                  "bfloat16 on cuda and on CPUs fast in bf16, else float32)")
     pl.add_argument("--device", choices=("cpu", "cuda"), default=None,
                     help="plan a run on this device (default: cuda when this machine has one)")
     pl.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
@@ -221,6 +221,7 @@ def cmd_train(ns) -> int:
     cfg = RunConfig(**_config_kwargs(ns))
     rec = train(cfg, sinks=[] if ns.quiet else [ProgressBar()], store=ns.store)
     print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
+    print(f"compute dtype: {rec.config.dtype}" + (" (auto)" if cfg.dtype == "auto" else ""))
     if rec.adapter_path:
         print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MiB:.2f} MiB)")
     return 0 if rec.status == "finished" else 1

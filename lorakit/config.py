@@ -17,6 +17,7 @@ from .registry import REGISTRY
 METHODS = ("lora", "full")
 QUANTS = ("none", "int8", "nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_CHOICES = ("auto", *DTYPES)  # auto: resolved per machine when a run starts (lorakit.compute_dtype)
 OPTIMIZERS = ("adamw", "adamw_8bit", "paged_adamw_8bit")
 ON_BAD_ROWS = ("error", "skip")
 INITS = ("default", "gaussian", "pissa", "olora", "loftq")
@@ -36,8 +37,8 @@ class RunConfig:
     """Base-weight storage: 'none' (dtype), 'int8' (LLM.int8), 'nf4' or 'fp4' (4-bit, QLoRA)."""
     double_quant: bool = True
     """4-bit only: also quantize the per-block absmax constants (QLoRA's double quantization)."""
-    dtype: str = "float32"
-    """Dtype of unquantized weights and compute dtype of 4-bit layers: float32, bfloat16, float16."""
+    dtype: str = "auto"
+    """Weights' and 4-bit compute dtype: 'auto' (bf16 where measured fast), float32, bfloat16, float16."""
     rank: int = 8
     """LoRA rank r: A is r x d_in, B is d_out x r."""
     adapter_dtype: str = "float32"
@@ -217,7 +218,7 @@ def not_one_of(name: str, value, allowed) -> str:
     return "" if value in allowed else f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
 
 
-_CHOICES = {"init": INITS, "method": METHODS, "quant": QUANTS, "dtype": DTYPES, "adapter_dtype": DTYPES,
+_CHOICES = {"init": INITS, "method": METHODS, "quant": QUANTS, "dtype": DTYPE_CHOICES, "adapter_dtype": DTYPES,
             "optimizer": OPTIMIZERS}
 _AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
              "warmup_steps": 0, "eval_every": 0, "seed": 0,

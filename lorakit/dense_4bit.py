@@ -15,7 +15,6 @@ changes. Training and its memory figures are untouched: this is entered around g
 from __future__ import annotations
 
 import contextlib
-import sys
 import types
 from typing import Iterator
 
@@ -26,20 +25,18 @@ RAM_SHARE = 0.25  # the dense copies may take at most this share of the availabl
 
 def _four_bit_layers(model) -> list:
     """The model's bitsandbytes 4-bit layers whose weight dequantizes straight to their compute dtype."""
-    bnb = sys.modules.get("bitsandbytes")
-    if bnb is None:  # never imported, so no model holds its layers: no import paid on a dense model's call
-        return []
+    from .bnb_layout import four_bit_layers, usual_dtype
+
     layers = []
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            state = getattr(module.weight, "quant_state", None)
-            # gemm_4bit dequantizes to the compute dtype; the public dequantize_4bit to the state's dtype: the
-            # same numbers only where those agree
-            if (state is not None and module.compute_dtype is not None and state.dtype == module.compute_dtype
-                    # a CPU with AVX512-BF16: bitsandbytes repacks the weight for its own inference kernel
-                    and not getattr(module, "support_avx512bf16_for_cpu", False)
-                    and not getattr(state, "packing_format_for_cpu", False)):
-                layers.append(module)
+    for module in four_bit_layers(model):  # none where bitsandbytes was never imported: no import paid here
+        if getattr(module.weight, "quant_state", None) is None:
+            continue
+        # gemm_4bit dequantizes to the compute dtype; the public dequantize_4bit to the state's dtype: the
+        # same numbers only where those agree
+        if (module.compute_dtype is not None and usual_dtype(module.weight) == module.compute_dtype
+                # a CPU with AVX512-BF16 and a bf16 layer: bitsandbytes' own fused kernel serves generation
+                and not getattr(module, "support_avx512bf16_for_cpu", False)):
+            layers.append(module)
     return layers
 
 
@@ -55,10 +52,11 @@ def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
 def dense_4bit(model) -> Iterator[int]:
     """Inside the block, ``model``'s 4-bit layers (if any, on CPU, within the memory bound) compute from a
     dense copy of their weight made once; yields the bytes of those copies (0: nothing changed)."""
+    from .bnb_layout import usual_4bit, usual_dtype
     from .fit import free_ram
 
     layers = [m for m in _four_bit_layers(model) if m.weight.device.type == "cpu"]
-    need = sum(m.out_features * m.in_features * m.weight.quant_state.dtype.itemsize for m in layers)
+    need = sum(m.out_features * m.in_features * usual_dtype(m.weight).itemsize for m in layers)
     if not layers or torch.is_grad_enabled() or need > RAM_SHARE * free_ram():
         yield 0
         return
@@ -66,7 +64,7 @@ def dense_4bit(model) -> Iterator[int]:
 
     try:
         for m in layers:
-            m._lorakit_dense = bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state)  # (out, in)
+            m._lorakit_dense = bnbf.dequantize_4bit(*usual_4bit(m.weight))  # (out, in), whatever the layout
             m.forward = types.MethodType(_dense_forward, m)  # the instance's own: the class's stays
         yield need
     finally:

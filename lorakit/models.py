@@ -309,6 +309,9 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     device = device or default_device()
     check_device(device)
     check_quant_available(quant, device)
+    from .compute_dtype import resolve
+
+    dtype = resolve(dtype, device)  # "auto": what this machine computes well
     t0 = time.perf_counter()
     local = model_dir(name)
     source = str(local) if local is not None else name
@@ -347,6 +350,10 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
+    if quant in ("nf4", "fp4"):
+        from .bnb_layout import install
+
+        install(model)  # a CPU with AVX512-BF16: training never on bitsandbytes' repacked weights
     return LoadedModel(model, tok, name, quant, time.perf_counter() - t0, device, task,
                        families.family_of(model_type))
 

@@ -48,8 +48,9 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     ``device_overhead`` on CUDA (``device_overhead`` overrides that estimate, in bytes).
     ``adapter_dtype``: of A and B (float32, or bfloat16 / float16 as in the QLoRA paper).
     ``use_dora``: DoRA adds a trained magnitude per output feature of each adapted layer.
-    ``dtype``: of unquantized weights and 4-bit compute; default what a run on ``device`` uses:
-    bfloat16 on CUDA (as in the QLoRA paper), float32 on CPU (``plan.assumes`` says which).
+    ``dtype``: of unquantized weights and 4-bit compute; default (None or 'auto') what a run with
+    ``dtype="auto"`` on ``device`` uses (``compute_dtype.resolve``): bfloat16 on CUDA (as in the QLoRA paper) and
+    on CPUs measured fast in bf16, else float32 (``plan.assumes`` says which).
     ``task``: 'causal-lm', 'classification' or 'seq2seq' (default: the model family's, ``families``): the
     head the model is built with; a classifier's head (2 labels unless the config says) trains in full
     beside LoRA, its share shown in ``plan.head``.
@@ -86,8 +87,10 @@ def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none",
              labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> "Planning":
     """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
     device = _device(device)
-    dtype_given = dtype is not None
-    dtype = dtype if dtype_given else ("bfloat16" if device == "cuda" else "float32")
+    from .compute_dtype import AUTO, resolve
+
+    dtype_given = dtype not in (None, AUTO)
+    dtype = dtype if dtype_given else resolve(AUTO, device)  # what a run with dtype="auto" will use
     values = dict(method=method, quant=quant, double_quant=double_quant, dtype=dtype, rank=rank,
                   batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
                   optimizer=optimizer, dropout=dropout, adapter_dtype=adapter_dtype, use_dora=use_dora)

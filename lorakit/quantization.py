@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DTYPES, QUANTS, ConfigError, not_one_of
+from .config import DTYPE_CHOICES, QUANTS, ConfigError, not_one_of
 
 DTYPE_MAP = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Kept equal to the bitsandbytes requirement in pyproject.toml (a test checks they match).
@@ -44,6 +44,24 @@ def quiet_bitsandbytes() -> None:
     """
     logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessages("gemm_4bit_forward"))
     logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropMessages("MatMul8bitLt"))
+    quiet_accelerator_packages()
+
+
+# Loggers of optional accelerator packages and of the code that looks them up. Their warnings say that a kernel
+# could not be fetched (offline, not installed, another version): the built-in one runs instead, so a workshop
+# gets nothing from them. Their wording differs between machines and versions (a CPU with AVX512-BF16 has
+# bitsandbytes ask the ``kernels`` hub for its fused kernel: "Version 1 of 'kernels-community/...' is not
+# available in the local cache ..."), so they are quieted by source, not by text; errors still show.
+ACCELERATOR_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
+
+
+def quiet_accelerator_packages() -> None:
+    """Below-error messages of ``ACCELERATOR_LOGGERS`` (and their children) stay out of the output."""
+    import warnings
+
+    for name in ACCELERATOR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)  # children at NOTSET inherit it
+    warnings.filterwarnings("ignore", module=r"kernels(\.|$)")
 
 
 def bitsandbytes_available() -> bool:
@@ -52,7 +70,7 @@ def bitsandbytes_available() -> bool:
 
 def check_quant_dtype(quant: str, dtype: str) -> None:
     """Raise ConfigError (a ValueError) naming the field and the allowed values for an unknown quant or dtype."""
-    problems = {name: problem for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPES))
+    problems = {name: problem for name, value, allowed in (("quant", quant, QUANTS), ("dtype", dtype, DTYPE_CHOICES))
                 if (problem := not_one_of(name, value, allowed))}
     if problems:
         raise ConfigError(problems)

@@ -80,10 +80,21 @@ def _quant_state_tensors(state) -> list:
     return [t for t in out if _is_tensor(t)]
 
 
+def _usual_state(t):
+    """A ``Params4bit``'s quantization state in the usual layout (``bnb_layout``): the one training holds,
+    whether or not an evaluation pass had bitsandbytes repack it (its packed data has the same bytes)."""
+    state = getattr(t, "quant_state", None)
+    if not getattr(state, "packing_format_for_cpu", False):
+        return state
+    from .bnb_layout import usual_4bit
+
+    return usual_4bit(t)[1]
+
+
 def _stored_tensors(t) -> list:
     """A parameter as it sits in memory: the tensor plus any quantization state attached to it."""
     out = [t]
-    out += _quant_state_tensors(getattr(t, "quant_state", None))  # Params4bit
+    out += _quant_state_tensors(_usual_state(t))  # Params4bit
     for attr in ("SCB", "CB"):  # Int8Params: int8 rows (CB is the data itself) + fp32 row scales
         v = getattr(t, attr, None)
         if _is_tensor(v):

@@ -58,6 +58,9 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
 
         sinks += tracker_sinks([config])  # a ConfigError naming report_to when a library is missing
     stop = stop or threading.Event()
+    from .compute_dtype import resolve_config
+
+    config = resolve_config(config, device or default_device())  # dtype="auto": the record keeps what ran
     store_sink = None
     if store is not None:  # a write the store refuses (a full disk) ends the run after the current step
         store_sink = StoreSink(store, on_failure=lambda _why: stop.set())

@@ -64,9 +64,9 @@ def lora_layers(peft_model, adapter: str = "default"):
 
 def base_weight(layer) -> torch.Tensor:
     """The float32 weight the frozen base computes with (dequantized for bitsandbytes), (d_out, d_in)."""
-    from peft.utils.integrations import dequantize_module_weight
+    from .bnb_layout import dequantized
 
-    return dequantize_module_weight(layer.get_base_layer()).detach().float()
+    return dequantized(layer.get_base_layer()).detach().float()
 
 
 def _no_grad(fn):
@@ -174,8 +174,10 @@ def _requantize(base_layer, w: torch.Tensor) -> None:
     import bitsandbytes as bnb
     import bitsandbytes.functional as F
 
-    old = base_layer.weight
-    q, state = F.quantize_4bit(w.to(old.device, old.quant_state.dtype), blocksize=old.blocksize,
+    from .bnb_layout import usual_dtype
+
+    old = base_layer.weight  # a repacked layer's state says bf16; the usual one the weights' dtype
+    q, state = F.quantize_4bit(w.to(old.device, usual_dtype(old)), blocksize=old.blocksize,
                                quant_type=old.quant_type, compress_statistics=old.compress_statistics,
                                quant_storage=old.quant_storage)
     base_layer.weight = bnb.nn.Params4bit(data=q, requires_grad=False, quant_state=state, blocksize=old.blocksize,

@@ -7,7 +7,7 @@ import html
 import ipywidgets as W
 
 from lorakit import plan_text
-from lorakit.config import DTYPES, OPTIMIZERS
+from lorakit.config import DTYPE_CHOICES, OPTIMIZERS
 from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
 from lorakit.fit import THIS_MACHINE
 from lorakit.memory import CATEGORIES
@@ -28,7 +28,7 @@ class QuantPanel(Panel):
         self.quant = W.ToggleButtons(options=QUANT_OPTIONS, style=W.ToggleButtonsStyle(button_width="70px"))
         self.double_quant = W.Checkbox(indent=False, description="double quantization (4-bit: quantize the "
                                                                  "absmax constants too)")
-        self.dtype = W.Dropdown(options=list(DTYPES), layout=W.Layout(width="260px"))
+        self.dtype = W.Dropdown(options=list(DTYPE_CHOICES), layout=W.Layout(width="260px"))
         self.optimizer = W.Dropdown(options=list(OPTIMIZERS), layout=W.Layout(width="260px"))
         self.field("quant", self.quant, "base weights", also=("method",))
         self.field("double_quant", self.double_quant)
