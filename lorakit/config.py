@@ -37,8 +37,8 @@ class RunConfig:
     """Base-weight storage: 'none' (dtype), 'int8' (LLM.int8), 'nf4' or 'fp4' (4-bit, QLoRA)."""
     double_quant: bool = True
     """4-bit only: also quantize the per-block absmax constants (QLoRA's double quantization)."""
-    dtype: str = "auto"
-    """Weights' and 4-bit compute dtype: 'auto' (bf16 where measured fast), float32, bfloat16, float16."""
+    dtype: str = "float32"
+    """Weights' and 4-bit compute dtype: float32, bfloat16, float16, or 'auto' (bf16 where measured fast)."""
     rank: int = 8
     """LoRA rank r: A is r x d_in, B is d_out x r."""
     adapter_dtype: str = "float32"

@@ -48,8 +48,7 @@ def test_measured_once_per_machine_then_read_from_the_cache(probe, tmp_path):
 
 def test_the_run_records_the_resolved_dtype(probe):
     probe(4.4)
-    cfg = RunConfig(model="tiny-llama", max_steps=2, batch_size=2, train_examples=8, eval_examples=2)
-    assert cfg.dtype == "auto"
+    cfg = RunConfig(model="tiny-llama", dtype="auto", max_steps=2, batch_size=2, train_examples=8, eval_examples=2)
     rec = lorakit.train(cfg, store=False)
     assert rec.status == "finished", rec.reason
     assert rec.config.dtype == "bfloat16"
@@ -57,7 +56,8 @@ def test_the_run_records_the_resolved_dtype(probe):
 
 
 def test_auto_is_a_choice_and_others_are_refused():
-    assert RunConfig().dtype == "auto"
+    # float32 stays the default until bf16's quality is measured on a CPU with bf16 units (issue 30)
+    assert RunConfig().dtype == "float32" and RunConfig(dtype="auto").dtype == "auto"
     with pytest.raises(ConfigError) as err:
         RunConfig(dtype="fp64")
     assert "dtype" in str(err.value) and "'auto'" in str(err.value)

@@ -200,8 +200,11 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
     plan = c.plan_result[0]
     text = plain_text(quant.plan.value)
     assert f"predicted step peak {fmt_bytes(plan.peak)} at {plan.peak_at}" in text
-    # RunConfig's dtype="auto": the dtype this machine's run will compute in, resolved (compute_dtype)
-    device = plan.assumes["device"]
+    assert f"assumes: {plan.assumes['device']}, float32 (given), batch 2 × 256 tokens unpadded" in text
+    c.set(dtype="auto")  # the dtype this machine's run will compute in, resolved (compute_dtype)
+    assert c.wait(WAIT)
+    plan, device = c.plan_result[0], c.plan_result[0].assumes["device"]
+    text = plain_text(quant.plan.value)
     assert f"assumes: {device}, {plan.assumes['dtype']} ({device}'s default), batch 2 × 256 tokens unpadded" in text
     # the device: this machine by default, then any accelerator of lorakit's table
     assert [v for _, v in quant.fit_device.options] == [THIS_MACHINE, *accelerators()]
