@@ -358,7 +358,7 @@ def test_the_installed_wheel_works_outside_the_checkout(fresh_venv, tmp_path):
     for path in map(Path, got["files"]):
         assert path.resolve().is_relative_to(venv_root), f"{path} is not the installed copy"
         assert not path.resolve().is_relative_to(ROOT), path
-    assert got["studio"] == ["Studio", ["HTML", "HBox", "SweepPanel", "ComparePanel"]]  # the installed panels
+    assert got["studio"] == ["Studio", ["HTML", "HBox", "SweepPanel", "ComparePanel", "PlaygroundPanel"]]
     import lorakit
 
     here = lorakit.plan_memory("llama-7b")

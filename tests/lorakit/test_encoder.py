@@ -141,8 +141,12 @@ def test_topic_is_a_classification_task_and_a_wrong_kind_is_refused(tiny_bert):
     tok = lorakit.load_model(tiny_bert, device="cpu", labels=LABELS).tokenizer
     with pytest.raises(DataError, match=r"^dataset: built-in task 'date-iso' is causal-lm data.*fit: topic"):
         build_data(_cfg(tiny_bert, dataset="date-iso"), tok, "classification")
+    # a model RunConfig cannot see (a local folder) is checked when its data is built ...
     with pytest.raises(DataError, match=r"^dataset: built-in task 'topic' is classification data.*extract-json"):
-        build_data(lorakit.RunConfig(model="tiny-llama", dataset="topic"), tok)
+        build_data(_cfg(tiny_bert, dataset="topic"), tok, "causal-lm")
+    # ... a built-in one already by RunConfig
+    with pytest.raises(lorakit.ConfigError, match=r"dataset 'topic' is a classification task.*'extract-json'"):
+        lorakit.RunConfig(model="tiny-llama", dataset="topic")
 
 
 def test_a_user_file_with_text_and_label_columns(tiny_bert, tmp_path):

@@ -364,7 +364,7 @@ def test_plan_for_config_uses_the_run_settings():
                     seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1)
     expected = plan_memory("tiny-llama", quant="nf4", rank=4, target_modules="attention", batch_size=2,
                            seq_len=64, optimizer="adamw_8bit", gradient_checkpointing=True, dropout=0.1,
-                           device="cpu", dtype="auto",  # RunConfig's default: resolved for this machine
+                           device="cpu", dtype="float32",  # a RunConfig always gives its dtype
                            labelled_tokens=2 * 63)  # its labelled-only head, every position with a next token
     assert plan_for_config(cfg, device="cpu") == expected
     assert plan_for_config(cfg, seq_len=32, device="cpu").activations < expected.activations

@@ -153,7 +153,8 @@ def _train_three_points_then_stop(page, studio, label: str) -> None:
         page.wait_for_timeout(500)
     # the curve is drawn, not only in the data
     assert page.locator(".lorakit-studio .js-plotly-plot g.scatterlayer path.js-line").count() >= 1
-    studio.get_by_role("button", name="Stop", exact=True).click()
+    # the Train panel's Stop (the Playground below has a Stop of its own, for answers)
+    studio.locator("button[title^='End the run after the current step']").click()
     page.wait_for_selector(f".lorakit-studio .lorakit-runs-table tr:has-text('{label}') td:has-text('stopped')",
                            timeout=LONG)
     page.wait_for_selector(".lorakit-studio .lorakit-status-warn:has-text('stopped after step')", timeout=LONG)
