@@ -222,7 +222,10 @@ def run(configs: list, store, sinks, stop: Optional[threading.Event] = None, add
     trackers = tracker_sinks(configs)  # report_to's trackers are the driver's, so a cluster's trials meet there
     ray = require_ray()
     connect(ray, address)
-    task = ray.remote(run_trial).options(**trial_options(ray, resources))
+    # max_calls=1, one trial per worker process: a trial cancelled while it imports transformers leaves that
+    # process's lazy modules half-initialised ("Could not import module 'TrainerCallback'" in the next trial it
+    # ran); a fresh worker costs seconds of imports against a trial's minutes (Ray's remedy for leaky libraries)
+    task = ray.remote(max_calls=1)(run_trial).options(**trial_options(ray, resources))
     relay = ray.remote(num_cpus=0)(Relay).remote()
     driver = _Driver(ray, relay, [Trial(c) for c in configs], ([StoreSink(store)] if store is not None else [])
                      + list(sinks) + trackers, store)
