@@ -138,14 +138,7 @@ def _from_alpaca(record: dict) -> dict:
 
 def _from_sharegpt(record: dict) -> dict:
     """A ShareGPT record: its ``{from, value}`` turns as chat turns (a 'system' column, when set, first)."""
-    turns = _value(record, "conversations")
-    if isinstance(turns, str):  # a CSV or Parquet cell holding the turns as JSON text
-        try:
-            turns = json.loads(turns)
-        except (ValueError, RecursionError):
-            raise RowProblem("conversations", "is text but not JSON", f"expected {_SHAREGPT}") from None
-    if not isinstance(turns, (list, tuple)):
-        raise RowProblem("conversations", f"expected {_SHAREGPT}, got {kind(turns)}")
+    turns = _turn_list("conversations", _value(record, "conversations"), _SHAREGPT)
     messages = []
     if isinstance(record.get("system"), str) and record["system"].strip():
         messages.append({"role": "system", "content": record["system"]})
@@ -222,13 +215,7 @@ def kind(value: Any) -> str:
 
 def _from_messages(messages: Any) -> dict:
     """The last assistant turn is the answer, the turns before it the context; later turns are dropped."""
-    if isinstance(messages, str):  # a CSV or Parquet cell holding the turns as JSON text
-        try:
-            messages = json.loads(messages)
-        except (ValueError, RecursionError):
-            raise RowProblem("messages", "is text but not JSON", f"expected {_TURNS}") from None
-    if not isinstance(messages, (list, tuple)):
-        raise RowProblem("messages", f"expected {_TURNS}, got {kind(messages)}")
+    messages = _turn_list("messages", messages, _TURNS)
     turns = []
     for k, m in enumerate(messages, 1):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
@@ -247,3 +234,15 @@ def _from_messages(messages: Any) -> dict:
     users = [m["content"] for m in context if m["role"] == "user"]
     prompt = users[-1] if users else context[-1]["content"]
     return make_row(prompt, turns[last]["content"], context)
+
+
+def _turn_list(column: str, value: Any, expected: str) -> list:
+    """A column of chat turns as a list: a CSV or Parquet cell holds them as JSON text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise RowProblem(column, "is text but not JSON", f"expected {expected}") from None
+    if not isinstance(value, (list, tuple)):
+        raise RowProblem(column, f"expected {expected}, got {kind(value)}")
+    return value
