@@ -49,7 +49,7 @@ def tell_apart(df: "pd.DataFrame") -> "pd.Series":
         return labels
     rows, group = df[shared], labels[shared]
     axes = [(c, word) for c, word in AXES if c in df.columns]
-    shown = pd.DataFrame({c: rows[c].map(_value_text) for c, _ in axes}, index=rows.index)
+    shown = pd.DataFrame({c: _texts(rows[c]) for c, _ in axes}, index=rows.index)
     varying = shown.groupby(group.values).transform("nunique")  # distinct values among the rows of a label
     part = group.copy()
     for c, word in axes:
@@ -59,6 +59,15 @@ def tell_apart(df: "pd.DataFrame") -> "pd.Series":
     out = labels.copy()
     out[shared] = part
     return out
+
+
+def _texts(column: "pd.Series") -> list:
+    """Each value as a label writes it, each distinct value written once (thousands of rows, few values)."""
+    import pandas as pd
+
+    codes, values = pd.factorize(column.astype(object), use_na_sentinel=False)
+    texts = [_value_text(v) for v in values]
+    return [texts[i] for i in codes]
 
 
 def _value_text(v: Any) -> str:

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, U
 from .display import MiB, finite
 from .memory import CATEGORIES
 from .record import RunRecord
-from .run_labels import own_label, tell_apart
+from .run_labels import AXES, own_label, tell_apart
 from .variants import variant_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_COLUMNS", "PEAK_COLUMNS",
-           "SHORT_COLUMNS", "FULL_TARGETS", "column_names"]
+           "SHORT_COLUMNS", "BYTE_COLUMNS", "HEADERS", "FULL_TARGETS", "column_names"]
 
 FULL_TARGETS = "(all weights)"  # target_modules shown for full fine-tuning
 # How styled() escapes every cell (pandas' Styler escape): labels, dataset paths and reasons are user text,
@@ -122,11 +122,16 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
 COLUMNS = tuple(name for name, _, _ in SPEC)
 MEM_COLUMNS = tuple(f"mem_{c}" for c in CATEGORIES) + ("mem_total",)
 PEAK_COLUMNS = ("mem_peak", "mem_peak_planned")
+BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")  # shown in MiB, every one
 # The short view (CLI, report, the Studio's table): who the run is, what it cost, what it reached, how long.
 # mem_total: the measured steady bytes (memory); mem_peak: the step's measured peak; task_metric: the task's score.
 SHORT_COLUMNS = ("label", "model", "method", "quant", "rank", "mem_total", "mem_peak", "eval_loss", "task_metric",
                  "wall_s")
 COLUMN_SETS = {"all": COLUMNS, "short": SHORT_COLUMNS}
+# Words a reader sees for the short set's columns (styled(headers=True): the report; the Studio's table).
+HEADERS = {"label": "run", "model": "model", "method": "method", "quant": "quant", "rank": "rank",
+           "mem_total": "memory", "mem_peak": "peak", "eval_loss": "eval loss", "task_metric": "task metric",
+           "wall_s": "time", "status": "status", "run_id": "run id"}
 ColumnsArg = Union[str, Sequence[str]]
 
 
@@ -170,8 +175,6 @@ def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
 def display_names(records: Sequence[RunRecord]) -> list[str]:
     """Each run's label as the table shows it among ``records`` (the model, and what differs from the runs
     sharing its label: :mod:`.run_labels`), with a run-id suffix where two runs still share one."""
-    from .run_labels import AXES
-
     if not records:
         return []
     labels = tell_apart(_frame(records, ("run_id", "label", *(c for c, _ in AXES))))
@@ -211,9 +214,11 @@ def compare(runs: RunsArg = None, store: Any = None, columns: ColumnsArg = "all"
         return runs[[c for c in wanted if c in runs.columns]].copy()
     records = _whole_store(runs) if _is_whole_store(runs) else as_records(runs, store) if runs is not None \
         else _whole_store(store)
-    df = _frame(records, COLUMNS)
-    df["label"] = tell_apart(df)
-    return df if wanted == COLUMNS else df[list(wanted)]
+    # only the columns asked for are computed, and those a label is told apart by
+    df = _frame(records, wanted if "label" not in wanted else (*wanted, *(c for c, _ in AXES)))
+    if "label" in df:
+        df["label"] = tell_apart(df)
+    return df if tuple(df.columns) == wanted else df[list(wanted)]
 
 
 def column_names(columns: ColumnsArg) -> tuple[str, ...]:
@@ -234,7 +239,7 @@ def _frame(records: Sequence[RunRecord], names: Sequence[str]) -> "pd.DataFrame"
     """The SPEC columns ``names`` of ``records``, typed (column by column: a table of thousands of rows)."""
     import pandas as pd
 
-    spec = [line for line in SPEC if line[0] in names]
+    spec = [line for line in SPEC if line[0] in set(names)]
     df = pd.DataFrame({name: [get(r) for r in records] for name, _, get in spec}, columns=[n for n, _, _ in spec])
     for name, dtype, _ in spec:
         if dtype == "datetime":
@@ -264,8 +269,9 @@ def _whole_store(store: Any) -> list[RunRecord]:
             st.close()
 
 
-def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
-    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding."""
+def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False):
+    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding.
+    ``headers``: the short set's columns under the words of ``HEADERS`` (memory, peak, eval loss, ...)."""
     import pandas as pd
 
     if columns is not None:
@@ -280,7 +286,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     def seconds(v):
         return "" if pd.isna(v) else f"{v:.1f} s"
 
-    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")}
+    formats: dict[str, Any] = {c: mib for c in BYTE_COLUMNS}
     formats.update({
         "trainable_pct": lambda v: "" if pd.isna(v) else f"{v:.3g}%",
         "trainable_params": num(","), "total_params": num(","),
@@ -293,6 +299,8 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
     styler = df.style.format(formats, na_rep="", escape=_ESCAPE).hide(axis="index")
+    if headers:
+        styler = styler.format_index(lambda c: HEADERS.get(c, c), axis=1)
     mem_cols = [c for c in (*MEM_COLUMNS, *PEAK_COLUMNS) if c in df.columns]
     if mem_cols and len(df):
         vals = pd.to_numeric(df[mem_cols].stack(), errors="coerce").dropna()
