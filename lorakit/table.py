@@ -210,8 +210,8 @@ def compare(runs: RunsArg = None, store: Any = None, columns: ColumnsArg = "all"
     import pandas as pd
 
     wanted = column_names(columns)
-    if isinstance(runs, pd.DataFrame):
-        return runs[[c for c in wanted if c in runs.columns]].copy()
+    if isinstance(runs, pd.DataFrame):  # kept whole (with any column a user added) unless columns are chosen
+        return runs.copy() if columns == "all" else runs[[c for c in wanted if c in runs.columns]].copy()
     records = _whole_store(runs) if _is_whole_store(runs) else as_records(runs, store) if runs is not None \
         else _whole_store(store)
     # only the columns asked for are computed, and those a label is told apart by

@@ -50,7 +50,12 @@ def read_table(conn: sqlite3.Connection, damaged: Optional[list] = None,
                store: Optional[Path] = None) -> list[RunRecord]:
     """Every run of the store, oldest first, as light records (see the module's note); call inside a read
     transaction. Damaged runs are left out and added to ``damaged``, as :func:`.rows.read_runs` does."""
-    rows = conn.execute(QUERY).fetchall()
+    try:
+        rows = conn.execute(QUERY).fetchall()
+    except sqlite3.OperationalError as e:  # an SQLite built without its JSON functions (before 3.38: optional)
+        if "no such function" not in str(e):
+            raise
+        return read_runs(conn, "", (), damaged, store, history=False)
     out: list[Optional[RunRecord]] = []
     again: dict[str, int] = {}  # run_id -> its place in out: read by the full reader
     for row in rows:
