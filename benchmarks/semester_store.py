@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     size = sum(f.stat().st_size for f in (path, Path(f"{path}-wal")) if f.exists())
     print(f"\nstore: {len(store)} runs, {n_steps:,} logged steps, {size / 2**20:.1f} MiB on disk "
           f"({size / max(len(store), 1) / 1024:.1f} KiB a run); machine: {os.cpu_count()} CPUs, "
-          f"{os.uname().machine}, shared: load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+          f"{os.uname().machine}, shared: load average {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"{'what':62s} {'wall s':>8s} {'CPU s':>8s}")
     for what, (wall, cpu_s) in results:
         print(f"{what:62s} {wall:8.2f} {cpu_s:8.2f}")

@@ -28,7 +28,8 @@ __all__ = [
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
-    "styled", "SHORT_COLUMNS", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
+    "styled", "SHORT_COLUMNS", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv",
+    "export_html",
     "generate", "stream",
 ]
 

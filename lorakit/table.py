@@ -1,7 +1,10 @@
 """Runs side by side as a pandas table: ``compare()``, one row per run, and ``styled()`` for notebooks.
 
 The columns are listed once, in ``SPEC`` (name, dtype, how a run record gives the value): a new
-column is one line there. Memory is in bytes in the table and in MiB in ``styled()``. ``as_records``
+column is one line there (and, if it reads a record's history, evaluations or samples, a word in
+``store/table_read.py``, whose light records a whole store's table is built from). ``SHORT_COLUMNS`` is the
+short view (``compare(columns="short")``, the CLI, the report). Labels: :mod:`.run_labels`. Memory is in
+bytes in the table and in MiB wherever it is shown (``styled()``, the CLI). ``as_records``
 turns what every comparison function accepts (records, run ids, a store, nothing) into records; the
 figures and the report use it too.
 
