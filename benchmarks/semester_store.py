@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     ComparePanel(StudioController(store=False))  # plotly's FigureWidget imports nbformat, jsonschema, ...
 
     results = []
+    load_before = os.getloadavg()[0]
     store, t = timed(lambda: RunStore(path))
     results.append(("open the store (RunStore(path))", t))
     n_steps = store._query("SELECT COUNT(*) FROM steps")[0][0]
@@ -108,10 +109,14 @@ def main(argv=None) -> int:
     recs, t = timed(store.records)
     results.append(("records() (every run with its history)", t))
     df, t = timed(lambda: lorakit.compare(store=store))
-    results.append((f"compare(store=...) ({len(df)} rows)", t))
-    _, t = timed(lambda: subprocess.run([sys.executable, "-m", "lorakit.cli", "--store", str(path), "compare"],
-                                        capture_output=True, check=True, cwd=REPO))
-    results.append(("lorakit compare (a new process: import, read, print)", t))
+    results.append((f"compare(store=...) ({len(df)} rows, every column)", t))
+    df, t = timed(lambda: lorakit.compare(store=store, columns="short"))
+    results.append((f"compare(store=..., columns='short') ({len(df)} rows)", t))
+    for flags, what in (((), "the newest 20"), (("--all",), "--all: every row")):
+        _, t = timed(lambda flags=flags: subprocess.run(
+            [sys.executable, "-m", "lorakit.cli", "--store", str(path), "compare", *flags],
+            capture_output=True, check=True, cwd=REPO))
+        results.append((f"lorakit compare {' '.join(flags)} (a new process; {what})", t))
     controller = StudioController(store=store)
     panel, t = timed(lambda: ComparePanel(controller))
     results.append(("Compare panel: first render (table page, options, charts)", t))
@@ -123,7 +128,8 @@ def main(argv=None) -> int:
     size = sum(f.stat().st_size for f in (path, Path(f"{path}-wal")) if f.exists())
     print(f"\nstore: {len(store)} runs, {n_steps:,} logged steps, {size / 2**20:.1f} MiB on disk "
           f"({size / max(len(store), 1) / 1024:.1f} KiB a run); machine: {os.cpu_count()} CPUs, "
-          f"{os.uname().machine}, shared: load average {os.getloadavg()[0]:.1f} at the end")
+          f"{os.uname().machine}, shared: load average {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"{'what':62s} {'wall s':>8s} {'CPU s':>8s}")
     for what, (wall, cpu_s) in results:
         print(f"{what:62s} {wall:8.2f} {cpu_s:8.2f}")

@@ -19,7 +19,7 @@ from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
 from .report import export_csv, export_html
-from .table import compare, styled
+from .table import SHORT_COLUMNS, compare, styled
 
 __version__ = "0.1.0"
 
@@ -28,7 +28,8 @@ __all__ = [
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
-    "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
+    "styled", "SHORT_COLUMNS", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv",
+    "export_html",
     "generate", "stream",
 ]
 

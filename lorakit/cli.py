@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--csv", help="write the table as CSV")
     c.add_argument("--html", help="write a self-contained HTML report with charts")
     c.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (and their adapters)")
+    c.add_argument("--columns", default="short", metavar="SET",
+                   help="short (default: label, model, method, quant, rank, memory, peak, eval loss, task metric, "
+                        "time, with status and run id), all, or column names separated by commas")
+    shown = c.add_mutually_exclusive_group()
+    shown.add_argument("--limit", type=_positive, default=COMPARE_LIMIT, metavar="N",
+                       help=f"print the newest N runs (default {COMPARE_LIMIT}); a line says how many are left out")
+    shown.add_argument("--all", action="store_true", help="print every run (CSV and HTML always hold every run)")
 
     from .cli_store import add_parser as add_store_parser  # lorakit store check / repair / merge / export
 
@@ -236,7 +243,7 @@ def cmd_sweep(ns) -> int:
     resources = {k: v for k, v in (("cpu", ns.trial_cpus), ("gpu", ns.trial_gpus)) if v is not None}
     table = sweep(base, store=ns.store, sinks=[ProgressBar()], executor=ns.executor, address=ns.address,
                   resources_per_trial=resources or None, **axes)
-    _print_table(table)
+    _print_table(table, _trained_columns())
     return 0 if (table["status"] == "finished").all() else 1
 
 
@@ -246,21 +253,28 @@ def cmd_compare(ns) -> int:
     from .cli_store import print_damaged
     from .report import export_csv, export_html
     from .store import DamagedRunsWarning, RunStore
-    from .table import compare
+    from .table import column_names, compare
 
+    try:
+        columns = _print_columns(ns.columns, column_names)
+    except ValueError as e:
+        print(f"lorakit compare: {e}", file=sys.stderr)
+        return 2
     store = RunStore(ns.store, read_only=None if not ns.delete else False)
     for run_id in ns.delete or []:
         store.delete(run_id)
         print(f"deleted {run_id}")
     with warnings.catch_warnings():  # named on stderr below, one line a run
         warnings.simplefilter("ignore", DamagedRunsWarning)
-        records = store.records(history=bool(ns.html))  # only the report's loss chart needs histories
+        # the report's loss chart needs histories; the table alone is the store's one-query read
+        records = store.records() if ns.html else None
+        wanted = "all" if ns.csv else columns  # the CSV holds every column
+        table = compare(records, columns=wanted) if ns.html else compare(store=store, columns=wanted)
     print_damaged(store)
-    if not records:
+    if not len(table):
         print(f"no runs in {store.path}")
         return 0
-    table = compare(records)
-    _print_table(table)
+    _print_table(table, columns, limit=None if ns.all else ns.limit)
     if ns.csv:
         export_csv(table, ns.csv)
         print(f"wrote {ns.csv}")
@@ -268,6 +282,26 @@ def cmd_compare(ns) -> int:
         export_html(records, ns.html)
         print(f"wrote {ns.html}")
     return 0
+
+
+COMPARE_LIMIT = 20  # runs lorakit compare prints unless told --limit N or --all: a semester's store holds thousands
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--limit must be a whole number of runs, 1 or more; got {text!r}")
+    return n
+
+
+def _print_columns(spec: str, column_names) -> tuple:
+    """--columns as column names: 'short' adds the status and run id (what `export` and `--delete` take)."""
+    if spec == "short":
+        return (*column_names("short"), "status", "run_id")
+    return column_names(spec if spec == "all" else [c.strip() for c in spec.split(",") if c.strip()])
 
 
 def cmd_plan(ns) -> int:
@@ -388,28 +422,44 @@ def cmd_demo(ns) -> int:
     for cfg in demo_configs(ns.model, ns.steps, ns.seq_len, ns.eval_examples):
         print(f"== {cfg.name}, learning rate {cfg.learning_rate:g}", flush=True)
         records.append(train(cfg, sinks=[ProgressBar()], store=store))
-    _print_table(compare(records))
+    _print_table(compare(records), _trained_columns())
     print(f"\n{demo_verdict(records)}")
     export_html(records, ns.html, title="lorakit demo: LoRA vs QLoRA vs full fine-tuning")
     print(f"\nwrote {os.path.abspath(ns.html)}; runs stored in {store.path}; {time.perf_counter() - t0:.0f} s in all")
     return 0 if all(r.status == "finished" for r in records) else 1
 
 
-def _print_table(table) -> None:
+def _trained_columns() -> tuple:
+    """What the runs a command just trained are printed with: the short set and where their time went."""
+    from .record import TIMINGS
+    from .table import SHORT_COLUMNS
+
+    return (*SHORT_COLUMNS, "tokens_per_s", *(field for _, field in TIMINGS), "status", "run_id")
+
+
+def _print_table(table, columns=None, limit=None) -> None:
+    """The run table as text: ``columns`` (default: the short set, status and run id), the newest ``limit``
+    rows (None: all), bytes in MiB (one unit for the table: ``_MiB`` in the header)."""
     import pandas as pd
 
-    cols = [c for c in ("run_id", "label", "status", "trainable_params", "trainable_pct", "mem_base_weights",
-                        "mem_adapters", "mem_gradients", "mem_optimizer", "mem_activations", "mem_total",
-                        "mem_peak", "mem_peak_at", "tokens_per_s", "train_loss", "eval_loss", "task_metric", "wall_s",
-                        "load_s", "train_s", "eval_s", "task_eval_s", "samples_s")
-            if c in table]
-    view = table[cols].copy()
-    in_bytes = [c for c in cols if c.startswith("mem_") and c != "mem_peak_at"]
+    from .table import BYTE_COLUMNS, column_names
+
+    cols = [c for c in (columns or _print_columns("short", column_names)) if c in table]
+    view = table[cols]
+    left_out = 0
+    if limit is not None and len(view) > limit:
+        left_out, view = len(view) - limit, view.iloc[-limit:]
+    view = view.copy()
+    in_bytes = [c for c in cols if c in BYTE_COLUMNS]
     for c in in_bytes:
         view[c] = (view[c] / MiB).round(1)
-    view = view.rename(columns={**{c: c.replace("mem_", "") + "_MiB" for c in in_bytes}, "mem_peak_at": "peak_at"})
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3g}".format):
+    view = view.rename(columns={**{c: c.replace("mem_", "").replace("_bytes", "") + "_MiB" for c in in_bytes},
+                                "mem_peak_at": "peak_at"})
+    with pd.option_context("display.width", 250, "display.max_columns", 80, "display.float_format", "{:.3g}".format):
         print(view.to_string(index=False))
+    if left_out:
+        print(f"... {left_out:,} older run(s) not shown: the newest {limit} of {len(table):,}; "
+              "--all prints every run, --limit N the newest N")
 
 
 COMMANDS = dict(train=cmd_train, sweep=cmd_sweep, compare=cmd_compare, plan=cmd_plan, models=cmd_models, demo=cmd_demo)
@@ -427,11 +477,17 @@ COMMANDS["store"] = cmd_store
 COMMANDS.update(generate=cmd_generate, chat=cmd_chat)
 
 
+# Commands that read the store and print or export tables: quieting torch, transformers and datasets would
+# import them, seconds of a `lorakit compare` that never loads a model.
+TABLE_COMMANDS = ("compare", "store")
+
+
 def main(argv: Optional[list] = None) -> int:
     from .logging_setup import quiet_libraries
 
-    quiet_libraries()
     ns = build_parser().parse_args(argv)
+    if ns.command not in TABLE_COMMANDS:
+        quiet_libraries()
     try:
         return COMMANDS[ns.command](ns)
     except ConfigError as exc:

@@ -12,16 +12,13 @@ from typing import Any, Optional, Sequence, Union
 
 from .figures import loss_figure, memory_figure, pareto_figure
 from .record import RunRecord
-from .table import MEM_COLUMNS, RunsArg, as_records, compare, display_names, styled
+from .table import SHORT_COLUMNS, RunsArg, as_records, compare, display_names, styled
 
 __all__ = ["export_csv", "export_html", "samples_html", "REPORT_COLUMNS"]
 
-# The columns of the HTML report's table (the full frame is wide).
-REPORT_COLUMNS = (
-    "label", "status", "method", "quant", "rank", "alpha", "target_modules", "trainable_params",
-    "trainable_pct", *MEM_COLUMNS, "tokens_per_s", "train_loss", "eval_loss", "task_metric_before",
-    "task_metric", "wall_s", "run_id",
-)
+# The columns of the HTML report's table: the short set, with status and run id; every column is one click
+# away, in a folded table below it.
+REPORT_COLUMNS = (*SHORT_COLUMNS, "status", "run_id")
 SAMPLE_HEADERS = {"prompt": "prompt", "reference": "reference", "before": "before training",
                   "after": "after training"}
 
@@ -69,6 +66,15 @@ def samples_html(records: Sequence[RunRecord], keys: Sequence[str] = ("prompt", 
     return "\n".join(parts)
 
 
+def _tables(df) -> str:
+    """The short table, and every column in a folded one (one click away)."""
+    if not len(df):
+        return "<p class='note'>No runs.</p>"
+    return (styled(df, REPORT_COLUMNS, headers=True).to_html()
+            + f"<details class='all-columns'><summary>Every column ({len(df.columns)})</summary>"
+            + styled(df).to_html() + "</details>")
+
+
 _CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 24px; color: #222; }
 h1 { margin-bottom: 4px; } .note { color: #666; }
@@ -76,6 +82,7 @@ table { border-collapse: collapse; font-size: 13px; margin: 8px 0 24px; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f5f5f5; }
 .figure { margin: 16px 0 32px; }
+details.all-columns { margin: -16px 0 24px; } details.all-columns summary { cursor: pointer; color: #555; }
 """
 
 
@@ -97,7 +104,7 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
             full_html=False, include_plotlyjs=(i == 0), include_mathjax=False,
             config={"displaylogo": False, "responsive": True},
         ) + "</div>")
-    table = styled(df, REPORT_COLUMNS).to_html() if len(df) else "<p class='note'>No runs.</p>"
+    table = _tables(df)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

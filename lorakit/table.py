@@ -1,7 +1,10 @@
 """Runs side by side as a pandas table: ``compare()``, one row per run, and ``styled()`` for notebooks.
 
 The columns are listed once, in ``SPEC`` (name, dtype, how a run record gives the value): a new
-column is one line there. Memory is in bytes in the table and in MiB in ``styled()``. ``as_records``
+column is one line there (and, if it reads a record's history, evaluations or samples, a word in
+``store/table_read.py``, whose light records a whole store's table is built from). ``SHORT_COLUMNS`` is the
+short view (``compare(columns="short")``, the CLI, the report). Labels: :mod:`.run_labels`. Memory is in
+bytes in the table and in MiB wherever it is shown (``styled()``, the CLI). ``as_records``
 turns what every comparison function accepts (records, run ids, a store, nothing) into records; the
 figures and the report use it too.
 
@@ -14,13 +17,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, U
 from .display import MiB, finite
 from .memory import CATEGORIES
 from .record import RunRecord
+from .run_labels import AXES, own_label, tell_apart
 from .variants import variant_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = ["compare", "styled", "as_records", "display_names", "COLUMNS", "MEM_COLUMNS", "PEAK_COLUMNS",
-           "FULL_TARGETS"]
+           "SHORT_COLUMNS", "BYTE_COLUMNS", "HEADERS", "FULL_TARGETS", "column_names"]
 
 FULL_TARGETS = "(all weights)"  # target_modules shown for full fine-tuning
 # How styled() escapes every cell (pandas' Styler escape): labels, dataset paths and reasons are user text,
@@ -31,8 +35,11 @@ RunsArg = Union[None, RunRecord, str, Iterable[Union[RunRecord, str]], "pd.DataF
 
 
 def _label(r: RunRecord) -> str:
-    label = getattr(r.config, "label", "")
-    return str(label) if label else r.run_id
+    """The run's own label (see :mod:`.run_labels`); compare() adds what tells it from the rows beside it."""
+    kind = getattr(r.config, "label", "")
+    if not kind:
+        return r.run_id
+    return own_label(str(getattr(r.config, "name", "") or ""), getattr(r.config, "model", ""), str(kind))
 
 
 def _lora(r: RunRecord) -> bool:
@@ -118,6 +125,17 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
 COLUMNS = tuple(name for name, _, _ in SPEC)
 MEM_COLUMNS = tuple(f"mem_{c}" for c in CATEGORIES) + ("mem_total",)
 PEAK_COLUMNS = ("mem_peak", "mem_peak_planned")
+BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")  # shown in MiB, every one
+# The short view (CLI, report, the Studio's table): who the run is, what it cost, what it reached, how long.
+# mem_total: the measured steady bytes (memory); mem_peak: the step's measured peak; task_metric: the task's score.
+SHORT_COLUMNS = ("label", "model", "method", "quant", "rank", "mem_total", "mem_peak", "eval_loss", "task_metric",
+                 "wall_s")
+COLUMN_SETS = {"all": COLUMNS, "short": SHORT_COLUMNS}
+# Words a reader sees for the short set's columns (styled(headers=True): the report; the Studio's table).
+HEADERS = {"label": "run", "model": "model", "method": "method", "quant": "quant", "rank": "rank",
+           "mem_total": "memory", "mem_peak": "peak", "eval_loss": "eval loss", "task_metric": "task metric",
+           "wall_s": "time", "status": "status", "run_id": "run id"}
+ColumnsArg = Union[str, Sequence[str]]
 
 
 # --------------------------------------------------------------------------- inputs
@@ -158,8 +176,12 @@ def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
 
 
 def display_names(records: Sequence[RunRecord]) -> list[str]:
-    """Each run's label, with a run-id suffix where two runs share a label."""
-    return unique_names([_label(r) for r in records], [r.run_id for r in records])
+    """Each run's label as the table shows it among ``records`` (the model, and what differs from the runs
+    sharing its label: :mod:`.run_labels`), with a run-id suffix where two runs still share one."""
+    if not records:
+        return []
+    labels = tell_apart(_frame(records, ("run_id", "label", *(c for c, _ in AXES))))
+    return unique_names(labels.tolist(), [r.run_id for r in records])
 
 
 def unique_names(labels: list[str], run_ids: list[str]) -> list[str]:
@@ -171,12 +193,17 @@ def unique_names(labels: list[str], run_ids: list[str]) -> list[str]:
 
 # --------------------------------------------------------------------------- the table
 
-def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
+def compare(runs: RunsArg = None, store: Any = None, columns: ColumnsArg = "all") -> "pd.DataFrame":
     """One row per run, in the given order (the store's: oldest first).
 
     ``runs``: RunRecords and/or run ids (looked up in ``store``), or None for every run in
     ``store``; ``store``: a RunStore, a path, or None for the default store
-    (``$LORAKIT_STORE`` or ``./lorakit_runs.db``). A DataFrame comes back as a copy. Memory columns
+    (``$LORAKIT_STORE`` or ``./lorakit_runs.db``). A DataFrame comes back as a copy.
+    ``columns``: "all" (every column, ``COLUMNS``), "short" (``SHORT_COLUMNS``: label, model, method,
+    quant, rank, memory, peak, eval loss, task metric, time) or a list of column names.
+
+    ``label`` names the model and the run (its name, or method / quant / rank), and where runs share that,
+    the settings that differ between them (``lr 0.0002``: see :mod:`lorakit.run_labels`). Memory columns
     are measured bytes (``planned_total`` is the planner's total); ``mem_peak`` is the most the tensor
     allocator held during the first optimizer steps, ``mem_peak_at`` its phase (forward, logits-loss,
     backward, optimizer step), ``mem_peak_planned`` the planner's peak for those steps (without the
@@ -185,12 +212,39 @@ def compare(runs: RunsArg = None, store: Any = None) -> "pd.DataFrame":
     """
     import pandas as pd
 
-    if isinstance(runs, pd.DataFrame):
-        return runs.copy()
+    wanted = column_names(columns)
+    if isinstance(runs, pd.DataFrame):  # kept whole (with any column a user added) unless columns are chosen
+        return runs.copy() if columns == "all" else runs[[c for c in wanted if c in runs.columns]].copy()
     records = _whole_store(runs) if _is_whole_store(runs) else as_records(runs, store) if runs is not None \
         else _whole_store(store)
-    df = pd.DataFrame([[get(r) for _, _, get in SPEC] for r in records], columns=list(COLUMNS))
-    for name, dtype, _ in SPEC:
+    # only the columns asked for are computed, and those a label is told apart by
+    df = _frame(records, wanted if "label" not in wanted else (*wanted, *(c for c, _ in AXES)))
+    if "label" in df:
+        df["label"] = tell_apart(df)
+    return df if tuple(df.columns) == wanted else df[list(wanted)]
+
+
+def column_names(columns: ColumnsArg) -> tuple[str, ...]:
+    """``columns`` of compare() as column names; ValueError naming what is allowed."""
+    if isinstance(columns, str):
+        if columns not in COLUMN_SETS:
+            raise ValueError(f"columns must be 'all', 'short' or a list of column names; got {columns!r}")
+        return tuple(COLUMN_SETS[columns])
+    names = tuple(columns)
+    unknown = [c for c in names if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"columns: unknown column(s) {', '.join(map(repr, unknown))}; "
+                         f"the columns are {', '.join(COLUMNS)}")
+    return names
+
+
+def _frame(records: Sequence[RunRecord], names: Sequence[str]) -> "pd.DataFrame":
+    """The SPEC columns ``names`` of ``records``, typed (column by column: a table of thousands of rows)."""
+    import pandas as pd
+
+    spec = [line for line in SPEC if line[0] in set(names)]
+    df = pd.DataFrame({name: [get(r) for r in records] for name, _, get in spec}, columns=[n for n, _, _ in spec])
+    for name, dtype, _ in spec:
         if dtype == "datetime":
             df[name] = pd.to_datetime(
                 [pd.Timestamp.fromtimestamp(t) if finite(t) else pd.NaT for t in df[name]])
@@ -206,20 +260,21 @@ def _is_whole_store(runs: Any) -> bool:
 
 
 def _whole_store(store: Any) -> list[RunRecord]:
-    """Every run of a store for the table only: without histories (a store of thousands of runs is read
-    in seconds, not minutes; the table needs only each run's last step)."""
+    """Every run of a store for the table only: light records read in one query (a store of thousands of
+    runs in about a second; see :mod:`.store.table_read`)."""
     from .store import open_store
 
     st, opened = open_store(store, required=True)
     try:
-        return st.records(history=False)
+        return st.table_records()
     finally:
         if opened:
             st.close()
 
 
-def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
-    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding."""
+def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False):
+    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding.
+    ``headers``: the short set's columns under the words of ``HEADERS`` (memory, peak, eval loss, ...)."""
     import pandas as pd
 
     if columns is not None:
@@ -234,7 +289,7 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     def seconds(v):
         return "" if pd.isna(v) else f"{v:.1f} s"
 
-    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")}
+    formats: dict[str, Any] = {c: mib for c in BYTE_COLUMNS}
     formats.update({
         "trainable_pct": lambda v: "" if pd.isna(v) else f"{v:.3g}%",
         "trainable_params": num(","), "total_params": num(","),
@@ -247,6 +302,8 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     })
     formats = {c: f for c, f in formats.items() if c in df.columns}
     styler = df.style.format(formats, na_rep="", escape=_ESCAPE).hide(axis="index")
+    if headers:
+        styler = styler.format_index(lambda c: HEADERS.get(c, c), axis=1)
     mem_cols = [c for c in (*MEM_COLUMNS, *PEAK_COLUMNS) if c in df.columns]
     if mem_cols and len(df):
         vals = pd.to_numeric(df[mem_cols].stack(), errors="coerce").dropna()

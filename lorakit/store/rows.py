@@ -7,6 +7,7 @@ numbers (a NaN loss) are kept: SQLite turns NaN into NULL, so they are also writ
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -271,8 +272,6 @@ def _by_run(rows: list, cols: tuple, bad: dict, part: str) -> dict[str, list[dic
 def _lenient_config(d: dict, validate: bool = True):
     """RunConfig from a stored dict; a config that no longer validates still loads (runs are never lost).
     ``validate=False`` takes the stored values as they are (quick: a table of thousands of runs)."""
-    from dataclasses import MISSING, fields
-
     from ..config import RunConfig
 
     try:
@@ -281,17 +280,27 @@ def _lenient_config(d: dict, validate: bool = True):
         return RunConfig.from_dict(d)
     except Exception:  # noqa: BLE001 - e.g. a model name a later lorakit no longer knows
         cfg = object.__new__(RunConfig)
-        for f in fields(RunConfig):
-            if f.name in d:
-                value = d[f.name]
-                if f.name == "target_modules" and isinstance(value, list):
-                    value = tuple(value)
-            elif f.default is not MISSING:
-                value = f.default
-            elif f.default_factory is not MISSING:  # type: ignore[misc]
-                value = f.default_factory()  # type: ignore[misc]
-            else:
-                value = None
-            object.__setattr__(cfg, f.name, value)
+        values = {name: d[name] if name in d else default() for name, default in _config_defaults()}
+        if isinstance(values.get("target_modules"), list):
+            values["target_modules"] = tuple(values["target_modules"])
+        cfg.__dict__.update(values)  # a frozen dataclass: what object.__setattr__ per field does, at once
         return cfg
 
+
+@functools.lru_cache(maxsize=1)
+def _config_defaults() -> tuple:
+    """(field name, a function giving its default) for every RunConfig field, found once (``fields()`` per
+    run was a third of reading a table of thousands of runs)."""
+    from dataclasses import MISSING, fields
+
+    from ..config import RunConfig
+
+    out = []
+    for f in fields(RunConfig):
+        if f.default is not MISSING:
+            out.append((f.name, lambda v=f.default: v))
+        elif f.default_factory is not MISSING:  # type: ignore[misc]
+            out.append((f.name, f.default_factory))  # type: ignore[misc]
+        else:
+            out.append((f.name, lambda: None))
+    return tuple(out)

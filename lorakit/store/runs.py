@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Optional, Union
 
 from ..memory import MemoryBreakdown
 from ..record import STATUSES, RunRecord
-from . import damage, orphans, paths, rows
+from . import damage, orphans, paths, rows, table_read
 from .errors import RunNotFound, StoreError
 from .files import check_file, connect, connect_read_only, default_store_path
 from .schema import RUN_TABLES, RUNS, init_schema, transaction
@@ -251,6 +251,12 @@ class RunStore:
             raise StoreError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         return self._load_where("WHERE status = ?", (status,))
 
+    def table_records(self) -> list[RunRecord]:
+        """Every stored run, oldest first, as light records for ``compare()``: config, scalar fields, memory
+        and the last step's number only, read in one query (see :mod:`.table_read`); damaged runs are set
+        aside as :meth:`records` does."""
+        return self._load_where("", (), reader=lambda conn, damaged: table_read.read_table(conn, damaged, self.path))
+
     def summaries(self, status: Optional[str] = None) -> list[dict]:
         """One small dict per run (no history), oldest first: quick listing for menus and tables."""
         cols = rows.SUMMARY_COLUMNS
@@ -278,7 +284,13 @@ class RunStore:
         """Run ids, oldest first."""
         return [r[0] for r in self._query("SELECT run_id FROM runs ORDER BY created_at, rowid")]
 
-    def _load_where(self, where: str, params: tuple, warn: bool = True, history: bool = True) -> list[RunRecord]:
+    def _load_where(self, where: str, params: tuple, warn: bool = True, history: bool = True,
+                    reader=None) -> list[RunRecord]:
+        """Runs matching ``where`` read by ``reader(conn, damaged)`` (default: :func:`.rows.read_runs`) in one
+        read transaction; damaged runs noted (the store's list when ``where`` is the whole store) and warned."""
+        if reader is None:
+            def reader(conn, damaged):
+                return rows.read_runs(conn, where, params, damaged, self.path, history)
         damaged: list = []
         with self._lock:
             conn = self._require()
@@ -286,7 +298,7 @@ class RunStore:
                 # One read transaction, so a concurrent writer never shows a half-updated run.
                 conn.execute("BEGIN")
                 try:
-                    found = rows.read_runs(conn, where, params, damaged, self.path, history)
+                    found = reader(conn, damaged)
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as e:

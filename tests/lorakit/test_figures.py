@@ -9,6 +9,8 @@ from lorakit.config import RunConfig
 from lorakit.display import MiB
 from lorakit.figures import loss_figure, memory_figure, pareto_figure, pareto_front
 
+S = "smollm2-135m · "  # a label names the model (issue 31)
+
 
 @pytest.fixture
 def records():
@@ -21,7 +23,7 @@ def test_loss_figure_traces(records):
     assert all(isinstance(t, go.Scatter) for t in fig.data)
     assert len(fig.data) == 4  # three train curves + one eval curve (only lora8 has evals)
     names = [t.name for t in fig.data]
-    assert names == ["lora-r8", "lora-r8 (eval)", "qlora-nf4-r16", "full"]
+    assert names == [S + "lora-r8", S + "lora-r8 (eval)", S + "qlora-nf4-r16", S + "full"]
     assert list(fig.data[0].y) == [2.6, 2.1, 1.8, 1.6] and list(fig.data[0].x) == [1, 2, 3, 4]
     assert list(fig.data[1].y) == [2.0, 1.7] and fig.data[1].line.dash == "dash"
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
@@ -31,7 +33,7 @@ def test_loss_figure_unique_names_for_same_label():
     cfg = RunConfig(model="smollm2-135m")
     a = run("aaaaaa111", cfg, trainable=1, mem=None)
     b = run("bbbbbb222", cfg, trainable=1, mem=None)
-    assert [t.name for t in loss_figure([a, b]).data] == ["lora-r8 [aaaaaa]", "lora-r8 [bbbbbb]"]
+    assert [t.name for t in loss_figure([a, b]).data] == [S + "lora-r8 [aaaaaa]", S + "lora-r8 [bbbbbb]"]
 
 
 def test_memory_figure_stacks_measured_and_planned(records):
@@ -41,7 +43,7 @@ def test_memory_figure_stacks_measured_and_planned(records):
     assert [t.name for t in fig.data[:5]] == ["base weights", "adapters", "gradients", "optimizer state", "activations"]
     base, *_rest, act = fig.data[:5]
     # bars: lora8 measured, lora8 planned, qlora16 measured, full measured (two-level axis)
-    assert [list(level) for level in base.x] == [["lora-r8", "lora-r8", "qlora-nf4-r16", "full"],
+    assert [list(level) for level in base.x] == [[S + "lora-r8", S + "lora-r8", S + "qlora-nf4-r16", S + "full"],
                                                   ["measured", "planned", "measured", "measured"]]
     assert list(base.y) == pytest.approx([538_060_032 / MiB, 538_060_032 / MiB, 92_000_000 / MiB, 538_060_032 / MiB])
     assert list(act.y) == pytest.approx([61_865_984 / MiB, 58_720_256 / MiB, 70_000_000 / MiB, 80_000_000 / MiB])
@@ -50,7 +52,7 @@ def test_memory_figure_stacks_measured_and_planned(records):
                                                         records[1].memory.total, records[2].memory.total)])
     assert "MiB" in fig.layout.yaxis.title.text
     only_measured = memory_figure(records, planned=False)
-    assert list(only_measured.data[0].x) == ["lora-r8", "qlora-nf4-r16", "full"]
+    assert list(only_measured.data[0].x) == [S + "lora-r8", S + "qlora-nf4-r16", S + "full"]
 
 
 def test_memory_figure_marks_the_measured_and_planned_step_peak_over_their_bars(records):
@@ -59,15 +61,15 @@ def test_memory_figure_marks_the_measured_and_planned_step_peak_over_their_bars(
     assert (measured.name, planned.name) == ("step peak (measured)", "step peak (planned)")
     assert all(isinstance(t, go.Scatter) and t.mode == "markers" for t in (measured, planned))
     # over the bar of the same run and kind; full fine-tuning has no peak (stored before peaks existed)
-    assert [list(level) for level in measured.x] == [["lora-r8", "qlora-nf4-r16"], ["measured", "measured"]]
+    assert [list(level) for level in measured.x] == [[S + "lora-r8", S + "qlora-nf4-r16"], ["measured", "measured"]]
     assert list(measured.y) == pytest.approx([LORA_PEAK / MiB, QLORA_PEAK / MiB])
-    assert [list(level) for level in planned.x] == [["lora-r8"], ["planned"]]
+    assert [list(level) for level in planned.x] == [[S + "lora-r8"], ["planned"]]
     assert list(planned.y) == pytest.approx([LORA_PEAK_PLANNED / MiB])
     assert list(measured.customdata) == ["at logits-loss", "at backward"]
     assert "cross-entropy gradients 24.0 MiB" in planned.customdata[0]
     only_measured = memory_figure(records, planned=False)
     assert [t.name for t in only_measured.data[5:]] == ["step peak (measured)"]
-    assert list(only_measured.data[5].x) == ["lora-r8", "qlora-nf4-r16"]
+    assert list(only_measured.data[5].x) == [S + "lora-r8", S + "qlora-nf4-r16"]
     assert len(memory_figure(records[2:]).data) == 5  # no peak anywhere: no marker trace
 
 

@@ -60,3 +60,20 @@ def test_samples_html_escapes_and_shows_the_chosen_columns(records):
     short = samples_html(records, keys=("prompt", "after"))
     assert ">reference</th>" not in short and "Sure!" not in short and '{&quot;n&quot;: 2}' in short
     assert "nothing yet" in samples_html(records[1:], empty="nothing yet")
+
+
+def test_the_report_table_names_the_model_in_the_short_columns_and_folds_every_column(records, tmp_path):
+    from lorakit.config import RunConfig
+    from lorakit.table import COLUMNS
+
+    other = records[0].__class__(**{**records[0].__dict__, "run_id": "tiny8", "config": RunConfig(model="tiny-llama")})
+    text = export_html([*records, other], tmp_path / "runs.html").read_text(encoding="utf-8")
+    short, folded = text.split("<details class='all-columns'>", 1)
+    short = short[short.index("<h2>Runs</h2>"):]
+    heads = re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', short)
+    assert heads == ["run", "model", "method", "quant", "rank", "memory", "peak", "eval loss", "task metric", "time",
+                     "status", "run id"]
+    assert ">smollm2-135m · lora-r8<" in short and ">tiny-llama · lora-r8<" in short and ">tiny-llama<" in short
+    folded = folded[:folded.index("</details>")]
+    assert f"Every column ({len(COLUMNS)})" in folded
+    assert set(re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', folded)) == set(COLUMNS)

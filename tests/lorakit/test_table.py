@@ -42,7 +42,8 @@ def test_columns_and_values(records):
     assert lora["adapter_bytes"] == 1_846_432 and pd.isna(full["adapter_bytes"])
     assert lora["steps_done"] == 4 and lora["max_steps"] == 30 and lora["dataset"] == "extract-json"
     assert isinstance(lora["created_at"], pd.Timestamp)
-    assert list(df["label"]) == ["lora-r8", "qlora-nf4-r16", "full"]
+    # the model named in each label (tiny-llama's runs beside SmolLM2's read as different runs)
+    assert list(df["label"]) == ["smollm2-135m · lora-r8", "smollm2-135m · qlora-nf4-r16", "smollm2-135m · full"]
 
 
 def test_the_step_peak_columns_measured_its_phase_and_planned(records, tmp_path):

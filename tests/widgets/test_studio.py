@@ -82,7 +82,7 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
     cp = s.compare_panel
     first = cp.frame.iloc[0]["run_id"]
     cp.select.value = (first,)
-    assert {t.name for t in cp.loss_chart.data} == {"lora-r16", "lora-r16 (eval)"}
+    assert {t.name for t in cp.loss_chart.data} == {"tiny-llama · lora-r16", "tiny-llama · lora-r16 (eval)"}
     bars_, peaks_ = cp.memory_chart.data[:5], cp.memory_chart.data[5:]
     assert all(len(t.y) == 2 for t in bars_)  # measured and planned
     assert [t.name for t in peaks_] == ["step peak (measured)", "step peak (planned)"]
