@@ -239,7 +239,7 @@ def plan_for_batch(cfg, batch: dict, device: Optional[str] = None, num_labels: O
     """``plan_memory`` for the batch a step actually trained on: its shape, whether it is padded and, with
     ``cfg.labelled_head``, how many positions carry a label (``batch``: ``input_ids`` of batch x seq,
     optionally ``attention_mask`` and ``labels``). ``num_labels``: the trained classifier's outputs."""
-    shape = _batch_shape(batch, cfg.labelled_head)
+    shape = _batch_shape(batch, cfg.shape.labelled_head)
     return planning(config_settings(cfg, num_labels), device=device).plan(**shape)
 
 
@@ -248,7 +248,8 @@ def plan_for_steps(cfg, batches: list, device: Optional[str] = None, num_labels:
     """The plan for the batches of a run's first steps (``batches[0]`` is step 1): the steady categories
     for the first, the peak the largest over all (step 1 without optimizer state before its update)."""
     p = planning(config_settings(cfg, num_labels), device=device)  # resolved and validated once
-    plans = [p.plan(**_batch_shape(batch, cfg.labelled_head), first_step=i == 0) for i, batch in enumerate(batches)]
+    labelled = cfg.shape.labelled_head
+    plans = [p.plan(**_batch_shape(batch, labelled), first_step=i == 0) for i, batch in enumerate(batches)]
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
     plan.peak, plan.peak_at, plan.transient, plan.assumes = top.peak, top.peak_at, top.transient, top.assumes
