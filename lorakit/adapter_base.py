@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
+from .parts import quant_of
+
 META_FILE = "lorakit_adapter.json"
 FORMAT = 1  # of META_FILE; a newer one is refused with a word rather than misread
 _PEFT_PREFIX = "base_model.model."  # peft's prefix of the base model's module names in adapter weights
@@ -60,12 +62,7 @@ def describe_base(model, name: Optional[str] = None) -> dict:
     plain = plain_model(model)
     config = getattr(plain, "config", None)
     archs = getattr(config, "architectures", None) or [type(plain).__name__]
-    qc = getattr(config, "quantization_config", None)
-    qc = qc.to_dict() if hasattr(qc, "to_dict") else (qc or {})
-    if qc.get("load_in_4bit"):
-        quant = qc.get("bnb_4bit_quant_type", "nf4")
-    else:
-        quant = "int8" if qc.get("load_in_8bit") else "none"
+    quant = quant_of(plain)
     return {"name": name or base_name(model), "name_or_path": str(getattr(config, "name_or_path", "") or ""),
             "architecture": archs[0], "model_type": getattr(config, "model_type", None), "quant": quant,
             "dtype": str(getattr(plain, "dtype", "")).replace("torch.", "")}

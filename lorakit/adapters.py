@@ -21,6 +21,7 @@ from .config import OLORA_CONV1D
 from .errors import ConfigError
 from .imports import warm
 from .models import building
+from .parts import Adapter, four_bit, quant_of
 from .variants import adapter_params, effective_weight, init_lora_weights, loftq_init
 
 # Output heads LoRA leaves alone (peft's 'all-linear' does too): the LM head, and the classifier heads
@@ -137,15 +138,26 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     ``loftq_iter``: the variants of ``lorakit.variants`` (RunConfig's fields of the same names).
     ``task_type``: peft's, e.g. 'SEQ_CLS' for a classifier, whose new head then trains in full
     (peft's ``modules_to_save``: a trained copy beside the original, saved with the adapter).
+    The keyword form of ``attach`` (the engine passes a ``RunConfig``'s ``adapter`` part).
     """
+    adapter = Adapter(rank=rank, alpha=alpha, dropout=dropout, target_modules=target_modules, use_dora=use_dora,
+                      use_rslora=use_rslora, init=init, loftq_iter=loftq_iter, adapter_dtype=adapter_dtype)
+    return attach(model, adapter, gradient_checkpointing, adapter_name=adapter_name, task_type=task_type)
+
+
+def attach(model, adapter: Adapter, gradient_checkpointing: bool = False, *, adapter_name: str = "default",
+           task_type: str = "CAUSAL_LM"):
+    """``attach_lora`` for an adapter part (``RunConfig.adapter``): LoRA of that shape and variant on
+    ``model``, the base frozen; ``gradient_checkpointing`` from the step shape (``RunConfig.shape``)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    names = resolve_targets(model, target_modules)
-    if getattr(model, "is_loaded_in_4bit", False):
+    names = resolve_targets(model, adapter.target_modules)
+    quant = quant_of(model)
+    if four_bit(quant):
         from .bnb_layout import install
 
         install(model)  # a model not loaded by load_model too: training never on repacked 4-bit weights
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+    if quant != "none":
         # peft's recipe checkpoints reentrantly (torch's old default, which the planner models); saying
         # so explicitly spares torch's "pass use_reentrant" warning, and peft still calls transformers'
         # deprecated gradient_checkpointing_enable alias (a FutureWarning per call).
@@ -159,24 +171,26 @@ def attach_lora(model, rank: int = 8, alpha: float = 16, dropout: float = 0.05,
     # GPT-2's Conv1D stores W as (d_in, d_out): peft's fan_in_fan_out transposes it (bitsandbytes'
     # quantization already turned a quantized model's Conv1D into Linear layers)
     conv1d = any(g.conv1d for g in linear_modules(model) if g.name in names)
+    init = adapter.init
     if conv1d and init == "olora":  # a local GPT-2 directory: RunConfig knows built-in models only
         raise ConfigError({"init": OLORA_CONV1D})
-    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=peft_targets(model, names),
-                     fan_in_fan_out=conv1d, bias="none", task_type=task_type, use_dora=use_dora,
-                     use_rslora=use_rslora, init_lora_weights=init_lora_weights(init))
+    cfg = LoraConfig(r=adapter.rank, lora_alpha=adapter.alpha, lora_dropout=adapter.dropout,
+                     target_modules=peft_targets(model, names), fan_in_fan_out=conv1d, bias="none",
+                     task_type=task_type, use_dora=adapter.use_dora, use_rslora=adapter.use_rslora,
+                     init_lora_weights=init_lora_weights(init))
     with building(), warnings.catch_warnings():  # transformers 5 renamed is_gradient_checkpointing
         warnings.filterwarnings("ignore", category=FutureWarning)
         peft_model = get_peft_model(model, cfg, adapter_name=adapter_name)
     if init == "loftq":
-        loftq_init(peft_model, loftq_iter, adapter_name)
+        loftq_init(peft_model, adapter.loftq_iter, adapter_name)
     if init in ("pissa", "olora"):
         _keep_initial_adapter(peft_model)
-    if adapter_dtype != "float32":
+    if adapter.adapter_dtype != "float32":
         from .quantization import DTYPE_MAP
 
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
-                p.data = p.data.to(DTYPE_MAP[adapter_dtype])
+                p.data = p.data.to(DTYPE_MAP[adapter.adapter_dtype])
     return peft_model
 
 
@@ -313,7 +327,7 @@ def merge_adapter(peft_model, out_dir: Union[str, Path, None] = None, tokenizer=
         raise adapter_base.AdapterError("adapter: merge_adapter needs a PeftModel (attach_lora or load_adapter "
                                         f"gives one), got peft_model={type(peft_model).__name__}")
     base = peft_model.get_base_model()
-    if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+    if quant_of(base) != "none":
         merged = _merge_dequantized(peft_model)
     else:
         merged = peft_model.merge_and_unload()

@@ -71,7 +71,7 @@ def cache_key(cfg: RunConfig, tokenizer, eval_raw: list, device: str, max_new_to
               labels: tuple = ()) -> tuple[str, dict]:
     """``(key, description)``: the hash and the readable inputs it was made from. ``labels``: a classifier's
     (its untrained head, drawn from ``cfg.seed`` while loading, is part of the base it evaluates)."""
-    four_bit = cfg.quant in ("nf4", "fp4")
+    four_bit = cfg.base.four_bit
     prompts = [prompt_text(tokenizer, list(r["messages"])) for r in eval_raw]  # the chat template's text
     desc = {
         "version": KEY_VERSION, "model": cfg.model, "model_files": _model_identity(cfg.model),

@@ -304,18 +304,22 @@ def _print_columns(spec: str, column_names) -> tuple:
     return column_names(spec if spec == "all" else [c.strip() for c in spec.split(",") if c.strip()])
 
 
+# ``lorakit plan``'s flags that are planner keywords (RunConfig's names; --target-modules is read as words)
+PLAN_FLAGS = ("method", "quant", "double_quant", "dtype", "rank", "batch_size", "seq_len", "gradient_checkpointing",
+              "optimizer", "adapter_dtype")
+
+
 def cmd_plan(ns) -> int:
     from .fit import fits
-    from .planner import plan_memory
+    from .planner import planning, settings_of
 
     if ns.batch_size is None:  # what `lorakit train` would take for this model and method
         ns.batch_size = recommend.recommended(ns.model, ns.method, ns.quant)["batch_size"]
-    settings = dict(method=ns.method, quant=ns.quant, double_quant=ns.double_quant, dtype=ns.dtype, rank=ns.rank,
-                    target_modules=targets.from_cli(ns.target_modules), batch_size=ns.batch_size,
-                    seq_len=ns.seq_len, gradient_checkpointing=ns.gradient_checkpointing, optimizer=ns.optimizer,
-                    adapter_dtype=ns.adapter_dtype)
-    plan = plan_memory(ns.model, **settings, device=ns.device)
-    verdicts = fits(ns.model, devices=_devices(ns.devices), **settings)
+    # the flags are plan_memory's keywords (RunConfig's names): one conversion to the parts, validated once
+    flags = {name: getattr(ns, name) for name in PLAN_FLAGS}
+    settings = settings_of(ns.model, **flags, target_modules=targets.from_cli(ns.target_modules))
+    plan = planning(settings, device=ns.device).plan()
+    verdicts = fits(settings, devices=_devices(ns.devices))
     print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
           f"batch {ns.batch_size} x {ns.seq_len} tokens):")
     for name in (*CATEGORIES, "total"):

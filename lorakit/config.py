@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional, Union
 
-from . import dataset_object, families, recommend, targets
+from . import dataset_object, families, parts, recommend, targets
 from .errors import ConfigError
 from .registry import REGISTRY
 
@@ -177,6 +177,29 @@ class RunConfig:
         return families.default_task(model_type) if model_type else ""
 
     @property
+    def settings(self) -> parts.Settings:
+        """This run's typed parts (``lorakit.parts``: base, adapter, step shape), built once (the config
+        is validated and frozen)."""
+        if "_settings" not in self.__dict__:
+            object.__setattr__(self, "_settings", parts.split(self.__dict__))
+        return self.__dict__["_settings"]
+
+    @property
+    def base(self) -> parts.Base:
+        """The base part: model, task, quant, double_quant, dtype (``four_bit``)."""
+        return self.settings.base
+
+    @property
+    def adapter(self) -> parts.Adapter:
+        """The adapter part: method, rank, alpha, dropout, target_modules, the variant fields, adapter_dtype."""
+        return self.settings.adapter
+
+    @property
+    def shape(self) -> parts.Shape:
+        """The step-shape part: batch_size, seq_len, gradient_checkpointing, optimizer, labelled_head."""
+        return self.settings.shape
+
+    @property
     def label(self) -> str:
         """A short human label: the name, or method/quant/rank."""
         if self.name:
@@ -185,7 +208,7 @@ class RunConfig:
             return "full"
         from .variants import variant_name
 
-        kind = "qlora" if self.quant in ("nf4", "fp4") else "lora"
+        kind = "qlora" if self.base.four_bit else "lora"
         q = "" if self.quant == "none" else f"-{self.quant}"
         v = variant_name(self)
         return f"{kind}{q}-r{self.rank}" + ("" if v == "lora" else f"-{v}")
@@ -274,7 +297,7 @@ def variant_problems(cfg: RunConfig) -> dict[str, str]:
         p["method"] = ("use_dora, use_rslora, init and loraplus_lr_ratio shape LoRA adapters; "
                        "method='full' has none (set method='lora' or leave them at their defaults)")
         return p
-    if cfg.init == "loftq" and cfg.quant not in ("nf4", "fp4"):
+    if cfg.init == "loftq" and not parts.four_bit(cfg.quant):
         p["init"] = (f"init='loftq' fits the adapters to a 4-bit base's quantization error: it needs "
                      f"quant='nf4' or 'fp4', got quant={cfg.quant!r}")
     if cfg.init in ("pissa", "olora") and cfg.quant != "none":

@@ -161,13 +161,12 @@ def staged(dest: Path, overwrite: bool) -> Iterator[Path]:
 def _base(record):
     """(model, tokenizer) of the run's base as it trained (quantized if it was), on CPU."""
     from .data import data_labels
-    from .models import load_model
+    from .models import load_base
 
     cfg = record.config
     task = record.task or cfg.resolved_task()
     labels = data_labels(cfg) if task in ("", "classification") else None
-    loaded = load_model(cfg.model, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
-                        device="cpu", task=cfg.task, labels=labels)
+    loaded = load_base(cfg.base, "cpu", labels)
     return loaded.model, loaded.tokenizer
 
 

@@ -117,19 +117,28 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
     """Does a run fit on each device, and the largest batch_size / seq_len that do.
 
     ``model`` and ``plan_kwargs``: as for ``lorakit.plan_memory`` (method, quant, rank, batch_size,
-    seq_len, gradient_checkpointing, dtype, ...; ``device`` is set per device). ``devices``: names from
-    ``lorakit/accelerators.json`` (or a unique prefix, e.g. ``"24GB"``), ``"this machine"`` (free RAM,
-    a CPU plan) or sizes in GiB; default: every accelerator of the table and this machine. GPUs are
-    planned as CUDA runs (bf16 unless ``dtype`` is given) with the CUDA device overhead.
+    seq_len, gradient_checkpointing, dtype, ...; ``labelled_head=True``: lorakit.train's labelled-only head;
+    ``device`` is set per device); or ``model`` a run's parts (``RunConfig.settings``,
+    ``planner.config_settings(cfg)``) with only ``padded``, ``device_overhead`` or ``labelled_tokens``.
+    ``devices``: names from ``lorakit/accelerators.json`` (or a unique prefix, e.g. ``"24GB"``),
+    ``"this machine"`` (free RAM, a CPU plan) or sizes in GiB; default: every accelerator of the table and
+    this machine. GPUs are planned as CUDA runs (bf16 unless ``dtype`` is given) with the CUDA device overhead.
     Raises ``ConfigError`` naming ``devices`` or the plan's fields.
     """
-    from .planner import planning
+    from .parts import Settings
+    from .planner import planning, settings_of
 
     if "device" in plan_kwargs:
         raise ConfigError({"device": "fits() plans each device itself: pass devices=..., not device="})
+    step = {k: plan_kwargs.pop(k) for k in ("padded", "device_overhead", "labelled_tokens") if k in plan_kwargs}
+    if step.get("labelled_tokens") is not None:
+        plan_kwargs.setdefault("labelled_head", True)  # as plan_memory: a count given is the labelled-only head
+    if isinstance(model, Settings) and plan_kwargs:
+        raise TypeError(f"fits(settings, ...) takes no {', '.join(sorted(plan_kwargs))}: they are in the parts")
     targets = _devices(devices)
+    settings = model if isinstance(model, Settings) else settings_of(model, **plan_kwargs)
     # validated and resolved once per target; the searches only re-plan the step
-    plannings = {t: planning(model, **plan_kwargs, device=t) for t in {t for _, _, t in targets}}
+    plannings = {t: planning(settings, **step, device=t) for t in {t for _, _, t in targets}}
     out = []
     for name, capacity, target in targets:
         p = plannings[target]

@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .home import cache_home  # noqa: F401 - kept public here (models.cache_home); lives in a leaf module
 from .imports import warm
 from .logging_setup import progress_bars_off
+from .parts import Base
 from .registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
     BUILT_FROM_CONFIG,
     MINILM_INSTALL,
@@ -293,8 +294,17 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
                labels: Optional[Sequence[str]] = None) -> LoadedModel:
     """Load a base model and its tokenizer, quantized as asked (bitsandbytes), with the head of ``task``
     ('' : the model's own, ``families.default_task``). A classifier gets one output per ``labels``
-    entry, randomly initialised (transformers' "newly initialized" report is expected, and kept quiet)."""
+    entry, randomly initialised (transformers' "newly initialized" report is expected, and kept quiet).
+    The keyword form of ``load_base`` (the engine passes a ``RunConfig``'s ``base`` part)."""
+    return load_base(Base(model=name, task=task, quant=quant, double_quant=double_quant, dtype=dtype),
+                     device, labels)
+
+
+def load_base(base: Base, device: Optional[str] = None, labels: Optional[Sequence[str]] = None) -> LoadedModel:
+    """``load_model`` for a base part (``RunConfig.base``): the base ``base`` describes, on ``device``
+    (default: cuda when available), a classifier with one output per ``labels`` entry."""
     warm("transformers")
+    name, quant, double_quant, dtype, task = base.model, base.quant, base.double_quant, base.dtype, base.task
     from transformers import AutoTokenizer
 
     from .logging_setup import quiet_libraries
@@ -350,7 +360,7 @@ def load_model(name: str = "smollm2-135m", quant: str = "none", double_quant: bo
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.config.use_cache = False  # training; generation turns it back on per call
-    if quant in ("nf4", "fp4"):
+    if base.four_bit:
         from .bnb_layout import install
 
         install(model)  # a CPU with AVX512-BF16: training never on bitsandbytes' repacked weights

@@ -10,13 +10,15 @@ overhead. Every plan says what it assumes (``MemoryBreakdown.assumes``).
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import replace
 from typing import Optional
 
-from . import targets
+from . import parts, targets
 from .config import field_problems
 from .errors import ConfigError
 from .memory import MemoryBreakdown
+from .parts import Settings
 from .planning import model as pm
 from .planning.activations import activation_bytes
 from .planning.peak import plan_peak
@@ -70,56 +72,95 @@ def plan_memory(model="smollm2-135m", method: str = "lora", quant: str = "none",
     Not modelled: bf16 autocast (``RunConfig.bf16_autocast``), other attention implementations.
     Raises ``ConfigError`` naming every invalid field at once (the model and target modules included).
     """
-    return planning(model, method=method, quant=quant, double_quant=double_quant, dtype=dtype, rank=rank,
+    keywords = dict(method=method, quant=quant, double_quant=double_quant, dtype=dtype, rank=rank,
                     target_modules=target_modules, batch_size=batch_size, seq_len=seq_len,
                     gradient_checkpointing=gradient_checkpointing, optimizer=optimizer, dropout=dropout,
-                    adapter_dtype=adapter_dtype, device=device, padded=padded,
-                    device_overhead=device_overhead, use_dora=use_dora, task=task,
-                    labelled_tokens=labelled_tokens, num_labels=num_labels).plan()
+                    adapter_dtype=adapter_dtype, use_dora=use_dora, task=task, num_labels=num_labels,
+                    labelled_head=labelled_tokens is not None)
+    settings, problems = _checked(model, keywords)
+    return _planning(settings, problems, device=device, padded=padded, device_overhead=device_overhead,
+                     labelled_tokens=labelled_tokens).plan()
 
 
-def planning(model="smollm2-135m", *, method: str = "lora", quant: str = "none", double_quant: bool = True,
-             dtype: Optional[str] = None, rank: int = 8, target_modules: TargetModules = "qv",
-             batch_size: int = 4, seq_len: int = 128, gradient_checkpointing: bool = False,
-             optimizer: str = "adamw", dropout: float = 0.05, adapter_dtype: str = "float32",
-             device: Optional[str] = None, padded: bool = False,
-             device_overhead: Optional[int] = None, use_dora: bool = False, task: str = "",
-             labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> "Planning":
-    """``plan_memory``'s validation and model resolution, kept for re-planning (``Planning.plan``)."""
+def settings_of(model="smollm2-135m", **keywords) -> Settings:
+    """``plan_memory``'s keywords (RunConfig's names, plus ``num_labels`` and ``labelled_head``) as the run's
+    parts, validated once (``ConfigError`` naming every invalid field). Keywords left out take
+    ``plan_memory``'s defaults."""
+    settings, problems = _checked(model, keywords)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _checked(model, keywords: dict) -> tuple:
+    """(the parts, the problems of their values): the one conversion from keywords (``parts.split``)."""
+    unknown = set(keywords) - _KEYWORDS
+    if unknown:
+        raise TypeError(f"unknown planner keyword(s): {', '.join(sorted(unknown))}")
+    values = {**_DEFAULTS, **keywords, "model": model}
+    problems = field_problems({k: v for k, v in values.items() if k in _FIELDS and not (k == "dtype" and v is None)})
+    num_labels = values["num_labels"]
+    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 2):
+        problems["num_labels"] = f"num_labels must be None or an integer >= 2, got {num_labels!r}"
+    return parts.split(values), problems
+
+
+def config_settings(cfg, num_labels: Optional[int] = None) -> Settings:
+    """The parts the planner takes for a ``RunConfig`` (validated already: nothing is checked again), with a
+    classifier's outputs: ``num_labels``, else a built-in classification task's labels."""
+    settings = cfg.settings
+    labels = num_labels or _task_labels(cfg)
+    return replace(settings, base=replace(settings.base, num_labels=labels)) if labels else settings
+
+
+def planning(settings: Settings, *, device: Optional[str] = None, padded: bool = False,
+             device_overhead: Optional[int] = None, labelled_tokens: Optional[int] = None) -> "Planning":
+    """The model resolved and the step validated for ``settings`` (``settings_of``, ``config_settings``),
+    kept for re-planning (``Planning.plan``). ``device``, ``padded``, ``device_overhead``,
+    ``labelled_tokens``: as for ``plan_memory``."""
+    return _planning(settings, {}, device=device, padded=padded, device_overhead=device_overhead,
+                     labelled_tokens=labelled_tokens)
+
+
+def _planning(settings: Settings, problems: dict, *, device, padded, device_overhead, labelled_tokens) -> "Planning":
+    """``planning`` adding its problems (the model, its targets, the step's) to ``problems``: all at once."""
     device = _device(device)
     from .compute_dtype import AUTO, resolve
 
-    dtype_given = dtype not in (None, AUTO)
-    dtype = dtype if dtype_given else resolve(AUTO, device)  # what a run with dtype="auto" will use
-    values = dict(method=method, quant=quant, double_quant=double_quant, dtype=dtype, rank=rank,
-                  batch_size=batch_size, seq_len=seq_len, gradient_checkpointing=gradient_checkpointing,
-                  optimizer=optimizer, dropout=dropout, adapter_dtype=adapter_dtype, use_dora=use_dora)
-    problems = field_problems(values)
+    base, adapter = settings.base, settings.adapter
+    dtype_given = base.dtype not in (None, AUTO)
+    base = replace(base, dtype=base.dtype if dtype_given else resolve(AUTO, device))  # what dtype="auto" uses
+    problems = dict(problems)
     if device_overhead is not None and (not isinstance(device_overhead, int) or isinstance(device_overhead, bool)
                                         or device_overhead < 0):
         problems["device_overhead"] = f"device_overhead must be a number of bytes >= 0, got {device_overhead!r}"
     if labelled_tokens is not None and (not isinstance(labelled_tokens, int) or isinstance(labelled_tokens, bool)
                                         or labelled_tokens < 0):
         problems["labelled_tokens"] = f"labelled_tokens must be None or an integer >= 0, got {labelled_tokens!r}"
-    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 2):
-        problems["num_labels"] = f"num_labels must be None or an integer >= 2, got {num_labels!r}"
     # the model and its target modules are checked too, so every problem is reported at once
-    cfg = _collecting(problems, pm.resolve_config, model)
-    if cfg is not None and "num_labels" not in problems and num_labels is not None:
+    cfg = _collecting(problems, pm.resolve_config, base.model)
+    if cfg is not None and "num_labels" not in problems and base.num_labels is not None:
         cfg = copy.deepcopy(cfg)  # a built-in's config may be shared
-        cfg.num_labels = num_labels
+        cfg.num_labels = base.num_labels
     tally = dims = None
     if cfg is not None and "dtype" not in problems:
-        tally = _collecting(problems, pm.tally, cfg, dtype, task)
+        tally = _collecting(problems, pm.tally, cfg, base.dtype, base.task)
     if tally is not None:
         dims = _collecting(problems, pm.dims, cfg, tally.task)
-        if method == "lora":
-            _collecting(problems, targets.resolve, target_modules, tally.layer_names)
+        if adapter.method == "lora":
+            _collecting(problems, targets.resolve, adapter.target_modules, tally.layer_names)
     if problems:
         raise ConfigError(problems)
-    chosen = targets.resolve(target_modules, tally.layer_names) if method == "lora" else ()
-    step = pm.Step(targets=frozenset(chosen), device=device, padded=bool(padded), labelled=labelled_tokens, **values)
+    chosen = targets.resolve(adapter.target_modules, tally.layer_names) if adapter.method == "lora" else ()
+    step = pm.Step(base, adapter, settings.shape, targets=frozenset(chosen), device=device, padded=bool(padded),
+                   labelled=labelled_tokens)
     return Planning(tally, dims, step, device_overhead, dtype_given, _labelled_head_applies(cfg, tally))
+
+
+_FIELDS = frozenset(name for names in parts.PART_FIELDS.values() for name in names) - {"num_labels"}
+_DEFAULTS = {name: p.default for name, p in inspect.signature(plan_memory).parameters.items()
+             if name in _FIELDS | {"num_labels"}}
+_KEYWORDS = frozenset(_DEFAULTS) | {"labelled_head"}
 
 
 class Planning:
@@ -133,9 +174,11 @@ class Planning:
         self.labelled_head = labelled_head  # whether lorakit.train's labelled-only head applies to this model
 
     def plan(self, **changes) -> MemoryBreakdown:
-        step = replace(self.step, **changes) if changes else self.step
-        if not self.labelled_head:
-            step = replace(step, labelled=None)  # lorakit.train takes the model's own loss here
+        step = self.step.changed(**changes) if changes else self.step
+        if not (self.labelled_head and step.shape.labelled_head):
+            step = replace(step, labelled=None)  # the model's own loss (lorakit.train's here, or any Trainer's)
+        elif step.labelled is None:  # no batch known: every position with a next token carries a label
+            step = replace(step, labelled=step.shape.batch_size * (step.shape.seq_len - 1))
         tensors = trainable_tensors(self.tally, step)
         trainable = sum(n * s for n, s in tensors)
         head = head_tensors(self.tally, step)
@@ -196,29 +239,22 @@ def plan_for_batch(cfg, batch: dict, device: Optional[str] = None, num_labels: O
     """``plan_memory`` for the batch a step actually trained on: its shape, whether it is padded and, with
     ``cfg.labelled_head``, how many positions carry a label (``batch``: ``input_ids`` of batch x seq,
     optionally ``attention_mask`` and ``labels``). ``num_labels``: the trained classifier's outputs."""
-    shape = _batch_shape(batch, _labelled(cfg))
-    return plan_for_config(cfg.replace(batch_size=shape["batch_size"], seq_len=shape["seq_len"]), device=device,
-                           padded=shape["padded"], labelled_tokens=shape.get("labelled"), num_labels=num_labels)
+    shape = _batch_shape(batch, cfg.shape.labelled_head)
+    return planning(config_settings(cfg, num_labels), device=device).plan(**shape)
 
 
 def plan_for_steps(cfg, batches: list, device: Optional[str] = None, num_labels: Optional[int] = None
                    ) -> MemoryBreakdown:
     """The plan for the batches of a run's first steps (``batches[0]`` is step 1): the steady categories
     for the first, the peak the largest over all (step 1 without optimizer state before its update)."""
-    p = planning(cfg.model, **_config_args(cfg, num_labels), device=device)  # resolved and validated once
-    plans = [p.plan(**_batch_shape(batch, _labelled(cfg)), first_step=i == 0) for i, batch in enumerate(batches)]
+    p = planning(config_settings(cfg, num_labels), device=device)  # resolved and validated once
+    labelled = cfg.shape.labelled_head
+    plans = [p.plan(**_batch_shape(batch, labelled), first_step=i == 0) for i, batch in enumerate(batches)]
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
     plan.peak, plan.peak_at, plan.transient, plan.assumes = top.peak, top.peak_at, top.transient, top.assumes
     plan.device_overhead = top.device_overhead  # on CUDA it grows with the peak (allocator slack)
     return plan
-
-
-def _config_args(cfg, num_labels: Optional[int] = None) -> dict:
-    return dict(method=cfg.method, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype, rank=cfg.rank,
-                target_modules=cfg.target_modules, gradient_checkpointing=cfg.gradient_checkpointing,
-                optimizer=cfg.optimizer, dropout=cfg.dropout, adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
-                task=getattr(cfg, "task", ""), num_labels=num_labels or _task_labels(cfg))
 
 
 def _task_labels(cfg) -> Optional[int]:
@@ -229,10 +265,6 @@ def _task_labels(cfg) -> Optional[int]:
     return len(task.labels) if task is not None else None
 
 
-def _labelled(cfg) -> bool:
-    return bool(getattr(cfg, "labelled_head", False))
-
-
 def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = None, padded: bool = False,
                     labelled_tokens: Optional[int] = None, num_labels: Optional[int] = None) -> MemoryBreakdown:
     """``plan_memory`` for a ``RunConfig`` (``seq_len`` overrides the config's, e.g. the longest
@@ -240,8 +272,5 @@ def plan_for_config(cfg, seq_len: Optional[int] = None, device: Optional[str] = 
     the loss covers ``labelled_tokens`` positions, default every position with a next token (batch x (seq - 1):
     no batch is known). ``num_labels``: a classifier's outputs (default: a built-in task's labels, else the
     model config's)."""
-    seq_len = int(seq_len or cfg.seq_len)
-    if _labelled(cfg) and labelled_tokens is None:
-        labelled_tokens = cfg.batch_size * (seq_len - 1)
-    return plan_memory(cfg.model, **_config_args(cfg, num_labels), batch_size=cfg.batch_size, seq_len=seq_len,
-                       device=device, padded=padded, labelled_tokens=labelled_tokens if _labelled(cfg) else None)
+    p = planning(config_settings(cfg, num_labels), device=device, padded=padded, labelled_tokens=labelled_tokens)
+    return p.plan(seq_len=int(seq_len)) if seq_len else p.plan()

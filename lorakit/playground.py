@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -88,7 +88,7 @@ def why_not(record, model: str, task: str = "") -> str:
 
 def _label(record) -> str:
     cfg = record.config
-    what = "QLoRA" if cfg.quant in ("nf4", "fp4") else "LoRA"
+    what = "QLoRA" if cfg.base.four_bit else "LoRA"
     return f"{record.run_id} ({cfg.name + ', ' if cfg.name else ''}{what} r{cfg.rank}, {cfg.dataset})"
 
 
@@ -126,17 +126,16 @@ class Session:
 
     def _load(self, records, first, quant, device) -> None:
         from .adapters import load_adapter
-        from .models import load_model
+        from .models import load_base
+        from .parts import Base
 
         labels = None
         if self.task == "classification" and first is not None:
             from .data import data_labels
 
             labels = data_labels(first)
-        self.loaded = load_model(self.model_name, quant=quant or (first.quant if first else "none"),
-                                 double_quant=first.double_quant if first else True,
-                                 dtype=first.dtype if first else "float32", device=device,
-                                 task=first.task if first else "", labels=labels)
+        base = first.base if first is not None else Base()
+        self.loaded = load_base(replace(base, model=self.model_name, quant=quant or base.quant), device, labels)
         self.task = self.loaded.task
         self.tokenizer = self.loaded.tokenizer
         model = self.loaded.model

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import DTYPE_CHOICES, QUANTS, ConfigError, not_one_of
+from .parts import four_bit
 
 DTYPE_MAP = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Kept equal to the bitsandbytes requirement in pyproject.toml (a test checks they match).
@@ -131,7 +132,7 @@ def quantization_error(weight: torch.Tensor, mode: str, double_quant: bool = Fal
     import bitsandbytes.functional as F
 
     w = weight.detach().float().cpu().contiguous()
-    if mode in ("nf4", "fp4"):
+    if four_bit(mode):
         q, state = F.quantize_4bit(w, blocksize=64, quant_type=mode, compress_statistics=double_quant)
         deq = F.dequantize_4bit(q, state)
         nbytes = _nbytes(q) + _state_bytes(state)

@@ -5,12 +5,13 @@ come from measurements (``benchmarks/recommended_defaults.py``, recorded in ``be
 under "Recommended defaults"), not from habit: a BERT classifier's fresh head needs a learning rate ten
 times a decoder's adapters', and a classifier trained on a decoder's task has no labels at all.
 
-A leaf module (plain data; imports only the ``families`` and ``registry`` leaves), so that ``RunConfig``
+A leaf module (plain data; imports only the ``families``, ``parts`` and ``registry`` leaves), so that ``RunConfig``
 validation can ask it.
 """
 from __future__ import annotations
 
 from .families import family_of
+from .parts import four_bit
 from .registry import REGISTRY
 
 # The built-in data tasks' kinds (the model task each is written for). ``lorakit.data.tasks`` owns the
@@ -42,7 +43,7 @@ def method_kind(method, quant) -> str:
     """'full', 'qlora' (LoRA on a 4-bit base) or 'lora' (also LoRA on an 8-bit base)."""
     if method == "full":
         return "full"
-    return "qlora" if quant in ("nf4", "fp4") else "lora"
+    return "qlora" if four_bit(quant) else "lora"
 
 
 def run_task(model, task="") -> str:

@@ -78,7 +78,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("variant", "object", lambda r: variant_name(r.config)),  # lora, dora, rslora, pissa, olora, loftq, lora+
     ("quant", "object", _cfg("quant")),
     # only 4-bit storage has double quantization
-    ("double_quant", "bool", lambda r: bool(r.config.double_quant) and r.config.quant in ("nf4", "fp4")),
+    ("double_quant", "bool", lambda r: bool(r.config.double_quant) and r.config.base.four_bit),
     ("rank", "Int64", lambda r: r.config.rank if _lora(r) else None),
     ("alpha", "float64", lambda r: float(r.config.alpha) if _lora(r) else None),
     ("target_modules", "object", _targets),

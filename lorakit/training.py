@@ -114,7 +114,7 @@ class _Run:
         from . import adapters
         from .data import build_data, data_labels
         from .memory import head_parameters
-        from .models import check_device, load_model
+        from .models import check_device, load_base
 
         cfg = self.cfg
         check_device(self.record.device)  # a clear reason before the allocator is touched
@@ -123,8 +123,7 @@ class _Run:
         labels = data_labels(cfg) if task in ("", "classification") else None
         if task != "causal-lm":
             set_seed(cfg.seed)  # a classifier's new head is drawn while loading: same seed, same head
-        loaded = load_model(cfg.model, quant=cfg.quant, double_quant=cfg.double_quant, dtype=cfg.dtype,
-                            device=self.record.device, task=cfg.task, labels=labels)
+        loaded = load_base(cfg.base, self.record.device, labels)
         self.record.load_s = loaded.load_s
         self.record.task, self.record.family = loaded.task, loaded.family
         self.tokenizer, self.model = loaded.tokenizer, loaded.model
@@ -139,11 +138,8 @@ class _Run:
         self.check_stop()
         set_seed(cfg.seed)  # LoRA's A init and dropout draw from this
         if cfg.method == "lora":
-            self.model = adapters.attach_lora(loaded.model, cfg.rank, cfg.alpha, cfg.dropout,
-                                              cfg.target_modules, cfg.gradient_checkpointing,
-                                              adapter_dtype=cfg.adapter_dtype, use_dora=cfg.use_dora,
-                                              use_rslora=cfg.use_rslora, init=cfg.init, loftq_iter=cfg.loftq_iter,
-                                              task_type=PEFT_TASK_TYPES[loaded.task])
+            self.model = adapters.attach(loaded.model, cfg.adapter, cfg.shape.gradient_checkpointing,
+                                         task_type=PEFT_TASK_TYPES[loaded.task])
         else:
             self.model = adapters.prepare_full(loaded.model, cfg.gradient_checkpointing)
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)

@@ -149,11 +149,12 @@ class BackgroundWork:
         except ConfigError:
             return None, "fix the highlighted fields to see the verdict"
         from lorakit.fit import fits
+        from lorakit.planner import config_settings
 
         device = self.fit_device
         try:
-            with self._engine:
-                return fits(cfg.model, devices=[device], **_plan_settings(cfg))[0], ""
+            with self._engine:  # the parts plan_for_config plans: the verdict is for the plan shown
+                return fits(config_settings(cfg), devices=[device])[0], ""
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no verdict for {device}: {error_text(exc)}"
 
@@ -249,14 +250,3 @@ class BackgroundWork:
     def _data_key(self) -> tuple:
         return self.form.data_key()
 
-
-def _plan_settings(cfg) -> dict:
-    """The RunConfig fields the planner takes as keywords (besides the model), read from its signature so
-    that a field the planner learns (e.g. adapter_dtype) reaches the fit verdict without a list to update."""
-    import dataclasses
-    import inspect
-
-    from lorakit.planner import planning
-
-    params = inspect.signature(planning).parameters
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in params and f.name != "model"}

@@ -135,7 +135,7 @@ class StudioController(BackgroundWork, RunControl):
         problems = self._validate(notify=False)
         if problems:
             raise ConfigError(problems)
-        return RunConfig(**self.form.kwargs())
+        return self.form.config()
 
     def trainable(self) -> Optional[tuple]:
         """(trainable, total, percent) for the form's choices, or None until the model is loaded."""

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from lorakit import recommend, targets
 from lorakit.config import ConfigError, RunConfig
+from lorakit.parts import positive_int
 
 # The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
 FORM_FIELDS = (
@@ -59,6 +60,7 @@ class Form:
         given = {k for k, v in values.items() if v not in (None, "")}
         self.recommended: set = set(recommend.RECOMMENDED_FIELDS) - given
         self.values.update(self.follow({}))
+        self._built: tuple = (None, None)  # (the values' key, their RunConfig or the exception building it)
 
     def follow(self, changes: dict) -> dict:
         """The recommended values the form's fields take after ``changes`` (widget values): a field the
@@ -98,12 +100,28 @@ class Form:
         given from code count too (the seed picks the examples, ``data_encoding`` reads a file)."""
         return (*(self.values[k] for k in DATA_FIELDS), *sorted((k, repr(v)) for k, v in self.extra.items()))
 
+    def config(self) -> RunConfig:
+        """The RunConfig of the form's values, built (and validated) once per set of values: a slider move
+        validates once, however many jobs (plan, fit verdict) ask. Raises what building it raised."""
+        kwargs = self.kwargs()
+        key = tuple(sorted((k, type(v).__name__, repr(v)) for k, v in kwargs.items()))
+        built_key, built = self._built
+        if built_key != key:
+            try:
+                built = RunConfig(**kwargs)
+            except (ConfigError, TypeError, ValueError) as exc:
+                built = exc
+            self._built = (key, built)  # one assignment: a job on another thread sees the old pair or the new
+        if isinstance(built, Exception):
+            raise built
+        return built
+
     def problems(self, model: Optional[ModelSummary] = None) -> dict:
         """Field -> message: RunConfig's validation, and the target modules against ``model``'s linear
         layers when it is the form's model (RunConfig alone knows only the built-in LLaMA names)."""
         problems: dict = {}
         try:
-            RunConfig(**self.kwargs())
+            self.config()
         except ConfigError as exc:
             problems.update(exc.problems)
         except (TypeError, ValueError) as exc:
@@ -134,7 +152,7 @@ class Form:
         if v["method"] == "full":
             return model.num_params, model.num_params, 100.0
         chosen = selected_targets(v["target_modules"], model.group_names)
-        rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
+        rank = v["rank"] if positive_int(v["rank"]) else 0
         dora = v["use_dora"] is True
         lora = sum(g.lora_params(rank, dora) for g in model.groups if g.name in chosen)
         total = model.num_params + lora

@@ -144,9 +144,7 @@ class SweepControl:
 
     def _plan(self, t: Trial) -> None:
         from lorakit.fit import fits
-        from lorakit.planner import plan_for_config
-
-        from .background import _plan_settings
+        from lorakit.planner import config_settings, plan_for_config
 
         cfg, device, cache = t.config, self.c.fit_device, self.c._plan_cache
         try:
@@ -156,7 +154,7 @@ class SweepControl:
             t.planned = cache[cfg]
             if (cfg, device) not in self._fits:
                 with self.c._engine:
-                    self._fits[(cfg, device)] = fits(cfg.model, devices=[device], **_plan_settings(cfg))[0]
+                    self._fits[(cfg, device)] = fits(config_settings(cfg), devices=[device])[0]
             t.fit, t.fit_device = self._fits[(cfg, device)], device
         except Exception as exc:  # noqa: BLE001 - an unplannable trial is a message in its row
             t.plan_error = error_text(exc)

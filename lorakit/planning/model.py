@@ -9,36 +9,41 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
 from ..imports import warm
+from ..parts import PART_FIELDS, Adapter, Base, Shape
 
 
 @dataclass(frozen=True)
 class Step:
-    """One training step's settings, as the planner sees them."""
-    method: str
-    quant: str
-    double_quant: bool
-    dtype: str
-    rank: int
-    adapter_dtype: str  # A and B: float32 (peft's default), bfloat16 or float16
+    """One training step, as the planner sees it: the run's parts (``lorakit.parts``; the base's dtype
+    resolved for the device) and what only this step knows. The formulas read the parts' fields by
+    name (``step.rank``, ``step.seq_len``): each name belongs to exactly one part."""
+    base: Base
+    adapter: Adapter
+    shape: Shape
     targets: frozenset  # adapted layer names (empty for full fine-tuning)
-    dropout: float
-    batch_size: int
-    seq_len: int
-    gradient_checkpointing: bool
-    optimizer: str
     device: str  # 'cpu' or 'cuda'
     padded: bool  # the batch carries padding (an attention mask with zeros)
     first_step: bool = False  # the first optimizer step: no optimizer state yet during forward/backward
-    use_dora: bool = False  # DoRA: one trained magnitude per output feature of each adapted layer
     # a causal LM's head and loss at the labelled positions only (lorakit.train's, ``labelled_loss``): how many
     # there are (labels set, after the shift); None: the model's own forward, head and loss at every position
     labelled: Optional[int] = None
+
+    def __getattr__(self, name: str):
+        part = _PART_OF.get(name)
+        if part is None:
+            raise AttributeError(f"Step has no {name!r}")
+        return getattr(self.__dict__[part], name)
+
+    def changed(self, **changes) -> "Step":
+        """A copy with ``changes``: the step's own fields, or the shape's (batch_size, seq_len, ...)."""
+        shape = {k: changes.pop(k) for k in list(changes) if k in PART_FIELDS["shape"]}
+        return replace(self, shape=replace(self.shape, **shape), **changes) if shape else replace(self, **changes)
 
     @property
     def tokens(self) -> int:
@@ -51,11 +56,14 @@ class Step:
 
     @property
     def full(self) -> bool:
-        return self.method == "full"
+        return self.adapter.full
 
     @property
     def quantized(self) -> bool:
-        return self.quant != "none"
+        return self.base.quantized
+
+
+_PART_OF = {name: part for part, names in PART_FIELDS.items() for name in names}
 
 
 def resolve_config(model):

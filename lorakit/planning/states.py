@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+from ..parts import four_bit
 from .model import Step, Tally
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -46,7 +47,7 @@ def quantized_linear_bytes(d_in: int, d_out: int, quant: str, double_quant: bool
     n = d_in * d_out
     if quant == "int8":
         return n + FP32 * d_out  # int8 rows + fp32 SCB scale per row
-    if quant in ("nf4", "fp4"):
+    if four_bit(quant):
         blocks = math.ceil(n / _BNB_4BIT_BLOCK)
         total = math.ceil(n / 2) + FP32 * _BNB_4BIT_CODE
         if double_quant:
@@ -71,7 +72,7 @@ def base_weight_bytes(tally: Tally, step: Step) -> int:
     for numel, _ in tally.others:
         total += numel * plain
     # a 4-bit layer's bias: bitsandbytes casts it to the compute dtype in the first forward
-    total += sum(tally.biases) * (DTYPE_BYTES[step.dtype] if step.quant in ("nf4", "fp4") else plain)
+    total += sum(tally.biases) * (DTYPE_BYTES[step.dtype] if step.base.four_bit else plain)
     if not step.full:
         total += sum(tally.head) * plain  # peft's modules_to_save: the trained copy beside the frozen head
     return total

@@ -124,5 +124,6 @@ def test_validation_imports_nothing_that_imports_it_back():
             reached.add(module)
             todo.extend(lorakit_imports(module))
     # bnb_layout: a leaf (variants reads 4-bit weights through it); it imports nothing from lorakit
+    # parts: a leaf (the typed parts RunConfig exposes, ``four_bit``); it imports nothing from lorakit
     assert reached == {"config", "targets", "errors", "registry", "variants", "families", "recommend",
-                       "dataset_object", "home", "bnb_layout"}
+                       "dataset_object", "home", "bnb_layout", "parts"}

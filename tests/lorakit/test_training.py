@@ -209,14 +209,14 @@ def test_full_finetuning_and_8bit_optimizer(store):
 def test_sweep_records_a_failing_trial_and_goes_on(store, monkeypatch):
     from lorakit import adapters
 
-    real = adapters.attach_lora
+    real = adapters.attach  # what train() calls, with the run's adapter part
 
-    def flaky(model, rank=8, *a, **kw):
-        if rank == 2:
+    def flaky(model, adapter, *a, **kw):
+        if adapter.rank == 2:
             raise RuntimeError("rank 2 is cursed")
-        return real(model, rank, *a, **kw)
+        return real(model, adapter, *a, **kw)
 
-    monkeypatch.setattr(adapters, "attach_lora", flaky)
+    monkeypatch.setattr(adapters, "attach", flaky)
     table = lorakit.sweep(lorakit.RunConfig(**dict(TINY, max_steps=2, eval_examples=1)), store=store,
                           rank=[2, 4], method=["lora", "full"], quant=["none", "nf4"])
     # full+nf4 is invalid and skipped; rank does not matter for full, but each combination runs

@@ -134,10 +134,40 @@ def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_
         cfg = c.config()
         expected = lorakit.fits(cfg.model, devices=[gpu], method=cfg.method, quant=cfg.quant, dtype=cfg.dtype,
                                 rank=cfg.rank, target_modules=cfg.target_modules, batch_size=cfg.batch_size,
-                                seq_len=cfg.seq_len, dropout=cfg.dropout, adapter_dtype=adapter_dtype)[0]
+                                seq_len=cfg.seq_len, dropout=cfg.dropout, adapter_dtype=adapter_dtype,
+                                labelled_head=cfg.labelled_head)[0]  # the head the plan shown beside it plans
         assert fit == expected
         needs[adapter_dtype] = fit.need
     assert needs["bfloat16"] < needs["float32"]  # 16-bit adapters, gradients and AdamW state
+
+
+def test_a_slider_move_builds_and_validates_its_runconfig_once(tiny, monkeypatch):
+    """One rank change, the plan not cached: the form's RunConfig is built (and field_problems run) once,
+    and the plan and the fit verdict take its parts without validating again (before the parts: 5 and 7)."""
+    import lorakit.config as config
+    import lorakit.planner as planner
+
+    c = _controller(tiny)
+    assert c.wait(WAIT)
+    counts = {"RunConfig": 0, "field_problems": 0}
+    post, problems = RunConfig.__post_init__, config.field_problems
+
+    def counting_post(self):
+        counts["RunConfig"] += 1
+        return post(self)
+
+    def counting_problems(values):
+        counts["field_problems"] += 1
+        return problems(values)
+
+    monkeypatch.setattr(RunConfig, "__post_init__", counting_post)
+    monkeypatch.setattr(config, "field_problems", counting_problems)
+    monkeypatch.setattr(planner, "field_problems", counting_problems)
+    c._plan_cache.clear()
+    c.set(rank=c.values["rank"] * 2)
+    assert c.wait(WAIT)
+    assert c.plan_result[0] is not None and c.fit_result[0] is not None
+    assert counts == {"RunConfig": 1, "field_problems": 1}
 
 
 def test_errors_in_jobs_and_panels_land_in_the_state_not_in_the_caller(tiny, monkeypatch):

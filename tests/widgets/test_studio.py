@@ -166,7 +166,7 @@ def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, monk
     def broken(event):
         raise ValueError("this panel is broken")
 
-    monkeypatch.setattr(lorakit.adapters, "attach_lora", no_adapter)
+    monkeypatch.setattr(lorakit.adapters, "attach", no_adapter)  # what train() calls
     s.controller.on("event", broken)
     s.controller.on("status", lambda: seen.append(s.train_panel.status_text))
     s.train_panel.click_train()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 
 from lorakit import targets
+from lorakit.parts import positive_int
 from lorakit.variants import variant_name
 
 from ..fields import fmt_count
@@ -76,7 +77,7 @@ class AdapterPanel(Panel):
     def to_widget(self, name, value):
         if name == "target_modules":
             return ""  # its Field is only the message line: the checkboxes show the value (refresh)
-        if name == "rank" and not _valid_rank(value):
+        if name == "rank" and not positive_int(value):
             return self.rank.value  # the slider cannot show it; the message under it says why
         return value
 
@@ -138,7 +139,7 @@ class AdapterPanel(Panel):
     def refresh(self) -> None:
         c = self.controller
         v = c.values
-        if _valid_rank(v["rank"]) and v["rank"] not in self.rank.options:  # set from code: one extra stop
+        if positive_int(v["rank"]) and v["rank"] not in self.rank.options:  # set from code: one extra stop
             self._syncing = True
             try:
                 self.rank.options = _rank_options(v["rank"])
@@ -155,7 +156,7 @@ class AdapterPanel(Panel):
         selected = self._selected()
         info = c.model_info if c.model_info is not None and c.model_info.name == v["model"] else None
         groups = {g.name: g for g in info.groups} if info else {}
-        rank = v["rank"] if isinstance(v["rank"], int) and v["rank"] > 0 else 0
+        rank = v["rank"] if positive_int(v["rank"]) else 0
         self._syncing = True
         try:
             for n, cb in self.checks.items():
@@ -191,11 +192,7 @@ class AdapterPanel(Panel):
         return plain_text(self.trainable.value)
 
 
-def _valid_rank(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def _rank_options(value) -> list:
     """The powers of two 1 … 256, plus ``value`` when it is another valid rank."""
-    return sorted(set(RANKS) | ({value} if _valid_rank(value) else set()))
+    return sorted(set(RANKS) | ({value} if positive_int(value) else set()))
 

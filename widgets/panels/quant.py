@@ -11,6 +11,7 @@ from lorakit.config import DTYPE_CHOICES, OPTIMIZERS
 from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
 from lorakit.fit import THIS_MACHINE
 from lorakit.memory import CATEGORIES
+from lorakit.parts import four_bit
 
 from .base import Panel
 
@@ -52,7 +53,7 @@ class QuantPanel(Panel):
     def refresh(self) -> None:
         c = self.controller
         v = c.values
-        self.double_quant.disabled = v["quant"] not in ("nf4", "fp4")
+        self.double_quant.disabled = not four_bit(v["quant"])
         plan, why = c.plan_result
         text = _plan_html(plan, v) if plan is not None else (
             f'<div style="font-size:12px;color:#777">predicted memory: {html.escape(why)}</div>')
