@@ -67,6 +67,10 @@ class StoreSink:
     def _started(self, event) -> None:
         from ..config import RunConfig
 
+        if getattr(event, "resumed_at", 0):  # lorakit.resume saved the run (history up to its checkpoint)
+            with self._lock:
+                self._buffer[event.run_id] = []
+            return
         cfg = event.config
         if isinstance(cfg, dict):
             cfg = RunConfig.from_dict(cfg)
