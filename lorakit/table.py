@@ -111,6 +111,8 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("samples_s", "float64", _num("samples_s")),  # sample generations beyond the metric's pass
     ("time_to_first_loss_s", "float64", _num("time_to_first_loss_s")),
     ("adapter_bytes", "Int64", lambda r: r.adapter_bytes),
+    ("checkpoint_step", "Int64", lambda r: r.checkpoint_step),  # the newest resumable checkpoint's step
+    ("checkpoint_bytes", "Int64", lambda r: r.checkpoint_bytes),  # the kept checkpoints on disk
     ("device", "object", lambda r: r.device),
     ("node", "object", lambda r: r.node or None),  # the Ray node that trained it (None: this process)
     ("created_at", "datetime", lambda r: r.created_at or None),
@@ -234,7 +236,8 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None):
     def seconds(v):
         return "" if pd.isna(v) else f"{v:.1f} s"
 
-    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes")}
+    formats: dict[str, Any] = {c: mib for c in (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes",
+                                                    "checkpoint_bytes")}
     formats.update({
         "trainable_pct": lambda v: "" if pd.isna(v) else f"{v:.3g}%",
         "trainable_params": num(","), "total_params": num(","),
