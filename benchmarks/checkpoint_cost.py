@@ -1,0 +1,84 @@
+"""What checkpoints cost: seconds per checkpoint and their share of a default LoRA run, and the disk one takes
+for LoRA (the adapter, optimizer, scheduler, RNG) and for full fine-tuning (every weight and AdamW's two moments).
+
+    python benchmarks/checkpoint_cost.py [--model smollm2-135m] [--repeats 2] [--full-steps 4]
+
+Each checkpoint is timed around the Trainer's own ``_save_checkpoint``, so its share is measured inside the same
+run (side by side with that run's steps, whatever the machine's load). The same LoRA run without checkpoints
+(``checkpoint_every=0``) alternates with it for the end-to-end ratio of train_s, which a loaded machine blurs.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import lorakit
+from lorakit import checkpoints
+from lorakit.display import MiB
+
+
+def timed_saves() -> list:
+    """Time every checkpoint the Trainer writes from now on; returns the list the seconds go into."""
+    from transformers import Trainer
+
+    seconds: list = []
+    original = Trainer._save_checkpoint
+
+    def save(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - t0)
+
+    Trainer._save_checkpoint = save
+    return seconds
+
+
+def one_run(cfg, root: Path, saves: list) -> dict:
+    saves.clear()
+    rec = lorakit.train(cfg, store=root / f"{time.monotonic_ns()}.db")
+    assert rec.status == "finished", rec.reason
+    folder = root / "x"
+    for db in root.glob("*_adapters"):
+        if (db / rec.run_id).is_dir():
+            folder = checkpoints.folder_of(db / rec.run_id)
+    newest = checkpoints.latest(folder)
+    return dict(train_s=rec.train_s, wall_s=rec.wall_s, steps=rec.steps_done, saves=list(saves),
+                one=checkpoints.disk_bytes(newest) if newest else 0, adapter=rec.adapter_bytes or 0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--full-steps", type=int, default=4)
+    ns = p.parse_args()
+    saves = timed_saves()
+    lora = lorakit.RunConfig(model=ns.model)  # the default run: its steps, batch, and checkpoint_every
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        on, off = [], []
+        for _ in range(ns.repeats):  # alternating, so both see the same load
+            on.append(one_run(lora, root, saves))
+            off.append(one_run(lora.replace(checkpoint_every=0), root, saves))
+        full = one_run(lorakit.RunConfig(model=ns.model, method="full", max_steps=ns.full_steps,
+                                         checkpoint_every=max(1, ns.full_steps // 2), eval_examples=2), root, saves)
+    print(f"{ns.model}: LoRA default run ({lora.max_steps} steps, checkpoint_every={lora.checkpoint_every}, "
+          f"keep {lora.checkpoint_keep}); full fine-tuning {ns.full_steps} steps")
+    print(f"{'run':<28} {'s/checkpoint':>12} {'ckpts':>5} {'share of train_s':>16} {'share of wall_s':>15} "
+          f"{'MiB/checkpoint':>14} {'s/step':>7}")
+    for name, r in [*((f"LoRA #{i + 1}", r) for i, r in enumerate(on)), ("full fine-tuning", full)]:
+        n, s = len(r["saves"]), sum(r["saves"])
+        print(f"{name:<28} {s / n if n else 0:>12.3f} {n:>5} {s / r['train_s']:>16.1%} {s / r['wall_s']:>15.1%} "
+              f"{r['one'] / MiB:>14.2f} {r['train_s'] / r['steps']:>7.3f}")
+    ratio = [a["train_s"] / b["train_s"] for a, b in zip(on, off, strict=True)]
+    print(f"LoRA train_s with / without checkpoints, side by side: {', '.join(f'{x:.3f}' for x in ratio)}")
+    print(f"LoRA adapter alone: {on[0]['adapter'] / MiB:.2f} MiB; a LoRA checkpoint {on[0]['one'] / MiB:.2f} MiB; "
+          f"a full fine-tuning checkpoint {full['one'] / MiB:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
