@@ -32,6 +32,8 @@ class Resumption:
     """The run's elapsed seconds at the checkpoint's step (elapsed_s and wall_s go on from there)."""
     prior_train_s: float = 0.0
     """Optimizer-step seconds of the earlier sessions up to the checkpoint (an estimate when it was killed)."""
+    had_before: bool = False
+    """The run had its base's "before" result already (the store's cache gives it back, not computed again)."""
 
     @property
     def step(self) -> int:
@@ -90,7 +92,7 @@ def prepare(record: RunRecord, checkpoint: Path, max_steps: Optional[int]) -> Re
         record, config=cfg, status="running", reason="", history=kept,
         evals=[e for e in record.evals if e["step"] <= step], resumed_at=[*record.resumed_at, step],
         task_metric=None, train_loss=None, samples=[])
-    return Resumption(record, checkpoint, prior_s, prior_train)
+    return Resumption(record, checkpoint, prior_s, prior_train, record.task_metric_before is not None)
 
 
 def resume(run_id: str, max_steps: Optional[int] = None, store=None, sinks: Iterable[Callable] = (),

@@ -293,9 +293,12 @@ class _Run:
         self.before_pending = defer and cached_before(self.store, key) is None
         if self.before_pending:
             return
+        first_session = rec.before_cached  # a resumed run reads back its own earlier result: not "cached" news
         rec.task_metric_before, self.before, rec.before_cached, seconds = before_training(
             self.store, key, description,
             lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))
+        if self.resume is not None and self.resume.had_before:
+            rec.before_cached = first_session
         rec.task_eval_s = (rec.task_eval_s or 0.0) + seconds
         rec.macro_f1_before, rec.token_f1_before = self.macro_f1(self.before), mean_token_f1(self.before)
 

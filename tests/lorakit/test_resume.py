@@ -23,8 +23,9 @@ from lorakit.store import RunStore
 RUN = dict(model="tiny-llama", dataset="arithmetic", seq_len=256, batch_size=2, train_examples=24,
            eval_examples=2, max_steps=24, learning_rate=1e-3, checkpoint_every=5)
 
-# the killed run, in a process of its own: steps written to the store as they come, and slowed from step 11 so
-# that the parent's SIGKILL lands between two checkpoints (how long a step takes changes no number)
+# the killed run, in a process of its own: steps written to the store as they come, slowed from step 11 and held at
+# step 13, so that the parent's SIGKILL lands between two checkpoints however loaded the machine (how long a step
+# takes changes no number)
 CHILD = """
 import sys, time
 import lorakit, lorakit.store.sink
@@ -32,7 +33,7 @@ from lorakit import events as ev
 lorakit.store.sink.FLUSH_EVERY = 1
 def slow(e):
     if isinstance(e, ev.StepLogged) and e.step >= 11:
-        time.sleep(0.4)
+        time.sleep(600 if e.step >= 13 else 0.3)
 lorakit.train(lorakit.RunConfig(**%r), sinks=[slow], store=sys.argv[1])
 """
 
