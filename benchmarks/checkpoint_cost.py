@@ -55,9 +55,13 @@ def main() -> None:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--full-steps", type=int, default=2)
+    p.add_argument("--direct", action="store_true", help="only a step and a checkpoint's save, side by side "
+                                                         "(no whole run; see direct())")
     p.add_argument("--eval-examples", type=int, default=2, help="the task metric's generations are not what is "
                                                                 "measured; few keep a loaded machine's run short")
     ns = p.parse_args()
+    if ns.direct:
+        return direct(ns.model)
     saves = timed_saves()
     # the default run: its steps, batch and checkpoint_every (fewer held-out examples: not what is measured)
     lora = lorakit.RunConfig(model=ns.model, eval_examples=ns.eval_examples)
@@ -81,6 +85,43 @@ def main() -> None:
     print(f"LoRA train_s with / without checkpoints, side by side: {', '.join(f'{x:.3f}' for x in ratio)}")
     print(f"LoRA adapter alone: {on[0]['adapter'] / MiB:.2f} MiB; a LoRA checkpoint {on[0]['one'] / MiB:.2f} MiB; "
           f"a full fine-tuning checkpoint {full['one'] / MiB:.1f} MiB")
+
+
+
+
+def direct(model: str = "smollm2-135m", steps: int = 2) -> None:
+    """Without a whole run (a loaded machine makes a default smollm2 run take an hour): one LoRA (r8 q,v) and one
+    full fine-tuning step timed beside a save of what the Trainer's checkpoint holds (the adapter or the model by
+    save_pretrained, the AdamW state, the RNG state), on the default batch (4 x 128 tokens)."""
+    import torch
+
+    from lorakit import adapters
+    from lorakit.models import load_model
+
+    for method in ("lora", "full"):
+        loaded = load_model(model, device="cpu")
+        net = adapters.attach_lora(loaded.model, 8, 16, 0.05, "qv") if method == "lora" else loaded.model
+        params = [p for p in net.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+        ids = torch.randint(0, 1000, (4, 128))
+        step_s, save_s, size = [], [], 0
+        for _ in range(steps):  # a step, then a save: side by side under the same load
+            t0 = time.perf_counter()
+            net(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad()
+            step_s.append(time.perf_counter() - t0)
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                net.save_pretrained(tmp, safe_serialization=True)
+                torch.save(opt.state_dict(), Path(tmp) / "optimizer.pt")
+                torch.save({"cpu": torch.get_rng_state()}, Path(tmp) / "rng_state.pth")
+                save_s.append(time.perf_counter() - t0)
+                size = checkpoints.disk_bytes(Path(tmp))
+        print(f"{model} {method:<4}: step {' '.join(f'{s:.2f}' for s in step_s)} s; checkpoint "
+              f"{' '.join(f'{s:.3f}' for s in save_s)} s ({size / MiB:.1f} MiB); checkpoint / step "
+              f"{' '.join(f'{a / b:.3f}' for a, b in zip(save_s, step_s, strict=True))}")
+        del net, opt, loaded
 
 
 if __name__ == "__main__":
