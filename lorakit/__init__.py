@@ -19,6 +19,7 @@ from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
 from .report import export_csv, export_html
+from .resume import ResumeError
 from .table import SHORT_COLUMNS, compare, styled
 
 __version__ = "0.1.0"
@@ -26,7 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
     "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
-    "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
+    "train", "resume", "ResumeError",
+    "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
     "styled", "SHORT_COLUMNS", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv",
     "export_html",
@@ -39,6 +41,14 @@ def train(config, sinks=(), store=None, stop=None, device=None, output_dir=None)
     from .training import train as _train
 
     return _train(config, sinks=sinks, store=store, stop=stop, device=device, output_dir=output_dir)
+
+
+def resume(run_id, max_steps=None, store=None, sinks=(), stop=None, device=None):
+    """Continue a stopped, failed or killed run from its newest checkpoint, as the same run (blocking);
+    returns its RunRecord. See lorakit.resume.resume."""
+    from .resume import resume as _resume
+
+    return _resume(run_id, max_steps=max_steps, store=store, sinks=sinks, stop=stop, device=device)
 
 
 def sweep(base, store=None, sinks=(), stop=None, executor="local", address=None, resources_per_trial=None, **axes):

@@ -257,7 +257,9 @@ def save_adapter(peft_model, path: Union[str, Path], run_id: Optional[str] = Non
             warnings.filterwarnings("ignore", category=UserWarning)
             peft_model.save_pretrained(partial, safe_serialization=True, **kwargs)
         adapter_base.write_record(peft_model, partial, run_id=run_id, base=base)
-        for f in sorted(p for p in partial.rglob("*") if p.is_file()):  # file by file: other files in path stay
+        written = sorted(p for p in partial.rglob("*") if p.is_file())
+        nbytes = sum(f.stat().st_size for f in written)  # the adapter's own: a run's checkpoints are beside it
+        for f in written:  # file by file: other files in path stay
             (path / f.relative_to(partial)).parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, path / f.relative_to(partial))
     except OSError as exc:
@@ -265,7 +267,7 @@ def save_adapter(peft_model, path: Union[str, Path], run_id: Optional[str] = Non
                                         "(nothing was left half-written)") from exc
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return nbytes
 
 
 def load_adapter(base_model, path: Union[str, Path], adapter_name: str = "default", is_trainable=False):

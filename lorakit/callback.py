@@ -104,6 +104,7 @@ class TrainerEvents(TrainerCallback):
         self._memory: Optional[tuple] = None  # (step, measured, planned, why) of the first MemoryMeasured
         self._t0 = self._t_log = 0.0
         self._tokens_seen = 0  # the Trainer's token count at the previous log
+        self.tokens_at_start = 0  # ... when the loop began (a resumed Trainer's count starts at its checkpoint's)
         self._max_steps = 0
 
     def activations_recorded(self, nbytes: int, batch: dict) -> None:
@@ -164,7 +165,7 @@ class TrainerEvents(TrainerCallback):
             from .step_peak import TrainingPeak
 
             self.peak = TrainingPeak(str(model_device(model)))
-        self._tokens_seen = state.num_input_tokens_seen
+        self._tokens_seen = self.tokens_at_start = state.num_input_tokens_seen
         self._max_steps = int(state.max_steps or args.max_steps or 0)
         self.num_labels = _num_labels(model)  # a classifier is planned with the head it trains
         if model is not None:

@@ -36,7 +36,8 @@ class ProgressBar:
 
         if isinstance(event, RunStarted):
             cfg = event.config
-            self.bar = tqdm(total=cfg.max_steps, desc=cfg.label, unit="step", file=self.file, leave=True)
+            self.bar = tqdm(total=cfg.max_steps, desc=cfg.label, unit="step", file=self.file, leave=True,
+                            initial=event.resumed_at)  # a resumed run's bar starts at its checkpoint
         elif isinstance(event, StepLogged) and self.bar is not None:
             self.bar.set_postfix(loss=f"{event.loss:.3f}", tok_s=f"{event.tokens_per_s:.0f}", refresh=False)
             self.bar.update(event.step - self.bar.n)
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run and record it in the store")
     _add_config_flags(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN_ID", default=None,
+                   help="continue this stopped or failed run from its newest checkpoint (same run id; only "
+                        "--max-steps may change)")
 
     s = sub.add_parser("sweep", help="train a grid: give several values to any flag, e.g. --rank 4 16 --quant none nf4")
     _add_config_flags(s, multi=True)
@@ -225,13 +229,30 @@ def cmd_export(ns) -> int:
 def cmd_train(ns) -> int:
     from .training import train
 
-    cfg = RunConfig(**_config_kwargs(ns))
-    rec = train(cfg, sinks=[] if ns.quiet else [ProgressBar()], store=ns.store)
+    sinks = [] if ns.quiet else [ProgressBar()]
+    if ns.resume:
+        rec = _resume(ns, sinks)
+        cfg = rec.config
+    else:
+        cfg = RunConfig(**_config_kwargs(ns))
+        rec = train(cfg, sinks=sinks, store=ns.store)
     print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
     print(f"compute dtype: {rec.config.dtype}" + (" (auto)" if cfg.dtype == "auto" else ""))
     if rec.adapter_path:
         print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MiB:.2f} MiB)")
     return 0 if rec.status == "finished" else 1
+
+
+def _resume(ns, sinks):
+    """``train --resume RUN``: the stored run's own settings; a settings flag other than --max-steps is refused."""
+    from .resume import ResumeError, resume
+
+    others = sorted(k for k in _config_kwargs(ns) if k != "max_steps")
+    if others:
+        flags = ", ".join("--" + k.replace("_", "-") for k in others)
+        raise ResumeError(f"--resume continues the run with its own settings; only --max-steps may change "
+                          f"(remove {flags})")
+    return resume(ns.resume, max_steps=ns.max_steps, store=ns.store, sinks=sinks)
 
 
 def cmd_sweep(ns) -> int:

@@ -24,12 +24,16 @@ def add_parser(sub) -> None:
     m.add_argument("other", help=f"a run store file (.db) or an archive lorakit store export wrote "
                                  f"({', '.join(ARCHIVE_SUFFIXES)})")
     m.add_argument("--run", nargs="+", metavar="RUN_ID", default=None, help="only these runs (default: all)")
+    m.add_argument("--no-checkpoints", action="store_true",
+                   help="leave the runs' checkpoints behind (they can then not be resumed here)")
     e = ops.add_parser("export", help="pack runs into one file to carry to another machine",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="FILE ending .tar.gz/.tgz/.tar: one archive with the runs and their folders; "
                                    "ending .db: a new store file (its run folders beside it, <stem>_adapters/).")
     e.add_argument("runs", nargs="+", metavar="RUN_ID", help="the runs to export (lorakit compare lists them)")
     e.add_argument("--to", required=True, metavar="FILE", help="the new file (refused if it exists)")
+    e.add_argument("--no-checkpoints", action="store_true",
+                   help="leave the runs' checkpoints out (smaller; the runs cannot be resumed there)")
 
 
 add_store_parser = add_parser
@@ -41,9 +45,9 @@ def cmd_store(ns) -> int:
     from .store.merge import export_runs, merge
 
     if ns.store_command == "merge":
-        print(merge(ns.other, ns.store, ns.run))
+        print(merge(ns.other, ns.store, ns.run, checkpoints=not ns.no_checkpoints))
         return 0
-    path = export_runs(ns.runs, ns.to, ns.store)
+    path = export_runs(ns.runs, ns.to, ns.store, checkpoints=not ns.no_checkpoints)
     print(f"exported {len(ns.runs)} run(s) to {path}")
     return 0
 
@@ -56,6 +60,8 @@ def _check_or_repair(ns) -> int:
             damaged = store.check()
             for d in damaged:
                 print(f"damaged: {d}")
+            for path, why in store.leftover_checkpoints():
+                print(f"leftover checkpoint: {path} ({why}; `lorakit store repair` removes it)")
             print(f"{store.path}: {len(store) - len(damaged)} readable run(s), {len(damaged)} damaged"
                   + (" (repair with `lorakit store repair`, or drop with `--drop`)" if damaged else ""))
             return 1 if damaged else 0
@@ -63,7 +69,8 @@ def _check_or_repair(ns) -> int:
         for line in notes:
             print(line)
         left = store.check()
-        print(f"{store.path}: {len(notes) and len(notes) - len(left)} run(s) mended, {len(left)} still damaged")
+        mended = sum(n.startswith("run ") for n in notes) - len(left)  # the others: leftover checkpoints removed
+        print(f"{store.path}: {mended} run(s) mended, {len(left)} still damaged")
         return 1 if left else 0
 
 

@@ -94,6 +94,10 @@ class RunConfig:
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 0
     """Seed for data generation, adapter init and data order: same seed, same loss curve."""
+    checkpoint_every: int = 10
+    """Save a resumable checkpoint every N steps, at the end and when stopped (0: none; needs a store)."""
+    checkpoint_keep: int = 2
+    """Checkpoints kept per run (the newest); older ones are deleted as new ones are saved."""
     name: str = ""
     """Optional label shown in tables and charts."""
     report_to: tuple = ()
@@ -244,7 +248,7 @@ def not_one_of(name: str, value, allowed) -> str:
 _CHOICES = {"init": INITS, "method": METHODS, "quant": QUANTS, "dtype": DTYPE_CHOICES, "adapter_dtype": DTYPES,
             "optimizer": OPTIMIZERS}
 _AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
-             "warmup_steps": 0, "eval_every": 0, "seed": 0,
+             "warmup_steps": 0, "eval_every": 0, "seed": 0, "checkpoint_every": 0, "checkpoint_keep": 1,
              "loftq_iter": 1}
 
 

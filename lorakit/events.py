@@ -30,6 +30,7 @@ class RunStarted:
     trainable_params: int
     total_params: int
     planned_memory: Optional[MemoryBreakdown] = None
+    resumed_at: int = 0  # the checkpoint's step when a stopped run goes on (lorakit.resume); 0: a new run
 
 
 @dataclass(frozen=True)

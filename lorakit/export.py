@@ -205,10 +205,12 @@ def _generation_config(model, tokenizer):
 # --- the formats -------------------------------------------------------------------------------------
 
 def _write_peft(record, out: Path, gguf_type: str) -> Path:
+    from .checkpoints import FOLDER
     from .models import model_dir
 
     src = Path(record.adapter_path)
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+    # the adapter's own files: the run's checkpoints beside them are for resuming, not for taking home
+    for f in sorted(p for p in src.rglob("*") if p.is_file() and p.relative_to(src).parts[0] != FOLDER):
         (out / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, out / f.relative_to(src))
     local = model_dir(record.config.model)

@@ -60,6 +60,9 @@ class RunRecord:
     time_to_first_loss_s: Optional[float] = None
     adapter_path: Optional[str] = None
     adapter_bytes: Optional[int] = None
+    checkpoint_step: Optional[int] = None  # the step of the newest resumable checkpoint (None: none kept)
+    checkpoint_bytes: Optional[int] = None  # disk the kept checkpoints take (the adapter's or the full state)
+    resumed_at: list = field(default_factory=list)  # the checkpoint steps this run was resumed from, in order
     samples: list = field(default_factory=list)  # [{prompt, reference, before, after}]
     data_stats: dict = field(default_factory=dict)  # {n_train, n_eval, truncated, ...}
 

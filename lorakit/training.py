@@ -44,7 +44,16 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     directory or ``$LORAKIT_STORE``), or False to keep nothing on disk.
     stop: a threading.Event; setting it ends the run after the current step (status 'stopped').
     report: send the run to ``config.report_to``'s trackers (a Ray trial's worker does not: its driver does).
+    A run with a store saves checkpoints every ``config.checkpoint_every`` steps into its folder there;
+    ``lorakit.resume(run_id)`` continues it.
     """
+    return run_job(config, sinks, store, stop, device, output_dir, report)
+
+
+def run_job(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: Optional[threading.Event] = None,
+            device: Optional[str] = None, output_dir: Optional[str] = None, report: bool = True,
+            resume=None) -> RunRecord:
+    """train()'s body; ``resume`` (a ``resume.Resumption``): continue that stored run from its checkpoint."""
     from .logging_setup import quiet_libraries
     from .models import default_device
     from .store import StoreSink, open_store
@@ -65,8 +74,12 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
     if store is not None:  # a write the store refuses (a full disk) ends the run after the current step
         store_sink = StoreSink(store, on_failure=lambda _why: stop.set())
         sinks.insert(0, store_sink)
-    record = RunRecord(config=config, created_at=time.time(), device=device or default_device())
-    run = _Run(config, record, sinks, stop, store, output_dir)
+    if resume is None:
+        record = RunRecord(config=config, created_at=time.time(), device=device or default_device())
+    else:  # the same run: its id, creation time, history up to the checkpoint, memory records
+        record = resume.record
+        record.config, record.device = config, device or record.device
+    run = _Run(config, record, sinks, stop, store, output_dir, resume)
     run.store_sink = store_sink
     try:
         run.execute()
@@ -87,9 +100,11 @@ def train(config: RunConfig, sinks: Iterable[Callable] = (), store=None, stop: O
 class _Run:
     """One run's moving parts; kept out of train() so each step reads as one short method."""
 
-    def __init__(self, cfg, record, sinks, stop, store, output_dir):
+    def __init__(self, cfg, record, sinks, stop, store, output_dir, resume=None):
         self.cfg, self.record, self.sinks, self.stop, self.store = cfg, record, sinks, stop, store
         self.output_dir = output_dir
+        self.resume = resume  # resume.Resumption when this continues a stored run
+        self.prior_s = resume.prior_s if resume is not None else 0.0  # the run's seconds before this session
         self.t0 = time.perf_counter()
         self.model = self.tokenizer = self.bundle = self.trainer = self.events = None
         self.ended = False
@@ -145,13 +160,17 @@ class _Run:
         self.record.trainable_params, self.record.total_params = adapters.count_params(self.model)
         self.record.head_params = sum(p.numel() for p in head_parameters(self.model))
         emit(self.sinks, RunStarted(self.record.run_id, cfg, self.record.trainable_params,
-                                    self.record.total_params))
+                                    self.record.total_params,
+                                    resumed_at=self.resume.step if self.resume is not None else 0))
 
     def build_trainer(self) -> None:
         from transformers import PrinterCallback, TrainingArguments
 
+        from . import checkpoints
+
         cfg = self.cfg
-        out = self.output_dir
+        saving = self.checkpoint_folder()
+        out = str(saving) if saving is not None else self.output_dir
         if not out:  # save_strategy="no": the Trainer writes nearly nothing here, but the folder must go too
             out = self.temporary = tempfile.mkdtemp(prefix="lorakit-")
         args = TrainingArguments(
@@ -159,7 +178,8 @@ class _Run:
             per_device_eval_batch_size=max(cfg.batch_size, 8), learning_rate=cfg.learning_rate,
             warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, lr_scheduler_type="linear",
             optim=OPTIM_NAMES[cfg.optimizer], bf16=cfg.bf16_autocast, seed=cfg.seed, data_seed=cfg.seed,
-            logging_steps=1, logging_nan_inf_filter=False, save_strategy="no", report_to="none",
+            logging_steps=1, logging_nan_inf_filter=False, report_to="none",
+            **checkpoints.trainer_settings(cfg.checkpoint_every, cfg.checkpoint_keep, saving),
             disable_tqdm=True, eval_strategy="steps" if cfg.eval_every else "no",
             eval_steps=cfg.eval_every or None, include_num_input_tokens_seen="non_padding",
             use_cpu=self.record.device == "cpu", dataloader_num_workers=0, remove_unused_columns=False,
@@ -168,8 +188,11 @@ class _Run:
         from .probe import ProbingTrainer
 
         # the record is kept by the first sink, so every other sink sees it up to date
+        # a resumed run keeps the memory its first steps measured; elapsed_s goes on from the checkpoint's
         self.events = TrainerEvents([self.observe, *self.sinks], cfg, run_id=self.record.run_id, stop=self.stop,
-                                    clock_start=self.t0)
+                                    clock_start=self.t0 - self.prior_s,
+                                    measure_memory=self.resume is None or self.record.memory is None)
+        callbacks = [self.events] + ([checkpoints.save_on_stop(self.stop)] if saving is not None else [])
         optimizers = (None, None)  # the Trainer's own, from args.optim
         if cfg.loraplus_lr_ratio:  # LoRA+: same optimizer class, B in a param group at lr x ratio
             from .variants import loraplus_optimizer
@@ -179,7 +202,7 @@ class _Run:
             model=self.model, args=args, optimizers=optimizers, train_dataset=self.bundle.train,
             eval_dataset=self.bundle.eval,
             data_collator=self.bundle.collator, processing_class=self.tokenizer,
-            callbacks=[self.events], activation_probe=self.events.activations_recorded,
+            callbacks=callbacks, activation_probe=self.events.activations_recorded,
             labelled_head=cfg.labelled_head,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead
@@ -204,8 +227,18 @@ class _Run:
             # ordinary state, which is what the user gets and sees in the memory breakdown anyway.
             warnings.filterwarnings("ignore", message="Paged optimizers are not supported on CPU",
                                     category=UserWarning)
-            self.trainer.train()
+            # the Trainer restores weights, optimizer, scheduler, RNG and data position from the checkpoint
+            self.trainer.train(resume_from_checkpoint=str(self.resume.checkpoint) if self.resume else None)
         self.check_stop()
+
+    def checkpoint_folder(self) -> Optional[Path]:
+        """Where this run's checkpoints go: its folder in the store (None: no store, or checkpoint_every=0;
+        a run kept nowhere cannot be resumed by id)."""
+        from . import checkpoints
+
+        if self.store is None or not self.cfg.checkpoint_every:
+            return None
+        return checkpoints.folder_of(self.store.adapter_dir(self.record.run_id))
 
     def finish(self) -> None:
         step = self.trainer.state.global_step
@@ -256,9 +289,12 @@ class _Run:
         self.before_pending = defer and cached_before(self.store, key) is None
         if self.before_pending:
             return
+        first_session = rec.before_cached  # a resumed run reads back its own earlier result: not "cached" news
         rec.task_metric_before, self.before, rec.before_cached, seconds = before_training(
             self.store, key, description,
             lambda: evaluate_task(self.model, self.tokenizer, self.bundle, max_new_tokens=budget))
+        if self.resume is not None and self.resume.had_before:
+            rec.before_cached = first_session
         rec.task_eval_s = (rec.task_eval_s or 0.0) + seconds
         rec.macro_f1_before, rec.token_f1_before = self.macro_f1(self.before), mean_token_f1(self.before)
 
@@ -293,8 +329,9 @@ class _Run:
         if failure:  # the store's refusal is why the run ended, whatever the loop said after it
             status, reason = "failed", f"{failure}; stopped after step {rec.steps_done}"
         rec.status, rec.reason = status, reason
-        rec.wall_s = time.perf_counter() - self.t0
+        rec.wall_s = time.perf_counter() - self.t0 + self.prior_s
         self.summarize()
+        self.note_checkpoints()
         if not failure:  # a full disk: no adapter files on top of it
             self.save_adapter()
         emit(self.sinks, RunFinished(rec.run_id, status, rec, rec.reason))
@@ -309,12 +346,23 @@ class _Run:
         ev = self.events
         if self.trainer is not None and rec.history and ev.last_step_at:
             # every real (non-padding) token over the whole loop, probe and callbacks included
-            rec.tokens_per_s = self.trainer.state.num_input_tokens_seen / (ev.last_step_at - ev.train_started_at)
+            tokens = self.trainer.state.num_input_tokens_seen - ev.tokens_at_start  # a resume's own tokens
+            rec.tokens_per_s = tokens / (ev.last_step_at - ev.train_started_at)
             # the loop's time without the eval-loss passes it ran between steps
             in_loop = sum(b - a for a, b in self.eval_spans if ev.train_started_at <= a < ev.last_step_at)
-            rec.train_s = ev.last_step_at - ev.train_started_at - in_loop
+            rec.train_s = ev.last_step_at - ev.train_started_at - in_loop + (self.resume.prior_train_s
+                                                                               if self.resume else 0.0)
         if self.eval_spans:
             rec.eval_s = sum(b - a for a, b in self.eval_spans)
+
+    def note_checkpoints(self) -> None:
+        """The newest checkpoint's step and the disk the kept ones take (a full fine-tuning's can be large)."""
+        from . import checkpoints
+
+        folder = self.checkpoint_folder()
+        newest = checkpoints.latest(folder) if folder is not None else None
+        self.record.checkpoint_step = checkpoints.step_of(newest) if newest is not None else None
+        self.record.checkpoint_bytes = checkpoints.disk_bytes(folder) if newest is not None else None
 
     def save_adapter(self) -> None:
         from .adapter_base import AdapterError

@@ -63,6 +63,50 @@ class RunControl:
             self._thread.start()
             return True
 
+    def resumable(self, run_id: str) -> str:
+        """'' when the stored run ``run_id`` can be resumed (stopped or failed, with a checkpoint), else why not."""
+        from lorakit.resume import why_not
+
+        if self.store is None:
+            return "there is no run store, so no checkpoints"
+        if self.running:
+            return "a run is going; resume when it has ended"
+        try:
+            return why_not(self.store.load(run_id), self.store)
+        except Exception as exc:  # noqa: BLE001 - a damaged record: say it
+            return error_text(exc)
+
+    def resume_run(self, run_id: str) -> bool:
+        """Continue the stored run ``run_id`` from its newest checkpoint on a thread, as the same run (its
+        history so far shown at once); False (with a message) when refused. Stop works as for Train."""
+        from lorakit.checkpoints import step_of
+        from lorakit.resume import resume_point
+
+        if self._refuse_second_run():
+            return False
+        why = self.resumable(run_id)
+        if why:
+            self._set_status("warn", f"Cannot resume: {why}")
+            return False
+        with self._lock:
+            if self._refuse_second_run():
+                return False
+            rec = self.store.load(run_id)
+            step = step_of(resume_point(rec, self.store))
+            self.previous = self._previous_candidate()
+            live = self.live = LiveRun.for_config(rec.config, rec.planned_memory)
+            live.run_id, live.memory = run_id, rec.memory
+            live.steps = [(h["step"], h["loss"]) for h in rec.history if h["step"] <= step]
+            live.evals = [(e["step"], e["eval_loss"]) for e in rec.evals if e["step"] <= step]
+            self._stop = threading.Event()
+            self._active = True
+            self._thread = threading.Thread(target=self._run, args=(rec.config, self._stop, live, run_id),
+                                            name="lorakit-studio-resume", daemon=True)
+            self._set_status("running", f"{rec.config.label}: resuming run {run_id} from step {step}…")
+            self._notify("run", live)
+            self._thread.start()
+            return True
+
     def _refuse_second_run(self) -> bool:
         if not self.running:
             return False
@@ -88,16 +132,19 @@ class RunControl:
                 return live
         return None
 
-    def _run(self, cfg: RunConfig, stop: threading.Event, live: LiveRun) -> None:
+    def _run(self, cfg: RunConfig, stop: threading.Event, live: LiveRun, resume_id: str = "") -> None:
         try:
             warm()
-            if live.planned is None:  # the prediction, before the model loads (replaced by the engine's)
+            if live.planned is None and not resume_id:  # the prediction, before the model loads (replaced later)
                 live.planned = self.plan()[0]
                 self._notify("run", live)
             self._engine.acquire()
             live.holds_engine = True  # released at the first logged step (see _sink)
-            lorakit.train(cfg, sinks=[lambda e: self._sink(e, live)],
-                          store=self.store if self.store is not None else False, stop=stop)
+            sinks = [lambda e: self._sink(e, live)]
+            if resume_id:
+                lorakit.resume(resume_id, store=self.store, sinks=sinks, stop=stop)
+            else:
+                lorakit.train(cfg, sinks=sinks, store=self.store if self.store is not None else False, stop=stop)
         except BaseException as exc:  # noqa: BLE001 - train() never raises, but never die silently
             self._sink(RunFinished(live.run_id, "failed", None, error_text(exc)), live)
         finally:

@@ -1,6 +1,7 @@
 """Runs that move between stores: ``merge`` brings another store's runs (their rows, and their run
-folders: the adapter, and whatever else a run keeps there) into this one; ``export_runs`` packs chosen runs
-into a new store file, or into one archive file that holds a store and its run folders.
+folders: the adapter and, unless ``checkpoints=False``, the checkpoints a run resumes from) into this one;
+``export_runs`` packs chosen runs into a new store file, or into one archive file that holds a store and
+its run folders.
 
 A run is its id: one the target already has is left as it is (never duplicated, never overwritten).
 A run still 'running' in the source is left out (its process may write to it yet); merge it once it
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+from ..checkpoints import FOLDER as CHECKPOINTS
 from .errors import RunNotFound, StoreError
 from .files import _SQLITE_MAGIC, _check_existing
 from .rows import check_run_id, read_runs
@@ -51,9 +53,10 @@ def is_archive(path: Path) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def merge(other, store=None, run_ids: Optional[list] = None) -> MergeResult:
+def merge(other, store=None, run_ids: Optional[list] = None, checkpoints: bool = True) -> MergeResult:
     """Bring the runs of ``other`` (a store file, or an archive ``export_runs`` wrote) into ``store``
-    (a RunStore, a path, or None: the default store); only ``run_ids`` when given."""
+    (a RunStore, a path, or None: the default store); only ``run_ids`` when given. ``checkpoints``: carry
+    the runs' checkpoints (a stopped run then resumes here; a full fine-tuning's are large)."""
     target, opened = open_store(store, required=True)
     try:
         with _source(Path(other).expanduser()) as (db, adapters_root):
@@ -62,17 +65,17 @@ def merge(other, store=None, run_ids: Optional[list] = None) -> MergeResult:
             wanted = _wanted(records, run_ids, db)
             for rec in records:
                 if rec.run_id in wanted:
-                    _merge_one(target, rec, adapters_root, result)
+                    _merge_one(target, rec, adapters_root, result, checkpoints)
             return result
     finally:
         if opened:
             target.close()
 
 
-def export_runs(run_ids: list, to, store=None) -> Path:
+def export_runs(run_ids: list, to, store=None, checkpoints: bool = True) -> Path:
     """Pack the runs ``run_ids`` of ``store`` into ``to``: a new store file (``.db``; its run folders
     beside it, as any store's) or one archive file (``.tar``, ``.tar.gz``, ``.tgz``) holding both;
-    ``lorakit store merge`` reads either. An existing ``to`` is refused."""
+    ``lorakit store merge`` reads either. An existing ``to`` is refused. ``checkpoints``: as for ``merge``."""
     to = Path(to).expanduser().absolute()
     if not run_ids:
         raise StoreError("export: name at least one run id (lorakit compare lists them)")
@@ -84,12 +87,12 @@ def export_runs(run_ids: list, to, store=None) -> Path:
         if missing:
             raise RunNotFound(f"export: no run {', '.join(map(repr, missing))} in the run store {source.path}")
         if not is_archive(to):
-            merge(source.path, RunStore(to), run_ids)
+            merge(source.path, RunStore(to), run_ids, checkpoints)
             return to
         with tempfile.TemporaryDirectory(prefix=".lorakit-export-", dir=to.parent) as tmp:
             packed = RunStore(Path(tmp) / _PACKED_DB)
             try:
-                merge(source.path, packed, run_ids)
+                merge(source.path, packed, run_ids, checkpoints)
             finally:
                 packed.close()  # the last connection folds the WAL into the file before it is packed
             partial = to.with_name(to.name + ".partial")
@@ -155,7 +158,7 @@ def _wanted(records: list, run_ids: Optional[list], db: Path) -> set:
     return set(run_ids)
 
 
-def _merge_one(target: RunStore, rec, adapters_root: Path, result: MergeResult) -> None:
+def _merge_one(target: RunStore, rec, adapters_root: Path, result: MergeResult, checkpoints: bool = True) -> None:
     """One run into ``target``: its folder copied first, then its rows in one transaction (a failed save
     removes the copied folder, so nothing is left half-merged)."""
     run_id = check_run_id(rec.run_id)
@@ -170,7 +173,8 @@ def _merge_one(target: RunStore, rec, adapters_root: Path, result: MergeResult) 
     if folder.is_dir():
         partial = dest.with_name(f".{run_id}.partial")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(folder, partial)
+        skip = None if checkpoints else shutil.ignore_patterns(CHECKPOINTS)  # the adapter has none of that name
+        shutil.copytree(folder, partial, ignore=skip)
         shutil.rmtree(dest, ignore_errors=True)  # a folder left by a run this store no longer has
         partial.replace(dest)
         rec.adapter_path = str(dest) if rec.adapter_path else None

@@ -172,7 +172,7 @@ class RunStore:
                       (status, reason or "", time.time(), run_id))
 
     def delete(self, run_id: str) -> list[str]:
-        """Remove a run, its steps, evals, memory and its adapter directory.
+        """Remove a run, its steps, evals, memory and its run folder (the adapter and the checkpoints).
 
         A recorded adapter path is removed only when it resolves inside this store's adapter folder;
         one outside is left alone, logged, and its note returned (empty list: nothing was refused)."""
@@ -331,7 +331,29 @@ class RunStore:
             notes.append(f"run {d.run_id}: " + ("; ".join(done) or "nothing to rebuild"))
         left = {d.run_id for d in self.check()}
         notes += [f"run {rid}: still unreadable; drop it with repair(drop=True)" for rid in sorted(left)]
+        for path, why in self.leftover_checkpoints():
+            paths.remove(path)
+            notes.append(f"removed {path} ({why})")
         return notes
+
+    def leftover_checkpoints(self) -> list[tuple[Path, str]]:
+        """(path, why) of checkpoints nothing can resume from: those a kill cut short while they were written,
+        and the checkpoint folders of runs this store no longer has. A running run's are left alone."""
+        from .. import checkpoints
+
+        root = self.adapters_root
+        if not root.is_dir():
+            return []
+        status = {d["run_id"]: d["status"] for d in self.summaries()}
+        found = []
+        for run_folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            folder = checkpoints.folder_of(run_folder)
+            if run_folder.name not in status:
+                if folder.is_dir():
+                    found.append((folder, "checkpoints of a run this store does not have"))
+            elif status[run_folder.name] != "running":
+                found += [(c, "a checkpoint cut short while it was written") for c in checkpoints.incomplete(folder)]
+        return found
 
     # ---------------------------------------------------------------- paths, size, lifetime
 

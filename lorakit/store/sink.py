@@ -12,6 +12,7 @@ from .errors import StoreError
 from .runs import RunStore
 
 _log = logging.getLogger("lorakit")
+FLUSH_EVERY = 5  # steps buffered between writes (a run's last step, an eval and its end flush at once)
 
 
 class StoreSink:
@@ -23,12 +24,13 @@ class StoreSink:
     ``errors``, and training goes on.
     """
 
-    def __init__(self, store: RunStore, flush_every: int = 5, on_failure: Optional[Callable[[str], None]] = None):
+    def __init__(self, store: RunStore, flush_every: Optional[int] = None,
+                 on_failure: Optional[Callable[[str], None]] = None):
         if store.read_only:  # before a run starts, not at its first write
             raise StoreError(f"this store is read-only: {store.path} ({store.read_only_reason}); pass another "
                              "store to train (store=..., --store or $LORAKIT_STORE)")
         self.store = store
-        self.flush_every = max(1, int(flush_every))
+        self.flush_every = max(1, int(flush_every or FLUSH_EVERY))
         self.errors: list[BaseException] = []
         self.failure = ""  # the first write that failed (a full disk, an I/O error), in words; "" while all is well
         self.final_saved = False  # whether the run's final record reached the store
@@ -67,6 +69,10 @@ class StoreSink:
     def _started(self, event) -> None:
         from ..config import RunConfig
 
+        if getattr(event, "resumed_at", 0):  # lorakit.resume saved the run (history up to its checkpoint)
+            with self._lock:
+                self._buffer[event.run_id] = []
+            return
         cfg = event.config
         if isinstance(cfg, dict):
             cfg = RunConfig.from_dict(cfg)

@@ -1,6 +1,7 @@
 """lorakit.export on tiny-llama: peft, merged and GGUF folders read back by readers lorakit did not write
 (peft, transformers, transformers' GGUF loader, gguf.GGUFReader); bad input; nothing half-written."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,6 +63,8 @@ def test_peft_export_is_the_adapter_with_its_base_record_and_a_card_and_peft_loa
     out = export(lora.run_id, tmp_path / "peft", format="peft", store=store)
     assert {"adapter_config.json", "adapter_model.safetensors", "lorakit_adapter.json", "README.md"} <= set(
         _entries(out))
+    assert "checkpoints" not in _entries(out)  # the run's checkpoints (for resuming) stay in the store
+    assert (Path(lora.adapter_path) / "checkpoints").is_dir()
     card = (out / "README.md").read_text()
     for words in ("tiny-llama", "extract-json", "PeftModel.from_pretrained", "rank / alpha", "before", "after",
                   "base weights"):

@@ -45,7 +45,7 @@ class ComparePanel(Panel):
         self.select = W.SelectMultiple(options=[], rows=6, description="selected",
                                        layout=W.Layout(width="420px"))
         self.select.style.description_width = "70px"
-        self.select.observe(self._guard(lambda ch: self.draw_charts()), "value")
+        self.select.observe(self._guard(lambda ch: self._selection_changed()), "value")
         self.path = W.Text(value="lorakit_report", description="export to", layout=W.Layout(width="300px"))
         self.path.style.description_width = "70px"
         self.message = W.HTML("")
@@ -55,6 +55,7 @@ class ComparePanel(Panel):
                         tooltip="Delete the selected runs and their adapters from the store"),
             self.button("Export CSV", lambda: self.export("csv"), width="150px"),
             self.button("Export HTML report", lambda: self.export("html"), width="150px"),
+            self._resume_button(),
         ])
         pager = W.HBox([self.button("◀ Newer", self.previous_page, width="90px"),
                         self.button("Older ▶", self.next_page, width="90px"), self.page_label])
@@ -64,6 +65,9 @@ class ComparePanel(Panel):
         self.samples = W.HTML("", layout=W.Layout(overflow="auto", max_height="360px"))
         self._build_run_export()
         self.controller.on("runs", self._guard(self.refresh))
+        # a run going: nothing resumes; its end (the status line, after the store has it): one may again
+        self.controller.on("run", self._guard(lambda live: self.update_resume()))
+        self.controller.on("status", self._guard(self.update_resume))
         self._set_children([
             pager,
             self.table,
@@ -110,6 +114,11 @@ class ComparePanel(Panel):
         finally:
             self._syncing = False
         self.draw_charts()
+        self.update_resume()
+
+    def _selection_changed(self) -> None:
+        self.draw_charts()
+        self.update_resume()
 
     def next_page(self) -> None:
         """The table's next page (older runs)."""
@@ -146,6 +155,32 @@ class ComparePanel(Panel):
         # the newest two: enough to read side by side
         self.samples.value = samples_html(recs[-2:], keys=("prompt", "before", "after"), empty=(
             "Sample generations before and after training appear here when a run finishes."))
+
+    # --- resume: a stopped or failed run goes on from its newest checkpoint ---------------------------
+    def _resume_button(self) -> W.Button:
+        self.resume_button = self.button("Resume selected run", self.resume_selected, style="success",
+                                         width="150px", tooltip="Select one stopped or failed run")
+        self.resume_button.disabled = True
+        return self.resume_button
+
+    def update_resume(self) -> None:
+        """Resume is enabled for exactly one selected run that can be resumed; its tooltip says why not."""
+        ids = list(self.select.value)
+        why = "Select one stopped or failed run" if len(ids) != 1 else self.controller.resumable(ids[0])
+        self.resume_button.disabled = bool(why)
+        self.resume_button.tooltip = why or f"Continue run {ids[0]} from its newest checkpoint"
+
+    def resume_selected(self) -> bool:
+        """Resume the one selected run (the Train panel's Stop stops it again)."""
+        ids = list(self.select.value)
+        if len(ids) != 1:
+            self._say("warn", "Select one stopped or failed run to resume.")
+            return False
+        started = self.controller.resume_run(ids[0])
+        self._say("ok" if started else "warn", f"Resuming run {ids[0]}: follow it in the Train panel."
+                  if started else self.controller.status[1])
+        self.update_resume()
+        return started
 
     # --- actions ----------------------------------------------------------------------------------
     def delete_selected(self) -> None:
