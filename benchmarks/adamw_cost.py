@@ -18,7 +18,7 @@ import torch
 def shapes(model: str) -> list:
     """The trainable tensors of a built-in LLaMA-style model, from its config: the embedding, then per block
     q, k, v, o, gate, up, down and two norms, then the final norm and (unless tied to the embedding) the head."""
-    from lorakit.models import builtin_config
+    from lorakit.models.loading import builtin_config
 
     c = builtin_config(model)
     h, i = c.hidden_size, c.intermediate_size

@@ -25,7 +25,7 @@ def _qlora(model: str):
     import torch
 
     import lorakit
-    from lorakit import adapters
+    from lorakit.adapters import lora as adapters
 
     lm = lorakit.load_model(model, quant="nf4", dtype="float32", device="cpu")
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def _repack(model, how: str, enc) -> None:
 def merge_table(model: str) -> list:
     import torch
 
-    from lorakit import adapters
+    from lorakit.adapters import lora as adapters
 
     pm, enc = _qlora(model)
     with torch.no_grad():

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import lorakit
-from lorakit import checkpoints
-from lorakit.display import MiB
+from lorakit.common.display import MiB
+from lorakit.training import checkpoints
 
 
 def timed_saves() -> list:
@@ -95,8 +95,8 @@ def direct(model: str = "smollm2-135m", steps: int = 2) -> None:
     save_pretrained, the AdamW state, the RNG state), on the default batch (4 x 128 tokens)."""
     import torch
 
-    from lorakit import adapters
-    from lorakit.models import load_model
+    from lorakit.adapters import lora as adapters
+    from lorakit.models.loading import load_model
 
     for method in ("lora", "full"):
         loaded = load_model(model, device="cpu")

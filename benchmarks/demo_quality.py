@@ -1,6 +1,6 @@
 """The demo's three runs over several seeds: does the table teach what the method claims? (issue 11 part 4)
 
-Runs ``lorakit.cli.demo_configs`` (what ``lorakit demo`` trains) for each seed, then prints each method's
+Runs ``lorakit.cli.commands.demo_configs`` (what ``lorakit demo`` trains) for each seed, then prints each method's
 task metric per seed, the mean, and LoRA's and QLoRA's mean as a fraction of full fine-tuning's (goals:
 QLoRA >= 0.85x, LoRA >= 0.9x), with each run's wall time. Overrides try other settings through the same runs:
 
@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import lorakit
-from lorakit.cli import demo_configs
-from lorakit.logging_setup import quiet_libraries
+from lorakit.cli.commands import demo_configs
+from lorakit.common.quiet import quiet_libraries
 
 
 def configs(ns, seed: int) -> list:

@@ -15,14 +15,14 @@ import time
 from throughput import plain_model  # the sibling benchmark
 
 import lorakit
-from lorakit.logging_setup import quiet_libraries
+from lorakit.common.quiet import quiet_libraries
 
 
 def main() -> None:
     from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
     from lorakit.data import build_data
-    from lorakit.models import model_dir
+    from lorakit.models.loading import model_dir
 
     quiet_libraries()
     p = argparse.ArgumentParser()

@@ -17,8 +17,8 @@ import json
 import time
 
 import lorakit
-from lorakit.config import RunConfig
-from lorakit.events import RunFinished, RunStarted, StepLogged
+from lorakit.config.run_config import RunConfig
+from lorakit.run.events import RunFinished, RunStarted, StepLogged
 
 
 class Clock:

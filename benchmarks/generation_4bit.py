@@ -1,4 +1,4 @@
-"""Generation on a 4-bit base on CPU: ``lorakit.dense_4bit`` (each weight dequantized once per generate call)
+"""Generation on a 4-bit base on CPU: ``lorakit.models.dense_4bit`` (each weight dequantized once per generate call)
 against bitsandbytes' own path (dequantized at every forward, i.e. every new token), alternating in one process.
 
     python benchmarks/generation_4bit.py [--quant nf4|fp4] [--examples 24] [--repeats 2]
@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from lorakit import dense_4bit, evaluation
-from lorakit.config import RunConfig
+from lorakit.common.devices import matmul_gflops
+from lorakit.common.quiet import quiet_libraries
+from lorakit.config.run_config import RunConfig
 from lorakit.data import build_data
-from lorakit.devices import matmul_gflops
-from lorakit.logging_setup import quiet_libraries
-from lorakit.models import load_model
+from lorakit.models import dense_4bit
+from lorakit.models.loading import load_model
+from lorakit.training import evaluation
 
 
 def one_pass(bundle, data, examples: int, dense: bool) -> tuple[float, list]:

@@ -37,7 +37,7 @@ def build(config: str) -> tuple:
 
     import lorakit
     from lorakit.data import build_data
-    from lorakit.models import model_dir
+    from lorakit.models.loading import model_dir
 
     quant = {"lora": {}, "qlora": {"quant": "nf4"}}[config]
     cfg = lorakit.RunConfig(max_steps=12, batch_size=4, seq_len=128, eval_examples=1, train_examples=64,
@@ -53,7 +53,7 @@ def build(config: str) -> tuple:
 
 def step_fn(model, labelled: bool):
     """One training step as the Trainer runs it (forward + loss, backward, clip, fused AdamW, zero_grad)."""
-    from lorakit.labelled_loss import labelled_loss, lm_parts
+    from lorakit.models.labelled_loss import labelled_loss, lm_parts
 
     parts = lm_parts(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -87,8 +87,8 @@ def profile(step, batches: list) -> dict:
 
 
 def main() -> None:
-    from lorakit.devices import matmul_gflops
-    from lorakit.logging_setup import quiet_libraries
+    from lorakit.common.devices import matmul_gflops
+    from lorakit.common.quiet import quiet_libraries
 
     quiet_libraries()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

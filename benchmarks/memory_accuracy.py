@@ -8,10 +8,10 @@ value; T5 q, v; dropout 0.05), trains two steps the way transformers' Trainer do
 labels, backward, gradient clipping at 1.0, torch AdamW, zero_grad) on full-length batches of random
 tokens, and compares
 
-- the five steady categories, measured from the real tensors (``lorakit.memory.measure``) against
+- the five steady categories, measured from the real tensors (``lorakit.memory.breakdown.measure``) against
   ``lorakit.plan_memory`` from the config alone (goals: 2 % for base weights, adapters, gradients,
   optimizer; 20 % for activations);
-- the **peak** of the two steps (``lorakit.step_peak.TrainingPeak``: the CPU allocator's trajectory
+- the **peak** of the two steps (``lorakit.memory.step_peak.TrainingPeak``: the CPU allocator's trajectory
   from the profiler, or ``torch.cuda.max_memory_allocated``) against the planned peak (goal: 5 %);
 - on CUDA also ``max_memory_reserved`` + the CUDA context against the planned peak + device
   overhead (goal: 10 %).
@@ -117,9 +117,9 @@ def model_config(name: str):
     or a built-in's; a classifier's head gets one output per label of the built-in ``topic`` task."""
     from transformers import AutoConfig
 
+    from lorakit.config.families import default_task
     from lorakit.data.tasks.topic import LABELS
-    from lorakit.families import default_task
-    from lorakit.models import builtin_config
+    from lorakit.models.loading import builtin_config
 
     if name in HELD_OUT:
         kw = dict(HELD_OUT[name])
@@ -138,9 +138,9 @@ def random_weights_dir(name: str, root: Path, device: str) -> str:
     and a lorakit tokenizer under root; loaded back through load_model's local-directory path."""
     import torch
 
-    from lorakit.heads import auto_class
-    from lorakit.logging_setup import progress_bars_off
-    from lorakit.tiny_llama import byte_tokenizer, tiny_tokenizer
+    from lorakit.common.quiet import progress_bars_off
+    from lorakit.models.heads import auto_class
+    from lorakit.models.tiny_llama import byte_tokenizer, tiny_tokenizer
 
     out = root / name
     if not (out / "config.json").exists():
@@ -179,7 +179,7 @@ def train_two_steps(model, batch, device: str):
     """Two steps as transformers' Trainer takes them; returns (optimizer, TrainingPeak, step seconds)."""
     import torch
 
-    from lorakit.step_peak import TrainingPeak
+    from lorakit.memory.step_peak import TrainingPeak
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, fused=True)  # lorakit.train's adamw
@@ -204,10 +204,10 @@ def run_one(name: str, source: str, quant: str, method: str, gc_on: bool, args, 
             variant: str = "lora") -> dict:
     import torch
 
-    from lorakit.adapters import attach_lora, prepare_full
-    from lorakit.memory import measure
-    from lorakit.models import load_model
-    from lorakit.planner import plan_memory
+    from lorakit.adapters.lora import attach_lora, prepare_full
+    from lorakit.memory.breakdown import measure
+    from lorakit.memory.planner import plan_memory
+    from lorakit.models.loading import load_model
 
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -245,7 +245,7 @@ def fmt_err(p, m) -> str:
 
 
 def report(row: dict, name: str, quant: str, method: str, gc_on: bool, worst: dict) -> None:
-    from lorakit.memory import CATEGORIES
+    from lorakit.memory.breakdown import CATEGORIES
 
     setting = f"| {name} | {quant} | {method} | {'on' if gc_on else 'off'} |"
     planned, measured = row["planned"], row["measured"]
@@ -283,7 +283,7 @@ def settings_for(name: str, args) -> list:
 
 def run_model(name: str, args, device: str, root: Path, worst: dict, rows: list) -> None:
     """Every row of ``name``: measured, planned, printed and appended to ``rows`` (a failed row as its error)."""
-    from lorakit.errors import ConfigError
+    from lorakit.common.errors import ConfigError
 
     for quant, method, variant, gc_on in settings_for(name, args):
         label = method if variant == "lora" else f"lora ({variant})"
@@ -338,9 +338,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     import logging
 
-    from lorakit.memory import CATEGORIES
-    from lorakit.models import default_device
-    from lorakit.quantization import quiet_bitsandbytes
+    from lorakit.memory.breakdown import CATEGORIES
+    from lorakit.models.loading import default_device
+    from lorakit.models.quantization import quiet_bitsandbytes
 
     quiet_bitsandbytes()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

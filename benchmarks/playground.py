@@ -23,15 +23,15 @@ from pathlib import Path
 import torch
 
 import lorakit
-from lorakit.adapters import attach_lora, save_adapter
-from lorakit.devices import matmul_gflops
-from lorakit.evaluation import generation_config
-from lorakit.logging_setup import quiet_libraries
-from lorakit.memory import measure_weights
-from lorakit.playground import BASE, Session
-from lorakit.record import RunRecord
+from lorakit.adapters.lora import attach_lora, save_adapter
+from lorakit.common.devices import matmul_gflops
+from lorakit.common.quiet import quiet_libraries
+from lorakit.memory.breakdown import measure_weights
+from lorakit.playground.session import BASE, Session
+from lorakit.playground.streaming import AnswerStats, GenerationSettings
+from lorakit.run.record import RunRecord
 from lorakit.store import RunStore
-from lorakit.streaming import AnswerStats, GenerationSettings
+from lorakit.training.evaluation import generation_config
 
 PROMPT = "Write two sentences about the sea."
 

@@ -3,7 +3,7 @@
 For each model, method (LoRA, QLoRA = LoRA on an NF4 base, full fine-tuning) and learning rate, one run on
 the model's recommended task with every other field at RunConfig's recommended value; prints the task metric
 before -> after, the eval loss, the steps and the wall time. The best learning rate per (family, method)
-is what ``lorakit.recommend`` gives a field left unset.
+is what ``lorakit.config.recommend`` gives a field left unset.
 
     .venv/bin/python benchmarks/recommended_defaults.py --model minilm-l6 --lrs 3e-4 1e-3 3e-3
     .venv/bin/python benchmarks/recommended_defaults.py --model minilm-l6 --methods full --lrs 3e-5 1e-4 3e-4
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import lorakit
-from lorakit.logging_setup import quiet_libraries
+from lorakit.common.quiet import quiet_libraries
 
 METHODS = {"lora": dict(method="lora"), "qlora": dict(method="lora", quant="nf4"), "full": dict(method="full")}
 

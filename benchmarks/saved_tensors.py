@@ -3,7 +3,7 @@
     python benchmarks/saved_tensors.py --model tiny-llama --quant nf4 --dtype bfloat16 [--device cuda]
 
 Prints, for one LoRA (r=8 on q_proj, v_proj) training forward of a 4 x 128 batch of random tokens, the
-distinct saved tensors (``lorakit.memory.saved_activation_tensors``) as (shape without the batch dim,
+distinct saved tensors (``lorakit.memory.breakdown.saved_activation_tensors``) as (shape without the batch dim,
 dtype) -> count, the measured and the planned activation bytes.
 """
 from __future__ import annotations
@@ -28,9 +28,10 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore")
     import torch
 
-    from lorakit import adapters, memory
-    from lorakit.models import load_model
-    from lorakit.planner import plan_memory
+    from lorakit.adapters import lora as adapters
+    from lorakit.memory import breakdown as memory
+    from lorakit.memory.planner import plan_memory
+    from lorakit.models.loading import load_model
 
     torch.manual_seed(0)
     loaded = load_model(args.source or args.model, quant=args.quant, dtype=args.dtype, device=args.device)

@@ -25,10 +25,11 @@ STATUSES = ("finished",) * 8 + ("stopped", "failed")  # a tenth of runs stopped 
 
 
 def generate(path: Path, n: int, seed: int = 0) -> None:
-    from lorakit.config import RunConfig
-    from lorakit.memory import MemoryBreakdown
-    from lorakit.record import RunRecord
-    from lorakit.store import RunStore, rows
+    from lorakit.config.run_config import RunConfig
+    from lorakit.memory.breakdown import MemoryBreakdown
+    from lorakit.run.record import RunRecord
+    from lorakit.store import RunStore
+    from lorakit.store import record_rows as rows
 
     rng = random.Random(seed)
     quants, ranks = ("none", "nf4", "int8", "fp4"), (4, 8, 16, 32)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     results.append((f"compare(store=..., columns='short') ({len(df)} rows)", t))
     for flags, what in (((), "the newest 20"), (("--all",), "--all: every row")):
         _, t = timed(lambda flags=flags: subprocess.run(
-            [sys.executable, "-m", "lorakit.cli", "--store", str(path), "compare", *flags],
+            [sys.executable, "-m", "lorakit.cli.commands", "--store", str(path), "compare", *flags],
             capture_output=True, check=True, cwd=REPO))
         results.append((f"lorakit compare {' '.join(flags)} (a new process; {what})", t))
     controller = StudioController(store=store)

@@ -18,7 +18,7 @@ import platform
 import time
 
 import lorakit
-from lorakit import sweep_ray
+from lorakit.sweeps import ray_trials as sweep_ray
 
 GRID = dict(rank=[4, 8], learning_rate=[1e-3, 2e-3])
 

@@ -25,9 +25,9 @@ import torch
 
 def matmul_ceiling(dtype: torch.dtype, device: str = "cpu") -> float:
     """Measured GFLOP/s of a matmul: the ceiling a training step is measured against. On CPU one SmolLM2 MLP
-    projection over 256 tokens, timed for at least a second (``lorakit.devices.matmul_gflops``): a fixed
+    projection over 256 tokens, timed for at least a second (``lorakit.common.devices.matmul_gflops``): a fixed
     2048^3 loop took 20 minutes in bf16 on a CPU that emulates it. On CUDA 8192^3, 20 times."""
-    from lorakit.devices import matmul_gflops
+    from lorakit.common.devices import matmul_gflops
 
     if device != "cuda":
         return matmul_gflops(str(dtype).removeprefix("torch."), device, min_seconds=1.0)
@@ -50,7 +50,7 @@ def _sync(device: str) -> None:
 
 def flops_per_token(model_name: str, method: str, seq_len: int) -> float:
     """~(2 forward + 2 input-grad [+ 2 weight-grad for full]) x matmul params, plus attention scores."""
-    from lorakit.models import builtin_config
+    from lorakit.models.loading import builtin_config
 
     c = builtin_config(model_name)
     head_dim = c.hidden_size // c.num_attention_heads
@@ -68,7 +68,7 @@ def plain_model(cfg, path: str, device: str):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, set_seed
 
-    from lorakit.quantization import bnb_config
+    from lorakit.models.quantization import bnb_config
 
     quantization = bnb_config(cfg.quant, cfg.double_quant, cfg.dtype)
     extra = {"quantization_config": quantization, "device_map": device} if quantization is not None else {}
@@ -97,7 +97,7 @@ def plain_trainer(cfg, bundle_cache: dict, device: str = "cpu") -> dict:
     )
 
     from lorakit.data import build_data
-    from lorakit.models import model_dir
+    from lorakit.models.loading import model_dir
 
     path = str(model_dir(cfg.model) or cfg.model)
     tok = AutoTokenizer.from_pretrained(path)
@@ -154,7 +154,7 @@ CONFIGS = {"lora": {}, "qlora": {"quant": "nf4"}, "full": {"method": "full"}}
 
 def main() -> None:
     import lorakit
-    from lorakit.logging_setup import quiet_libraries
+    from lorakit.common.quiet import quiet_libraries
 
     quiet_libraries()
     p = argparse.ArgumentParser()
@@ -168,7 +168,7 @@ def main() -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="the model's config with random weights and tiny-llama's tokenizer (no model package)")
     ns = p.parse_args()
-    from lorakit.models import default_device
+    from lorakit.models.loading import default_device
 
     device = default_device()
     source = ns.model

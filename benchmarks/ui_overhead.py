@@ -48,7 +48,7 @@ def run_studio(cfg) -> dict:
 
     s = Studio(store=False, autoload=False, **{k: v for k, v in cfg.to_dict().items() if k != "name"})
     c, th = s.controller, s.train_panel.throttle
-    from lorakit.events import RunFinished, RunStarted
+    from lorakit.run.events import RunFinished, RunStarted
 
     spent = {"sink": 0.0, "timer_redraw": 0.0, "outside_loop": 0.0}
     sink, redraw = c._sink, th.redraw

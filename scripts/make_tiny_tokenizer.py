@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate lorakit/tiny_llama_tokenizer.json, tiny-llama's tokenizer, deterministically.
+"""Regenerate lorakit/models/tiny_llama_tokenizer.json, tiny-llama's tokenizer, deterministically.
 
 A byte-level BPE: the GPT-2 byte alphabet (so any text encodes), digits split one by one (as
 SmolLM2's tokenizer does), learnt from the built-in tasks' training conversations exactly as
@@ -28,7 +28,7 @@ def corpus() -> list[str]:
     """Every built-in causal-LM task's training conversations, rendered by tiny-llama's chat template."""
     import lorakit
     from lorakit.data import generate_examples
-    from lorakit.tiny_llama import byte_tokenizer
+    from lorakit.models.tiny_llama import byte_tokenizer
 
     template = byte_tokenizer()  # the same CHATML_TEMPLATE as tiny-llama; only used to render text
     texts = []
@@ -44,7 +44,7 @@ def train(texts: list[str]) -> str:
     """The tokenizer's JSON (the ``tokenizers`` library's format)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from lorakit.tiny_llama import SPECIAL_TOKENS
+    from lorakit.models.tiny_llama import SPECIAL_TOKENS
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -66,7 +66,7 @@ def _model_part(text: str) -> tuple[dict, list]:
 
 
 def main(argv=None) -> int:
-    from lorakit.tiny_llama import TOKENIZER_FILE
+    from lorakit.models.tiny_llama import TOKENIZER_FILE
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with the shipped file instead of writing it")

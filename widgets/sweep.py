@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from typing import Optional
 
 import lorakit
-from lorakit.config import ConfigError, RunConfig
-from lorakit.events import RunFinished, StepLogged
-from lorakit.sweep import EXECUTORS, grid
+from lorakit.config.run_config import ConfigError, RunConfig
+from lorakit.run.events import RunFinished, StepLogged
+from lorakit.sweeps.grids import EXECUTORS, grid
 
 from .jobs import Coalesced, error_text
 from .sweepstate import AXES, DONE, Trial, parse_values
@@ -48,7 +48,7 @@ class SweepControl:
         self._active = False
         self._stop: Optional[threading.Event] = None
         self._holds_engine = False
-        self._fits: dict = {}  # (RunConfig, device) -> lorakit.fit.Fit
+        self._fits: dict = {}  # (RunConfig, device) -> lorakit.memory.fit.Fit
         self._planner = Coalesced(controller._jobs, "planning the sweep", self._plan_all)
         controller.on("values", lambda changes: self.refresh())
         controller.on("plan", self._device_changed)
@@ -143,8 +143,8 @@ class SweepControl:
             self.c._notify("sweep")
 
     def _plan(self, t: Trial) -> None:
-        from lorakit.fit import fits
-        from lorakit.planner import config_settings, plan_for_config
+        from lorakit.memory.fit import fits
+        from lorakit.memory.planner import config_settings, plan_for_config
 
         cfg, device, cache = t.config, self.c.fit_device, self.c._plan_cache
         try:

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from lorakit.config import INITS, METHODS, QUANTS, RunConfig
-from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
-from lorakit.targets import PRESETS
+from lorakit.config.run_config import INITS, METHODS, QUANTS, RunConfig
+from lorakit.config.targets import PRESETS
+from lorakit.run.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 
 from .form import RANKS
 
@@ -29,7 +29,7 @@ class Trial:
     error: str = ""  # why it is invalid, "field: message; ..."
     planned: Any = None  # the planner's MemoryBreakdown for the form's batch_size x seq_len
     plan_error: str = ""
-    fit: Any = None  # lorakit.fit.Fit on ``fit_device``
+    fit: Any = None  # lorakit.memory.fit.Fit on ``fit_device``
     fit_device: str = ""
     # invalid | planned | queued | loading | running | finished | stopped | failed | not started
     status: str = "planned"

@@ -26,13 +26,13 @@ to records, each with its line or row) → ``tasks`` (the built-in tasks, one mo
 ``chat`` (the chat template) → ``encoding`` (token ids, answer-only labels, truncation, the
 collator) → ``bundle`` (``build_data``, ``preview``).
 """
-from .bundle import DataBundle, build_data, preview
-from .chat import end_of_turn, prompt_text
-from .encoding import IGNORE_INDEX, encode_example
-from .readers import FILE_SUFFIXES
-from .rows import DataError
-from .sources import data_labels, load_rows
-from .tasks import TaskInfo, generate_examples, get_task, list_tasks, tasks_for
+from lorakit.data.bundle import DataBundle, build_data, preview
+from lorakit.data.chat import end_of_turn, prompt_text
+from lorakit.data.encoding import IGNORE_INDEX, encode_example
+from lorakit.data.readers import FILE_SUFFIXES
+from lorakit.data.rows import DataError
+from lorakit.data.sources import data_labels, load_rows
+from lorakit.data.tasks import TaskInfo, generate_examples, get_task, list_tasks, tasks_for
 
 __all__ = [
     "DataBundle", "DataError", "FILE_SUFFIXES", "IGNORE_INDEX", "TaskInfo", "build_data", "data_labels",

@@ -5,11 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .chat import end_of_turn
-from .encoding import IGNORE_INDEX, encode_example, encode_labelled, encode_rows, encode_seq2seq, make_collator
-from .rows import DataError
-from .sources import Source, load_rows, split_rows
-from .tasks import TaskInfo, generate_examples, tasks_for
+from lorakit.data.chat import end_of_turn
+from lorakit.data.encoding import (
+    IGNORE_INDEX,
+    encode_example,
+    encode_labelled,
+    encode_rows,
+    encode_seq2seq,
+    make_collator,
+)
+from lorakit.data.rows import DataError
+from lorakit.data.sources import Source, load_rows, split_rows
+from lorakit.data.tasks import TaskInfo, generate_examples, tasks_for
 
 
 @dataclass

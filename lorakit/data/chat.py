@@ -7,7 +7,7 @@ plain turns separated by blank lines, and its EOS token as the end of turn.
 """
 from __future__ import annotations
 
-from .rows import DataError
+from lorakit.data.rows import DataError
 
 # An answer no template alters (invisible separators around a name): what the template writes after it
 # is the end-of-turn text.

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..logging_setup import progress_bars_off
-from .chat import end_of_turn, prompt_text
+from lorakit.common.quiet import progress_bars_off
+from lorakit.data.chat import end_of_turn, prompt_text
 
 IGNORE_INDEX = -100  # label value the loss ignores (PyTorch's cross_entropy default)
 
@@ -66,7 +66,7 @@ def encode_labelled(tokenizer, rows: list[dict], seq_len: int, labels: tuple):
     (dataset, how many were truncated, 0 dropped). A row whose label is not in ``labels`` is a DataError."""
     import datasets
 
-    from .rows import DataError
+    from lorakit.data.rows import DataError
 
     index = {name: i for i, name in enumerate(labels)}
     unknown = sorted({r["answer"] for r in rows} - set(index))

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rows import EXPECTED_COLUMNS, FORMAT_COLUMNS, DataError, RowProblem, kind
+from lorakit.data.rows import EXPECTED_COLUMNS, FORMAT_COLUMNS, DataError, RowProblem, kind
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _JSONL_FIX = 'each line must be one JSON object, e.g. {"prompt": "...", "completion": "..."}'

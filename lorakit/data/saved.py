@@ -1,11 +1,11 @@
 """A Hugging Face ``save_to_disk`` folder as data (an in-memory ``Dataset`` given as
-``RunConfig.dataset`` becomes one: ``lorakit.dataset_object``)."""
+``RunConfig.dataset`` becomes one: ``lorakit.config.dataset_object``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..dataset_object import train_split
-from .rows import DataError
+from lorakit.config.dataset_object import train_split
+from lorakit.data.rows import DataError
 
 # What Dataset.save_to_disk / DatasetDict.save_to_disk write at a folder's top.
 _DATASET_FILES = ("state.json", "dataset_info.json")

@@ -13,13 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..config import ON_BAD_ROWS, not_one_of
-from ..hub import unreachable_reason
-from ..logging_setup import progress_bars_off
-from .readers import FILE_SUFFIXES, Table, from_dataset, read_file
-from .rows import EXPECTED_COLUMNS, FORMATS, SKIP_HINT, DataError, RowProblem, Skipped, record_format, to_row
-from .saved import is_saved_dataset, load_saved
-from .tasks import TaskInfo, did_you_mean, list_tasks
+from lorakit.common.hub import unreachable_reason
+from lorakit.common.quiet import progress_bars_off
+from lorakit.config.run_config import ON_BAD_ROWS, not_one_of
+from lorakit.data.readers import FILE_SUFFIXES, Table, from_dataset, read_file
+from lorakit.data.rows import (
+    EXPECTED_COLUMNS,
+    FORMATS,
+    SKIP_HINT,
+    DataError,
+    RowProblem,
+    Skipped,
+    record_format,
+    to_row,
+)
+from lorakit.data.saved import is_saved_dataset, load_saved
+from lorakit.data.tasks import TaskInfo, did_you_mean, list_tasks
 
 
 @dataclass

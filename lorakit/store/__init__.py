@@ -16,14 +16,14 @@ Import from here; the modules are, from the file up:
   ``export_runs`` packs chosen runs into a new store file or one archive;
 - :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
-from .damage import Damaged, DamagedRunsWarning
-from .errors import RunNotFound, StoreError
-from .files import DEFAULT_FILENAME, ENV_VAR, default_store_path
-from .merge import MergeResult, export_runs, merge
-from .orphans import ORPHAN_REASON
-from .runs import RunStore, open_store
-from .schema import APPLICATION, SCHEMA_VERSION
-from .sink import StoreSink
+from lorakit.store.damage import Damaged, DamagedRunsWarning
+from lorakit.store.errors import RunNotFound, StoreError
+from lorakit.store.files import DEFAULT_FILENAME, ENV_VAR, default_store_path
+from lorakit.store.merge import MergeResult, export_runs, merge
+from lorakit.store.orphans import ORPHAN_REASON
+from lorakit.store.runs import RunStore, open_store
+from lorakit.store.schema import APPLICATION, SCHEMA_VERSION
+from lorakit.store.sink import StoreSink
 
 __all__ = [
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",

@@ -1,6 +1,6 @@
 """The base model's task result, kept once per store: ``lookup`` and ``remember`` by key.
 
-The key (made by :func:`lorakit.base_eval.cache_key`) is a hash of everything that decides the
+The key (made by :func:`lorakit.training.base_eval.cache_key`) is a hash of everything that decides the
 result: the model, its storage, the prompts and references, the generation settings. A key that
 changes is a miss; nothing is ever updated in place, so a stale row is never read.
 """
@@ -10,8 +10,8 @@ import json
 import time
 from typing import Optional
 
-from .rows import dumps, num
-from .schema import EVAL_CACHE
+from lorakit.store.record_rows import dumps, num
+from lorakit.store.schema import EVAL_CACHE
 
 
 def lookup(store, key: str) -> Optional[tuple[Optional[float], list]]:

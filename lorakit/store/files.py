@@ -10,8 +10,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .errors import StoreError
-from .schema import APPLICATION, ELSEWHERE, SCHEMA_VERSION
+from lorakit.store.errors import StoreError
+from lorakit.store.schema import APPLICATION, ELSEWHERE, SCHEMA_VERSION
 
 ENV_VAR = "LORAKIT_STORE"
 DEFAULT_FILENAME = "lorakit_runs.db"

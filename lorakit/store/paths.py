@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Union
 
-from .errors import StoreError
+from lorakit.store.errors import StoreError
 
 
 def confined(root: Path, path: Union[str, os.PathLike], what: str = "path") -> Path:

@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
-from ..memory import MemoryBreakdown
-from ..record import STATUSES, RunRecord
-from . import damage, orphans, paths, rows, table_read
-from .errors import RunNotFound, StoreError
-from .files import check_file, connect, connect_read_only, default_store_path
-from .schema import RUN_TABLES, RUNS, init_schema, transaction
+from lorakit.memory.breakdown import MemoryBreakdown
+from lorakit.run.record import STATUSES, RunRecord
+from lorakit.store import damage, orphans, paths, table_read
+from lorakit.store import record_rows as rows
+from lorakit.store.errors import RunNotFound, StoreError
+from lorakit.store.files import check_file, connect, connect_read_only, default_store_path
+from lorakit.store.schema import RUN_TABLES, RUNS, init_schema, transaction
 
 _log = logging.getLogger("lorakit")
 
@@ -339,7 +340,7 @@ class RunStore:
     def leftover_checkpoints(self) -> list[tuple[Path, str]]:
         """(path, why) of checkpoints nothing can resume from: those a kill cut short while they were written,
         and the checkpoint folders of runs this store no longer has. A running run's are left alone."""
-        from .. import checkpoints
+        from lorakit.training import checkpoints
 
         root = self.adapters_root
         if not root.is_dir():

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import StoreError
+from lorakit.store.errors import StoreError
 
 SCHEMA_VERSION = 1
 APPLICATION = "lorakit-runs"

@@ -7,9 +7,9 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from ..record import STATUSES, RunRecord
-from .errors import StoreError
-from .runs import RunStore
+from lorakit.run.record import STATUSES, RunRecord
+from lorakit.store.errors import StoreError
+from lorakit.store.runs import RunStore
 
 _log = logging.getLogger("lorakit")
 FLUSH_EVERY = 5  # steps buffered between writes (a run's last step, an eval and its end flush at once)
@@ -39,7 +39,7 @@ class StoreSink:
         self._lock = threading.Lock()
 
     def __call__(self, event: Any) -> None:
-        from .. import events as ev
+        from lorakit.run import events as ev
 
         try:
             if isinstance(event, ev.RunStarted):
@@ -67,7 +67,7 @@ class StoreSink:
             _log.exception("run store sink failed on %s", type(event).__name__)
 
     def _started(self, event) -> None:
-        from ..config import RunConfig
+        from lorakit.config.run_config import RunConfig
 
         if getattr(event, "resumed_at", 0):  # lorakit.resume saved the run (history up to its checkpoint)
             with self._lock:

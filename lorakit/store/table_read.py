@@ -21,9 +21,9 @@ import sqlite3
 from pathlib import Path
 from typing import Optional
 
-from ..record import RunRecord
-from .damage import READ_ERRORS, json_object
-from .rows import MEMORY_VALUES, STEP_VALUES, _lenient_config, _memory, read_runs
+from lorakit.run.record import RunRecord
+from lorakit.store.damage import READ_ERRORS, json_object
+from lorakit.store.record_rows import MEMORY_VALUES, STEP_VALUES, _lenient_config, _memory, read_runs
 
 # Parts of the stored body that no table column reads (the config has its own column).
 UNREAD = ("config", "samples", "data_stats")

@@ -38,7 +38,7 @@ def test_variant_controls_forward_values_and_show_refusals(tiny):
 
 
 def test_form_counts_dora_magnitudes():
-    from lorakit.adapters import LinearGroup
+    from lorakit.adapters.lora import LinearGroup
 
     groups = [LinearGroup("q_proj", 2, 64, 64, 2 * 64 * 64), LinearGroup("v_proj", 2, 64, 32, 2 * 64 * 32)]
     model = ModelSummary("tiny-llama", 200_000, 2, "LlamaForCausalLM", 0.1, groups)

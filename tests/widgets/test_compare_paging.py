@@ -10,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lorakit" / "store"))
 from store_support import make_record  # noqa: E402
 
-from lorakit.config import RunConfig  # noqa: E402
+from lorakit.config.run_config import RunConfig  # noqa: E402
 from lorakit.store import RunStore  # noqa: E402
 
 N = 120

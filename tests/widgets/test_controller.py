@@ -11,8 +11,8 @@ import threading
 import pytest
 
 import lorakit
-from lorakit.config import ConfigError, RunConfig
-from lorakit.events import RunFinished, RunStarted, StepLogged
+from lorakit.config.run_config import ConfigError, RunConfig
+from lorakit.run.events import RunFinished, RunStarted, StepLogged
 from lorakit.store import RunStore
 
 WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on
@@ -124,7 +124,7 @@ def test_the_real_plan_follows_the_form_and_an_invalid_form_says_which_fields(ti
 
 
 def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_from_code(tiny):
-    gpu = next(name for name in lorakit.fit.accelerators() if name.startswith("24GB"))
+    gpu = next(name for name in lorakit.memory.fit.accelerators() if name.startswith("24GB"))
     needs = {}
     for adapter_dtype in ("float32", "bfloat16"):  # not a Studio field: given from code, kept in extra
         c = _controller(tiny, adapter_dtype=adapter_dtype)
@@ -144,8 +144,8 @@ def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_
 def test_a_slider_move_builds_and_validates_its_runconfig_once(tiny, monkeypatch):
     """One rank change, the plan not cached: the form's RunConfig is built (and field_problems run) once,
     and the plan and the fit verdict take its parts without validating again (before the parts: 5 and 7)."""
-    import lorakit.config as config
-    import lorakit.planner as planner
+    import lorakit.config.run_config as config
+    import lorakit.memory.planner as planner
 
     c = _controller(tiny)
     assert c.wait(WAIT)

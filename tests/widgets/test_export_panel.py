@@ -13,7 +13,7 @@ WAIT = 600  # seconds; generous for a loaded 2-core machine (never an assertion 
 
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
-    from lorakit.record import RunRecord
+    from lorakit.run.record import RunRecord
     from lorakit.store import RunStore
 
     path = tmp_path_factory.mktemp("panel") / "runs.db"

@@ -22,9 +22,9 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 import lorakit
-from lorakit.config import DTYPES, METHODS, OPTIMIZERS, QUANTS
-from lorakit.events import RunFinished, RunStarted, StepLogged
-from lorakit.record import RunRecord
+from lorakit.config.run_config import DTYPES, METHODS, OPTIMIZERS, QUANTS
+from lorakit.run.events import RunFinished, RunStarted, StepLogged
+from lorakit.run.record import RunRecord
 
 # the Python API's fuzz helpers: the same fixed, seeded budget and the same junk values
 _spec = importlib.util.spec_from_file_location("fuzz_support", Path(__file__).parents[1] / "lorakit/fuzz_support.py")
@@ -309,7 +309,7 @@ def test_fields_set_from_code(studio, field, value, action):
 # --- the fit verdict's device: a dropdown; free text is refused by the widget, the verdict unchanged -------------
 
 @budget(15)
-@given(device=st.one_of(st.sampled_from(list(lorakit.fit.accelerators())), st.text(max_size=12)))
+@given(device=st.one_of(st.sampled_from(list(lorakit.memory.fit.accelerators())), st.text(max_size=12)))
 def test_the_fit_device_dropdown(studio, device):
     from traitlets import TraitError
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorakit.memory import CATEGORIES
+from lorakit.memory.breakdown import CATEGORIES
 
 WAIT = 600
 
@@ -14,7 +14,7 @@ def _tiny_trainer(tmp_path, callback, max_steps=4):
     from transformers import Trainer, TrainingArguments
 
     import lorakit
-    from lorakit.adapters import attach_lora
+    from lorakit.adapters.lora import attach_lora
 
     loaded = lorakit.load_model("tiny-llama", device="cpu")
     model = attach_lora(loaded.model, rank=4, alpha=8, dropout=0.0, target_modules="qv")
@@ -55,7 +55,7 @@ def test_live_callback_dashboard_from_a_plain_trainer(tmp_path):
 
 
 def test_live_callback_feeds_an_open_studio(tmp_path):
-    from lorakit.config import RunConfig
+    from lorakit.config.run_config import RunConfig
     from lorakit.widgets import LiveCallback, Studio
 
     s = Studio(store=False, autoload=False, model="tiny-llama")
@@ -72,8 +72,8 @@ def test_live_callback_feeds_an_open_studio(tmp_path):
 
 
 def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tmp_path, monkeypatch):
-    import lorakit.memory
-    from lorakit.memory import saved_activation_tensors
+    import lorakit.memory.breakdown
+    from lorakit.memory.breakdown import saved_activation_tensors
     from lorakit.widgets import LiveCallback
 
     cb = LiveCallback(label="probe")
@@ -86,8 +86,8 @@ def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tm
 
     trainer.model.register_forward_pre_hook(spy, with_kwargs=True)
     replays = []
-    real_replay = lorakit.memory.measure_activations
-    monkeypatch.setattr(lorakit.memory, "measure_activations",
+    real_replay = lorakit.memory.breakdown.measure_activations
+    monkeypatch.setattr(lorakit.memory.breakdown, "measure_activations",
                         lambda *a, **k: replays.append(1) or real_replay(*a, **k))
     trainer.train()
     assert not cb.errors, cb.errors
@@ -108,8 +108,8 @@ def test_with_gradient_accumulation_measured_and_predicted_describe_the_same_bat
     from transformers import Trainer, TrainingArguments
 
     import lorakit
-    from lorakit.adapters import attach_lora
-    from lorakit.config import RunConfig
+    from lorakit.adapters.lora import attach_lora
+    from lorakit.config.run_config import RunConfig
     from lorakit.widgets import LiveCallback
 
     cfg = RunConfig(model="tiny-llama", rank=4, alpha=8, dropout=0.0, target_modules="qv")

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from lorakit.config import RunConfig
-from lorakit.events import MemoryMeasured, RunFinished, RunStarted
-from lorakit.memory import MemoryBreakdown
+from lorakit.config.run_config import RunConfig
+from lorakit.memory.breakdown import MemoryBreakdown
+from lorakit.run.events import MemoryMeasured, RunFinished, RunStarted
 
 WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on
 MiB = 1024 ** 2
@@ -189,8 +189,8 @@ def test_memory_chart_marks_the_predicted_and_measured_step_peak(tiny):
 # --- the Quantization panel: the predicted peak and whether it fits, before Train ----------------------------
 
 def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_device(tiny):
-    from lorakit.display import fmt_bytes
-    from lorakit.fit import THIS_MACHINE, accelerators
+    from lorakit.common.display import fmt_bytes
+    from lorakit.memory.fit import THIS_MACHINE, accelerators
     from lorakit.widgets import QuantPanel
     from lorakit.widgets.fields import plain_text
 
@@ -238,7 +238,7 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
 # --- the comparison's memory against task metric -----------------------------------------------------
 
 def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
-    from lorakit.record import RunRecord
+    from lorakit.run.record import RunRecord
     from lorakit.store import RunStore
     from lorakit.widgets import ComparePanel, StudioController
 
@@ -262,7 +262,7 @@ def test_compare_memory_vs_metric_one_point_per_selected_finished_run(tmp_path):
 
 
 def test_compare_table_names_family_task_variant_and_metric(tmp_path):
-    from lorakit.record import RunRecord
+    from lorakit.run.record import RunRecord
     from lorakit.store import RunStore
     from lorakit.widgets import ComparePanel, StudioController
     from lorakit.widgets.fields import plain_text
@@ -294,7 +294,7 @@ def _points(fig) -> dict:
 def test_missing_smollm2_package_shows_the_install_command_and_train_is_refused(tmp_path, monkeypatch):
     import importlib.util
 
-    from lorakit.models import SMOLLM2_INSTALL
+    from lorakit.models.loading import SMOLLM2_INSTALL
     from lorakit.widgets import Studio
 
     monkeypatch.setenv("LORAKIT_HOME", str(tmp_path / "home"))  # no converted copy: the package is needed

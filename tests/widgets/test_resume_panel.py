@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import lorakit
-from lorakit.events import StepLogged
+from lorakit.run.events import StepLogged
 
 WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on
 RUN = dict(model="tiny-llama", dataset="arithmetic", seq_len=256, batch_size=2, train_examples=48, eval_examples=4,

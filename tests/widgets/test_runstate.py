@@ -1,7 +1,7 @@
 """The run's status line: a finished run says where its time went."""
 from lorakit import RunConfig
-from lorakit.events import RunFinished
-from lorakit.record import RunRecord
+from lorakit.run.events import RunFinished
+from lorakit.run.record import RunRecord
 from lorakit.widgets.runstate import LiveRun
 
 

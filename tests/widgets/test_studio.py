@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from lorakit.events import StepLogged
-from lorakit.memory import CATEGORIES
-from lorakit.step_peak import PHASES
+from lorakit.memory.breakdown import CATEGORIES
+from lorakit.memory.step_peak import PHASES
+from lorakit.run.events import StepLogged
 from lorakit.store import RunStore
 
 WAIT = 600  # seconds to wait for a run; generous for a loaded CI machine, never asserted on
@@ -154,7 +154,7 @@ def test_stop_mid_run_keeps_history(studio, store_path):
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no silent thread death
 def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, monkeypatch, store_path, caplog, capsys):
-    import lorakit.adapters
+    import lorakit.adapters.lora
 
     caplog.set_level(logging.DEBUG, logger="lorakit.widgets")  # where the widgets keep tracebacks
     s = studio
@@ -166,7 +166,7 @@ def test_failed_run_and_broken_listener_are_messages_not_tracebacks(studio, monk
     def broken(event):
         raise ValueError("this panel is broken")
 
-    monkeypatch.setattr(lorakit.adapters, "attach", no_adapter)  # what train() calls
+    monkeypatch.setattr(lorakit.adapters.lora, "attach", no_adapter)  # what train() calls
     s.controller.on("event", broken)
     s.controller.on("status", lambda: seen.append(s.train_panel.status_text))
     s.train_panel.click_train()

@@ -7,9 +7,9 @@ import math
 import threading
 
 import lorakit
-from lorakit.display import fmt_bytes
-from lorakit.events import RunFinished, RunStarted, StepLogged
-from lorakit.planner import plan_for_config
+from lorakit.common.display import fmt_bytes
+from lorakit.memory.planner import plan_for_config
+from lorakit.run.events import RunFinished, RunStarted, StepLogged
 from lorakit.store import RunStore
 
 WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on

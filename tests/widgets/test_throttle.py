@@ -101,7 +101,7 @@ def test_real_timer_delivers_the_trailing_update():
 
 
 def test_train_panel_through_the_controller_redraws_a_few_times_and_keeps_every_point():
-    from lorakit.events import RunFinished, RunStarted, StepLogged
+    from lorakit.run.events import RunFinished, RunStarted, StepLogged
     from lorakit.widgets import StudioController, TrainPanel
 
     c = StudioController(store=False, model="tiny-llama")

@@ -5,8 +5,8 @@ import html
 
 import ipywidgets as W
 
-from lorakit import families
-from lorakit.config import builtin_model_type
+from lorakit.config import families
+from lorakit.config.run_config import builtin_model_type
 from lorakit.data import list_tasks, tasks_for
 
 from .base import Panel

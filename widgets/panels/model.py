@@ -6,7 +6,7 @@ import html
 import ipywidgets as W
 
 import lorakit
-from lorakit import families
+from lorakit.config import families
 
 from ..fields import fmt_count
 from .base import Panel

@@ -6,12 +6,12 @@ import html
 
 import ipywidgets as W
 
-from lorakit import plan_text
-from lorakit.config import DTYPE_CHOICES, OPTIMIZERS
-from lorakit.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
-from lorakit.fit import THIS_MACHINE
-from lorakit.memory import CATEGORIES
-from lorakit.parts import four_bit
+from lorakit.common.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
+from lorakit.config.parts import four_bit
+from lorakit.config.run_config import DTYPE_CHOICES, OPTIMIZERS
+from lorakit.memory import plan_text
+from lorakit.memory.breakdown import CATEGORIES
+from lorakit.memory.fit import THIS_MACHINE
 
 from .base import Panel
 

@@ -17,8 +17,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..rows import DataError, make_row
-from . import arithmetic, date_iso, extract_json, headline, sort_words, topic
+from lorakit.data.rows import DataError, make_row
+from lorakit.data.tasks import arithmetic, date_iso, extract_json, headline, sort_words, topic
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import json
 import random
 from typing import Optional
 
-from .date_iso import MONTHS
+from lorakit.data.tasks.date_iso import MONTHS
 
 _FIRST = (
     "Maria", "James", "Aiko", "Omar", "Lena", "Carlos", "Priya", "Noah", "Fatima", "Lukas", "Sofia",

@@ -5,7 +5,7 @@ from store_support import make_record
 
 from lorakit.store import RunStore
 from lorakit.store.eval_cache import lookup, remember, size
-from lorakit.store.rows import TIME_COLUMNS
+from lorakit.store.record_rows import TIME_COLUMNS
 
 DETAILS = [{"prompt": "p", "reference": "r", "prediction": "r", "correct": True, "fields": {"name": True}}]
 

@@ -19,7 +19,7 @@ def test_a_trainer_killed_with_sigkill_leaves_a_stopped_run_with_its_steps(tmp_p
     proc = run_py(f"""
         import os, signal
         import lorakit
-        from lorakit.events import StepLogged
+        from lorakit.run.events import StepLogged
 
         def kill_at_step_6(event):  # the store's own sink comes first: steps 1-5 are written, 6 is buffered
             if isinstance(event, StepLogged) and event.step == 6:

@@ -10,7 +10,7 @@ FILL = """
     import os, resource, signal
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write(2) instead of a killed process
     import lorakit
-    from lorakit.events import StepLogged
+    from lorakit.run.events import StepLogged
 
     path = {path!r}
 

@@ -108,7 +108,7 @@ def test_repair_drop_removes_only_the_damaged_run(tmp_path):
 
 
 def test_cli_store_check_repair_and_compare_name_the_damaged_run(tmp_path, capsys):
-    from lorakit.cli import main
+    from lorakit.cli.commands import main
 
     path = tmp_path / "runs.db"
     with RunStore(path) as s:

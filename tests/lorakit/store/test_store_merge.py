@@ -10,7 +10,7 @@ from store_support import make_record
 
 import lorakit
 from lorakit import RunConfig
-from lorakit.cli import main
+from lorakit.cli.commands import main
 from lorakit.store import RunStore, StoreError, export_runs, merge
 from lorakit.store.errors import RunNotFound
 
@@ -44,7 +44,7 @@ def test_two_stores_with_an_overlapping_run_merge_into_one(two_stores, tmp_path)
 
     from safetensors.torch import load_file
 
-    from lorakit.adapters import load_adapter
+    from lorakit.adapters.lora import load_adapter
 
     root, a1, a2, b1 = two_stores
     for name in ("a.db", "b.db"):

@@ -9,8 +9,9 @@ import sqlite3
 import pytest
 from store_support import make_record
 
-from lorakit.memory import CATEGORIES
-from lorakit.store import rows, schema
+from lorakit.memory.breakdown import CATEGORIES
+from lorakit.store import record_rows as rows
+from lorakit.store import schema
 
 
 def test_nan_loss_and_numpy_scalars_survive(store):

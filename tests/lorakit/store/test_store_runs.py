@@ -8,10 +8,10 @@ import threading
 import pytest
 from store_support import HERE, make_record, run_py
 
-from lorakit.config import RunConfig
-from lorakit.memory import MemoryBreakdown
+from lorakit.config.run_config import RunConfig
+from lorakit.memory.breakdown import MemoryBreakdown
 from lorakit.store import RunNotFound, RunStore, StoreError, default_store_path
-from lorakit.store import rows as store_rows
+from lorakit.store import record_rows as store_rows
 
 
 def test_save_load_round_trip_keeps_every_field(store):
@@ -141,7 +141,8 @@ def test_process_killed_mid_save_leaves_no_half_run(tmp_path):
         import os, sys
         sys.path.insert(0, {str(HERE)!r})
         from store_support import make_record
-        from lorakit.store import RunStore, rows
+        from lorakit.store import RunStore
+        from lorakit.store import record_rows as rows
         s = RunStore({str(path)!r})
         # die hard after the runs row and part of the steps are written, inside the transaction
         rows.insert_evals = lambda *a, **k: os._exit(9)

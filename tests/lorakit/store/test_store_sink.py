@@ -5,9 +5,9 @@ import math
 
 from store_support import make_record
 
-from lorakit.config import RunConfig
-from lorakit.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
-from lorakit.memory import MemoryBreakdown
+from lorakit.config.run_config import RunConfig
+from lorakit.memory.breakdown import MemoryBreakdown
+from lorakit.run.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 from lorakit.store import RunNotFound, StoreSink
 
 

@@ -1,0 +1,2 @@
+"""The command line: lorakit train / plan / compare / sweep / export / generate / chat / store.
+"""

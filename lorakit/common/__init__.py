@@ -1,0 +1,2 @@
+"""Leaves every room may use: errors, number formats, devices, the cache home, lazy library names, quiet libraries.
+"""

@@ -1,0 +1,2 @@
+"""Comparing runs: the table (compare()), the charts and the HTML/CSV report.
+"""

@@ -1,0 +1,149 @@
+"""Will it fit? The planned step peak (plus the device overhead on a GPU) against a device's memory.
+
+``fits`` plans a run for each device and answers: does it fit, and the largest ``batch_size`` (at the
+plan's ``seq_len``) and the largest ``seq_len`` (at its ``batch_size``) that do. The devices are the
+common accelerators of ``accelerators.json`` (data: edit it, nothing is hard-coded here), this
+machine's free RAM (``"this machine"``, planned as a CPU run), or sizes in GiB.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from lorakit.common.errors import ConfigError
+
+GIB = 2**30
+THIS_MACHINE = "this machine"
+_LIMIT = 1 << 20  # search ceiling for batch_size and seq_len
+
+
+@dataclass
+class Fit:
+    """One device's verdict for a planned run (bytes)."""
+    device: str
+    capacity: int
+    """Bytes the device offers: its memory (a GPU) or the free RAM (this machine)."""
+    need: int
+    """Planned peak plus device overhead for the plan's batch_size x seq_len."""
+    fits: bool
+    max_batch_size: int
+    """Largest batch_size that fits at the plan's seq_len (0: not even one sequence)."""
+    max_seq_len: int
+    """Largest seq_len that fits at the plan's batch_size (0: not even one token)."""
+    target: str
+    """'cuda' or 'cpu': what the plan assumed for this device."""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@lru_cache(maxsize=1)
+def accelerators() -> dict[str, int]:
+    """Name -> bytes of the common accelerators (``lorakit/memory/accelerators.json``)."""
+    data = json.loads((Path(__file__).with_name("accelerators.json")).read_text())
+    return {name: int(gib * GIB) for name, gib in data["devices"].items()}
+
+
+def free_ram() -> int:
+    """This machine's available memory in bytes (MemAvailable; psutil where /proc is missing)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil  # not a dependency: only where /proc/meminfo is missing (macOS, Windows)
+
+    return int(psutil.virtual_memory().available)
+
+
+def _devices(devices) -> list[tuple[str, int, str]]:
+    """(name, capacity bytes, plan target) for each requested device; a ConfigError names bad ones."""
+    table = accelerators()
+    if devices is None:
+        devices = [*table, THIS_MACHINE]
+    elif isinstance(devices, (str, int, float)):
+        devices = [devices]
+    out, bad = [], []
+    for d in devices:
+        if isinstance(d, bool):
+            bad.append(repr(d))
+        elif isinstance(d, (int, float)):
+            (out.append((f"{d:g} GiB", int(d * GIB), "cuda")) if 0 < d < math.inf else bad.append(repr(d)))
+        elif d == THIS_MACHINE:
+            out.append((THIS_MACHINE, free_ram(), "cpu"))
+        elif isinstance(d, str) and (match := _match(d, table)):
+            out.append((match, table[match], "cuda"))
+        else:
+            bad.append(repr(d))
+    if bad:
+        raise ConfigError({"devices": (
+            f"unknown device or size {', '.join(bad)}: give sizes in GiB (> 0), {THIS_MACHINE!r}, or names "
+            f"from lorakit/memory/accelerators.json: {', '.join(map(repr, table))} (a unique prefix such as '24GB' works)")})
+    return out
+
+
+def _match(name: str, table: dict) -> Optional[str]:
+    if name in table:
+        return name
+    hits = [k for k in table if k.lower().startswith(name.lower())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _largest(planning, capacity: int, field: str) -> int:
+    """Largest value of ``field`` (batch_size or seq_len) whose need fits ``capacity``; the need
+    grows with both, so doubling then bisecting finds it in O(log n) plans."""
+    def need(value: int) -> int:
+        return planning.plan(**{field: value}).device_total
+
+    if need(1) > capacity:
+        return 0
+    lo, hi = 1, 2
+    while hi <= _LIMIT and need(hi) <= capacity:
+        lo, hi = hi, hi * 2
+    if hi > _LIMIT:
+        return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if need(mid) <= capacity else (lo, mid)
+    return lo
+
+
+def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None, **plan_kwargs) -> list[Fit]:
+    """Does a run fit on each device, and the largest batch_size / seq_len that do.
+
+    ``model`` and ``plan_kwargs``: as for ``lorakit.plan_memory`` (method, quant, rank, batch_size,
+    seq_len, gradient_checkpointing, dtype, ...; ``labelled_head=True``: lorakit.train's labelled-only head;
+    ``device`` is set per device); or ``model`` a run's parts (``RunConfig.settings``,
+    ``planner.config_settings(cfg)``) with only ``padded``, ``device_overhead`` or ``labelled_tokens``.
+    ``devices``: names from ``lorakit/memory/accelerators.json`` (or a unique prefix, e.g. ``"24GB"``),
+    ``"this machine"`` (free RAM, a CPU plan) or sizes in GiB; default: every accelerator of the table and
+    this machine. GPUs are planned as CUDA runs (bf16 unless ``dtype`` is given) with the CUDA device overhead.
+    Raises ``ConfigError`` naming ``devices`` or the plan's fields.
+    """
+    from lorakit.config.parts import Settings
+    from lorakit.memory.planner import planning, settings_of
+
+    if "device" in plan_kwargs:
+        raise ConfigError({"device": "fits() plans each device itself: pass devices=..., not device="})
+    step = {k: plan_kwargs.pop(k) for k in ("padded", "device_overhead", "labelled_tokens") if k in plan_kwargs}
+    if step.get("labelled_tokens") is not None:
+        plan_kwargs.setdefault("labelled_head", True)  # as plan_memory: a count given is the labelled-only head
+    if isinstance(model, Settings) and plan_kwargs:
+        raise TypeError(f"fits(settings, ...) takes no {', '.join(sorted(plan_kwargs))}: they are in the parts")
+    targets = _devices(devices)
+    settings = model if isinstance(model, Settings) else settings_of(model, **plan_kwargs)
+    # validated and resolved once per target; the searches only re-plan the step
+    plannings = {t: planning(settings, **step, device=t) for t in {t for _, _, t in targets}}
+    out = []
+    for name, capacity, target in targets:
+        p = plannings[target]
+        need = p.plan().device_total
+        out.append(Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
+                       max_batch_size=_largest(p, capacity, "batch_size"),
+                       max_seq_len=_largest(p, capacity, "seq_len"), target=target))
+    return out

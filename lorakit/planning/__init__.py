@@ -1,3 +1,0 @@
-"""The planner's parts: what a model holds (``model``), the steady bytes of weights and optimizer
-state (``states``), what autograd saves (``activations``) and the step's transient peak (``peak``).
-``lorakit.planner.plan_memory`` puts them together."""

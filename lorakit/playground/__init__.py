@@ -1,0 +1,2 @@
+"""Talking to a base and its adapters: one loaded base, adapters by name, streamed answers.
+"""

@@ -1,0 +1,2 @@
+"""Grids of runs, here or as Ray tasks.
+"""

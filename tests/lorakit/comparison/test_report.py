@@ -1,0 +1,79 @@
+"""Exports: the HTML report (self-contained, escaped) and the CSV table; the sample generations' HTML."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+from comparison_support import sample_records
+
+from lorakit.common.display import MiB
+from lorakit.comparison.report import export_csv, export_html
+from lorakit.comparison.table import compare
+
+
+@pytest.fixture
+def records():
+    return sample_records()
+
+
+def test_export_html_is_self_contained(records, tmp_path):
+    path = export_html(records, tmp_path / "report" / "runs.html", title="Workshop <day 1>")
+    text = path.read_text(encoding="utf-8")
+    from plotly.offline import get_plotlyjs
+
+    bundle = get_plotlyjs()
+    assert text.count(bundle[:200]) == 1  # the library itself is inlined, once ...
+    assert text.count("Plotly.newPlot") == 3  # ... and three charts use it
+    assert '<script src="http' not in text
+    assert re.search(r"<script[^>]*\bsrc\s*=", text) is None  # no external script of any kind
+    assert re.search(r"<link[^>]*\bhref\s*=\s*[\"']https?:", text) is None
+    assert "Workshop &lt;day 1&gt;" in text
+    assert "Extract: &lt;Ann &amp; Bob&gt;" in text  # samples, escaped
+    for label in ("lora-r8", "qlora-nf4-r16", "full"):
+        assert label in text
+    assert f"{records[2].memory.total / MiB:,.1f} MiB" in text  # the table
+
+
+def test_export_csv_round_trip(records, tmp_path):
+    path = export_csv(records, tmp_path / "runs.csv")
+    back = pd.read_csv(path)
+    df = compare(records)
+    assert list(back.columns) == list(df.columns)
+    assert list(back["run_id"]) == list(df["run_id"])
+    assert list(back["mem_total"]) == [r.memory.total for r in records]
+    assert list(back["trainable_pct"]) == pytest.approx(list(df["trainable_pct"]))
+    assert back["rank"].isna().tolist() == [False, False, True]
+    # a DataFrame goes out unchanged
+    export_csv(df[["run_id", "task_metric"]], tmp_path / "small.csv")
+    assert pd.read_csv(tmp_path / "small.csv")["task_metric"].tolist() == [0.5, 0.55, 0.6]
+
+
+def test_samples_html_escapes_and_shows_the_chosen_columns(records):
+    from lorakit.comparison.report import samples_html
+
+    full = samples_html(records)
+    assert "Extract: &lt;Ann &amp; Bob&gt;" in full and "<th" in full
+    assert [h for h in ("prompt", "reference", "before training", "after training") if f">{h}</th>" in full] == \
+        ["prompt", "reference", "before training", "after training"]
+    assert full.count('class="lorakit-samples"') == 1  # only lora8 has samples
+    short = samples_html(records, keys=("prompt", "after"))
+    assert ">reference</th>" not in short and "Sure!" not in short and '{&quot;n&quot;: 2}' in short
+    assert "nothing yet" in samples_html(records[1:], empty="nothing yet")
+
+
+def test_the_report_table_names_the_model_in_the_short_columns_and_folds_every_column(records, tmp_path):
+    from lorakit.comparison.table import COLUMNS
+    from lorakit.config.run_config import RunConfig
+
+    other = records[0].__class__(**{**records[0].__dict__, "run_id": "tiny8", "config": RunConfig(model="tiny-llama")})
+    text = export_html([*records, other], tmp_path / "runs.html").read_text(encoding="utf-8")
+    short, folded = text.split("<details class='all-columns'>", 1)
+    short = short[short.index("<h2>Runs</h2>"):]
+    heads = re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', short)
+    assert heads == ["run", "model", "method", "quant", "rank", "memory", "peak", "eval loss", "task metric", "time",
+                     "status", "run id"]
+    assert ">smollm2-135m · lora-r8<" in short and ">tiny-llama · lora-r8<" in short and ">tiny-llama<" in short
+    folded = folded[:folded.index("</details>")]
+    assert f"Every column ({len(COLUMNS)})" in folded
+    assert set(re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', folded)) == set(COLUMNS)
