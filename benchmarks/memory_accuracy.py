@@ -338,9 +338,9 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     import logging
 
+    from lorakit.common.quiet import quiet_bitsandbytes
     from lorakit.memory.breakdown import CATEGORIES
     from lorakit.models.loading import default_device
-    from lorakit.models.quantization import quiet_bitsandbytes
 
     quiet_bitsandbytes()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -114,7 +114,9 @@ def adapted_layers(peft_model, adapter_name: str) -> dict:
 def write_record(peft_model, path: Path, run_id: Optional[str] = None, base: Optional[str] = None) -> None:
     """``META_FILE`` for every adapter peft saved under ``path`` ('default' in ``path`` itself, any other
     name in ``path/<name>``, as peft lays them out)."""
-    from lorakit import __version__
+    from importlib.metadata import version
+
+    __version__ = version("lorakit")
 
     described = describe_base(peft_model, base)
     for adapter_name, config in peft_model.peft_config.items():

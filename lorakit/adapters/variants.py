@@ -18,29 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # torch is imported when first needed: ``import lorakit`` (table.py uses variant_name) stays quick
+if TYPE_CHECKING:  # torch is imported when first needed: ``import lorakit`` stays quick
     import torch
 
 _PREFIX = "base_model.model."  # peft's module names over the transformers model's own
-
-
-def variant_name(cfg) -> str:
-    """The comparison table's short name: 'lora', 'dora', 'rslora', 'pissa', 'olora', 'loftq',
-    'gaussian', 'lora+' or several joined by ',' (e.g. 'pissa,dora'); 'full' for full fine-tuning.
-    ``cfg``: a RunConfig or its dict."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    if get("method", "lora") == "full":
-        return "full"
-    parts = []
-    if get("init", "default") not in ("default", None):
-        parts.append(str(get("init")))
-    if get("use_dora", False):
-        parts.append("dora")
-    if get("use_rslora", False):
-        parts.append("rslora")
-    if get("loraplus_lr_ratio", 0):
-        parts.append("lora+")
-    return ",".join(parts) or "lora"
 
 
 def init_lora_weights(init: str):

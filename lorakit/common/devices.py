@@ -1,6 +1,8 @@
 """Where a model lives (the device of its first real parameter) and how fast that device multiplies."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def model_device(model):
     """The ``torch.device`` of the model's first parameter that is not on the meta device (CPU if none)."""
@@ -37,3 +39,16 @@ def matmul_gflops(dtype: str = "float32", device: str = "cpu", size: tuple = (25
         elapsed = time.perf_counter() - t0
         if elapsed >= min_seconds:
             return 2 * m * k * n * done / elapsed / 1e9
+
+
+def free_ram() -> int:
+    """This machine's available memory in bytes (MemAvailable; psutil where /proc is missing)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil  # not a dependency: only where /proc/meminfo is missing (macOS, Windows)
+
+    return int(psutil.virtual_memory().available)

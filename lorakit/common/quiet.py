@@ -18,8 +18,6 @@ import warnings
 def quiet_libraries() -> None:
     if os.environ.get("LORAKIT_VERBOSE"):
         return
-    from lorakit.models.quantization import quiet_bitsandbytes
-
     quiet_bitsandbytes()
     try:
         from transformers.utils import logging as hf_logging
@@ -54,3 +52,43 @@ def progress_bars_off(library: str):
     finally:
         if was_enabled:
             lib_logging.enable_progress_bar()
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not any(f in msg for f in self.fragments)
+
+
+@functools.cache
+def quiet_bitsandbytes() -> None:
+    """Silence two harmless bitsandbytes messages before it is imported.
+
+    - "Failed to load CPU gemm_4bit_forward from kernels-community": an optional accelerator
+      package that would download at run time; the built-in CPU kernel is used instead.
+    - "MatMul8bitLt: inputs will be cast ... to float16": logged on *every* int8 forward pass.
+    """
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessages("gemm_4bit_forward"))
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropMessages("MatMul8bitLt"))
+    quiet_accelerator_packages()
+
+
+# Loggers of optional accelerator packages and of the code that looks them up. Their warnings say that a kernel
+# could not be fetched (offline, not installed, another version): the built-in one runs instead, so a workshop
+# gets nothing from them. Their wording differs between machines and versions (a CPU with AVX512-BF16 has
+# bitsandbytes ask the ``kernels`` hub for its fused kernel: "Version 1 of 'kernels-community/...' is not
+# available in the local cache ..."), so they are quieted by source, not by text; errors still show.
+ACCELERATOR_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
+
+
+def quiet_accelerator_packages() -> None:
+    """Below-error messages of ``ACCELERATOR_LOGGERS`` (and their children) stay out of the output."""
+    import warnings
+
+    for name in ACCELERATOR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)  # children at NOTSET inherit it
+    warnings.filterwarnings("ignore", module=r"kernels(\.|$)")

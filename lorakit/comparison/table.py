@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
-from lorakit.adapters.variants import variant_name
 from lorakit.common.display import MiB, finite
 from lorakit.comparison.run_labels import AXES, own_label, tell_apart
+from lorakit.config.run_config import variant_name
 from lorakit.memory.breakdown import CATEGORIES
 from lorakit.run.record import RunRecord
 

@@ -210,8 +210,6 @@ class RunConfig:
             return self.name
         if self.method == "full":
             return "full"
-        from lorakit.adapters.variants import variant_name
-
         kind = "qlora" if self.base.four_bit else "lora"
         q = "" if self.quant == "none" else f"-{self.quant}"
         v = variant_name(self)
@@ -378,3 +376,22 @@ def _is_text_encoding(name) -> bool:
         return bool(getattr(codecs.lookup(name), "_is_text_encoding", True))
     except (LookupError, TypeError, ValueError):
         return False
+
+
+def variant_name(cfg) -> str:
+    """The comparison table's short name: 'lora', 'dora', 'rslora', 'pissa', 'olora', 'loftq',
+    'gaussian', 'lora+' or several joined by ',' (e.g. 'pissa,dora'); 'full' for full fine-tuning.
+    ``cfg``: a RunConfig or its dict."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    if get("method", "lora") == "full":
+        return "full"
+    parts = []
+    if get("init", "default") not in ("default", None):
+        parts.append(str(get("init")))
+    if get("use_dora", False):
+        parts.append("dora")
+    if get("use_rslora", False):
+        parts.append("rslora")
+    if get("loraplus_lr_ratio", 0):
+        parts.append("lora+")
+    return ",".join(parts) or "lora"

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from lorakit.common.devices import free_ram
 from lorakit.common.errors import ConfigError
 
 GIB = 2**30
@@ -48,17 +49,7 @@ def accelerators() -> dict[str, int]:
     return {name: int(gib * GIB) for name, gib in data["devices"].items()}
 
 
-def free_ram() -> int:
-    """This machine's available memory in bytes (MemAvailable; psutil where /proc is missing)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import psutil  # not a dependency: only where /proc/meminfo is missing (macOS, Windows)
 
-    return int(psutil.virtual_memory().available)
 
 
 def _devices(devices) -> list[tuple[str, int, str]]:

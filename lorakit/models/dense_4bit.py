@@ -52,7 +52,7 @@ def _dense_forward(self, x: torch.Tensor) -> torch.Tensor:
 def dense_4bit(model) -> Iterator[int]:
     """Inside the block, ``model``'s 4-bit layers (if any, on CPU, within the memory bound) compute from a
     dense copy of their weight made once; yields the bytes of those copies (0: nothing changed)."""
-    from lorakit.memory.fit import free_ram
+    from lorakit.common.devices import free_ram
     from lorakit.models.bnb_layout import usual_4bit, usual_dtype
 
     layers = [m for m in _four_bit_layers(model) if m.weight.device.type == "cpu"]

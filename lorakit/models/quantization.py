@@ -6,13 +6,12 @@ quantizes those absmax constants to 8 bits in blocks of 256 (saves ~0.37 bits pe
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
-import logging
 from dataclasses import dataclass
 
 import torch
 
+from lorakit.common.quiet import quiet_bitsandbytes
 from lorakit.config.parts import four_bit
 from lorakit.config.run_config import DTYPE_CHOICES, QUANTS, ConfigError, not_one_of
 
@@ -23,46 +22,6 @@ BNB_REQUIREMENT = "bitsandbytes>=0.48"
 
 class QuantizationUnavailable(RuntimeError):
     """The requested quantization mode cannot run on this machine."""
-
-
-class _DropMessages(logging.Filter):
-    def __init__(self, *fragments: str):
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = str(record.msg)
-        return not any(f in msg for f in self.fragments)
-
-
-@functools.cache
-def quiet_bitsandbytes() -> None:
-    """Silence two harmless bitsandbytes messages before it is imported.
-
-    - "Failed to load CPU gemm_4bit_forward from kernels-community": an optional accelerator
-      package that would download at run time; the built-in CPU kernel is used instead.
-    - "MatMul8bitLt: inputs will be cast ... to float16": logged on *every* int8 forward pass.
-    """
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessages("gemm_4bit_forward"))
-    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_DropMessages("MatMul8bitLt"))
-    quiet_accelerator_packages()
-
-
-# Loggers of optional accelerator packages and of the code that looks them up. Their warnings say that a kernel
-# could not be fetched (offline, not installed, another version): the built-in one runs instead, so a workshop
-# gets nothing from them. Their wording differs between machines and versions (a CPU with AVX512-BF16 has
-# bitsandbytes ask the ``kernels`` hub for its fused kernel: "Version 1 of 'kernels-community/...' is not
-# available in the local cache ..."), so they are quieted by source, not by text; errors still show.
-ACCELERATOR_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
-
-
-def quiet_accelerator_packages() -> None:
-    """Below-error messages of ``ACCELERATOR_LOGGERS`` (and their children) stay out of the output."""
-    import warnings
-
-    for name in ACCELERATOR_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)  # children at NOTSET inherit it
-    warnings.filterwarnings("ignore", module=r"kernels(\.|$)")
 
 
 def bitsandbytes_available() -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from lorakit.adapters.variants import variant_name
 from lorakit.config import targets
 from lorakit.config.parts import positive_int
+from lorakit.config.run_config import variant_name
 
 from ..fields import fmt_count
 from ..form import RANKS, selected_targets

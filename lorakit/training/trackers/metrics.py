@@ -14,7 +14,7 @@ def params(cfg) -> dict:
 
 
 def tags(cfg, run_id: str) -> dict:
-    from lorakit.adapters.variants import variant_name
+    from lorakit.config.run_config import variant_name
 
     return {"lorakit.run_id": run_id, "method": cfg.method, "quant": cfg.quant, "variant": variant_name(cfg),
             "model": cfg.model, "label": cfg.label}

@@ -8,7 +8,7 @@ import torch
 import lorakit
 from lorakit.adapters import lora as adapters
 from lorakit.adapters import variants
-from lorakit.config.run_config import ConfigError, RunConfig
+from lorakit.config.run_config import ConfigError, RunConfig, variant_name
 
 QV = ("q_proj", "v_proj")
 
@@ -111,7 +111,7 @@ VARIANTS = [dict(), dict(use_dora=True), dict(use_rslora=True), dict(init="pissa
             dict(init="gaussian"), dict(init="pissa", use_dora=True)]
 
 
-@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: variants.variant_name(kw))
+@pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: variant_name(kw))
 def test_merge_equals_unmerged_logits(kw):
     pm = attach(**kw)
     perturb(pm)
@@ -146,10 +146,10 @@ def test_invalid_combinations_are_refused_naming_fields(changes, field, words):
 
 
 def test_variant_names_and_labels():
-    assert variants.variant_name(RunConfig()) == "lora"
-    assert variants.variant_name(RunConfig(init="pissa", use_dora=True)) == "pissa,dora"
-    assert variants.variant_name(RunConfig(loraplus_lr_ratio=16)) == "lora+"
-    assert variants.variant_name(RunConfig(method="full")) == "full"
+    assert variant_name(RunConfig()) == "lora"
+    assert variant_name(RunConfig(init="pissa", use_dora=True)) == "pissa,dora"
+    assert variant_name(RunConfig(loraplus_lr_ratio=16)) == "lora+"
+    assert variant_name(RunConfig(method="full")) == "full"
     assert RunConfig(quant="nf4", init="loftq").label == "qlora-nf4-r8-loftq"
     assert RunConfig().label == "lora-r8"
 
@@ -160,7 +160,7 @@ def test_grid_sweeps_the_variant_fields():
     configs = grid(RunConfig(model="tiny-llama"), use_dora=[False, True], init=["default", "pissa", "loftq"])
     ok = [c for c in configs if isinstance(c, RunConfig)]
     refused = [c for c in configs if not isinstance(c, RunConfig)]
-    assert sorted(variants.variant_name(c) for c in ok) == ["dora", "lora", "pissa", "pissa,dora"]
+    assert sorted(variant_name(c) for c in ok) == ["dora", "lora", "pissa", "pissa,dora"]
     assert len(refused) == 2 and all("init" in exc.problems for _, exc in refused)
 
 
