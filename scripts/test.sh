@@ -23,5 +23,7 @@ export PATH="$ROOT/.venv/bin:$PATH"  # the console script and jupyter of the ven
 
 echo "test: ruff check (pyflakes, pycodestyle, isort, bugbear; config in pyproject.toml)"
 "$ROOT/.venv/bin/ruff" check "$ROOT"
+echo "test: lint-imports (the rooms' layers of docs/ENGINEERING.md; contracts in pyproject.toml)"
+(cd "$ROOT" && "$ROOT/.venv/bin/lint-imports" --no-cache)
 echo "test: LORAKIT_HOME=$LORAKIT_HOME LORAKIT_FAST=$LORAKIT_FAST"
 exec "$ROOT/.venv/bin/python" -m pytest -q --durations=30 "$@"  # the 30 slowest: where CI time goes

@@ -343,7 +343,8 @@ def test_the_wheel_ships_every_file_of_lorakit_and_widgets(wheel):
     assert not want - shipped, f"missing from the wheel (a package without __init__.py, or a data file "\
                                f"pyproject.toml's package-data does not match): {sorted(want - shipped)}"
     assert not shipped - want, f"in the wheel but not in the sources: {sorted(shipped - want)}"
-    assert {"lorakit/widgets/panels/__init__.py", "lorakit/models/tiny_llama_tokenizer.json", "lorakit/py.typed"} <= shipped
+    assert {"lorakit/widgets/panels/__init__.py", "lorakit/models/tiny_llama_tokenizer.json",
+            "lorakit/py.typed"} <= shipped
     assert "lorakit = lorakit.cli.commands:main" in entry_points
 
 

@@ -1,3 +1,23 @@
 """Memory, measured and planned: bytes of tensors, what autograd saves, the five-category breakdown, the step peak, the
 planner and the fit verdict.
 """
+from lorakit.common.public import lazy_names
+
+_NAMES = {  # public name -> the module of this room that defines it
+    "MemoryBreakdown": "breakdown",
+    "CATEGORIES": "breakdown",
+    "measure": "breakdown",
+    "StepPeak": "step_peak",
+    "TrainingPeak": "step_peak",
+    "plan_memory": "planner",
+    "planning": "planner",
+    "plan_for_config": "planner",
+    "plan_for_batch": "planner",
+    "plan_for_steps": "planner",
+    "Fit": "fit",
+    "fits": "fit",
+    "accelerators": "fit",
+    "THIS_MACHINE": "fit",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -74,7 +74,8 @@ def _devices(devices) -> list[tuple[str, int, str]]:
     if bad:
         raise ConfigError({"devices": (
             f"unknown device or size {', '.join(bad)}: give sizes in GiB (> 0), {THIS_MACHINE!r}, or names "
-            f"from lorakit/memory/accelerators.json: {', '.join(map(repr, table))} (a unique prefix such as '24GB' works)")})
+            f"from lorakit/memory/accelerators.json: {', '.join(map(repr, table))} "
+            "(a unique prefix such as '24GB' works)")})
     return out
 
 

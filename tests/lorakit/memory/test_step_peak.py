@@ -1,4 +1,5 @@
-"""The measured step peak (lorakit.memory.step_peak) and the planned one (lorakit.memory.planning.peak), on tiny-llama."""
+"""The measured step peak (lorakit.memory.step_peak) and the planned one (lorakit.memory.planning.peak),
+on tiny-llama."""
 import warnings
 
 import pytest
