@@ -280,7 +280,7 @@ ANSWERS_JS = "() => Array.from(document.querySelectorAll('.lorakit-playground-an
 def test_playground_in_jupyterlab(lab, tmp_path):
     """Type a prompt, press Generate: two adapter columns fill token by token (three or more intermediate
     states seen in the page), then Stop ends the answer being written."""
-    sys.path.insert(0, str(REPO / "tests" / "lorakit"))
+    sys.path.insert(0, str(REPO / "tests" / "support"))  # the server's kernel too: pytest's pythonpath is ours only
     from playground_support import stored_run
 
     from lorakit.store import RunStore

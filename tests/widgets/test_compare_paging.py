@@ -2,13 +2,8 @@
 list, histories read only for the page and the selected runs; and user text in it shown as text."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lorakit" / "store"))
-from store_support import make_record  # noqa: E402
+from store_support import make_record  # tests/support
 
 from lorakit.config.run_config import RunConfig  # noqa: E402
 from lorakit.store import RunStore  # noqa: E402

@@ -10,13 +10,13 @@ that the Studio is as it was. Train runs a fake engine (as in test_controller.py
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
-from pathlib import Path
 from unittest import mock
 
+# the Python API's fuzz helpers (tests/support): the same fixed, seeded budget and the same junk values
+import fuzz_support  # noqa: E402
 import pytest
 from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
@@ -26,10 +26,6 @@ from lorakit.config.run_config import DTYPES, METHODS, OPTIMIZERS, QUANTS
 from lorakit.run.events import RunFinished, RunStarted, StepLogged
 from lorakit.run.record import RunRecord
 
-# the Python API's fuzz helpers: the same fixed, seeded budget and the same junk values
-_spec = importlib.util.spec_from_file_location("fuzz_support", Path(__file__).parents[1] / "lorakit/fuzz_support.py")
-fuzz_support = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fuzz_support)
 JUNK = fuzz_support.JUNK
 
 

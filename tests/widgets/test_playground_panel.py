@@ -1,17 +1,13 @@
 """The Playground panel headless: values set and buttons clicked in Python, as in a notebook."""
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 import pytest
+from playground_support import stored_run  # tests/support: the engine tests' stored runs
 
 import lorakit
 from lorakit.store import RunStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lorakit"))
-from playground_support import stored_run  # noqa: E402 - the engine tests' stored runs
 
 WAIT = 600  # seconds; generous for a loaded CI machine, never asserted on
 PROMPT = "Anna is 31 and lives in Oslo."

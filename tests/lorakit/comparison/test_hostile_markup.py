@@ -3,14 +3,10 @@ lorakit renders are read back by Python's own HTML parser (not lorakit's code), 
 element, attribute or script that came from the user's text."""
 from __future__ import annotations
 
-import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "store"))
-from store_support import make_record  # noqa: E402
+from store_support import make_record  # tests/support
 
 from lorakit.config.run_config import RunConfig  # noqa: E402
 

@@ -98,32 +98,3 @@ def test_an_invalid_config_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_validation_imports_nothing_that_imports_it_back():
-    """RunConfig's validation reaches only leaf modules (the target-module rules, the model registry's
-    data, ConfigError), counting imports inside functions too: no cycle config -> models -> ... -> config."""
-    import ast
-    from pathlib import Path
-
-    root = Path(lorakit.__file__).parent
-
-    def lorakit_imports(module: str) -> set:
-        tree = ast.parse((root / f"{module}.py").read_text())
-        found = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
-                names = [node.module] if node.module else [a.name for a in node.names]
-                found |= {n.split(".")[0] for n in names}
-        return found
-
-    reached, todo = set(), ["config"]
-    while todo:
-        module = todo.pop()
-        if module not in reached:
-            reached.add(module)
-            todo.extend(lorakit_imports(module))
-    # bnb_layout: a leaf (variants reads 4-bit weights through it); it imports nothing from lorakit
-    # parts: a leaf (the typed parts RunConfig exposes, ``four_bit``); it imports nothing from lorakit
-    assert reached == {"config", "targets", "errors", "registry", "variants", "families", "recommend",
-                       "dataset_object", "home", "bnb_layout", "parts"}
