@@ -77,7 +77,7 @@ def test_tiny_tokenizer_keeps_the_chatml_template_and_is_subword():
 
 def test_the_shipped_tokenizer_is_what_the_script_makes(tmp_path):
     """scripts/make_tiny_tokenizer.py regenerates the file: same vocabulary and merges, twice over."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "make_tiny_tokenizer.py"
+    script = Path(__file__).resolve().parents[3] / "scripts" / "make_tiny_tokenizer.py"
     out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "up to date" in out.stdout

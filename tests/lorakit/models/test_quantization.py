@@ -40,7 +40,7 @@ def test_install_hint_matches_the_pyproject_requirement():
 
     from lorakit.models.quantization import BNB_REQUIREMENT
 
-    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
     assert BNB_REQUIREMENT in pyproject["project"]["dependencies"]
 
 
