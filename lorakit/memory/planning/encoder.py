@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from lorakit.memory.planning.gpt2 import _ACT_SAVES, GPT2Layer
+from lorakit.memory.planning.gpt2 import ACT_SAVES, GPT2Layer
 from lorakit.memory.planning.states import FP32
 
 
@@ -54,37 +54,42 @@ class EncoderLayer(GPT2Layer):
         b += self.projections(m_req, ("intermediate.dense",), d.hidden)
         i_req = m_req or self.trainable("intermediate.dense")
         if i_req:
-            b += _ACT_SAVES.get(d.act, 1) * d.inter * self.e
+            b += ACT_SAVES.get(d.act, 1) * d.inter * self.e
         b += self.projections(i_req, ("layer.output.dense",), d.inter)
         o_req = i_req or self.trainable("layer.output.dense")
         b += self.dropout_mask(o_req, d.resid_dropout, d.hidden)
         b += self.norm(r_req or o_req)  # output.LayerNorm
         return b, r_req or o_req, False
 
+    def embedding_bytes(self, gin: bool) -> tuple[int, int]:
+        """(per token, fixed): the embeddings' LayerNorm and dropout mask, when their output requires grad
+        (full fine-tuning, or checkpointing's input grads); trained embeddings (full fine-tuning) keep their
+        int64 indices: BERT its token types (seq; positions are a buffer), RoBERTa its token types and the
+        positions it computes from the input ids (batch x seq each)."""
+        if not gin:
+            return 0, 0
+        per_token = self.norm(True) + self.dropout_mask(True, self.d.resid_dropout, self.d.hidden)
+        if not self.s.full:
+            return per_token, 0
+        return (per_token, 8 * self.s.seq_len) if self.d.pooler else (per_token + 2 * 8, 0)
 
-def embedding_bytes(lm: EncoderLayer, gin: bool) -> tuple[int, int]:
-    """(per token, fixed): the embeddings' LayerNorm and dropout mask, when their output requires grad
-    (full fine-tuning, or checkpointing's input grads); trained embeddings (full fine-tuning) keep their
-    int64 indices: BERT its token types (seq; positions are a buffer), RoBERTa its token types and the
-    positions it computes from the input ids (batch x seq each)."""
-    if not gin:
-        return 0, 0
-    per_token = lm.norm(True) + lm.dropout_mask(True, lm.d.resid_dropout, lm.d.hidden)
-    if not lm.s.full:
-        return per_token, 0
-    return (per_token, 8 * lm.s.seq_len) if lm.d.pooler else (per_token + 2 * 8, 0)
+    def head_bytes(self) -> tuple[int, int]:
+        """(per token, per example) bytes of the head, which works on the first token. BERT: pooler.dense, tanh,
+        dropout, classifier; RoBERTa (no pooler): dropout, dense, tanh, dropout, out_proj. The trained head
+        keeps each linear's input, tanh its output, each dropout its mask; a trained pooler.dense keeps its
+        input, a view of the last hidden state, whose whole storage (batch x seq) stays alive. Then the
+        log-softmax over the labels (in the logits' dtype: BERT does not upcast them)."""
+        d, e = self.d, self.e
+        mask = self.dropout_mask(True, d.resid_dropout, d.hidden)
+        if d.pooler:
+            per_token = d.hidden * e if self.s.full or self.s.quant == "int8" else 0  # int8: bnb's matmul keeps it
+            lora = self.projections(True, ("pooler.dense",), d.hidden, input_saved=True)
+            return per_token, lora + d.hidden * e + mask + d.hidden * e + d.labels * e
+        return 0, mask + d.hidden * e + d.hidden * e + mask + d.hidden * e + d.labels * e
 
-
-def head_bytes(lm: EncoderLayer) -> tuple[int, int]:
-    """(per token, per example) bytes of the head, which works on the first token. BERT: pooler.dense, tanh,
-    dropout, classifier; RoBERTa (no pooler): dropout, dense, tanh, dropout, out_proj. The trained head
-    keeps each linear's input, tanh its output, each dropout its mask; a trained pooler.dense keeps its
-    input, a view of the last hidden state, whose whole storage (batch x seq) stays alive. Then the
-    log-softmax over the labels (in the logits' dtype: BERT does not upcast them)."""
-    d, e = lm.d, lm.e
-    mask = lm.dropout_mask(True, d.resid_dropout, d.hidden)
-    if d.pooler:
-        per_token = d.hidden * e if lm.s.full or lm.s.quant == "int8" else 0  # int8: bnb's matmul keeps it
-        lora = lm.projections(True, ("pooler.dense",), d.hidden, input_saved=True)
-        return per_token, lora + d.hidden * e + mask + d.hidden * e + d.labels * e
-    return 0, mask + d.hidden * e + d.hidden * e + mask + d.hidden * e + d.labels * e
+    def output_bytes(self, per_token: int, fixed: int, final_req: bool) -> int:
+        """Post-LN: no final norm; the head sees the first token of each example (``head_bytes``); the loss's
+        total weight is in the logits' dtype."""
+        head_token, head_example = self.head_bytes()
+        fixed += self.e - FP32
+        return self.s.tokens * (per_token + head_token) + fixed + self.s.batch_size * head_example

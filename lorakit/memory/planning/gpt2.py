@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 
-from lorakit.memory.planning.activations import LayerModel
+from lorakit.memory.planning.layer import LayerModel
 from lorakit.memory.planning.states import FP32
 
 # tensors an activation's backward keeps, in units of its input (gelu_new: x, x^3's input, tanh, ...)
-_ACT_SAVES = {"gelu_new": 4, "gelu_pytorch_tanh": 1, "gelu": 1, "relu": 1, "quick_gelu": 2}
+ACT_SAVES = {"gelu_new": 4, "gelu_pytorch_tanh": 1, "gelu": 1, "relu": 1, "quick_gelu": 2}
 
 
 class GPT2Layer(LayerModel):
@@ -71,15 +71,14 @@ class GPT2Layer(LayerModel):
         b += self.projections(m_req, ("c_fc",), d.hidden)
         f_req = m_req or self.trainable("c_fc")
         if f_req:
-            b += _ACT_SAVES.get(d.act, 1) * d.inter * self.e
+            b += ACT_SAVES.get(d.act, 1) * d.inter * self.e
         b += self.projections(f_req, ("mlp.c_proj",), d.inter)  # the activation's output
         p_req = f_req or self.trainable("mlp.c_proj")
         b += self.dropout_mask(p_req, d.resid_dropout, d.hidden)  # mlp.dropout
         return b, r_req or p_req, False
 
-
-def embedding_bytes(lm: GPT2Layer, gin: bool) -> tuple[int, int]:
-    """(per token, fixed) bytes the embeddings save: the embedding dropout's mask when their output
-    requires grad (full fine-tuning, or checkpointing's input grads); a trained position embedding
-    (full fine-tuning) keeps its position ids (seq int64, batch dim 1)."""
-    return lm.dropout_mask(gin, lm.d.resid_dropout, lm.d.hidden), 8 * lm.s.seq_len if lm.s.full else 0
+    def embedding_bytes(self, gin: bool) -> tuple[int, int]:
+        """(per token, fixed) bytes the embeddings save: the embedding dropout's mask when their output
+        requires grad (full fine-tuning, or checkpointing's input grads); a trained position embedding
+        (full fine-tuning) keeps its position ids (seq int64, batch dim 1)."""
+        return self.dropout_mask(gin, self.d.resid_dropout, self.d.hidden), 8 * self.s.seq_len if self.s.full else 0

@@ -33,7 +33,8 @@ and checkpointing setting (``benchmarks/memory_accuracy.py`` holds the compariso
 from __future__ import annotations
 
 from lorakit.memory.breakdown import MemoryBreakdown
-from lorakit.memory.planning.activations import layer_model, residual_bytes
+from lorakit.memory.planning.activations import layer_model
+from lorakit.memory.planning.layer import residual_bytes
 from lorakit.memory.planning.model import Dims, Step
 from lorakit.memory.planning.states import DTYPE_BYTES, FP32
 

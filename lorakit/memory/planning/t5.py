@@ -14,7 +14,8 @@ logits' dtype (T5 does not upcast them, unlike the decoders).
 from __future__ import annotations
 
 from lorakit.memory.planning.encoder import EncoderLayer
-from lorakit.memory.planning.gpt2 import _ACT_SAVES
+from lorakit.memory.planning.gpt2 import ACT_SAVES
+from lorakit.memory.planning.layer import CPU_RNG_STATE, CUDA_RNG_STATE
 from lorakit.memory.planning.states import FP32
 
 
@@ -75,7 +76,7 @@ class T5Layer(EncoderLayer):
             b += self.projections(m_req, ("wi_0", "wi_1"), d.hidden)
             g_req, u_req = m_req or self.trainable("wi_0"), m_req or self.trainable("wi_1")
             if g_req:
-                b += _ACT_SAVES.get(d.act, 1) * d.inter * self.e + d.inter * self.e  # act(wi_0), wi_1 for the product
+                b += ACT_SAVES.get(d.act, 1) * d.inter * self.e + d.inter * self.e  # act(wi_0), wi_1 for the product
             if u_req:
                 b += d.inter * self.e  # act(wi_0) output, for wi_1's gradient
             f_req = g_req or u_req
@@ -89,53 +90,49 @@ class T5Layer(EncoderLayer):
         b += self.dropout_mask(w_req, d.resid_dropout, d.hidden)
         return b, gin or w_req
 
+    def checkpointed_bytes(self) -> int:
+        """With activation checkpointing each block keeps its inputs: its hidden state, in the decoder the
+        encoder's output (one tensor for all blocks), and in blocks after the first the position bias (nh x
+        seq x seq, shared; the decoder's self- and cross-attention ones); reentrant checkpointing (a
+        quantized base) also an RNG state per block. Embedding dropouts, final norms and dropouts, the loss
+        as without checkpointing (input grads on: every embedding output requires grad)."""
+        d, s = self.d, self.s
+        mask = self.dropout_mask(True, d.resid_dropout, d.hidden)
+        per_token = 2 * (mask + self.norm(True) + mask) + (d.layers + d.decoder_layers + 1) * d.hidden * self.e
+        bias = d.heads * s.seq_len ** 2 * self.e
+        fixed = self.e + (bias if d.layers > 1 else 0) + (2 * bias if d.decoder_layers > 1 else 0)
+        if s.quantized:
+            fixed += (d.layers + d.decoder_layers) * (CPU_RNG_STATE + (CUDA_RNG_STATE if s.device == "cuda" else 0))
+        return s.tokens * (per_token + d.vocab * self.e) + fixed
 
-def _checkpointed_bytes(lm: T5Layer) -> int:
-    """With activation checkpointing each block keeps its inputs: its hidden state, in the decoder the
-    encoder's output (one tensor for all blocks), and in blocks after the first the position bias (nh x
-    seq x seq, shared; the decoder's self- and cross-attention ones); reentrant checkpointing (a
-    quantized base) also an RNG state per block. Embedding dropouts, final norms and dropouts, the loss
-    as without checkpointing (input grads on: every embedding output requires grad)."""
-    from lorakit.memory.planning.activations import _CPU_RNG_STATE, _CUDA_RNG_STATE
-
-    d, s = lm.d, lm.s
-    mask = lm.dropout_mask(True, d.resid_dropout, d.hidden)
-    per_token = 2 * (mask + lm.norm(True) + mask) + (d.layers + d.decoder_layers + 1) * d.hidden * lm.e
-    bias = d.heads * s.seq_len ** 2 * lm.e
-    fixed = lm.e + (bias if d.layers > 1 else 0) + (2 * bias if d.decoder_layers > 1 else 0)
-    if s.quantized:
-        fixed += (d.layers + d.decoder_layers) * (_CPU_RNG_STATE + (_CUDA_RNG_STATE if s.device == "cuda" else 0))
-    return s.tokens * (per_token + d.vocab * lm.e) + fixed
-
-
-def t5_activation_bytes(lm: T5Layer) -> int:
-    """Bytes autograd saves in one forward of encoder and decoder (LoRA or full fine-tuning)."""
-    d, s = lm.d, lm.s
-    if s.gradient_checkpointing:
-        return _checkpointed_bytes(lm)
-    gin = s.full
-    per_token = lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # encoder embedding dropout
-    for _ in range(d.layers):
-        b, gin = lm.self_attention(gin)
-        b2, gin = lm.mlp_block(gin)
-        per_token += b + b2
-    per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)  # final norm, dropout
-    enc_req = gin
-    if s.full or s.quant == "int8":  # the encoder output, kept once by every cross-attention's k and v
-        per_token += d.hidden * lm.e  # (their weight gradients; int8: bitsandbytes' matmul keeps its input)
-    gin = s.full
-    per_token += lm.dropout_mask(gin, d.resid_dropout, d.hidden)
-    for _ in range(d.decoder_layers):
-        b, gin = lm.self_attention(gin)
-        b2, gin = lm.cross_attention(gin, enc_req)
-        b3, gin = lm.mlp_block(gin)
-        per_token += b + b2 + b3
-    per_token += lm.norm(gin) + lm.dropout_mask(gin, d.resid_dropout, d.hidden)
-    fixed = lm.e  # the loss's total weight (in the logits' dtype)
-    if s.full:
-        per_token += d.hidden * lm.e  # lm_head's input
-        # trained embeddings keep their indices: each stack's relative-position buckets (seq x seq int64),
-        # the decoder's shifted input ids (int64); the trained position bias makes each decoder layer keep
-        # the causal mask (seq x seq bool)
-        fixed += 2 * s.seq_len ** 2 * 8 + s.tokens * 8 + d.decoder_layers * s.seq_len ** 2
-    return s.tokens * (per_token + d.vocab * lm.e) + fixed  # + the log-softmax, in the logits' dtype
+    def activation_bytes(self) -> int:
+        """Bytes autograd saves in one forward of encoder and decoder (LoRA or full fine-tuning)."""
+        d, s = self.d, self.s
+        if s.gradient_checkpointing:
+            return self.checkpointed_bytes()
+        gin = s.full
+        per_token = self.dropout_mask(gin, d.resid_dropout, d.hidden)  # encoder embedding dropout
+        for _ in range(d.layers):
+            b, gin = self.self_attention(gin)
+            b2, gin = self.mlp_block(gin)
+            per_token += b + b2
+        per_token += self.norm(gin) + self.dropout_mask(gin, d.resid_dropout, d.hidden)  # final norm, dropout
+        enc_req = gin
+        if s.full or s.quant == "int8":  # the encoder output, kept once by every cross-attention's k and v
+            per_token += d.hidden * self.e  # (their weight gradients; int8: bitsandbytes' matmul keeps its input)
+        gin = s.full
+        per_token += self.dropout_mask(gin, d.resid_dropout, d.hidden)
+        for _ in range(d.decoder_layers):
+            b, gin = self.self_attention(gin)
+            b2, gin = self.cross_attention(gin, enc_req)
+            b3, gin = self.mlp_block(gin)
+            per_token += b + b2 + b3
+        per_token += self.norm(gin) + self.dropout_mask(gin, d.resid_dropout, d.hidden)
+        fixed = self.e  # the loss's total weight (in the logits' dtype)
+        if s.full:
+            per_token += d.hidden * self.e  # lm_head's input
+            # trained embeddings keep their indices: each stack's relative-position buckets (seq x seq int64),
+            # the decoder's shifted input ids (int64); the trained position bias makes each decoder layer keep
+            # the causal mask (seq x seq bool)
+            fixed += 2 * s.seq_len ** 2 * 8 + s.tokens * 8 + d.decoder_layers * s.seq_len ** 2
+        return s.tokens * (per_token + d.vocab * self.e) + fixed  # + the log-softmax, in the logits' dtype
