@@ -16,7 +16,7 @@ from pathlib import Path
 
 import lorakit
 from lorakit.common.display import MiB
-from lorakit.training import checkpoints
+from lorakit.store import checkpoints
 
 
 def timed_saves() -> list:

@@ -79,7 +79,7 @@ class RunControl:
     def resume_run(self, run_id: str) -> bool:
         """Continue the stored run ``run_id`` from its newest checkpoint on a thread, as the same run (its
         history so far shown at once); False (with a message) when refused. Stop works as for Train."""
-        from lorakit.training.checkpoints import step_of
+        from lorakit.store.checkpoints import step_of
         from lorakit.training.resuming import resume_point
 
         if self._refuse_second_run():

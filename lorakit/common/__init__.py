@@ -15,7 +15,7 @@ _NAMES = {  # public name -> the module of this room that defines it
     "matmul_gflops": "devices",
     "free_ram": "devices",
     "cache_home": "home",
-    "warm": "lazy_names",
+    "warm": "threads",
     "quiet_libraries": "quiet",
     "quiet_bitsandbytes": "quiet",
 }

@@ -206,7 +206,7 @@ def _generation_config(model, tokenizer):
 
 def _write_peft(record, out: Path, gguf_type: str) -> Path:
     from lorakit.models.loading import model_dir
-    from lorakit.training.checkpoints import FOLDER
+    from lorakit.store.checkpoints import FOLDER
 
     src = Path(record.adapter_path)
     # the adapter's own files: the run's checkpoints beside them are for resuming, not for taking home

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+from lorakit.store.checkpoints import FOLDER as CHECKPOINTS
 from lorakit.store.errors import RunNotFound, StoreError
 from lorakit.store.files import _SQLITE_MAGIC, _check_existing
 from lorakit.store.record_rows import check_run_id, read_runs
 from lorakit.store.runs import RunStore, open_store
-from lorakit.training.checkpoints import FOLDER as CHECKPOINTS
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _PACKED_DB = "runs.db"  # the store's name inside an archive (its run folders: runs_adapters/)

@@ -340,7 +340,7 @@ class RunStore:
     def leftover_checkpoints(self) -> list[tuple[Path, str]]:
         """(path, why) of checkpoints nothing can resume from: those a kill cut short while they were written,
         and the checkpoint folders of runs this store no longer has. A running run's are left alone."""
-        from lorakit.training import checkpoints
+        from lorakit.store import checkpoints
 
         root = self.adapters_root
         if not root.is_dir():

@@ -166,7 +166,7 @@ class _Run:
     def build_trainer(self) -> None:
         from transformers import PrinterCallback, TrainingArguments
 
-        from lorakit.training import checkpoints
+        from lorakit.store import checkpoints
 
         cfg = self.cfg
         saving = self.checkpoint_folder()
@@ -234,7 +234,7 @@ class _Run:
     def checkpoint_folder(self) -> Optional[Path]:
         """Where this run's checkpoints go: its folder in the store (None: no store, or checkpoint_every=0;
         a run kept nowhere cannot be resumed by id)."""
-        from lorakit.training import checkpoints
+        from lorakit.store import checkpoints
 
         if self.store is None or not self.cfg.checkpoint_every:
             return None
@@ -357,7 +357,7 @@ class _Run:
 
     def note_checkpoints(self) -> None:
         """The newest checkpoint's step and the disk the kept ones take (a full fine-tuning's can be large)."""
-        from lorakit.training import checkpoints
+        from lorakit.store import checkpoints
 
         folder = self.checkpoint_folder()
         newest = checkpoints.latest(folder) if folder is not None else None

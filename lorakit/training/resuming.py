@@ -37,14 +37,14 @@ class Resumption:
 
     @property
     def step(self) -> int:
-        from lorakit.training.checkpoints import step_of
+        from lorakit.store.checkpoints import step_of
 
         return step_of(self.checkpoint)
 
 
 def resume_point(record: RunRecord, store, max_steps: Optional[int] = None) -> Path:
     """The checkpoint ``record`` would resume from in ``store``; ResumeError saying why there is none."""
-    from lorakit.training.checkpoints import folder_of, latest
+    from lorakit.store.checkpoints import folder_of, latest
 
     rid = record.run_id
     steps = max_steps if max_steps is not None else record.config.max_steps
@@ -77,7 +77,7 @@ def why_not(record: RunRecord, store) -> str:
 
 def prepare(record: RunRecord, checkpoint: Path, max_steps: Optional[int]) -> Resumption:
     """The record cut back to the checkpoint's step, as the resumed run starts from it."""
-    from lorakit.training.checkpoints import step_of
+    from lorakit.store.checkpoints import step_of
 
     step = step_of(checkpoint)
     cfg = record.config if max_steps is None else record.config.replace(max_steps=max_steps)
