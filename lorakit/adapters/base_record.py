@@ -48,7 +48,7 @@ def base_name(model) -> str:
     config = getattr(plain_model(model), "config", None)
     where = str(getattr(config, "name_or_path", "") or "")
     try:
-        from lorakit.models.loading import cache_home
+        from lorakit.common.home import cache_home
 
         if where and Path(where).parent == cache_home() / "models":
             return Path(where).name

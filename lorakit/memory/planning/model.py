@@ -164,8 +164,8 @@ def _tally(config_json: str, model_type: str, dtype: str, task: str) -> Tally:
 
     from lorakit.adapters.base_record import is_conv1d, layer_dims
     from lorakit.adapters.lora import linear_modules
+    from lorakit.common.threads import building
     from lorakit.config.families import AUTO_CLASS, CLASSIFIER_HEADS
-    from lorakit.models.loading import building
     from lorakit.models.quantization import DTYPE_MAP
 
     d = json.loads(config_json)
