@@ -19,8 +19,8 @@ import threading
 from typing import Optional
 
 import lorakit
-from lorakit.config.run_config import ConfigError
-from lorakit.memory.fit import THIS_MACHINE
+from lorakit.config import ConfigError
+from lorakit.memory import THIS_MACHINE
 
 from .form import ModelSummary
 from .jobs import Coalesced, error_text
@@ -68,7 +68,7 @@ class BackgroundWork:
         self._jobs.start(f"loading {name}", lambda: self._load(name), background)
 
     def _load(self, name: str) -> None:
-        from lorakit.adapters.lora import linear_modules
+        from lorakit.adapters import linear_modules
 
         try:
             with self._engine:
@@ -104,7 +104,7 @@ class BackgroundWork:
             return None, "fix the highlighted fields to see the prediction (" + ", ".join(exc.problems) + ")"
         if cfg in self._plan_cache:
             return self._plan_cache[cfg], ""
-        from lorakit.memory.planner import plan_for_config
+        from lorakit.memory import plan_for_config
 
         try:
             with self._engine:
@@ -128,7 +128,7 @@ class BackgroundWork:
     @staticmethod
     def fit_devices() -> list:
         """What the fit verdict can be asked for: this machine, then the accelerators of lorakit's table."""
-        from lorakit.memory.fit import accelerators
+        from lorakit.memory import accelerators
 
         return [THIS_MACHINE, *accelerators()]
 
@@ -148,8 +148,7 @@ class BackgroundWork:
             cfg = self.config()
         except ConfigError:
             return None, "fix the highlighted fields to see the verdict"
-        from lorakit.memory.fit import fits
-        from lorakit.memory.planner import config_settings
+        from lorakit.memory import config_settings, fits
 
         device = self.fit_device
         try:

@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 
 import plotly.graph_objects as go
 
-from lorakit.common.display import CATEGORY_COLORS, CATEGORY_NAMES, PEAK_COLORS, MiB, finite
-from lorakit.memory.breakdown import CATEGORIES
+from lorakit.common import CATEGORY_COLORS, CATEGORY_NAMES, PEAK_COLORS, MiB, finite
+from lorakit.memory import CATEGORIES
 
 TRAIN, EVAL = 0, 1  # trace indices of the loss chart
 

@@ -31,7 +31,7 @@ import time
 from collections import defaultdict
 from typing import Callable, Optional
 
-from lorakit.config.run_config import ConfigError, RunConfig
+from lorakit.config import ConfigError, RunConfig
 
 from .background import BackgroundWork
 from .form import DATA_FIELDS, Form

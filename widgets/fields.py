@@ -12,7 +12,7 @@ STATUS_COLORS = {"info": "#555", "running": "#1565c0", "ok": "#2e7d32", "warn": 
 @lru_cache(maxsize=1)
 def _docs() -> dict:
     try:
-        from lorakit.config.run_config import field_docs
+        from lorakit.config import field_docs
 
         return field_docs()
     except Exception:  # noqa: BLE001 - tooltips are a nicety

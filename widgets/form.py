@@ -9,9 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from lorakit.config import recommend, targets
-from lorakit.config.parts import positive_int
-from lorakit.config.run_config import ConfigError, RunConfig
+from lorakit.config import ConfigError, RunConfig, positive_int, recommend, targets
 
 # The RunConfig fields the Studio's panels edit (everything else keeps RunConfig's default).
 FORM_FIELDS = (

@@ -13,9 +13,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from lorakit.common.threads import warm
-from lorakit.config.run_config import ConfigError
-from lorakit.run.events import error_line
+from lorakit.common import warm
+from lorakit.config import ConfigError
+from lorakit.run import error_line
 
 log = logging.getLogger("lorakit.widgets")
 

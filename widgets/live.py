@@ -22,8 +22,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from lorakit.run.events import MemoryMeasured, RunFinished, RunStarted
-from lorakit.training.trainer_events import TrainerEvents
+from lorakit.run import MemoryMeasured, RunFinished, RunStarted
+from lorakit.training import TrainerEvents
 
 from .charts import LossChart, MemoryChart, memory_bars
 from .fields import plain_text, status_html

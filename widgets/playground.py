@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from lorakit.config.run_config import ConfigError
-from lorakit.playground.streaming import AnswerStats, GenerationSettings
+from lorakit.config import ConfigError
+from lorakit.playground import AnswerStats, GenerationSettings
 
 from .jobs import error_text
 
@@ -75,15 +75,15 @@ class PlaygroundControl:
 
     def choices(self) -> list:
         """[(name, label)] of the columns that can be loaded: the base, then its stored runs, newest last."""
-        from lorakit.playground.session import _label, why_not
+        from lorakit.playground import column_label, why_not
 
         out = [(BASE, f"base ({self.base})")]
-        out += [(r.run_id, _label(r)) for r in self._records() if not why_not(r, self.base)]
+        out += [(r.run_id, column_label(r)) for r in self._records() if not why_not(r, self.base)]
         return out
 
     def unavailable(self) -> list:
         """[(run id, reason)] of the stored runs that cannot be a column on this base."""
-        from lorakit.playground.session import why_not
+        from lorakit.playground import why_not
 
         return [(r.run_id, why) for r in self._records() if (why := why_not(r, self.base))]
 
@@ -177,7 +177,7 @@ class PlaygroundControl:
         return (self.base, tuple(sorted(n for n in order if n != BASE)))
 
     def _load(self, order: list):
-        from lorakit.playground.session import Session
+        from lorakit.playground import Session
 
         key = self._key(order)
         if self._session is None or self._session_key != key:

@@ -12,9 +12,9 @@ import threading
 from typing import Optional
 
 import lorakit
-from lorakit.common.threads import warm
-from lorakit.config.run_config import RunConfig
-from lorakit.run.events import RunFinished, RunStarted, StepLogged
+from lorakit.common import warm
+from lorakit.config import RunConfig
+from lorakit.run import RunFinished, RunStarted, StepLogged
 
 from .jobs import error_text
 from .runstate import LiveRun
@@ -65,7 +65,7 @@ class RunControl:
 
     def resumable(self, run_id: str) -> str:
         """'' when the stored run ``run_id`` can be resumed (stopped or failed, with a checkpoint), else why not."""
-        from lorakit.training.resuming import why_not
+        from lorakit.training import why_not
 
         if self.store is None:
             return "there is no run store, so no checkpoints"
@@ -79,8 +79,8 @@ class RunControl:
     def resume_run(self, run_id: str) -> bool:
         """Continue the stored run ``run_id`` from its newest checkpoint on a thread, as the same run (its
         history so far shown at once); False (with a message) when refused. Stop works as for Train."""
-        from lorakit.store.checkpoints import step_of
-        from lorakit.training.resuming import resume_point
+        from lorakit.store import step_of
+        from lorakit.training import resume_point
 
         if self._refuse_second_run():
             return False

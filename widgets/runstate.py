@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from lorakit.memory.breakdown import MemoryBreakdown
-from lorakit.run.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from lorakit.memory import MemoryBreakdown
+from lorakit.run import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 
 
 @dataclass

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from typing import Optional
 
 import lorakit
-from lorakit.config.run_config import ConfigError, RunConfig
-from lorakit.run.events import RunFinished, StepLogged
-from lorakit.sweeps.grids import EXECUTORS, grid
+from lorakit.config import ConfigError, RunConfig
+from lorakit.run import RunFinished, StepLogged
+from lorakit.sweeps import EXECUTORS, grid
 
 from .jobs import Coalesced, error_text
 from .sweepstate import AXES, DONE, Trial, parse_values
@@ -143,8 +143,7 @@ class SweepControl:
             self.c._notify("sweep")
 
     def _plan(self, t: Trial) -> None:
-        from lorakit.memory.fit import fits
-        from lorakit.memory.planner import config_settings, plan_for_config
+        from lorakit.memory import config_settings, fits, plan_for_config
 
         cfg, device, cache = t.config, self.c.fit_device, self.c._plan_cache
         try:

@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from lorakit.config.run_config import INITS, METHODS, QUANTS, RunConfig
-from lorakit.config.targets import PRESETS
-from lorakit.run.events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from lorakit.config import INITS, METHODS, PRESETS, QUANTS, RunConfig
+from lorakit.run import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
 
 from .form import RANKS
 

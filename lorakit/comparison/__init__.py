@@ -11,6 +11,10 @@ _NAMES = {  # public name -> the module of this room that defines it
     "pareto_front": "figures",
     "export_csv": "report",
     "export_html": "report",
+    "samples_html": "report",
+    "SHORT_COLUMNS": "table",
+    "COLUMNS": "table",
+    "column_names": "table",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

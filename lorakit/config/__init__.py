@@ -23,6 +23,14 @@ _NAMES = {  # public name -> the module of this room that defines it
     "LAYOUTS": "targets",
     "recommended": "recommend",
     "RECOMMENDED": "recommend",
+    "Settings": "parts",
+    "Base": "parts",
+    "Adapter": "parts",
+    "Shape": "parts",
+    "split": "parts",
+    "four_bit": "parts",
+    "positive_int": "parts",
+    "quant_of": "parts",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -14,6 +14,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "plan_for_config": "planner",
     "plan_for_batch": "planner",
     "plan_for_steps": "planner",
+    "config_settings": "planner",
+    "settings_of": "planner",
     "Fit": "fit",
     "fits": "fit",
     "accelerators": "fit",

@@ -7,6 +7,7 @@ _NAMES = {  # public name -> the module of this room that defines it
     "generate": "session",
     "stream": "session",
     "why_not": "session",
+    "column_label": "session",
     "GenerationSettings": "streaming",
     "AnswerStats": "streaming",
 }

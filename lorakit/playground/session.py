@@ -86,7 +86,7 @@ def why_not(record, model: str, task: str = "") -> str:
     return ""
 
 
-def _label(record) -> str:
+def column_label(record) -> str:
     cfg = record.config
     what = "QLoRA" if cfg.base.four_bit else "LoRA"
     return f"{record.run_id} ({cfg.name + ', ' if cfg.name else ''}{what} r{cfg.rank}, {cfg.dataset})"
@@ -121,7 +121,7 @@ class Session:
             raise ConfigError({"runs": "; ".join(problems)})
         self._load(records, first, quant, device)
         self.columns = ([Column(BASE, f"base ({self.model_name})")] if base else []) + [
-            Column(r.run_id, _label(r), r) for r in records]
+            Column(r.run_id, column_label(r), r) for r in records]
         self._lock = threading.Lock()  # one answer at a time: the active adapter is the shared model's
 
     def _load(self, records, first, quant, device) -> None:

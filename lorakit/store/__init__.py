@@ -16,6 +16,7 @@ Import from here; the modules are, from the file up:
   ``export_runs`` packs chosen runs into a new store file or one archive;
 - :mod:`.eval_cache` — the base model's "before" task result, kept once per key (``lookup``, ``remember``).
 """
+from lorakit.store.checkpoints import step_of
 from lorakit.store.damage import Damaged, DamagedRunsWarning
 from lorakit.store.errors import RunNotFound, StoreError
 from lorakit.store.files import DEFAULT_FILENAME, ENV_VAR, default_store_path
@@ -26,6 +27,7 @@ from lorakit.store.schema import APPLICATION, SCHEMA_VERSION
 from lorakit.store.sink import StoreSink
 
 __all__ = [
+    "step_of",
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
     "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON", "Damaged", "DamagedRunsWarning",
     "merge", "export_runs", "MergeResult",

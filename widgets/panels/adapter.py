@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from lorakit.config import targets
-from lorakit.config.parts import positive_int
-from lorakit.config.run_config import variant_name
+from lorakit.config import positive_int, targets, variant_name
 
 from ..fields import fmt_count
 from ..form import RANKS, selected_targets

@@ -7,7 +7,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 import lorakit
-from lorakit.comparison.report import samples_html
+from lorakit.comparison import samples_html
 
 from ..export_job import FORMATS, GGUF_TYPES, RunExport
 from ..fields import plain_text, status_html

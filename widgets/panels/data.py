@@ -5,8 +5,7 @@ import html
 
 import ipywidgets as W
 
-from lorakit.config import families
-from lorakit.config.run_config import builtin_model_type
+from lorakit.config import builtin_model_type, families
 from lorakit.data import list_tasks, tasks_for
 
 from .base import Panel

@@ -5,9 +5,9 @@ import html
 
 import ipywidgets as W
 
-from lorakit.common.display import CATEGORY_NAMES, fmt_bytes
-from lorakit.memory.breakdown import CATEGORIES
-from lorakit.run.events import MemoryMeasured, RunFinished, RunStarted
+from lorakit.common import CATEGORY_NAMES, fmt_bytes
+from lorakit.memory import CATEGORIES
+from lorakit.run import MemoryMeasured, RunFinished, RunStarted
 
 from ..charts import MemoryChart, memory_bars, predicted_tick
 from .base import Panel

@@ -6,12 +6,9 @@ import html
 
 import ipywidgets as W
 
-from lorakit.common.display import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
-from lorakit.config.parts import four_bit
-from lorakit.config.run_config import DTYPE_CHOICES, OPTIMIZERS
-from lorakit.memory import plan_text
-from lorakit.memory.breakdown import CATEGORIES
-from lorakit.memory.fit import THIS_MACHINE
+from lorakit.common import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
+from lorakit.config import DTYPE_CHOICES, OPTIMIZERS, four_bit
+from lorakit.memory import CATEGORIES, THIS_MACHINE, plan_text
 
 from .base import Panel
 

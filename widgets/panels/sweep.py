@@ -8,9 +8,9 @@ import threading
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from lorakit.common.display import fmt_bytes
-from lorakit.run.events import RunFinished
-from lorakit.sweeps.grids import EXECUTORS
+from lorakit.common import fmt_bytes
+from lorakit.run import RunFinished
+from lorakit.sweeps import EXECUTORS
 
 from ..fields import Field, plain_text, status_html
 from ..sweepstate import AXES, show

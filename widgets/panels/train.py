@@ -5,7 +5,7 @@ import html
 
 import ipywidgets as W
 
-from lorakit.run.events import EvalDone, RunFinished, StepLogged
+from lorakit.run import EvalDone, RunFinished, StepLogged
 
 from ..charts import LossChart
 from ..fields import plain_text, status_html
