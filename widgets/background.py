@@ -121,7 +121,7 @@ class BackgroundWork:
 
     def _replan(self) -> None:
         self.plan_result = self.plan()
-        self.fit_result = self.fit()
+        self.fit_result = self.fit_verdict()
         self._notify("plan")
 
     # --- will it fit ----------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class BackgroundWork:
             self._notify("plan")  # the verdict shown is the previous device's until the new one is in
             self.request_plan(background)
 
-    def fit(self) -> tuple:
+    def fit_verdict(self) -> tuple:
         """(lorakit.Fit or None, message): does the form's run fit on ``fit_device``, and the largest
         batch_size and seq_len that do. A GPU is planned as a CUDA run with the form's dtype."""
         try:

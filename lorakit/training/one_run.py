@@ -120,7 +120,7 @@ class _Run:
         self.check_stop()
         self.build_trainer()
         self.check_stop()
-        self.fit()
+        self.run_trainer()
         self.finish()
 
     def load(self) -> None:
@@ -219,7 +219,7 @@ class _Run:
                 self.eval_spans.append((t0, time.perf_counter()))
         return timed
 
-    def fit(self) -> None:
+    def run_trainer(self) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", message=".*use_cache=True.*")
