@@ -201,7 +201,7 @@ def test_compare_has_a_variant_column():
             for kw in (dict(), dict(use_dora=True), dict(quant="nf4", init="loftq"), dict(method="full"))]
     df = lorakit.compare(runs)
     assert list(df["variant"]) == ["lora", "dora", "loftq", "full"]
-    assert list(df["label"])[1:3] == ["lora-r8-dora", "qlora-nf4-r8-loftq"]
+    assert list(df["label"])[1:3] == ["tiny-llama · lora-r8-dora", "tiny-llama · qlora-nf4-r8-loftq"]
 
 
 def test_cli_flags_come_from_the_new_fields():
