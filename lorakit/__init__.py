@@ -9,12 +9,13 @@ is quick and never imports the notebook widgets.
 from . import export as _export_module  # noqa: F401  (the same: lorakit.export stays the function)
 from . import sweep as _sweep_module  # noqa: F401
 from .config import ConfigError, RunConfig
-from .events import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from .events import EvalDone, MemoryMeasured, PhaseStarted, RunFinished, RunStarted, StepLogged
 from .export import FORMATS as EXPORT_FORMATS
 from .export import ExportError
 from .figures import loss_figure, memory_figure, pareto_figure, pareto_front
 from .fit import Fit, fits
 from .gguf_export import GGUF_TYPES
+from .logging_setup import quiet_kernel_lookup
 from .memory import MemoryBreakdown
 from .models import ModelUnavailable, list_models, load_model
 from .record import RunRecord
@@ -25,12 +26,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RunConfig", "ConfigError", "MemoryBreakdown", "RunRecord", "ModelUnavailable",
-    "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "RunFinished",
+    "RunStarted", "StepLogged", "EvalDone", "MemoryMeasured", "PhaseStarted", "RunFinished",
     "train", "sweep", "compare", "plan_memory", "fits", "Fit", "list_models", "load_model", "list_tasks", "RunStore",
     "export", "ExportError", "EXPORT_FORMATS", "GGUF_TYPES",
     "styled", "loss_figure", "memory_figure", "pareto_figure", "pareto_front", "export_csv", "export_html",
     "generate", "stream",
 ]
+
+quiet_kernel_lookup()  # before peft or transformers import bitsandbytes: see logging_setup
 
 
 def train(config, sinks=(), store=None, stop=None, device=None, output_dir=None):
