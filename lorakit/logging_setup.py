@@ -13,6 +13,22 @@ import logging
 import os
 import warnings
 
+# bitsandbytes looks up an optional CPU kernel while it is imported (on CPUs with AVX512-BF16) and logs "Failed to
+# load CPU gemm_4bit_forward from kernels-community ... pip install kernels" when offline or not installed. peft
+# and transformers import it before any lorakit call can quiet it (a Studio's planner thread), and a beginner
+# takes the red line for a broken install: these loggers are quieted (below error) at ``import lorakit``.
+KERNEL_LOOKUP_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
+
+
+@functools.cache
+def quiet_kernel_lookup() -> None:
+    """Quiet the optional-kernel lookup's loggers, and the ``kernels`` package's warnings (imports nothing)."""
+    if os.environ.get("LORAKIT_VERBOSE"):
+        return
+    for name in KERNEL_LOOKUP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"kernels(\.|$)")
+
 
 @functools.cache
 def quiet_libraries() -> None:
