@@ -36,10 +36,11 @@ BOXES_JS = """
   const studio = document.querySelector('.lorakit-studio');
   const train = Array.from(studio.querySelectorAll('button')).find(b => b.innerText.trim() === 'Train');
   const plots = Array.from(studio.querySelectorAll('.js-plotly-plot'));
-  const titled = t => plots.find(gd => {
-      const x = gd.layout && gd.layout.title; return String((x && (x.text || x)) || '').startsWith(t); });
+  const titled = test => plots.find(gd => {
+      const x = gd.layout && gd.layout.title; return test(String((x && (x.text || x)) || '')); });
   return {viewport: [window.innerWidth, window.innerHeight], studio: box(studio), train: box(train),
-          loss: box(titled('Loss')), memory: box(titled('Memory')),
+          loss: box(titled(t => t === 'Loss' || t.startsWith('Loss ·'))),
+          memory: box(titled(t => t.startsWith('Memory: predicted'))),
           model: box(studio.querySelector('.lorakit-model-info'))};
 }
 """
@@ -59,9 +60,9 @@ def start_lab(tmp: Path):
     env = dict(os.environ, LORAKIT_STORE=str(root / "lorakit_runs.db"), HF_HUB_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), PYTHONUNBUFFERED="1")
-    settings = REPO / "scripts" / "jupyterlab-settings"
-    if settings.is_dir():
-        env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    app = Path(sys.prefix) / "share" / "jupyter" / "lab" / "settings"  # as make lab does: no news popup
+    app.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "scripts" / "jupyterlab-overrides.json", app / "overrides.json")
     cmd = [str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", f"--port={port}",
            "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
@@ -81,20 +82,26 @@ def start_lab(tmp: Path):
 
 def shoot(browser, url: str, size: tuple, path: Path) -> dict:
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    errors: list = []
+    page.on("console", lambda m: errors.append(m.text[:300]) if m.type == "error" else None)
     try:
         page.goto(f"{url}/lab/tree/{NOTEBOOK.name}", timeout=LONG)
         page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
         page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)
-        if not page.locator("#filebrowser").is_visible():  # a laptop user keeps the file browser open
-            page.locator("li[data-id='filebrowser']").click()
         page.locator(".lm-MenuBar-itemLabel").get_by_text("Run", exact=True).click()
         page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
         page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
         page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)
-        page.wait_for_timeout(3000)  # the charts' first draw
-        boxes = page.evaluate(BOXES_JS)
+        t0 = time.monotonic()
+        while True:  # the live charts drawn with their layout (on a loaded machine: seconds after the widgets)
+            boxes = page.evaluate(BOXES_JS)
+            if (boxes["loss"] and boxes["memory"]) or time.monotonic() - t0 > 180:
+                break
+            page.wait_for_timeout(1000)
+        page.wait_for_timeout(1000)
+        boxes = {**page.evaluate(BOXES_JS), "charts_after_s": round(time.monotonic() - t0, 1)}
         page.screenshot(path=str(path))
-        return boxes
+        return {**boxes, "console_errors": errors}
     finally:
         page.close()
 

@@ -19,7 +19,7 @@ TRAIN, EVAL = 0, 1  # trace indices of the loss chart
 class LossChart:
     """Train loss (line) and eval loss (diamonds) against the step."""
 
-    def __init__(self, height: int = 300, width: int = 540):
+    def __init__(self, height: int = 240, width: int = 470):
         self.figure = go.FigureWidget(
             data=[
                 go.Scatter(x=[], y=[], mode="lines+markers", name="train loss",
@@ -31,7 +31,8 @@ class LossChart:
                 title=dict(text="Loss", x=0.02), height=height, width=width, template="plotly_white",
                 margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss",
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-                xaxis=dict(range=[0, 10]), yaxis=dict(rangemode="tozero"),
+                # empty: a step axis from 0 and the note saying what will appear (never plotly's -1..4)
+                xaxis=dict(range=[0, 10], rangemode="nonnegative"), yaxis=dict(range=[0, 4], rangemode="tozero"),
                 annotations=[_note("press Train: the loss appears here after the first step")],
             ),
         )
@@ -41,6 +42,8 @@ class LossChart:
         f = self.figure
         with f.batch_update():
             f.layout.annotations = () if (steps or evals) else (_note("waiting for the first step…"),)
+            if steps or evals:
+                f.layout.yaxis.autorange = True  # from zero (rangemode) to the highest loss
             f.data[TRAIN].x = [s for s, _ in steps]
             f.data[TRAIN].y = [finite(v) for _, v in steps]
             f.data[EVAL].x = [s for s, _ in evals]
@@ -64,7 +67,7 @@ class MemoryChart:
     """Stacked bars of the five memory categories: predicted next to measured, one pair per run; the step
     peak (the most the allocator holds during a training step) as a marker over each bar that has one."""
 
-    def __init__(self, height: int = 340, width: int = 540, title: str = "Memory: predicted vs measured"):
+    def __init__(self, height: int = 270, width: int = 470, title: str = "Memory: predicted vs measured"):
         self.figure = go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
                          hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
@@ -76,10 +79,12 @@ class MemoryChart:
             layout=go.Layout(
                 barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
                 template="plotly_white",
-                # two-line ticks (kind, then run label) need the bottom; the legend goes to the right
-                yaxis_title="MiB", margin=dict(t=40, r=10, b=80, l=55),
-                legend=dict(orientation="v", yanchor="top", y=1.0, x=1.02, font=dict(size=11),
-                            traceorder="normal"),
+                # two-line ticks (kind, then run label) need the bottom; the legend lies inside the plot's top,
+                # in headroom left above the bars (a legend beside a narrow chart is clipped)
+                yaxis=dict(title="MiB", rangemode="tozero", range=[0, 4]), xaxis=dict(showticklabels=True),
+                margin=dict(t=40, r=10, b=80, l=55),
+                legend=dict(orientation="h", x=0.0, xanchor="left", y=1.0, yanchor="top", font=dict(size=10),
+                            traceorder="normal", bgcolor="rgba(255,255,255,0.8)"),
                 annotations=[_note("no run yet: bars appear after the first optimizer step")],
             ),
         )
@@ -112,6 +117,9 @@ class MemoryChart:
                 trace.y = [None if p is None else p / MiB for p in peaks]
                 trace.customdata = [_peak_hover(b) for b in self.bars]
                 trace.showlegend = any(p is not None for p in peaks)
+            top = max([max(b[2].total, b[2].peak or 0) / MiB for b in self.bars if b[2] is not None] or [0])
+            if top:
+                f.layout.yaxis.range = [0, top * 1.5]  # the top third for the legend
 
     def values(self) -> dict:
         """{(run label, kind): {category: bytes}} as drawn (for tests)."""

@@ -11,7 +11,7 @@ from lorakit.widgets import Studio
 def test_the_model_picker_groups_the_built_in_models_by_family(store_path):
     s = Studio(store=store_path, autoload=False, model="tiny-llama")
     labels = [label for label, _ in s.model_panel.registry.options]
-    groups = [label.split(" │ ")[0] for label in labels]
+    groups = [label.split(" │ ")[0].split(" · ", 1)[1] for label in labels]  # "name · family · task │ ..."
     assert groups == sorted(groups, key=["decoder · causal-lm", "encoder · classification",
                                          "encoder-decoder · seq2seq"].index)  # each family one run of entries
     by_name = dict(zip([v for _, v in s.model_panel.registry.options], groups, strict=True))
