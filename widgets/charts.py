@@ -16,11 +16,29 @@ from lorakit.memory import CATEGORIES
 TRAIN, EVAL = 0, 1  # trace indices of the loss chart
 
 
+def repair_first_view(fig: go.FigureWidget) -> go.FigureWidget:
+    """Send the whole layout once more when the first view reports in. plotly's FigureWidget can draw its first
+    view before the layout has reached the browser (seen in JupyterLab after Run All on a loaded 2-core machine:
+    plotly's default axes, no title, 360 px high) and then only applies later edits; a relayout with every
+    property mends such a view and changes nothing in a good one."""
+    sent: list = []
+
+    def resend(_change) -> None:
+        if sent:  # once: after that the view answers this very relayout, and every later edit
+            return
+        sent.append(True)
+        layout = fig.layout.to_plotly_json()
+        fig._send_relayout_msg(layout)  # plotly's own message for a relayout (update_layout sends only changes)
+
+    fig.observe(resend, "_js2py_layoutDelta")
+    return fig
+
+
 class LossChart:
     """Train loss (line) and eval loss (diamonds) against the step."""
 
     def __init__(self, height: int = 240, width: int = 470):
-        self.figure = go.FigureWidget(
+        self.figure = repair_first_view(go.FigureWidget(
             data=[
                 go.Scatter(x=[], y=[], mode="lines+markers", name="train loss",
                            line=dict(color="#1f77b4", width=2), marker=dict(size=5)),
@@ -35,7 +53,7 @@ class LossChart:
                 xaxis=dict(range=[0, 10], rangemode="nonnegative"), yaxis=dict(range=[0, 4], rangemode="tozero"),
                 annotations=[_note("press Train: the loss appears here after the first step")],
             ),
-        )
+        ))
 
     def show(self, steps: Sequence, evals: Sequence, max_steps: int = 0, title: str = "Loss") -> None:
         """Redraw from [(step, loss)] and [(step, eval_loss)] in one batched update."""
@@ -68,7 +86,7 @@ class MemoryChart:
     peak (the most the allocator holds during a training step) as a marker over each bar that has one."""
 
     def __init__(self, height: int = 270, width: int = 470, title: str = "Memory: predicted vs measured"):
-        self.figure = go.FigureWidget(
+        self.figure = repair_first_view(go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
                          hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
                   for c in CATEGORIES]
@@ -87,7 +105,7 @@ class MemoryChart:
                             traceorder="normal", bgcolor="rgba(255,255,255,0.8)"),
                 annotations=[_note("no run yet: bars appear after the first optimizer step")],
             ),
-        )
+        ))
         self.bars: list = []
         self.notes: list = []
 

@@ -43,6 +43,8 @@ class Studio(W.VBox):
         left = W.VBox([self.train_panel, self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
                       layout=W.Layout(width=FORM_WIDTH, flex="0 0 auto"))
         loss = W.Box([self.train_panel.chart.figure], layout=W.Layout(margin="4px"))
+        loss.add_class("lorakit-live-loss")
+        self.memory_panel.add_class("lorakit-live-memory")
         # as wide as its chart: its table scrolls rather than widening the panel past the loss chart's side
         self.memory_panel.layout.width = CHART_BOX
         self.memory_panel.layout.overflow = "auto"

@@ -48,3 +48,16 @@ def test_the_live_memory_chart_starts_at_zero_with_its_legend_inside():
     assert layout.yaxis.rangemode == "tozero" and layout.yaxis.range[0] == 0
     assert layout.yaxis.range[1] >= 1.4 * 500  # headroom above the highest peak: the legend's place
     assert 0 <= layout.legend.x <= 1 and 0 <= layout.legend.y <= 1 and layout.legend.yanchor == "top"
+
+
+def test_the_live_charts_send_their_whole_layout_again_once_the_first_view_reports():
+    """plotly can draw a FigureWidget's first view before its layout reached the browser: one full relayout mends it."""
+    from lorakit.widgets.charts import LossChart
+
+    for chart in (LossChart(), MemoryChart()):
+        fig = chart.figure
+        before = fig._last_layout_edit_id
+        fig._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": before}  # the first view reports in
+        assert fig._last_layout_edit_id == before + 1  # one relayout sent, with every property
+        fig._js2py_layoutDelta = {"layout_delta": {}, "layout_edit_id": before + 1}
+        assert fig._last_layout_edit_id == before + 1  # once only
