@@ -1,6 +1,7 @@
 """The Studio in a real browser: JupyterLab + headless Debian chromium driven by playwright.
 
-Runs notebooks/01_studio.ipynb as a user would: run all cells, train LoRA
+Runs notebooks/01_studio.ipynb as a user would, on a laptop's screen (1280 x 800, the file browser open):
+run all cells and find Train, the live loss and the memory chart without scrolling; train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
 NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
 in the test's tmp dir, and to docs/studio.png (the README's picture)
@@ -162,8 +163,23 @@ def _train_three_points_then_stop(page, studio, label: str) -> None:
     assert "stopped after step" in status and "kept" in status, status
 
 
+# JS: the box of the Train button and of the live loss and memory charts (page pixels), as a user sees them
+BOXES_JS = """
+() => {
+  const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                      return {top: r.top, left: r.left, bottom: r.bottom, right: r.right}; };
+  const studio = document.querySelector('.lorakit-studio');
+  // the charts' plots inside their places in the Studio (their own title arrives with the layout)
+  return {train: box(Array.from(studio.querySelectorAll('button')).find(b => b.innerText.trim() === 'Train')),
+          loss: box(studio.querySelector('.lorakit-live-loss .js-plotly-plot')),
+          memory: box(studio.querySelector('.lorakit-live-memory .js-plotly-plot'))};
+}
+"""
+LAPTOP = {"width": 1280, "height": 800}
+
+
 @contextmanager
-def _run_all_cells(url: str, name: str):
+def _run_all_cells(url: str, name: str, viewport: dict = None):
     """Open notebook ``name`` in JupyterLab in headless chromium, wait for the kernel, Run > Run All Cells;
     yields the page, and closes the browser after."""
     from playwright.sync_api import sync_playwright
@@ -171,7 +187,7 @@ def _run_all_cells(url: str, name: str):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1750, "height": 2900})
+            page = browser.new_page(viewport=viewport or {"width": 1750, "height": 2900})
             page.goto(f"{url}/lab/tree/{name}", timeout=LONG)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
             page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)  # the kernel is up
@@ -185,13 +201,23 @@ def _run_all_cells(url: str, name: str):
 def test_studio_in_jupyterlab(lab, tmp_path):
     url, root = lab
     shot = tmp_path / "studio.png"
-    with _run_all_cells(url, NOTEBOOK.name) as page:
+    with _run_all_cells(url, NOTEBOOK.name, viewport=LAPTOP) as page:
         studio = page.locator(".lorakit-studio")
         studio.wait_for(timeout=LONG)
         # the model panel reports the loaded default model
         page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
         assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
         page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
+        # a laptop's screen with the file browser open: Train, the loss and the memory chart without scrolling
+        assert page.locator("#filebrowser").is_visible()  # JupyterLab opens with it, and a beginner keeps it
+        _wait_until(page, lambda: all(page.evaluate(BOXES_JS).values()), "Train, the loss and the memory chart")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "studio-1280x800.png"))
+        boxes = page.evaluate(BOXES_JS)
+        for name, b in boxes.items():
+            assert b is not None, (name, boxes)
+            assert 0 <= b["top"] and b["bottom"] <= LAPTOP["height"] and b["right"] <= LAPTOP["width"], (name, b)
+        page.set_viewport_size({"width": 1750, "height": 2900})  # the rest reads the whole Studio
 
         _train_three_points_then_stop(page, studio, "lora-r8")
         studio.get_by_role("button", name="NF4", exact=True).click()  # Quantization panel
