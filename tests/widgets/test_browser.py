@@ -3,7 +3,8 @@
 Runs notebooks/01_studio.ipynb as a user would, on a laptop's screen (1280 x 800, the file browser open):
 run all cells and find Train, the live loss and the memory chart without scrolling; train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
-NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
+NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table; Delete asks
+before deleting; and choosing minilm-l6 in the form, nothing typed, trains a short run to the end. Saves a screenshot
 in the test's tmp dir, and to docs/studio.png (the README's picture)
 when LORAKIT_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the checkout untouched. A second test
 starts a two-trial sweep from the Sweep panel (tiny-llama, three steps) and sees both rows finish and
@@ -248,6 +249,27 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         page.wait_for_timeout(1500)  # let the last redraw settle before the picture
         page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
         studio.screenshot(path=str(shot), timeout=LONG)
+
+        # Delete asks first and says how many; No keeps the runs
+        compare = page.locator(".lorakit-studio .lorakit-runs-table").first
+        select = studio.locator(".lorakit-compare-select select")
+        qlora = [o for o in select.locator("option").all_inner_texts() if o.startswith("qlora-nf4-r8")]
+        select.select_option(label=qlora)
+        studio.get_by_role("button", name="Delete selected…", exact=True).click()
+        page.wait_for_selector(".lorakit-confirm-delete:has-text('Delete 1 run and their adapters')", timeout=LONG)
+        studio.locator(".lorakit-confirm-delete").get_by_role("button", name="No", exact=True).click()
+        page.wait_for_selector(".lorakit-studio :text('Nothing deleted.')", timeout=LONG)
+        assert rows.count() == 2 and "qlora-nf4-r8" in compare.inner_text()
+
+        # the encoder from the form alone: its task and data follow, it loads, and a short run finishes
+        studio.get_by_role("button", name="none", exact=True).click()  # the Quantization panel: back to none
+        page.locator(".lorakit-studio .lorakit-model-registry select").select_option(value="minilm-l6")
+        page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('BertFor')", timeout=LONG)
+        assert page.locator(".lorakit-studio .lorakit-field-error").count() == 0
+        studio.get_by_role("button", name="Train", exact=True).click()
+        page.wait_for_selector(".lorakit-studio .lorakit-status-ok:has-text('finished')", timeout=LONG)
+        page.wait_for_selector(".lorakit-studio .lorakit-runs-table tr:has-text('finished')", timeout=LONG)
+        assert rows.count() == 3, page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
     assert shot.stat().st_size > 10_000
     if os.environ.get("LORAKIT_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, REPO / "docs" / "studio.png")
