@@ -39,8 +39,9 @@ BOXES_JS = """
   const titled = test => plots.find(gd => {
       const x = gd.layout && gd.layout.title; return test(String((x && (x.text || x)) || '')); });
   return {viewport: [window.innerWidth, window.innerHeight], studio: box(studio), train: box(train),
-          loss: box(titled(t => t === 'Loss' || t.startsWith('Loss ·'))),
-          memory: box(titled(t => t.startsWith('Memory: predicted'))),
+          loss: box(studio.querySelector('.lorakit-live-loss .js-plotly-plot')),
+          memory: box(studio.querySelector('.lorakit-live-memory .js-plotly-plot')),
+          loss_titled: Boolean(titled(t => t === 'Loss' || t.startsWith('Loss ·'))),
           model: box(studio.querySelector('.lorakit-model-info'))};
 }
 """
@@ -95,7 +96,7 @@ def shoot(browser, url: str, size: tuple, path: Path) -> dict:
         t0 = time.monotonic()
         while True:  # the live charts drawn with their layout (on a loaded machine: seconds after the widgets)
             boxes = page.evaluate(BOXES_JS)
-            if (boxes["loss"] and boxes["memory"]) or time.monotonic() - t0 > 180:
+            if (boxes["loss"] and boxes["memory"] and boxes["loss_titled"]) or time.monotonic() - t0 > 60:
                 break
             page.wait_for_timeout(1000)
         page.wait_for_timeout(1000)
