@@ -5,6 +5,7 @@ docs/ENGINEERING.md) and is imported when first used, so ``import lorakit`` is q
 torch or the notebook widgets, and ``dir(lorakit)`` lists the API rather than the package's files.
 """
 from lorakit.common.public import lazy_names
+from lorakit.common.quiet import quiet_kernel_lookup
 
 __version__ = "0.1.0"
 
@@ -12,7 +13,7 @@ _NAMES = {  # public name -> the module that defines it
     "RunConfig": "config.run_config", "ConfigError": "common.errors",
     "MemoryBreakdown": "memory.breakdown", "plan_memory": "memory.planner", "fits": "memory.fit", "Fit": "memory.fit",
     "RunRecord": "run.record", "RunStarted": "run.events", "StepLogged": "run.events", "EvalDone": "run.events",
-    "MemoryMeasured": "run.events", "RunFinished": "run.events",
+    "MemoryMeasured": "run.events", "PhaseStarted": "run.events", "RunFinished": "run.events",
     "load_model": "models.loading", "list_models": "models.loading", "ModelUnavailable": "models.loading",
     "list_tasks": "data", "RunStore": "store",
     "train": "training.one_run", "resume": "training.resuming", "ResumeError": "training.resuming",
@@ -28,6 +29,7 @@ _RENAMED = {"EXPORT_FORMATS": ("exports.writer", "FORMATS")}
 
 __all__ = [*_NAMES, *_RENAMED]
 _getattr, _dir = lazy_names(__name__, _NAMES)
+quiet_kernel_lookup()  # before peft or transformers import bitsandbytes (see common.quiet)
 
 
 def __getattr__(name: str):

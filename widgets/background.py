@@ -72,7 +72,7 @@ class BackgroundWork:
 
         try:
             with self._engine:
-                loaded = lorakit.load_model(name, device="cpu")
+                loaded = lorakit.load_model(name, device="cpu", labels=self._summary_labels(name))
                 info = ModelSummary(name, loaded.num_params, loaded.num_layers, loaded.architecture,
                                     loaded.load_s, linear_modules(loaded.model), loaded.tokenizer, loaded.task)
                 del loaded
@@ -89,6 +89,22 @@ class BackgroundWork:
         self._notify("model")
         self._validate()
         self.request_data_check()  # the tokenizer is here: does the form's data fit?
+
+    def _summary_labels(self, name: str) -> Optional[tuple]:
+        """A classifier's labels for the load that lists its layers: the form's data's when it has two or
+        more, else two stand-ins. The weights are dropped, and a data problem is the data check's to say at
+        the dataset field: the model must load whatever the data is (or the form dead-ends)."""
+        from lorakit.config import REGISTRY
+        from lorakit.data import data_labels
+
+        if name in REGISTRY and REGISTRY[name].task != "classification":
+            return None  # a built-in decoder or encoder-decoder: no classifier head
+        cfg = self.form.data_config()
+        try:
+            labels = tuple(data_labels(cfg)) if cfg is not None else ()
+        except Exception:  # noqa: BLE001 - unreadable data: the data check names why
+            labels = ()
+        return labels if len(set(labels)) >= 2 else ("label 0", "label 1")
 
     def _loaded(self) -> Optional[ModelSummary]:
         """The loaded model's summary when it is the form's model."""

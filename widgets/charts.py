@@ -16,11 +16,29 @@ from lorakit.memory import CATEGORIES
 TRAIN, EVAL = 0, 1  # trace indices of the loss chart
 
 
+def repair_first_view(fig: go.FigureWidget) -> go.FigureWidget:
+    """Send the whole layout once more when the first view reports in. plotly's FigureWidget can draw its first
+    view before the layout has reached the browser (seen in JupyterLab after Run All on a loaded 2-core machine:
+    plotly's default axes, no title, 360 px high) and then only applies later edits; a relayout with every
+    property mends such a view and changes nothing in a good one."""
+    sent: list = []
+
+    def resend(_change) -> None:
+        if sent:  # once: after that the view answers this very relayout, and every later edit
+            return
+        sent.append(True)
+        layout = fig.layout.to_plotly_json()
+        fig._send_relayout_msg(layout)  # plotly's own message for a relayout (update_layout sends only changes)
+
+    fig.observe(resend, "_js2py_layoutDelta")
+    return fig
+
+
 class LossChart:
     """Train loss (line) and eval loss (diamonds) against the step."""
 
-    def __init__(self, height: int = 300, width: int = 540):
-        self.figure = go.FigureWidget(
+    def __init__(self, height: int = 240, width: int = 470):
+        self.figure = repair_first_view(go.FigureWidget(
             data=[
                 go.Scatter(x=[], y=[], mode="lines+markers", name="train loss",
                            line=dict(color="#1f77b4", width=2), marker=dict(size=5)),
@@ -31,16 +49,19 @@ class LossChart:
                 title=dict(text="Loss", x=0.02), height=height, width=width, template="plotly_white",
                 margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss",
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
-                xaxis=dict(range=[0, 10]), yaxis=dict(rangemode="tozero"),
+                # empty: a step axis from 0 and the note saying what will appear (never plotly's -1..4)
+                xaxis=dict(range=[0, 10], rangemode="nonnegative"), yaxis=dict(range=[0, 4], rangemode="tozero"),
                 annotations=[_note("press Train: the loss appears here after the first step")],
             ),
-        )
+        ))
 
     def show(self, steps: Sequence, evals: Sequence, max_steps: int = 0, title: str = "Loss") -> None:
         """Redraw from [(step, loss)] and [(step, eval_loss)] in one batched update."""
         f = self.figure
         with f.batch_update():
             f.layout.annotations = () if (steps or evals) else (_note("waiting for the first step…"),)
+            if steps or evals:
+                f.layout.yaxis.autorange = True  # from zero (rangemode) to the highest loss
             f.data[TRAIN].x = [s for s, _ in steps]
             f.data[TRAIN].y = [finite(v) for _, v in steps]
             f.data[EVAL].x = [s for s, _ in evals]
@@ -64,8 +85,8 @@ class MemoryChart:
     """Stacked bars of the five memory categories: predicted next to measured, one pair per run; the step
     peak (the most the allocator holds during a training step) as a marker over each bar that has one."""
 
-    def __init__(self, height: int = 340, width: int = 540, title: str = "Memory: predicted vs measured"):
-        self.figure = go.FigureWidget(
+    def __init__(self, height: int = 270, width: int = 470, title: str = "Memory: predicted vs measured"):
+        self.figure = repair_first_view(go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
                          hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
                   for c in CATEGORIES]
@@ -76,13 +97,15 @@ class MemoryChart:
             layout=go.Layout(
                 barmode="stack", title=dict(text=title, x=0.02), height=height, width=width,
                 template="plotly_white",
-                # two-line ticks (kind, then run label) need the bottom; the legend goes to the right
-                yaxis_title="MiB", margin=dict(t=40, r=10, b=80, l=55),
-                legend=dict(orientation="v", yanchor="top", y=1.0, x=1.02, font=dict(size=11),
-                            traceorder="normal"),
+                # two-line ticks (kind, then run label) need the bottom; the legend lies inside the plot's top,
+                # in headroom left above the bars (a legend beside a narrow chart is clipped)
+                yaxis=dict(title="MiB", rangemode="tozero", range=[0, 4]), xaxis=dict(showticklabels=True),
+                margin=dict(t=40, r=10, b=80, l=55),
+                legend=dict(orientation="h", x=0.0, xanchor="left", y=1.0, yanchor="top", font=dict(size=10),
+                            traceorder="normal", bgcolor="rgba(255,255,255,0.8)"),
                 annotations=[_note("no run yet: bars appear after the first optimizer step")],
             ),
-        )
+        ))
         self.bars: list = []
         self.notes: list = []
 
@@ -112,6 +135,9 @@ class MemoryChart:
                 trace.y = [None if p is None else p / MiB for p in peaks]
                 trace.customdata = [_peak_hover(b) for b in self.bars]
                 trace.showlegend = any(p is not None for p in peaks)
+            top = max([max(b[2].total, b[2].peak or 0) / MiB for b in self.bars if b[2] is not None] or [0])
+            if top:
+                f.layout.yaxis.range = [0, top * 1.5]  # the top third for the legend
 
     def values(self) -> dict:
         """{(run label, kind): {category: bytes}} as drawn (for tests)."""

@@ -36,10 +36,13 @@ from lorakit.config import ConfigError, RunConfig
 from .background import BackgroundWork
 from .form import DATA_FIELDS, Form
 from .jobs import Jobs, error_text
-from .run import RunControl
+from .run import CANNOT_TRAIN, RunControl, cannot_train
 from .sweep import SweepControl
 
 log = logging.getLogger("lorakit.widgets")
+# The fields a model load depends on besides the model (a classifier's labels come from the data): a
+# change to one retries a load that failed.
+LOAD_FIELDS = ("dataset",)
 
 
 class StudioController(BackgroundWork, RunControl):
@@ -96,8 +99,9 @@ class StudioController(BackgroundWork, RunControl):
             return self.problems
         changes.update(self.form.follow(changes))  # a new model brings its recommended steps, rate, task
         stale = tuple(k for k in DATA_FIELDS if k in changes)
+        retry = bool(self.model_error) and "model" not in changes and bool(set(LOAD_FIELDS) & set(changes))
         with self._lock:
-            if "model" in changes:
+            if "model" in changes or retry:
                 self.model_error = ""
             if stale:
                 self._clear_data(stale)
@@ -106,6 +110,8 @@ class StudioController(BackgroundWork, RunControl):
         if stale:
             self._notify("data")
         problems = self._validate()
+        if retry:  # the load failed for a reason these fields may have fixed: try again
+            self.load_model()
         self.request_plan()
         self.request_data_check()
         return problems
@@ -120,7 +126,18 @@ class StudioController(BackgroundWork, RunControl):
         self.problems = problems
         if notify:
             self._notify("problems", problems)
+            self._refresh_refusal(problems)
         return problems
+
+    def _refresh_refusal(self, problems: dict) -> None:
+        """A "Cannot train" line follows the problems it names: it is never left standing after their fix."""
+        level, text = self.status
+        if level != "error" or not text.startswith(CANNOT_TRAIN):
+            return
+        if problems:
+            self._set_status("error", cannot_train(problems))
+        else:
+            self._set_status("info", "Every field is valid now: press Train.")
 
     def _refuse_second_run(self) -> bool:
         """Train is refused while a sweep runs, as while another run goes."""

@@ -99,3 +99,12 @@ def panel_box(title: str, children: list, sub: str = "") -> W.VBox:
     return W.VBox([W.HTML(title_html(title, sub)), *children],
                   layout=W.Layout(border="1px solid #e0e0e0", padding="6px 10px", margin="4px",
                                   border_radius="4px"))
+
+
+def advanced(children: list, title: str = "Advanced") -> W.Accordion:
+    """The options a first run does not need, folded (closed until clicked): the working area stays on one
+    screen, and nothing is removed."""
+    box = W.Accordion(children=[W.VBox(children)], titles=(title,), selected_index=None,
+                      layout=W.Layout(margin="4px 0 0 0"))
+    box.add_class("lorakit-advanced")
+    return box

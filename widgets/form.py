@@ -65,6 +65,9 @@ class Form:
         user sets stops following; the others take the model's (method's, quant's) recommendation."""
         self.recommended -= set(changes)
         basis = {**self.kwargs(), **changes}
+        if "model" in changes and "dataset" not in changes and recommend.data_kind_problem(
+                basis.get("dataset"), basis.get("model"), basis.get("task", "")):
+            self.recommended.add("dataset")  # a task the new model cannot train: it follows the model again
         rec = recommend.recommended(basis.get("model"), basis.get("method"), basis.get("quant"),
                                     basis.get("task", ""))
         return {k: rec[k] for k in self.recommended if k in self.values and self.values[k] != rec[k]}
@@ -125,6 +128,8 @@ class Form:
         except (TypeError, ValueError) as exc:
             problems["form"] = str(exc)
         v = self.values
+        if "dataset" in problems and (hint := form_hint(v["dataset"], v["model"], self.extra.get("task", ""))):
+            problems["dataset"] = hint
         if (model is not None and model.name == v["model"] and v["method"] == "lora"
                 and "target_modules" not in problems):
             try:
@@ -155,6 +160,19 @@ class Form:
         lora = sum(g.lora_params(rank, dora) for g in model.groups if g.name in chosen)
         total = model.num_params + lora
         return lora, total, (100.0 * lora / total if total else 0.0)
+
+
+def form_hint(dataset, model, task="") -> str:
+    """A built-in task of the wrong kind for ``model``, said as what to pick in the form ("" otherwise):
+    RunConfig's message speaks to code ("leave dataset unset")."""
+    if not recommend.data_kind_problem(dataset, model, task):
+        return ""
+    trains = recommend.run_task(model, task)
+    fits = [n for n, k in recommend.TASK_KINDS.items() if (k == "classification") == (trains == "classification")]
+    kind = "classification" if trains == "classification" else "prompt → answer"
+    columns = "'text' and 'label'" if trains == "classification" else "'prompt' and 'completion'"
+    return (f"{model} trains for {trains}, and {dataset!r} is a {recommend.TASK_KINDS[dataset]} task: pick a "
+            f"{kind} task in the list above, e.g. {fits[0]} ({', '.join(fits)}), or a file with {columns} columns")
 
 
 def selected_targets(value, names) -> list:

@@ -20,6 +20,13 @@ from .jobs import error_text
 from .runstate import LiveRun
 
 log = logging.getLogger("lorakit.widgets")
+CANNOT_TRAIN = "Cannot train: fix"
+
+
+def cannot_train(problems: dict) -> str:
+    """The status line of a refused Train: how many fields, which, and the first one's message."""
+    return (f"{CANNOT_TRAIN} {len(problems)} field(s) ({', '.join(problems)}). "
+            f"{next(iter(problems.values()))}")
 
 
 class RunControl:
@@ -47,9 +54,7 @@ class RunControl:
                 return False
             problems = self._validate()
             if problems:
-                fields = ", ".join(problems)
-                first = next(iter(problems.values()))
-                self._set_status("error", f"Cannot train: fix {len(problems)} field(s) ({fields}). {first}")
+                self._set_status("error", cannot_train(problems))
                 return False
             cfg = self.config()
             self.previous = self._previous_candidate()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from lorakit.memory import MemoryBreakdown
-from lorakit.run import EvalDone, MemoryMeasured, RunFinished, RunStarted, StepLogged
+from lorakit.run import EvalDone, MemoryMeasured, PhaseStarted, RunFinished, RunStarted, StepLogged
 
 
 @dataclass
@@ -38,6 +38,7 @@ class LiveRun:
     total_params: int = 0
     record: Any = None
     stopping: bool = False  # Stop was pressed; the run ends after the current step
+    phase: str = ""  # what the run does after its last step (PhaseStarted.text), "" while it trains
     holds_engine: bool = False  # the Studio's run holds the engine lock until its first step
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -69,6 +70,8 @@ class LiveRun:
                 self.tokens_per_s, self.elapsed_s = event.tokens_per_s, event.elapsed_s
             elif isinstance(event, EvalDone):
                 self.evals.append((event.step, event.eval_loss))
+            elif isinstance(event, PhaseStarted):
+                self.phase = event.text
             elif isinstance(event, MemoryMeasured):
                 self.memory = event.measured
                 if event.planned is not None:
@@ -98,6 +101,8 @@ class LiveRun:
                 step, loss = self.steps[-1]
                 speed = f" · {self.tokens_per_s:,.0f} tokens/s" if self.tokens_per_s else ""
                 text = f"{name}: step {step}/{self.max_steps} · loss {_num(loss)}{speed}"
+                if self.phase:  # after the last step: what the run waits for (the engine's PhaseStarted)
+                    text = f"{name}: trained {step}/{self.max_steps} steps · {self.phase}…"
             if self.stopping:
                 return "warn", text + " · stopping after the current step…"
             return "running", text
@@ -126,6 +131,9 @@ class LiveRun:
             n = len(self.steps)
             if rec is None:  # an outside run (LiveCallback): no run store, say why it stopped instead
                 return "warn", f"{name} stopped after step {self.last_step}: {self.reason or 'stopped'}"
+            if not self.steps:
+                return "warn", (f"{name} stopped before its first step: nothing was trained (recorded in the "
+                                "run store as stopped, with no history)")
             return "warn", (f"{name} stopped after step {self.last_step} of {self.max_steps}; its history "
                             f"({n} step{'s' if n != 1 else ''}) is kept in the run store")
         if self.status == "failed":

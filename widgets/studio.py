@@ -9,12 +9,12 @@ from .controller import StudioController
 from .panels import AdapterPanel, ComparePanel, DataPanel, MemoryPanel, ModelPanel, QuantPanel, SweepPanel, TrainPanel
 from .panels.playground import PlaygroundPanel
 
-HEADER = (
-    '<div style="font-size:18px;font-weight:bold">lorakit Studio</div>'
-    '<div style="font-size:12px;color:#555">Pick a base model, an adapter and a quantization mode, press '
-    '<b>Train</b>, and watch the loss and the memory. Every run lands in the comparison table at the bottom '
-    '(kept in the run store across kernel restarts).</div>'
-)
+HEADER = ('<div style="font-size:12px;color:#555;line-height:1.4"><b style="font-size:14px;color:#222">lorakit '
+          'Studio</b> · press <b>Train</b>; every run lands in <b>Compare</b> below, kept across restarts</div>')
+# The working area: the form (Train first) in a column beside the live charts; at a laptop's width (1280 px,
+# the file browser open) the two charts stack in the right column, at 1920 px they stand side by side.
+FORM_WIDTH = "360px"
+CHART_BOX = "496px"  # a 470 px chart, its panel's padding and border
 
 
 class Studio(W.VBox):
@@ -35,14 +35,22 @@ class Studio(W.VBox):
         self.adapter_panel = AdapterPanel(c, autoload=False)
         self.quant_panel = QuantPanel(c)
         self.data_panel = DataPanel(c)
-        self.train_panel = TrainPanel(c)
-        self.memory_panel = MemoryPanel(c)
+        self.train_panel = TrainPanel(c, chart_inside=False)
+        self.memory_panel = MemoryPanel(c, compact=True)
         self.compare_panel = ComparePanel(c)
         self.sweep_panel = SweepPanel(c)
         self.playground_panel = PlaygroundPanel(c)
-        left = W.VBox([self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
-                      layout=W.Layout(width="46%", min_width="420px"))
-        right = W.VBox([self.train_panel, self.memory_panel], layout=W.Layout(width="54%", min_width="420px"))
+        left = W.VBox([self.train_panel, self.model_panel, self.adapter_panel, self.quant_panel, self.data_panel],
+                      layout=W.Layout(width=FORM_WIDTH, flex="0 0 auto"))
+        loss = W.Box([self.train_panel.chart.figure], layout=W.Layout(margin="4px"))
+        loss.add_class("lorakit-live-loss")
+        self.memory_panel.add_class("lorakit-live-memory")
+        # as wide as its chart: its table scrolls rather than widening the panel past the loss chart's side
+        self.memory_panel.layout.width = CHART_BOX
+        self.memory_panel.layout.overflow = "auto"
+        right = W.HBox([loss, self.memory_panel], layout=W.Layout(flex="1 1 440px", flex_flow="row wrap",
+                                                                   align_items="flex-start",
+                                                                   align_content="flex-start"))
         self.children = [W.HTML(HEADER), W.HBox([left, right], layout=W.Layout(flex_flow="row wrap")),
                          self.sweep_panel, self.compare_panel, self.playground_panel]
         self.add_class("lorakit-studio")

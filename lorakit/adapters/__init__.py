@@ -8,6 +8,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "prepare_full": "lora",
     "linear_modules": "lora",
     "count_params": "lora",
+    "expected_lora_params": "lora",
+    "resolve_targets": "lora",
     "save_adapter": "lora",
     "load_adapter": "lora",
     "merge_adapter": "lora",
@@ -17,6 +19,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "effective_weight": "variants",
     "adapter_params": "variants",
     "loftq_init": "variants",
+    "init_errors": "variants",
+    "lora_layers": "variants",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

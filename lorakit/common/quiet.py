@@ -92,3 +92,13 @@ def quiet_accelerator_packages() -> None:
     for name in ACCELERATOR_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)  # children at NOTSET inherit it
     warnings.filterwarnings("ignore", module=r"kernels(\.|$)")
+
+
+@functools.cache
+def quiet_kernel_lookup() -> None:
+    """At ``import lorakit``: bitsandbytes looks up an optional CPU kernel while it is imported (on CPUs with
+    AVX512-BF16) and logs "Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels"
+    when offline; peft and transformers import it before any lorakit call could quiet it (a Studio's planner
+    thread), and a beginner takes the red line for a broken install. Imports nothing."""
+    if not os.environ.get("LORAKIT_VERBOSE"):
+        quiet_accelerator_packages()

@@ -34,8 +34,22 @@ def _names(records) -> list[str]:
 
 
 def _empty_note(fig, text: str) -> None:
+    """Say what will appear, instead of drawing empty axes (plotly's -1..4 default)."""
     fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
                        font=dict(size=14, color="#888"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+
+
+# Legends sit inside the plot area, top right, over a translucent box: never clipped by a narrow figure
+# (a legend to the right of the plot is cut at the figure's edge: "eval lo...").
+LEGEND_INSIDE = dict(x=0.99, xanchor="right", y=0.99, yanchor="top", bgcolor="rgba(255,255,255,0.75)",
+                     bordercolor="#ddd", borderwidth=1, font=dict(size=11))
+
+
+def _height(rows: int, per_row: int = 22, base: int = 130, least: int = 340) -> int:
+    """A figure's height that gives each of ``rows`` (bars, legend entries) room as the runs grow."""
+    return max(least, base + per_row * rows)
 
 
 # --------------------------------------------------------------------------- loss
@@ -58,14 +72,18 @@ def loss_figure(records: RunsArg = None, store: Any = None) -> "go.Figure":
         if r.evals:
             fig.add_trace(go.Scatter(
                 x=[e.get("step") for e in r.evals], y=[finite(e.get("eval_loss")) for e in r.evals],
-                mode="lines+markers", name=f"{name} (eval)", legendgroup=r.run_id,
+                mode="lines+markers", name=f"{name} (eval)", legendgroup=r.run_id, showlegend=not r.history,
                 line=dict(color=color, dash="dash", width=1.5), marker=dict(size=8, symbol="diamond"),
                 hovertemplate=f"{name}<br>step %{{x}}<br>eval loss %{{y:.4f}}<extra></extra>",
             ))
     fig.update_layout(
-        title="Loss", xaxis_title="step", yaxis_title="loss", template="plotly_white",
-        legend=dict(groupclick="togglegroup"), hovermode="closest", margin=dict(t=50, r=20, b=50, l=60),
+        title="Loss (dashed with diamonds: eval loss)", xaxis_title="step", yaxis_title="loss",
+        template="plotly_white", legend=dict(groupclick="togglegroup", **LEGEND_INSIDE), hovermode="closest",
+        margin=dict(t=50, r=20, b=50, l=60), height=_height(len(records), per_row=20),
+        xaxis=dict(rangemode="nonnegative"), yaxis=dict(rangemode="tozero"),
     )
+    if not fig.data:
+        _empty_note(fig, "loss curves appear here once a run has logged a step")
     return fig
 
 
@@ -102,15 +120,17 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
         ))
     for kind in ("measured", "planned"):
         _add_peak(fig, [(xi, b) for xi, b in zip(_each_x(x), bars, strict=True) if b[1] == kind], kind, two_level)
+    highest = max([max(b[2].total, b[2].peak or 0) for b in bars] or [0]) / MiB
     fig.update_layout(
         barmode="stack", title="Memory by category, and the step peak", yaxis_title="memory (MiB)",
-        template="plotly_white", legend=dict(traceorder="normal"), margin=dict(t=50, r=20, b=50, l=60),
+        template="plotly_white", legend=dict(traceorder="normal", **LEGEND_INSIDE),
+        margin=dict(t=50, r=20, b=50, l=60), height=_height(len(bars), per_row=8),
+        # from zero (plotly pads below it for the peak markers otherwise), the top third free for the legend
+        yaxis=dict(rangemode="tozero", range=[0, highest * 1.6] if highest else None),
     )
     if not bars:
-        _empty_note(fig, "no run has a memory breakdown yet")
+        _empty_note(fig, "memory bars appear here once a run has measured its first optimizer step")
     return fig
-
-
 
 
 def _each_x(x: Any) -> list:
@@ -206,8 +226,8 @@ def pareto_figure(records: RunsArg = None, metric: str = "task_metric", higher_i
     on_front = {p[0] for p in front}
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=[p[1] / MiB for p in pts], y=[p[2] for p in pts], mode="markers+text", name="runs",
-        text=[names[p[0]] for p in pts], textposition="top center",
+        x=[p[1] / MiB for p in pts], y=[p[2] for p in pts], mode="markers", name="runs",
+        text=[names[p[0]] for p in pts],  # in the hover: labels beside the points overlap past a few runs
         marker=dict(size=11, color=["#e45756" if p[0] in on_front else "#b0b0b0" for p in pts],
                     line=dict(width=1, color="#333")),
         customdata=[p[0] for p in pts],
@@ -222,6 +242,7 @@ def pareto_figure(records: RunsArg = None, metric: str = "task_metric", higher_i
     fig.update_layout(
         title=f"Memory vs {metric}", xaxis_title=f"total memory, {memory} (MiB)",
         yaxis_title=f"{metric} ({better})", template="plotly_white", margin=dict(t=50, r=20, b=50, l=60),
+        legend=LEGEND_INSIDE, xaxis=dict(rangemode="tozero"), yaxis=dict(rangemode="tozero"),
     )
     if not pts:
         _empty_note(fig, f"no run has both {memory} memory and {metric}")

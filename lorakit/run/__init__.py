@@ -8,6 +8,7 @@ _NAMES = {  # public name -> the module of this room that defines it
     "EvalDone": "events",
     "MemoryMeasured": "events",
     "RunFinished": "events",
+    "PhaseStarted": "events",
     "emit": "events",
     "error_line": "events",
     "RunRecord": "record",

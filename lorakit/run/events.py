@@ -78,6 +78,16 @@ class RunFinished:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class PhaseStarted:
+    """The run entered a phase that logs no steps, so a status line can say what it waits for (after the
+    last step: the eval loss, then generating and scoring answers, which can take longer than training)."""
+    run_id: str
+    phase: str  # "evaluating" (the eval loss) or "answering" (the task metric's answers, generated and scored)
+    text: str  # what happens, for a status line: "evaluating: generating 32 answers"
+    count: int = 0  # examples this phase goes through
+
+
 Event = Any  # one of the dataclasses above
 
 

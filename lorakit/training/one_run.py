@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Optional
 
 from lorakit.common.threads import warm
 from lorakit.config.run_config import RunConfig
-from lorakit.run.events import RunFinished, RunStarted, emit
+from lorakit.run.events import PhaseStarted, RunFinished, RunStarted, emit
 from lorakit.run.record import RunRecord
 from lorakit.training.trainer_events import StopRun, TrainerEvents
 
@@ -242,10 +242,17 @@ class _Run:
 
     def finish(self) -> None:
         step = self.trainer.state.global_step
+        n = len(self.bundle.eval_raw)
         if not self.record.evals or self.record.evals[-1]["step"] != step:  # eval_every may have just run it
+            self.phase("evaluating", f"evaluating: eval loss on {n} examples", n)
             self.trainer.evaluate()  # reported through the callback's on_evaluate
+        self.phase("answering", answering_text(n, self.bundle.kind, self.before_pending), n)
         self.evaluate_task()
         self.end("finished", "")
+
+    def phase(self, phase: str, text: str, count: int) -> None:
+        """Tell the sinks what the run does while no step is logged."""
+        emit(self.sinks, PhaseStarted(self.record.run_id, phase, text, count))
 
     # --- evaluation and samples -------------------------------------------------------------
     def evaluate_task(self) -> None:
@@ -400,3 +407,10 @@ def _reset_cuda_peak(device: str) -> None:
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(device)
 
+
+def answering_text(n: int, kind: str, with_base: bool) -> str:
+    """The status of the task-metric pass: 'evaluating: generating 32 answers' (a classifier: classifying)."""
+    base = " (and the base's, for the before-training score)" if with_base else ""
+    if kind == "classification":
+        return f"evaluating: classifying {n} examples{base}"
+    return f"evaluating: generating {n} answers{base} and scoring them"

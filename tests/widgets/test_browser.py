@@ -1,8 +1,10 @@
 """The Studio in a real browser: JupyterLab + headless Debian chromium driven by playwright.
 
-Runs notebooks/01_studio.ipynb as a user would: run all cells, train LoRA
+Runs notebooks/01_studio.ipynb as a user would, on a laptop's screen (1280 x 800, the file browser open):
+run all cells and find Train, the live loss and the memory chart without scrolling; train LoRA
 on the default model until three loss points are on the live chart, press Stop; switch the base to
-NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table. Saves a screenshot
+NF4 and do the same for QLoRA; then read both runs in the memory chart and the run table; Delete asks
+before deleting; and choosing minilm-l6 in the form, nothing typed, trains a short run to the end. Saves a screenshot
 in the test's tmp dir, and to docs/studio.png (the README's picture)
 when LORAKIT_UPDATE_SCREENSHOT=1, so an ordinary test run leaves the checkout untouched. A second test
 starts a two-trial sweep from the Sweep panel (tiny-llama, three steps) and sees both rows finish and
@@ -162,8 +164,23 @@ def _train_three_points_then_stop(page, studio, label: str) -> None:
     assert "stopped after step" in status and "kept" in status, status
 
 
+# JS: the box of the Train button and of the live loss and memory charts (page pixels), as a user sees them
+BOXES_JS = """
+() => {
+  const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                      return {top: r.top, left: r.left, bottom: r.bottom, right: r.right}; };
+  const studio = document.querySelector('.lorakit-studio');
+  // the charts' plots inside their places in the Studio (their own title arrives with the layout)
+  return {train: box(Array.from(studio.querySelectorAll('button')).find(b => b.innerText.trim() === 'Train')),
+          loss: box(studio.querySelector('.lorakit-live-loss .js-plotly-plot')),
+          memory: box(studio.querySelector('.lorakit-live-memory .js-plotly-plot'))};
+}
+"""
+LAPTOP = {"width": 1280, "height": 800}
+
+
 @contextmanager
-def _run_all_cells(url: str, name: str):
+def _run_all_cells(url: str, name: str, viewport: dict = None):
     """Open notebook ``name`` in JupyterLab in headless chromium, wait for the kernel, Run > Run All Cells;
     yields the page, and closes the browser after."""
     from playwright.sync_api import sync_playwright
@@ -171,7 +188,7 @@ def _run_all_cells(url: str, name: str):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1750, "height": 2900})
+            page = browser.new_page(viewport=viewport or {"width": 1750, "height": 2900})
             page.goto(f"{url}/lab/tree/{name}", timeout=LONG)
             page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=LONG)
             page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=LONG)  # the kernel is up
@@ -185,13 +202,23 @@ def _run_all_cells(url: str, name: str):
 def test_studio_in_jupyterlab(lab, tmp_path):
     url, root = lab
     shot = tmp_path / "studio.png"
-    with _run_all_cells(url, NOTEBOOK.name) as page:
+    with _run_all_cells(url, NOTEBOOK.name, viewport=LAPTOP) as page:
         studio = page.locator(".lorakit-studio")
         studio.wait_for(timeout=LONG)
         # the model panel reports the loaded default model
         page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
         assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
         page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
+        # a laptop's screen with the file browser open: Train, the loss and the memory chart without scrolling
+        assert page.locator("#filebrowser").is_visible()  # JupyterLab opens with it, and a beginner keeps it
+        _wait_until(page, lambda: all(page.evaluate(BOXES_JS).values()), "Train, the loss and the memory chart")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(tmp_path / "studio-1280x800.png"))
+        boxes = page.evaluate(BOXES_JS)
+        for name, b in boxes.items():
+            assert b is not None, (name, boxes)
+            assert 0 <= b["top"] and b["bottom"] <= LAPTOP["height"] and b["right"] <= LAPTOP["width"], (name, b)
+        page.set_viewport_size({"width": 1750, "height": 2900})  # the rest reads the whole Studio
 
         _train_three_points_then_stop(page, studio, "lora-r8")
         studio.get_by_role("button", name="NF4", exact=True).click()  # Quantization panel
@@ -222,6 +249,27 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         page.wait_for_timeout(1500)  # let the last redraw settle before the picture
         page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
         studio.screenshot(path=str(shot), timeout=LONG)
+
+        # Delete asks first and says how many; No keeps the runs
+        compare = page.locator(".lorakit-studio .lorakit-runs-table").first
+        select = studio.locator(".lorakit-compare-select select")
+        qlora = [o for o in select.locator("option").all_inner_texts() if o.startswith("qlora-nf4-r8")]
+        select.select_option(label=qlora)
+        studio.get_by_role("button", name="Delete selected…", exact=True).click()
+        page.wait_for_selector(".lorakit-confirm-delete:has-text('Delete 1 run and their adapters')", timeout=LONG)
+        studio.locator(".lorakit-confirm-delete").get_by_role("button", name="No", exact=True).click()
+        page.wait_for_selector(".lorakit-studio :text('Nothing deleted.')", timeout=LONG)
+        assert rows.count() == 2 and "qlora-nf4-r8" in compare.inner_text()
+
+        # the encoder from the form alone: its task and data follow, it loads, and a short run finishes
+        studio.get_by_role("button", name="none", exact=True).click()  # the Quantization panel: back to none
+        page.locator(".lorakit-studio .lorakit-model-registry select").select_option(value="minilm-l6")
+        page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('BertFor')", timeout=LONG)
+        assert page.locator(".lorakit-studio .lorakit-field-error").count() == 0
+        studio.get_by_role("button", name="Train", exact=True).click()
+        page.wait_for_selector(".lorakit-studio .lorakit-status-ok:has-text('finished')", timeout=LONG)
+        page.wait_for_selector(".lorakit-studio .lorakit-runs-table tr:has-text('finished')", timeout=LONG)
+        assert rows.count() == 3, page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
     assert shot.stat().st_size > 10_000
     if os.environ.get("LORAKIT_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shot, REPO / "docs" / "studio.png")

@@ -7,8 +7,6 @@ import ast
 import importlib
 from pathlib import Path
 
-import lorakit
-
 WIDGETS = Path(__file__).resolve().parents[2] / "widgets"
 
 

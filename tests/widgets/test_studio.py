@@ -261,6 +261,11 @@ def test_compare_panel_delete_and_export(studio, tmp_path):
     assert rid in html and "Sample generations" in html
     assert "Wrote 1 run(s)" in cp.message_text
     cp.select.value = (rid,)
+    cp.delete_selected()  # asks first: nothing deleted yet
+    assert cp.confirm_question.startswith("Delete 1 run and their adapters") and len(cp.frame) == 1
+    cp.cancel_delete()
+    assert cp.confirm_question == "" and len(cp.frame) == 1 and "Nothing deleted" in cp.message_text
     cp.delete_selected()
-    assert len(cp.frame) == 0 and cp.select.options == ()
+    assert cp.confirm_delete() == 1
+    assert len(cp.frame) == 0 and cp.select.options == () and cp.confirm_question == ""
     assert "Deleted 1 run(s)" in cp.message_text

@@ -6,7 +6,7 @@ import ipywidgets as W
 
 from lorakit.config import positive_int, targets, variant_name
 
-from ..fields import fmt_count
+from ..fields import advanced, fmt_count
 from ..form import RANKS, selected_targets
 from .base import Panel
 
@@ -24,11 +24,11 @@ class AdapterPanel(Panel):
     def __init__(self, controller=None, autoload: bool = None, **kwargs):
         super().__init__(controller, **kwargs)
         self.method = W.ToggleButtons(options=[("LoRA", "lora"), ("full fine-tuning", "full")],
-                                      style=W.ToggleButtonsStyle(button_width="120px"))
+                                      style=W.ToggleButtonsStyle(button_width="105px"))
         self.rank = W.SelectionSlider(options=_rank_options(self.controller.values["rank"]),
                                       continuous_update=False, layout=W.Layout(width="95%"))
-        self.alpha = W.FloatText(layout=W.Layout(width="220px"))
-        self.dropout = W.FloatText(step=0.01, layout=W.Layout(width="220px"))
+        self.alpha = W.FloatText(layout=W.Layout(width="200px"))
+        self.dropout = W.FloatText(step=0.01, layout=W.Layout(width="200px"))
         self.field("method", self.method, "method")
         self.field("rank", self.rank, "rank r")
         self.field("alpha", self.alpha, "alpha")
@@ -48,17 +48,21 @@ class AdapterPanel(Panel):
         self.targets_field = self._targets_field()
         self.presets = W.HBox([self.button(p, (lambda p=p: self.apply_preset(p)), width="auto",
                                            tooltip=targets.describe(p)) for p in targets.PRESETS],
-                              layout=W.Layout(margin="0 0 0 118px"))
+                              layout=W.Layout(margin="0 0 0 8px", flex_flow="row wrap"))
         self.trainable = W.HTML("")
         self.controller.on("model", self._guard(self._rebuild_checks))
         self._rebuild_checks()
+        self.advanced = advanced([
+            W.HBox([self.fields["use_dora"].box, self.fields["use_rslora"].box], layout=W.Layout(flex_flow="row wrap")),
+            self.fields["init"].box, self.fields["loftq_iter"].box, self.fields["loraplus_lr_ratio"].box,
+            W.HTML('<div style="margin-left:4px;font-size:13px">target modules, one by one</div>'),
+            self.checks_box,
+        ], "Advanced: DoRA, rsLoRA, init, LoftQ, LoRA+, layers one by one")
         self._set_children([
-            self.fields["method"].box, self.fields["rank"].box, W.HBox([self.fields["alpha"].box,
-                                                                        self.fields["dropout"].box]),
-            W.HBox([self.fields["use_dora"].box, self.fields["use_rslora"].box]),
-            self.fields["init"].box, W.HBox([self.fields["loftq_iter"].box, self.fields["loraplus_lr_ratio"].box]),
+            self.fields["method"].box, self.fields["rank"].box,
+            W.HBox([self.fields["alpha"].box, self.fields["dropout"].box], layout=W.Layout(flex_flow="row wrap")),
             W.HTML('<div style="margin-left:4px;font-size:13px">target modules</div>'),
-            self.presets, self.checks_box, self.targets_field.box, self.trainable,
+            self.presets, self.targets_field.box, self.trainable, self.advanced,
         ])
         self.refresh()
         if (autoload if autoload is not None else self.owns_controller) and self.controller.model_info is None:

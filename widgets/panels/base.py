@@ -35,7 +35,8 @@ class Panel(W.VBox):
         self.controller.on("values", self._guard(self._sync_values))
 
     def _set_children(self, children: list) -> None:
-        self.children = [W.HTML(title_html(self.title, self.subtitle)), *children]
+        head = [W.HTML(title_html(self.title, self.subtitle))] if self.title else []  # none: the chart's says it
+        self.children = [*head, *children]
         self._show_messages(self.controller.problems)  # e.g. Studio(rank=0): said from the start
 
     # --- fields -------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ TABLE_COLUMNS = ("label", "status", "family", "task", "method", "variant", "quan
                  "wall_s", "run_id")
 
 
+# said where the selection is made: one list picks the runs for the charts, Delete and Export
+SELECT_HINT = ('<div style="font-size:12px;color:#555;line-height:1.3">Ctrl-click (⌘-click on a Mac) or '
+               'Shift-click to pick several runs. The selection is what the charts below draw, and what Delete, '
+               'Export and Export selected run act on (none selected: the charts draw this page).</div>')
 PAGE_SIZE = 50  # runs in the table at once: a semester's store holds thousands
 
 
@@ -45,14 +49,24 @@ class ComparePanel(Panel):
         self.select = W.SelectMultiple(options=[], rows=6, description="selected",
                                        layout=W.Layout(width="420px"))
         self.select.style.description_width = "70px"
+        self.select.add_class("lorakit-compare-select")
         self.select.observe(self._guard(lambda ch: self._selection_changed()), "value")
         self.path = W.Text(value="lorakit_report", description="export to", layout=W.Layout(width="300px"))
         self.path.style.description_width = "70px"
         self.message = W.HTML("")
+        self.select_hint = W.HTML(SELECT_HINT, layout=W.Layout(width="420px"))
+        # Delete asks first, naming how many runs go: a row that appears under the buttons until answered
+        self.confirm_text = W.HTML("")
+        self.confirm_row = W.HBox([self.confirm_text,
+                                   self.button("Yes, delete", self.confirm_delete, style="danger", width="110px"),
+                                   self.button("No", self.cancel_delete, width="60px")],
+                                  layout=W.Layout(display="none", align_items="center"))
+        self.confirm_row.add_class("lorakit-confirm-delete")
+        self._to_delete: list = []
         buttons = W.VBox([
             self.button("Refresh", self.refresh, width="150px"),
-            self.button("Delete selected", self.delete_selected, style="warning", width="150px",
-                        tooltip="Delete the selected runs and their adapters from the store"),
+            self.button("Delete selected…", self.delete_selected, style="warning", width="150px",
+                        tooltip="Delete the selected runs and their adapters from the store (asks first)"),
             self.button("Export CSV", lambda: self.export("csv"), width="150px"),
             self.button("Export HTML report", lambda: self.export("html"), width="150px"),
             self._resume_button(),
@@ -71,7 +85,9 @@ class ComparePanel(Panel):
         self._set_children([
             pager,
             self.table,
-            W.HBox([self.select, buttons, W.VBox([self.path, self.message])], layout=W.Layout(margin="6px 0")),
+            W.HBox([W.VBox([self.select, self.select_hint]), buttons, W.VBox([self.path, self.message])],
+                   layout=W.Layout(margin="6px 0", flex_flow="row wrap")),
+            self.confirm_row,
             self.run_export_box,
             W.HBox([self.loss_chart, self.memory_chart]),
             W.HBox([self.pareto_chart, self.samples]),
@@ -184,12 +200,36 @@ class ComparePanel(Panel):
 
     # --- actions ----------------------------------------------------------------------------------
     def delete_selected(self) -> None:
+        """Ask before deleting the selected runs: the confirm row names how many (nothing is deleted yet)."""
         ids = list(self.select.value)
         if not ids:
-            self._say("warn", "Select runs to delete first.")
+            self._say("warn", "Select runs to delete first (Ctrl-click or Shift-click picks several).")
             return
+        self._to_delete = ids
+        what = "1 run" if len(ids) == 1 else f"{len(ids)} runs"
+        self.confirm_text.value = status_html("warn", f"Delete {what} and their adapters from the store? "
+                                                      "This cannot be undone.")
+        self.confirm_row.layout.display = "flex"
+
+    def confirm_delete(self) -> int:
+        """Yes: delete the runs the question named (not a selection changed since)."""
+        ids, self._to_delete = self._to_delete, []
+        self.confirm_row.layout.display = "none"
+        if not ids:
+            return 0
         n = self.controller.delete_runs(ids)
         self._say("ok", f"Deleted {n} run(s).")
+        return n
+
+    def cancel_delete(self) -> None:
+        self._to_delete = []
+        self.confirm_row.layout.display = "none"
+        self._say("info", "Nothing deleted.")
+
+    @property
+    def confirm_question(self) -> str:
+        """The confirm row's question while it is shown, else ''."""
+        return plain_text(self.confirm_text.value) if self.confirm_row.layout.display != "none" else ""
 
     def export(self, kind: str) -> Path:
         recs = self.selected_records()
@@ -269,7 +309,8 @@ def _replace(fw: go.FigureWidget, fig: go.Figure) -> None:
         fw.add_traces(list(fig.data))
         fw.layout.annotations = ()
         fw.update_layout(layout)
-        fw.update_layout(height=300, width=480)
+        # the figure's own height: it grows with the runs (a row per bar, a legend line per run)
+        fw.update_layout(height=max(300, layout.get("height") or 0), width=480)
 
 
 def _option(r) -> str:

@@ -22,7 +22,11 @@ class MemoryPanel(Panel):
     title = "Memory"
     subtitle = "predicted vs measured"
 
-    def __init__(self, controller=None, **kwargs):
+    def __init__(self, controller=None, compact: bool = False, **kwargs):
+        """``compact``: no title line above the chart (its own title says what it is), so that in the Studio
+        the chart ends inside a laptop's first screen."""
+        if compact:
+            self.title = ""
         super().__init__(controller, **kwargs)
         self.chart = MemoryChart()
         self.table = W.HTML("")
@@ -31,7 +35,8 @@ class MemoryPanel(Panel):
         c.on("event", self._guard(self._event))
         if c.previous is None:
             c.previous = c._previous_candidate()
-        self._set_children([self.chart.figure, self.table])
+        self.meaning = W.HTML(MEANING)
+        self._set_children([self.chart.figure, self.table, self.meaning])
         self.redraw()
 
     def _event(self, event) -> None:
@@ -53,6 +58,16 @@ class MemoryPanel(Panel):
         bars, notes = memory_bars(runs)
         self.chart.show(bars, notes)
         self.table.value = _table_html(runs, notes)
+
+
+# What the numbers are, beside them (a beginner reads "predicted 8.5 MiB" next to "peak 14.4 MiB" as a contradiction)
+MEANING = (
+    '<div class="lorakit-memory-meaning" style="font-size:11px;color:#666;line-height:1.35;margin-top:4px">'
+    '<b>What these numbers mean.</b> Each bar is the memory held in steady state, by category: '
+    '<b>predicted</b> is the planner\'s estimate (before training: for batch size × sequence length; after the '
+    'first step: for the batch that step trained), <b>measured</b> is what the tensors took after the first '
+    'optimizer step. The <b>step peak</b> (the marker) is the most held at one moment during a training step: '
+    'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar.</div>')
 
 
 def _row(name: str, cells, bold: bool = False) -> str:

@@ -27,6 +27,7 @@ class ModelPanel(Panel):
         self.registry = W.Dropdown(options=[(_entry(m), m.name) for m in trainable],
                                    description="registry", layout=W.Layout(width="95%"))
         self.registry.style.description_width = "110px"
+        self.registry.add_class("lorakit-model-registry")
         self.path = W.Text(placeholder="or a hub id / local directory (Enter to use it)", description="other",
                            continuous_update=False, layout=W.Layout(width="78%"))
         self.path.style.description_width = "110px"
@@ -93,6 +94,6 @@ class ModelPanel(Panel):
 
 
 def _entry(m) -> str:
-    """A registry dropdown entry: family and task first, so the list reads as groups."""
+    """A registry dropdown entry: the name, then family and task (the list is sorted by family: it reads as groups)."""
     family = families.family_of(m.architecture)
-    return f"{family} · {families.DEFAULT_TASK[family]} │ {m.name} — {m.description}"
+    return f"{m.name} · {family} · {families.DEFAULT_TASK[family]} │ {m.description}"  # the name fits a narrow form

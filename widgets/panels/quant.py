@@ -10,6 +10,7 @@ from lorakit.common import CATEGORY_COLORS, CATEGORY_NAMES, fmt_bytes
 from lorakit.config import DTYPE_CHOICES, OPTIMIZERS, four_bit
 from lorakit.memory import CATEGORIES, THIS_MACHINE, plan_text
 
+from ..fields import advanced
 from .base import Panel
 
 QUANT_OPTIONS = [("none", "none"), ("8-bit", "int8"), ("NF4", "nf4"), ("FP4", "fp4")]
@@ -23,7 +24,7 @@ class QuantPanel(Panel):
 
     def __init__(self, controller=None, **kwargs):
         super().__init__(controller, **kwargs)
-        self.quant = W.ToggleButtons(options=QUANT_OPTIONS, style=W.ToggleButtonsStyle(button_width="70px"))
+        self.quant = W.ToggleButtons(options=QUANT_OPTIONS, style=W.ToggleButtonsStyle(button_width="52px"))
         self.double_quant = W.Checkbox(indent=False, description="double quantization (4-bit: quantize the "
                                                                  "absmax constants too)")
         self.dtype = W.Dropdown(options=list(DTYPE_CHOICES), layout=W.Layout(width="260px"))
@@ -42,8 +43,9 @@ class QuantPanel(Panel):
         self.controller.on("plan", self._guard(self.refresh))
         fit_row = W.HBox([W.HTML('<span style="font-size:12px">will it fit on</span>'), self.fit_device],
                          layout=W.Layout(align_items="center", margin="4px 0 0 0"))
-        self._set_children([self.fields[n].box for n in ("quant", "double_quant", "dtype", "optimizer")]
-                           + [self.plan, fit_row, self.verdict])
+        self.advanced = advanced([self.fields[n].box for n in ("double_quant", "dtype", "optimizer")],
+                                 "Advanced: double quantization, compute dtype, optimizer")
+        self._set_children([self.fields["quant"].box, self.plan, fit_row, self.verdict, self.advanced])
         self.refresh()
         self.controller.request_plan()
 

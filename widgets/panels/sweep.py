@@ -12,7 +12,7 @@ from lorakit.common import fmt_bytes
 from lorakit.run import RunFinished
 from lorakit.sweeps import EXECUTORS
 
-from ..fields import Field, plain_text, status_html
+from ..fields import Field, advanced, plain_text, status_html
 from ..sweepstate import AXES, show
 from ..throttle import Throttle
 from .base import Panel
@@ -39,7 +39,7 @@ class SweepPanel(Panel):
             if choices is None:
                 widget = W.Text(placeholder="e.g. 1e-4, 3e-4", layout=W.Layout(width="250px"))
             else:
-                widget = W.SelectMultiple(options=[(show(v), v) for v in choices], rows=min(3, len(choices)),
+                widget = W.SelectMultiple(options=[(show(v), v) for v in choices], rows=min(6, len(choices)),
                                           layout=W.Layout(width="250px"))
             widget.add_class(f"lorakit-sweep-{name}")  # for the browser test
             f = Field(name, widget, name.replace("_", " "))
@@ -74,9 +74,12 @@ class SweepPanel(Panel):
         c.on("sweep_status", self._guard(self._render_status))
         c.on("status", self._guard(self._render_status))
         self._set_children([
+            W.HTML('<div style="font-size:12px;color:#555">Ctrl-click (⌘-click on a Mac) or Shift-click picks '
+                   'several values of an axis; every combination is one trial.</div>'),
             W.HBox([f.box for f in self.axes.values()], layout=W.Layout(flex_flow="row wrap")),
-            W.HBox([self.run_button, self.stop_button, self.executor, self.skip_invalid],
-                   layout=W.Layout(align_items="center", margin="4px 0")),
+            W.HBox([self.run_button, self.stop_button], layout=W.Layout(align_items="center", margin="4px 0")),
+            advanced([W.HBox([self.executor, self.skip_invalid], layout=W.Layout(align_items="center"))],
+                     "Advanced: executor (local or Ray), invalid combinations"),
             self.summary, self.status, self.table, self.chart,
         ])
         self.add_class("lorakit-sweep")

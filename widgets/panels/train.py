@@ -5,10 +5,10 @@ import html
 
 import ipywidgets as W
 
-from lorakit.run import EvalDone, RunFinished, StepLogged
+from lorakit.run import EvalDone, PhaseStarted, RunFinished, StepLogged
 
 from ..charts import LossChart
-from ..fields import plain_text, status_html
+from ..fields import advanced, plain_text, status_html
 from ..throttle import Throttle
 from .base import Panel
 
@@ -23,23 +23,25 @@ class TrainPanel(Panel):
     title = "Train"
     subtitle = "live"
 
-    def __init__(self, controller=None, interval: float = 0.3, **kwargs):
+    def __init__(self, controller=None, interval: float = 0.3, chart_inside: bool = True, **kwargs):
+        """``chart_inside=False``: the live chart (``self.chart.figure``) is placed by the caller (the Studio puts
+        it beside the form, so Train and the curve share one screen)."""
         super().__init__(controller, **kwargs)
-        self.max_steps = W.IntText(layout=W.Layout(width="200px"))
-        self.batch_size = W.IntText(layout=W.Layout(width="200px"))
-        self.learning_rate = W.FloatText(layout=W.Layout(width="200px"))
-        self.seq_len = W.IntText(layout=W.Layout(width="200px"))
+        self.max_steps = W.IntText(layout=W.Layout(width="240px"))
+        self.batch_size = W.IntText(layout=W.Layout(width="240px"))
+        self.learning_rate = W.FloatText(layout=W.Layout(width="240px"))
+        self.seq_len = W.IntText(layout=W.Layout(width="240px"))
         self.field("max_steps", self.max_steps, "steps")
         self.field("batch_size", self.batch_size, "batch size")
         self.field("learning_rate", self.learning_rate, "learning rate")
         self.field("seq_len", self.seq_len, "sequence length")
-        self.train_button = self.button("Train", self.controller.train, style="success", width="110px",
+        self.train_button = self.button("Train", self.controller.train, style="success", width="100px",
                                         tooltip="Start a run in the background")
-        self.stop_button = self.button("Stop", self.controller.stop, style="danger", width="110px",
+        self.stop_button = self.button("Stop", self.controller.stop, style="danger", width="100px",
                                        tooltip="End the run after the current step; its history is kept")
         self.stop_button.disabled = True
         self.progress = W.IntProgress(value=0, min=0, max=max(1, int(self.controller.values["max_steps"] or 1)),
-                                      layout=W.Layout(width="260px"))
+                                      layout=W.Layout(width="96px"))
         self.status = W.HTML(status_html(*self.controller.status))
         self.recommended = W.HTML(layout=W.Layout(margin="0 0 0 8px"))  # which values follow the model
         self.chart = LossChart()
@@ -50,13 +52,15 @@ class TrainPanel(Panel):
         c.on("event", self._guard(self._event))
         c.on("status", self._guard(self._render_status))
         f = self.fields
+        # Train first: the button, the progress and the status line above the settings they use
         self._set_children([
-            W.HBox([W.VBox([f["max_steps"].box, f["batch_size"].box]),
-                    W.VBox([f["learning_rate"].box, f["seq_len"].box])]),
-            self.recommended,
             W.HBox([self.train_button, self.stop_button, self.progress],
-                   layout=W.Layout(align_items="center", margin="4px 0")),
-            self.status, self.chart.figure,
+                   layout=W.Layout(align_items="center", margin="4px 0", flex_flow="row wrap")),
+            self.status,
+            # recommended for the model until set: a first run does not need them
+            advanced([f["max_steps"].box, f["batch_size"].box, f["learning_rate"].box, f["seq_len"].box,
+                      self.recommended], "Steps, batch size, learning rate, sequence length"),
+            *([self.chart.figure] if chart_inside else []),
         ])
         self.refresh()
 
@@ -74,6 +78,9 @@ class TrainPanel(Panel):
     def _event(self, event) -> None:
         if isinstance(event, (StepLogged, EvalDone)):
             self.throttle.push(event)
+        elif isinstance(event, PhaseStarted):  # no step for a while: say what the run is doing, at once
+            self.throttle.push(event)
+            self.throttle.flush()
         elif isinstance(event, RunFinished):
             self.throttle.push(event)
             self.throttle.flush()  # the final state, at once

@@ -8,6 +8,7 @@ from comparison_support import LORA_PEAK, LORA_PEAK_PLANNED, QLORA_PEAK, point, 
 from lorakit.common.display import MiB
 from lorakit.comparison.figures import loss_figure, memory_figure, pareto_figure, pareto_front
 from lorakit.config.run_config import RunConfig
+from lorakit.memory import MemoryBreakdown
 
 S = "smollm2-135m · "  # a label names the model (issue 31)
 
@@ -102,3 +103,46 @@ def test_pareto_figure_marks_the_front():
     assert colors[2] != colors[0] == colors[1] == colors[3]  # the dominated run is drawn differently
     with pytest.raises(ValueError, match="unknown metric"):
         pareto_figure(pts, metric="accuracy_typo")
+
+
+def twelve_runs() -> list:
+    """Twelve runs of very different sizes (4 MiB to 1 GiB), each with a plan, a peak and a metric."""
+    out = []
+    for i in range(12):
+        scale = 2 ** (i % 9)
+        mem = MemoryBreakdown(4_000_000 * scale, 400_000, 400_000, 800_000, 2_000_000 * scale,
+                              peak=7_000_000 * scale, peak_at="backward")
+        out.append(run(f"run{i:02d}", RunConfig(model="smollm2-135m", rank=2 ** (i % 6 + 1)), trainable=1000 * i,
+                       mem=mem, planned=mem, task=0.05 * i, evals=[(4, 2.0 - 0.1 * i)], created=float(i)))
+    return out
+
+
+def _axes(fig) -> list:
+    return [fig.layout[name] for name in fig.layout if name.startswith(("xaxis", "yaxis"))]
+
+
+def test_figures_of_twelve_runs_keep_axes_at_or_above_zero_and_legends_inside():
+    recs = twelve_runs()
+    figs = {"loss": loss_figure(recs), "memory": memory_figure(recs), "pareto": pareto_figure(recs)}
+    for name, fig in figs.items():
+        numeric = [fig.layout.yaxis] if name == "memory" else _axes(fig)  # the memory chart's x: the runs
+        assert numeric, name
+        for axis in numeric:  # never below zero: memory, steps and losses are not negative
+            assert axis.rangemode in ("tozero", "nonnegative") or (axis.range and axis.range[0] >= 0), (name, axis)
+        legend = fig.layout.legend  # inside the plot area, anchored so that it grows inwards
+        assert 0 <= legend.x <= 1 and 0 <= legend.y <= 1, (name, legend)
+        assert (legend.xanchor, legend.yanchor) == ("right", "top"), name
+    mem = figs["memory"]
+    assert mem.layout.yaxis.range[0] == 0  # never below zero (plotly padded below it for the peak markers)
+    highest = max(max(r.memory.total, r.memory.peak) for r in recs) / MiB
+    assert mem.layout.yaxis.range[1] >= 1.5 * highest  # the top third free for the legend
+    assert [t.showlegend is not False for t in figs["loss"].data].count(True) == 12  # one entry per run
+    assert figs["loss"].layout.height >= 20 * 12
+    assert figs["pareto"].data[0].mode == "markers"  # names in the hover, not overlapping labels
+
+
+def test_empty_figures_say_what_will_appear_instead_of_empty_axes():
+    for fig, text in ((loss_figure([]), "loss curves appear here"), (memory_figure([]), "memory bars appear here"),
+                      (pareto_figure([]), "no run has both")):
+        assert text in fig.layout.annotations[0].text
+        assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False

@@ -29,3 +29,19 @@ def test_emit_reaches_every_sink_and_a_failing_one_is_kept_or_logged(caplog):
     caplog.set_level(logging.ERROR, logger="lorakit")
     emit([broken, seen.append], event)
     assert len(seen) == 2 and any("failed on RunFinished" in r.getMessage() for r in caplog.records)
+
+
+def test_import_lorakit_quiets_bitsandbytes_optional_kernel_lookup_and_nothing_else():
+    """bitsandbytes logs 'Failed to load CPU gemm_4bit_forward from kernels-community ... pip install kernels'
+    while it is imported (CPUs with AVX512-BF16); peft can import it before any lorakit call: quiet from import on."""
+    import subprocess
+    import sys
+
+    code = ("import logging, lorakit\n"
+            "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('Failed to load CPU gemm_4bit_forward from "
+            "kernels-community: offline. Please make sure you already `pip install kernels`')\n"
+            "logging.getLogger('bitsandbytes.backends.cpu.ops').error('a real error')\n"
+            "logging.getLogger('bitsandbytes.other').warning('another bitsandbytes warning')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "gemm_4bit_forward" not in out.stderr and "pip install kernels" not in out.stderr
+    assert "a real error" in out.stderr and "another bitsandbytes warning" in out.stderr  # narrow

@@ -104,3 +104,17 @@ def test_the_first_loss_waits_for_the_base_only_where_the_base_cannot_be_had_lat
         assert order[0] == "task pass" and order[-1] == "task pass"  # before, then after training
     else:  # after training: the trained model's answers, then the base's with the adapter off
         assert order[0] == "step" and order[-2:] == ["task pass", "task pass, adapter off"]
+
+
+def test_after_the_last_step_the_run_says_it_evaluates_and_how_many_answers_it_generates(tmp_path):
+    from lorakit.run import PhaseStarted, RunFinished, StepLogged
+
+    events = []
+    rec = lorakit.train(RunConfig(**TINY), sinks=[events.append], store=RunStore(tmp_path / "r.db"))
+    assert rec.status == "finished", rec.reason
+    kinds = [type(e).__name__ for e in events]
+    last_step = max(i for i, e in enumerate(events) if isinstance(e, StepLogged))
+    phases = [e for e in events if isinstance(e, PhaseStarted)]
+    assert [p.phase for p in phases] == ["evaluating", "answering"], kinds
+    assert events.index(phases[0]) > last_step and isinstance(events[-1], RunFinished)
+    assert phases[1].count == 4 and phases[1].text.startswith("evaluating: generating 4 answers"), phases[1].text
