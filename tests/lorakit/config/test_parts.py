@@ -166,7 +166,7 @@ def test_four_bit_positive_int_and_the_loaded_quantization_live_in_one_place():
     assert spelled == []
     hand_rank = re.compile(r"""isinstance\([^)]*rank[^)]*, int\)|def _valid_rank""")
     assert [str(p) for p in files if hand_rank.search(p.read_text()) and p.name != "parts.py"] == []
-    assert "quantization_config" not in (ROOT / "adapter_base.py").read_text()
+    assert "quantization_config" not in (ROOT / "adapters" / "base_record.py").read_text()
     assert parts.four_bit("nf4") and parts.four_bit("fp4") and not parts.four_bit("int8")
     assert parts.positive_int(3) and not parts.positive_int(True) and not parts.positive_int(0)
     assert not parts.positive_int(2.0)

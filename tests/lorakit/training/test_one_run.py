@@ -158,7 +158,7 @@ def test_a_planner_failure_is_one_warning_line_and_the_reason_reaches_the_sinks(
     def broken(*a, **kw):
         raise ValueError("cannot read this config\nsecond line")
 
-    monkeypatch.setattr(planner, "plan_for_config", broken)
+    monkeypatch.setattr(planner, "planning", broken)  # what plan_for_batch and plan_for_steps call
     caplog.set_level(logging.DEBUG, logger="lorakit")
     sink = Recorder()
     rec = lorakit.train(lorakit.RunConfig(**dict(TINY, max_steps=1, eval_examples=1)), sinks=[sink], store=False)
