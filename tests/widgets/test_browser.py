@@ -244,7 +244,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         assert "lora-r8" in table and "qlora-nf4-r8" in table and "nf4" in table
         _wait_until(page, lambda: any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0
                                       for p in _plots(page)), "the comparison memory chart")
-        _wait_until(page, lambda: any(str(p["title"]) == "Loss" and p["traces"] for p in _plots(page)),
+        _wait_until(page, lambda: any(str(p["title"]).startswith("Loss (") and p["traces"] for p in _plots(page)),
                     "the comparison loss chart")
         page.wait_for_timeout(1500)  # let the last redraw settle before the picture
         page.locator(".jp-Notebook").first.evaluate("el => el.scrollTop = 0")
@@ -253,7 +253,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         # Delete asks first and says how many; No keeps the runs
         compare = page.locator(".lorakit-studio .lorakit-runs-table").first
         select = studio.locator(".lorakit-compare-select select")
-        qlora = [o for o in select.locator("option").all_inner_texts() if o.startswith("qlora-nf4-r8")]
+        qlora = [o for o in select.locator("option").all_inner_texts() if "qlora-nf4-r8" in o]  # "<model> · qlora-..."
         select.select_option(label=qlora)
         studio.get_by_role("button", name="Delete selected…", exact=True).click()
         page.wait_for_selector(".lorakit-confirm-delete:has-text('Delete 1 run and their adapters')", timeout=LONG)
