@@ -263,7 +263,9 @@ def test_studio_in_jupyterlab(lab, tmp_path):
 
         # the encoder from the form alone: its task and data follow, it loads, and a short run finishes
         studio.get_by_role("button", name="none", exact=True).click()  # the Quantization panel: back to none
-        page.locator(".lorakit-studio .lorakit-model-registry select").select_option(value="minilm-l6")
+        registry = page.locator(".lorakit-studio .lorakit-model-registry select")
+        minilm = [o for o in registry.locator("option").all_inner_texts() if o.startswith("minilm-l6")]
+        registry.select_option(label=minilm)  # options read "<name> · <family>"
         page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('BertFor')", timeout=LONG)
         assert page.locator(".lorakit-studio .lorakit-field-error").count() == 0
         studio.get_by_role("button", name="Train", exact=True).click()
