@@ -146,7 +146,7 @@ ColumnsArg = Union[str, Sequence[str]]
 def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
     """The ``runs`` argument of every comparison function as a list of RunRecords: records and/or run
     ids (looked up in ``store``), a RunStore, or None for every run in ``store`` (None: the default)."""
-    from lorakit.store import RunStore, open_store
+    from lorakit.store import RunStore, store_of
 
     if isinstance(runs, RunStore):
         return runs.records()
@@ -155,12 +155,8 @@ def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
     if isinstance(runs, str):
         runs = [runs]
     if runs is None:
-        st, opened = open_store(store, required=True)
-        try:
+        with store_of(store, required=True) as st:
             return st.records()
-        finally:
-            if opened:
-                st.close()
     try:
         runs = list(runs)
     except TypeError:
@@ -170,12 +166,8 @@ def as_records(runs: Any = None, store: Any = None) -> list[RunRecord]:
         raise TypeError(f"runs must be RunRecords or run ids, got {', '.join(sorted(set(bad)))}")
     if not any(isinstance(r, str) for r in runs):
         return runs
-    st, opened = open_store(store, required=True)
-    try:
+    with store_of(store, required=True) as st:
         return [st.load(r) if isinstance(r, str) else r for r in runs]
-    finally:
-        if opened:
-            st.close()
 
 
 def display_names(records: Sequence[RunRecord]) -> list[str]:
@@ -265,14 +257,10 @@ def _is_whole_store(runs: Any) -> bool:
 def _whole_store(store: Any) -> list[RunRecord]:
     """Every run of a store for the table only: light records read in one query (a store of thousands of
     runs in about a second; see :mod:`.store.table_read`)."""
-    from lorakit.store import open_store
+    from lorakit.store import store_of
 
-    st, opened = open_store(store, required=True)
-    try:
+    with store_of(store, required=True) as st:
         return st.table_records()
-    finally:
-        if opened:
-            st.close()
 
 
 def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False):

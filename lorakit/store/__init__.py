@@ -22,12 +22,12 @@ from lorakit.store.errors import RunNotFound, StoreError
 from lorakit.store.files import DEFAULT_FILENAME, ENV_VAR, default_store_path
 from lorakit.store.merge import MergeResult, export_runs, merge
 from lorakit.store.orphans import ORPHAN_REASON
-from lorakit.store.runs import RunStore, open_store
+from lorakit.store.runs import RunStore, open_store, store_of
 from lorakit.store.schema import APPLICATION, SCHEMA_VERSION
 from lorakit.store.sink import StoreSink
 
 __all__ = [
-    "step_of",
+    "step_of", "store_of",
     "RunStore", "StoreError", "RunNotFound", "StoreSink", "open_store", "default_store_path", "SCHEMA_VERSION",
     "APPLICATION", "ENV_VAR", "DEFAULT_FILENAME", "ORPHAN_REASON", "Damaged", "DamagedRunsWarning",
     "merge", "export_runs", "MergeResult",

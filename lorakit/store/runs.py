@@ -417,6 +417,17 @@ def _stored_adapter_path(body: Any) -> Optional[str]:
     return stored if isinstance(stored, str) and stored else None
 
 
+@contextmanager
+def store_of(store: Any = None, *, required: bool = False):
+    """``with store_of(store) as st:`` — :func:`open_store`, closing the store afterwards if it was opened here."""
+    st, opened = open_store(store, required=required)
+    try:
+        yield st
+    finally:
+        if opened:
+            st.close()
+
+
 def open_store(store: Any = None, *, required: bool = False) -> tuple[Optional[RunStore], bool]:
     """``(RunStore or None, opened_here)`` for a ``store=`` argument of the public API.
 
