@@ -33,8 +33,8 @@ class TrackerSink:
                     cfg = RunConfig.from_dict(cfg)
                 if self.name in cfg.report_to:
                     with self._lock:
-                        self.runs[event.run_id] = self.open(event.run_id, cfg)
-                        self.last_step[event.run_id] = 0
+                        self.runs[event.run_id] = self.open(event.run_id, cfg, event.resumed_at)
+                        self.last_step[event.run_id] = event.resumed_at
                 return
             handle = self.runs.get(event.run_id)
             if handle is None:
@@ -57,7 +57,9 @@ class TrackerSink:
             _log.exception("%s sink failed on %s", self.name, type(event).__name__)
 
     # the tracker's own part
-    def open(self, run_id: str, cfg) -> Any:
+    def open(self, run_id: str, cfg, resumed_at: int = 0) -> Any:
+        """The tracker's run for lorakit's ``run_id``; ``resumed_at`` > 0: the same lorakit run goes on from that
+        checkpoint step (``lorakit.resume``), so the tracker continues the run it already has."""
         raise NotImplementedError
 
     def log(self, handle, values: dict, step: int) -> None:

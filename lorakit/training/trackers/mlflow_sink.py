@@ -65,14 +65,39 @@ class MlflowSink(TrackerSink):
             self.clients[uri] = (client, exp_id)
         return self.clients[uri]
 
-    def open(self, run_id: str, cfg) -> _Run:
+    def open(self, run_id: str, cfg, resumed_at: int = 0) -> _Run:
         from mlflow.entities import Param
 
         client, experiment = self._client(tracking_uri(cfg))
-        run = client.create_run(experiment, run_name=cfg.label, tags=metrics.tags(cfg, run_id))
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in metrics.params(cfg).items()])
+        params = metrics.params(cfg)
+        run = self._earlier(client, experiment, run_id) if resumed_at else None
+        if run is None:
+            run = client.create_run(experiment, run_name=cfg.label, tags=metrics.tags(cfg, run_id))
+            client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+        else:  # the same lorakit run goes on: the same MLflow run, running again
+            self._continue(client, run, params, resumed_at)
         self.mlflow_ids[run_id] = run.info.run_id
         return _Run(client, run.info.run_id)
+
+    @staticmethod
+    def _earlier(client, experiment: str, run_id: str):
+        """The MLflow run this lorakit run opened before it was stopped (the newest, should there be several)."""
+        found = client.search_runs([experiment], filter_string=f"tags.`lorakit.run_id` = '{run_id}'",
+                                   order_by=["attributes.start_time DESC"], max_results=1)
+        return found[0] if found else None
+
+    @staticmethod
+    def _continue(client, run, params: dict, resumed_at: int) -> None:
+        """MLflow's parameters cannot change once logged: new ones are logged, changed ones (a resume's
+        max_steps) become ``resumed.<name>`` tags. The steps the stopped part logged after the checkpoint stay
+        in MLflow's history (it has no way to drop them); the resumed ones come after them in time."""
+        from mlflow.entities import Param, RunTag
+
+        mid, had = run.info.run_id, run.data.params
+        changed = [RunTag(f"resumed.{k}", v) for k, v in params.items() if k in had and had[k] != v]
+        client.log_batch(mid, params=[Param(k, v) for k, v in params.items() if k not in had],
+                         tags=changed + [RunTag("resumed_at_step", str(resumed_at)), RunTag("status", "running")])
+        client.update_run(mid, status="RUNNING")
 
     def log(self, handle: _Run, values: dict, step: int) -> None:
         from mlflow.entities import Metric

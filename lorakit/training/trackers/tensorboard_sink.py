@@ -35,17 +35,22 @@ class TensorBoardSink(TrackerSink):
         super().__init__()
         self.dirs: dict = {}  # lorakit run id -> its event folder
 
-    def open(self, run_id: str, cfg):
+    def open(self, run_id: str, cfg, resumed_at: int = 0):
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
         folder = log_dir(cfg, run_id)
-        writer = SummaryWriter(log_dir=str(folder))
+        # a resumed run writes into its own folder again; purge_step makes TensorBoard drop what the stopped part
+        # logged after the checkpoint, so each step has one value
+        writer = SummaryWriter(log_dir=str(folder), purge_step=resumed_at + 1 if resumed_at else None)
         values = {**metrics.params(cfg), **{f"tag.{k}": v for k, v in metrics.tags(cfg, run_id).items()}}
         experiment, start, end = hparams(values, {"final/eval_loss": None, "final/task_metric": None})
-        for summary in (experiment, start):
-            writer.file_writer.add_summary(summary)
-        writer.add_text("config", "```\n" + json.dumps(values, indent=1) + "\n```")
+        if not resumed_at:  # the HParams session began with the run; its end is written when the run ends
+            for summary in (experiment, start):
+                writer.file_writer.add_summary(summary)
+            writer.add_text("config", "```\n" + json.dumps(values, indent=1) + "\n```")
+        else:
+            writer.add_text("resumed", f"resumed from the checkpoint at step {resumed_at}", resumed_at + 1)
         self.dirs[run_id] = folder
         return _Run(writer, end)
 

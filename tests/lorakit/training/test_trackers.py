@@ -110,6 +110,47 @@ def test_tensorboard_event_files_match_the_store(tracked):
     assert set(rec.config.to_dict()) <= set(hparams)
 
 
+def test_a_resumed_run_goes_on_in_the_same_tracker_runs(tmp_path):
+    """Stopped at step 5, its checkpoint at 5 removed (as a kill between checkpoints leaves it), resumed from 3 to
+    step 7: one MLflow run, running again and then finished, with the resume in its tags; TensorBoard drops what
+    the stopped part logged after step 3, so each step has one value, the store's."""
+    import shutil
+    import threading
+
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lorakit.run import events as ev
+
+    uri, tb, db = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "tb", tmp_path / "runs.db"
+    cfg = RunConfig(**dict(TINY, max_steps=6, eval_every=0), checkpoint_every=3, report_to=["mlflow", "tensorboard"],
+                    mlflow_uri=uri, tensorboard_dir=str(tb))
+    stop = threading.Event()
+    stopped = lorakit.train(cfg, store=db, stop=stop,
+                            sinks=[lambda e: isinstance(e, ev.StepLogged) and e.step == 4 and stop.set()])
+    assert stopped.status == "stopped" and stopped.checkpoint_step == 5
+    with RunStore(db) as store:
+        shutil.rmtree(store.adapter_dir(stopped.run_id) / "checkpoints" / "checkpoint-5")
+    rec = lorakit.resume(stopped.run_id, max_steps=7, store=db)
+    assert rec.status == "finished" and rec.resumed_at == [3]
+
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("lorakit").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "finished"
+    assert run.data.tags["resumed_at_step"] == "3" and run.data.tags["resumed.max_steps"] == "7"
+    assert run.data.params["max_steps"] == "6"  # MLflow keeps a parameter's first value
+    newest = {}
+    for m in sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.timestamp):
+        newest[m.step] = m.value  # steps 4 and 5 were logged twice: the resumed values came last
+    assert newest == pytest.approx({h["step"]: h["loss"] for h in rec.history}, rel=1e-6)
+
+    (folder,) = tb.iterdir()
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert same([(e.step, e.value) for e in acc.Scalars("train/loss")],
+                [(h["step"], h["loss"]) for h in rec.history], 1e-6)
+
+
 def test_report_to_is_checked_by_name(monkeypatch):
     with pytest.raises(ConfigError) as err:
         RunConfig(report_to=["wandb"])
