@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="print the run table; optionally export CSV / HTML")
     c.add_argument("--csv", help="write the table as CSV")
-    c.add_argument("--html", help="write a self-contained HTML report with charts")
+    c.add_argument("--html", help="write a self-contained HTML report with charts of the runs printed "
+                                  "(the newest --limit, or every run with --all)")
     c.add_argument("--delete", nargs="+", metavar="RUN_ID", help="delete these runs (and their adapters)")
     c.add_argument("--columns", default="short", metavar="SET",
                    help="short (default: label, model, method, quant, rank, memory, peak, eval loss, task metric, "
@@ -288,10 +289,10 @@ def cmd_compare(ns) -> int:
         print(f"deleted {run_id}")
     with warnings.catch_warnings():  # named on stderr below, one line a run
         warnings.simplefilter("ignore", DamagedRunsWarning)
-        # the report's loss chart needs histories; the table alone is the store's one-query read
-        records = store.records() if ns.html else None
         wanted = "all" if ns.csv else columns  # the CSV holds every column
-        table = compare(records, columns=wanted) if ns.html else compare(store=store, columns=wanted)
+        if wanted != "all" and "run_id" not in wanted:  # the report's runs are found by it
+            wanted = (*wanted, "run_id")
+        table = compare(store=store, columns=wanted)  # the store's one-query read: no histories
     print_damaged(store)
     if not len(table):
         print(f"no runs in {store.path}")
@@ -300,9 +301,10 @@ def cmd_compare(ns) -> int:
     if ns.csv:
         export_csv(table, ns.csv)
         print(f"wrote {ns.csv}")
-    if ns.html:
-        export_html(records, ns.html)
-        print(f"wrote {ns.html}")
+    if ns.html:  # the runs printed above (their histories read now), or every run with --all
+        shown = table if ns.all else table.iloc[-ns.limit:]
+        export_html(list(shown["run_id"]), ns.html, store=store)
+        print(f"wrote {ns.html} ({len(shown):,} of {len(table):,} runs)")
     return 0
 
 

@@ -23,12 +23,22 @@ SAMPLE_HEADERS = {"prompt": "prompt", "reference": "reference", "before": "befor
                   "after": "after training"}
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # reading it means setting it: done once, at import, not beside a writing thread
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is shared, as an open() file would be
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,6 +96,24 @@ details.all-columns { margin: -16px 0 24px; } details.all-columns summary { curs
 """
 
 
+CHART_RUNS = 30  # runs the report's loss and memory charts and its samples show: the newest; the table lists all
+
+
+def _newest(recs: list, n: int) -> list:
+    """The newest ``n`` of ``recs`` (by creation time), in the order given."""
+    if len(recs) <= n:
+        return recs
+    keep = {id(r) for r in sorted(recs, key=lambda r: r.created_at or 0)[-n:]}
+    return [r for r in recs if id(r) in keep]
+
+
+def _drawn_note(drawn: list, recs: list) -> str:
+    if len(drawn) == len(recs):
+        return ""
+    return (f" The loss and memory charts and the samples show the newest {len(drawn)}; the table and the "
+            f"memory-vs-metric chart show all {len(recs):,}.")
+
+
 def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "lorakit_report.html",
                 title: str = "lorakit runs", store: Any = None, metric: Optional[str] = None) -> Path:
     """One self-contained HTML file (plotly.js inlined once): the table, loss / memory / Pareto charts,
@@ -97,7 +125,8 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
     df = compare(recs)
     if metric is None:
         metric = "task_metric" if df["task_metric"].notna().any() else "eval_loss"
-    figures = [loss_figure(recs), memory_figure(recs), pareto_figure(df, metric=metric)]
+    drawn = _newest(recs, CHART_RUNS)  # a curve or bar a run: past a few dozen, no chart can be read
+    figures = [loss_figure(drawn), memory_figure(drawn), pareto_figure(df, metric=metric)]
     fig_html = []
     for i, fig in enumerate(figures):
         fig_html.append("<div class='figure'>" + fig.to_html(
@@ -111,7 +140,8 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
 <style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="note">{len(recs)} run(s) &middot; generated {stamp} by lorakit. Memory in MiB (2<sup>20</sup> bytes).</p>
+<p class="note">{len(recs)} run(s) &middot; generated {stamp} by lorakit. Memory in MiB (2<sup>20</sup> bytes).
+{_drawn_note(drawn, recs)}</p>
 <h2>Runs</h2>
 {table}
 <h2>Loss</h2>
@@ -121,7 +151,7 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
 <h2>Memory vs {html.escape(metric)}</h2>
 {fig_html[2]}
 <h2>Sample generations</h2>
-{samples_html(recs)}
+{samples_html(drawn)}
 </body></html>
 """
     out = Path(path)

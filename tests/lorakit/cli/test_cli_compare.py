@@ -82,3 +82,21 @@ def test_printing_the_table_imports_no_model_library(db):
             "print('loaded:', sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))" % db)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert "run24" in out and out.strip().endswith("loaded: []")
+
+
+def test_the_html_report_holds_the_runs_printed_and_charts_only_the_newest(db, tmp_path, capsys, monkeypatch):
+    import lorakit.comparison.report as report
+
+    drawn, real = [], report.loss_figure
+    monkeypatch.setattr(report, "loss_figure", lambda recs, *a, **k: drawn.append([r.run_id for r in recs])
+                        or real(recs, *a, **k))
+    out = tmp_path / "r.html"
+    assert main(["--store", db, "compare", "--limit", "4", "--html", str(out)]) == 0
+    assert drawn[-1] == ["run21", "run22", "run23", "run24"]  # the four runs printed, their histories read
+    assert f"wrote {out} (4 of 25 runs)" in capsys.readouterr().out
+    monkeypatch.setattr(report, "CHART_RUNS", 10)
+    assert main(["--store", db, "compare", "--all", "--html", str(out)]) == 0
+    assert drawn[-1] == [f"run{i:02d}" for i in range(15, 25)]  # one curve a run: the newest ten
+    text = out.read_text()
+    assert "charts and the samples show the newest 10; the table and the memory-vs-metric chart show all 25" in text
+    assert all(f"run{i:02d}" in text for i in range(N))  # the table lists every run

@@ -1,6 +1,7 @@
 """Exports: the HTML report (self-contained, escaped) and the CSV table; the sample generations' HTML."""
 from __future__ import annotations
 
+import os
 import re
 
 import pandas as pd
@@ -33,6 +34,9 @@ def test_export_html_is_self_contained(records, tmp_path):
     for label in ("lora-r8", "qlora-nf4-r16", "full"):
         assert label in text
     assert f"{records[2].memory.total / MiB:,.1f} MiB" in text  # the table
+    mask = os.umask(0o077)
+    os.umask(mask)  # written whole through a temporary file (0600), yet with the mode any file the user writes gets
+    assert export_html(records, tmp_path / "shared.html").stat().st_mode & 0o777 == 0o666 & ~mask != 0o600
 
 
 def test_export_csv_round_trip(records, tmp_path):
