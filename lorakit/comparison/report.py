@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from lorakit.comparison.figures import loss_figure, memory_figure, pareto_figure
-from lorakit.comparison.table import SHORT_COLUMNS, RunsArg, as_records, compare, display_names, styled
+from lorakit.comparison.table import SHORT_COLUMNS, RunsArg, as_records, compare, display_names, plain_html, styled
 from lorakit.run.record import RunRecord
 
 __all__ = ["export_csv", "export_html", "samples_html", "REPORT_COLUMNS"]
@@ -76,13 +76,20 @@ def samples_html(records: Sequence[RunRecord], keys: Sequence[str] = ("prompt", 
     return "\n".join(parts)
 
 
+STYLED_ROWS = 300  # above this many runs the tables are plain HTML: pandas' Styler takes minutes for thousands
+
+
 def _tables(df) -> str:
     """The short table, and every column in a folded one (one click away)."""
     if not len(df):
         return "<p class='note'>No runs.</p>"
-    return (styled(df, REPORT_COLUMNS, headers=True).to_html()
-            + f"<details class='all-columns'><summary>Every column ({len(df.columns)})</summary>"
-            + styled(df).to_html() + "</details>")
+    if len(df) > STYLED_ROWS:
+        short = plain_html(df, REPORT_COLUMNS, headers=True)
+        every = plain_html(df)
+    else:
+        short, every = styled(df, REPORT_COLUMNS, headers=True).to_html(), styled(df).to_html()
+    return (short + f"<details class='all-columns'><summary>Every column ({len(df.columns)})</summary>"
+            + every + "</details>")
 
 
 _CSS = """
@@ -97,6 +104,28 @@ details.all-columns { margin: -16px 0 24px; } details.all-columns summary { curs
 
 
 CHART_RUNS = 30  # runs the report's loss and memory charts and its samples show: the newest; the table lists all
+
+
+def _report_runs(records: RunsArg, store: Any) -> tuple[list, list]:
+    """(the table's runs, the charts' runs: the newest ``CHART_RUNS`` with their histories). Many runs given by id
+    (or a whole store) are read as the table's light records, and only the charted ones whole."""
+    from lorakit.store import RunStore, store_of
+
+    if isinstance(records, RunStore):
+        store, records = records, None
+    ids = [records] if isinstance(records, str) else records
+    by_id = records is None or (isinstance(ids, (list, tuple)) and all(isinstance(r, str) for r in ids))
+    if not by_id or (ids is not None and len(ids) <= CHART_RUNS):
+        recs = as_records(records, store)
+        return recs, _newest(recs, CHART_RUNS)  # a curve or bar a run: past a few dozen, no chart can be read
+    with store_of(store, required=True) as st:
+        light = {r.run_id: r for r in st.table_records()}
+        unknown = [i for i in ids or () if i not in light]
+        if unknown:
+            st.load(unknown[0])  # raises the store's own "unknown run" error
+        recs = [light[i] for i in ids] if ids is not None else list(light.values())
+        drawn = {r.run_id for r in _newest(recs, CHART_RUNS)}
+        return recs, [st.load(r.run_id) for r in recs if r.run_id in drawn]
 
 
 def _newest(recs: list, n: int) -> list:
@@ -121,11 +150,10 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
 
     ``metric`` for the Pareto chart: default ``task_metric`` when any run has one, else ``eval_loss``.
     """
-    recs = as_records(records, store)
+    recs, drawn = _report_runs(records, store)
     df = compare(recs)
     if metric is None:
         metric = "task_metric" if df["task_metric"].notna().any() else "eval_loss"
-    drawn = _newest(recs, CHART_RUNS)  # a curve or bar a run: past a few dozen, no chart can be read
     figures = [loss_figure(drawn), memory_figure(drawn), pareto_figure(df, metric=metric)]
     fig_html = []
     for i, fig in enumerate(figures):

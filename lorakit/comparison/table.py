@@ -263,13 +263,22 @@ def _whole_store(store: Any) -> list[RunRecord]:
         return st.table_records()
 
 
-def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False):
-    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding.
-    ``headers``: the short set's columns under the words of ``HEADERS`` (memory, peak, eval loss, ...)."""
-    import pandas as pd
-
+def plain_html(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False) -> str:
+    """``styled``'s table as plain, escaped HTML (the same formats, no bars): quick for thousands of rows."""
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
+    formats = _formats(df)
+    out = df.copy()
+    for c, f in formats.items():
+        out[c] = [f(v) for v in out[c]]
+    if headers:
+        out = out.rename(columns=lambda c: HEADERS.get(c, c))
+    return out.to_html(index=False, escape=_ESCAPE is not None, na_rep="", border=0)
+
+
+def _formats(df: "pd.DataFrame") -> dict:
+    """Column -> a function giving the cell's text (MiB, percentages, rounding, seconds, dates)."""
+    import pandas as pd
 
     def mib(v):
         return "" if pd.isna(v) else f"{v / MiB:,.1f} MiB"
@@ -291,7 +300,17 @@ def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers:
         "eval_s": seconds, "task_eval_s": seconds, "samples_s": seconds,
         "created_at": lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M"),
     })
-    formats = {c: f for c, f in formats.items() if c in df.columns}
+    return {c: f for c, f in formats.items() if c in df.columns}
+
+
+def styled(df: "pd.DataFrame", columns: Optional[Sequence[str]] = None, headers: bool = False):
+    """A pandas Styler for notebooks: memory in MiB with bars on one shared scale, percentages, rounding.
+    ``headers``: the short set's columns under the words of ``HEADERS`` (memory, peak, eval loss, ...)."""
+    import pandas as pd
+
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    formats = _formats(df)
     styler = df.style.format(formats, na_rep="", escape=_ESCAPE).hide(axis="index")
     if headers:
         styler = styler.format_index(lambda c: HEADERS.get(c, c), axis=1)

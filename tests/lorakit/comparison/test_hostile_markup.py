@@ -61,8 +61,16 @@ def _evil_runs():
     return [a, b]
 
 
-def test_report_shows_hostile_names_as_text_and_loads_nothing_from_outside(tmp_path):
+# the report's tables: pandas' Styler, or plain HTML for a store of thousands of runs (STYLED_ROWS)
+TABLES = pytest.mark.parametrize("styled_rows", [300, 0], ids=["styled", "plain"])
+
+
+@TABLES
+def test_report_shows_hostile_names_as_text_and_loads_nothing_from_outside(tmp_path, monkeypatch, styled_rows):
     import lorakit
+    import lorakit.comparison.report
+
+    monkeypatch.setattr(lorakit.comparison.report, "STYLED_ROWS", styled_rows)
 
     out = lorakit.export_html(_evil_runs(), tmp_path / "r.html", title=EVIL)
     doc = out.read_text(encoding="utf-8")
@@ -72,11 +80,15 @@ def test_report_shows_hostile_names_as_text_and_loads_nothing_from_outside(tmp_p
     assert "&lt;img src=x onerror=" in doc  # the name is there, as text
 
 
-def test_the_check_fails_when_escaping_is_switched_off(tmp_path, monkeypatch):
+@TABLES
+def test_the_check_fails_when_escaping_is_switched_off(tmp_path, monkeypatch, styled_rows):
     """The same report with the table's escaping switched off: the parser finds the injected element, so
     the test above holds escaping in place (it is not passing for another reason)."""
     import lorakit
+    import lorakit.comparison.report
     import lorakit.comparison.table
+
+    monkeypatch.setattr(lorakit.comparison.report, "STYLED_ROWS", styled_rows)
 
     monkeypatch.setattr(lorakit.comparison.table, "_ESCAPE", None)
     doc = lorakit.export_html(_evil_runs(), tmp_path / "r.html").read_text(encoding="utf-8")
