@@ -12,6 +12,7 @@ _NAMES = {  # public name -> the module of this room that defines it
     "export_csv": "report",
     "export_html": "report",
     "samples_html": "report",
+    "tables_html": "report",
     "SHORT_COLUMNS": "table",
     "COLUMNS": "table",
     "column_names": "table",

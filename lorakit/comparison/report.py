@@ -14,7 +14,7 @@ from lorakit.comparison.figures import loss_figure, memory_figure, pareto_figure
 from lorakit.comparison.table import SHORT_COLUMNS, RunsArg, as_records, compare, display_names, plain_html, styled
 from lorakit.run.record import RunRecord
 
-__all__ = ["export_csv", "export_html", "samples_html", "REPORT_COLUMNS"]
+__all__ = ["export_csv", "export_html", "samples_html", "tables_html", "REPORT_COLUMNS"]
 
 # The columns of the HTML report's table: the short set, with status and run id; every column is one click
 # away, in a folded table below it.
@@ -79,15 +79,18 @@ def samples_html(records: Sequence[RunRecord], keys: Sequence[str] = ("prompt", 
 STYLED_ROWS = 300  # above this many runs the tables are plain HTML: pandas' Styler takes minutes for thousands
 
 
+def tables_html(df) -> tuple[str, str]:
+    """(the short table with its reader's headers, every column's table): styled, or plain HTML for many runs."""
+    if len(df) > STYLED_ROWS:
+        return plain_html(df, REPORT_COLUMNS, headers=True), plain_html(df)
+    return styled(df, REPORT_COLUMNS, headers=True).to_html(), styled(df).to_html()
+
+
 def _tables(df) -> str:
     """The short table, and every column in a folded one (one click away)."""
     if not len(df):
         return "<p class='note'>No runs.</p>"
-    if len(df) > STYLED_ROWS:
-        short = plain_html(df, REPORT_COLUMNS, headers=True)
-        every = plain_html(df)
-    else:
-        short, every = styled(df, REPORT_COLUMNS, headers=True).to_html(), styled(df).to_html()
+    short, every = tables_html(df)
     return (short + f"<details class='all-columns'><summary>Every column ({len(df.columns)})</summary>"
             + every + "</details>")
 

@@ -65,3 +65,16 @@ def test_the_table_read_gives_the_same_frame_as_full_records(many):
     with RunStore(many) as s:
         quick, full = lorakit.compare(store=s), lorakit.compare(s.records())
     assert quick.equals(full)
+
+
+def test_the_table_shows_the_short_columns_and_folds_every_column(many):
+    import re
+
+    from lorakit.widgets import ComparePanel, StudioController
+
+    cp = ComparePanel(StudioController(store=many))
+    short, _, folded = cp.table.value.partition("<details")
+    assert [h.strip() for h in re.findall(r"<th[^>]*>([^<]*)</th>", short)] == [
+        "run", "model", "method", "quant", "rank", "memory", "peak", "eval loss", "task metric", "time", "status",
+        "run id"]  # what a reader compares first, in words, fits the panel's width
+    assert f"Every column ({len(cp.frame.columns)})" in folded and ">target_modules" in folded  # one click away

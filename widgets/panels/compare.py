@@ -7,19 +7,11 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 import lorakit
-from lorakit.comparison import samples_html
+from lorakit.comparison import samples_html, tables_html
 
 from ..export_job import FORMATS, GGUF_TYPES, RunExport
 from ..fields import plain_text, status_html
 from .base import Panel
-
-# family / task / variant / metric: runs of a decoder, an encoder and an encoder-decoder (or of DoRA and
-# LoRA) sit side by side, and a task metric is read with its name (exact match is not accuracy)
-TABLE_COLUMNS = ("label", "status", "family", "task", "method", "variant", "quant", "rank", "alpha",
-                 "target_modules", "trainable_params", "trainable_pct", "mem_total", "planned_total", "mem_peak",
-                 "tokens_per_s", "train_loss", "eval_loss", "task_metric_before", "task_metric", "metric",
-                 "wall_s", "run_id")
-
 
 # said where the selection is made: one list picks the runs for the charts, Delete and Export
 SELECT_HINT = ('<div style="font-size:12px;color:#555;line-height:1.3">Ctrl-click (⌘-click on a Mac) or '
@@ -111,8 +103,11 @@ class ComparePanel(Panel):
         self.records = self.controller.page_records(self.page, self.page_size)
         self.frame = lorakit.compare(self.records)
         if len(self.frame):
-            self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px">'
-                                + lorakit.styled(self.frame, TABLE_COLUMNS).to_html() + "</div>")
+            short, every = tables_html(self.frame)  # the report's two tables: the short set, every column folded
+            self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px">' + short + "</div>"
+                                f'<details class="lorakit-runs-all" style="font-size:12px"><summary style="cursor:'
+                                f'pointer;color:#555">Every column ({len(self.frame.columns)})</summary>{every}'
+                                "</details>")
         else:
             self.table.value = ('<div class="lorakit-runs-table" style="font-size:12px;color:#777">No runs in '
                                 'the store yet: finished, stopped and failed runs all appear here.</div>')
