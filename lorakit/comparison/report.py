@@ -95,9 +95,18 @@ def _tables(df) -> str:
             + every + "</details>")
 
 
+# JupyterLab's HTML viewer runs no script until the file is trusted: its charts stay blank without a word. This
+# note says what to do, and the report's first script removes it wherever scripts run (a browser, a trusted tab).
+_SCRIPTS_NOTE = """<p id="lorakit-needs-scripts" class="warn">The charts in this report are drawn by JavaScript, which
+this viewer has not run. In JupyterLab, press <b>Trust HTML</b> in this tab's toolbar; or open the file in a web
+browser.</p>
+<script>document.getElementById("lorakit-needs-scripts").remove();</script>"""
+
+
 _CSS = """
 body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 24px; color: #222; }
 h1 { margin-bottom: 4px; } .note { color: #666; }
+.warn { background: #fff4e5; border: 1px solid #f0b35a; padding: 6px 10px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0 24px; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f5f5f5; }
@@ -171,6 +180,7 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
 <style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
+{_SCRIPTS_NOTE}
 <p class="note">{len(recs)} run(s) &middot; generated {stamp} by lorakit. Memory in MiB (2<sup>20</sup> bytes).
 {_drawn_note(drawn, recs)}</p>
 <h2>Runs</h2>

@@ -30,6 +30,9 @@ def test_export_html_is_self_contained(records, tmp_path):
     assert re.search(r"<script[^>]*\bsrc\s*=", text) is None  # no external script of any kind
     assert re.search(r"<link[^>]*\bhref\s*=\s*[\"']https?:", text) is None
     assert "Workshop &lt;day 1&gt;" in text
+    # a viewer that runs no script (JupyterLab's, untrusted) shows what to do; a script removes it where they run
+    note = text.index('<p id="lorakit-needs-scripts"')
+    assert "Trust HTML" in text[note:note + 400] and text.index("lorakit-needs-scripts\").remove()") > note
     assert "Extract: &lt;Ann &amp; Bob&gt;" in text  # samples, escaped
     for label in ("lora-r8", "qlora-nf4-r16", "full"):
         assert label in text
