@@ -110,6 +110,8 @@ def test_run_fills_rows_and_curves_and_each_trial_lands_in_compare(studio, store
     s.controller.on("sweep_event", lambda trial, e: isinstance(e, StepLogged) and e.step == 2 and deleted.append(
         s.controller.delete_runs([trial.run_id])))
     _pick(sp, rank=(4, 8))
+    assert "before anything runs" in sp.summary_text
+    assert [a.text for a in sp.chart.layout.annotations] == ["each trial's loss curve appears here when the sweep runs"]
     sp.click_run()
     sp.click_run()  # a second press while it runs
     assert "A sweep is already going" in sp.status_text
@@ -117,6 +119,8 @@ def test_run_fills_rows_and_curves_and_each_trial_lands_in_compare(studio, store
     trials = s.controller.sweep.trials
     assert [t.status for t in trials] == ["finished", "finished"], sp.table_text
     assert sp.status_text.startswith("Sweep ended: 2 finished")
+    assert "2 ended: measured memory beside the planned" in sp.summary_text  # no longer "before anything runs"
+    assert not sp.chart.layout.annotations and sp.chart.layout.yaxis.rangemode == "tozero"
     for t in trials:
         assert [step for step, _ in t.steps] == [1, 2, 3] and all(math.isfinite(v) for _, v in t.steps)
         assert t.memory is not None and t.tokens_per_s

@@ -13,7 +13,7 @@ from lorakit.run import RunFinished
 from lorakit.sweeps import EXECUTORS
 
 from ..fields import Field, advanced, plain_text, status_html
-from ..sweepstate import AXES, show
+from ..sweepstate import AXES, DONE, show
 from ..throttle import Throttle
 from .base import Panel
 
@@ -61,7 +61,10 @@ class SweepPanel(Panel):
         self.status = W.HTML("")
         self.chart = go.FigureWidget(layout=go.Layout(
             title=dict(text="Loss per trial", x=0.02), height=300, width=640, template="plotly_white",
-            margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss"))
+            margin=dict(t=40, r=10, b=40, l=50), xaxis_title="step", yaxis_title="loss",
+            # empty: axes from 0 and what will appear (never plotly's -1..4)
+            xaxis=dict(rangemode="nonnegative"), yaxis=dict(rangemode="tozero"),
+            annotations=[_EMPTY_NOTE]))
         self._traced: list = []  # the trials the chart's traces draw, in order
         # redraws come from the main, planner, sweep and timer threads: one at a time, each reading the
         # newest state, so a slow redraw never overwrites a newer one with what it read before
@@ -124,6 +127,9 @@ class SweepPanel(Panel):
                 for trace, steps in zip(self.chart.data, curves, strict=False):
                     trace.x = [step for step, _ in steps]
                     trace.y = [loss for _, loss in steps]
+                drawn = any(curves)
+                if drawn == bool(self.chart.layout.annotations):  # the note goes with the first point
+                    self.chart.layout.annotations = () if drawn else (_EMPTY_NOTE,)
             self._render_status()
 
     def _render_status(self) -> None:
@@ -155,6 +161,10 @@ class SweepPanel(Panel):
         self.stop_button.click()
 
 
+_EMPTY_NOTE = dict(text="each trial's loss curve appears here when the sweep runs", xref="paper", yref="paper",
+                   x=0.5, y=0.5, showarrow=False, font=dict(size=13, color="#999"))
+
+
 def _summary(s) -> str:
     if s.base_error:
         return html.escape(s.base_error)
@@ -165,6 +175,11 @@ def _summary(s) -> str:
     if bad:
         what = "skipped when the sweep runs" if s.skip_invalid else "the sweep will not start while any is invalid"
         text += f' · <span style="color:#c62828">{bad} invalid ({what})</span>'
+    ended = sum(t.status in DONE for t in s.trials)
+    if s.running:  # the words follow the sweep: before, while and after it runs
+        return text + f" · running: {ended} of {len(s.trials)} ended · measured memory fills in beside the planned"
+    if ended:
+        return text + f" · {ended} ended: measured memory beside the planned, per trial below"
     return text + " · planned memory per trial below, before anything runs"
 
 
