@@ -78,3 +78,19 @@ def test_the_table_shows_the_short_columns_and_folds_every_column(many):
         "run", "model", "method", "quant", "rank", "memory", "peak", "eval loss", "task metric", "time", "status",
         "run id"]  # what a reader compares first, in words, fits the panel's width
     assert f"Every column ({len(cp.frame.columns)})" in folded and ">target_modules" in folded  # one click away
+
+
+def test_charts_drawn_after_an_empty_store_show_their_axes(tmp_path):
+    """An empty figure hides its axes behind a note; the runs' figure that replaces it must bring them back
+    (a merged layout kept them hidden: bars without a scale or run names)."""
+    from lorakit.widgets import ComparePanel, StudioController
+
+    c = StudioController(store=tmp_path / "runs.db")
+    cp = ComparePanel(c)
+    assert cp.memory_chart.layout.xaxis.visible is False and cp.memory_chart.layout.annotations  # the empty note
+    c.store.save(make_record(run_id="r1"))
+    cp.refresh()
+    for chart in (cp.loss_chart, cp.memory_chart):
+        layout = chart.layout
+        assert layout.xaxis.visible is not False and layout.yaxis.visible is not False, chart.layout.title.text
+        assert not layout.annotations

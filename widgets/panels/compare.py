@@ -302,8 +302,8 @@ def _replace(fw: go.FigureWidget, fig: go.Figure) -> None:
     with fw.batch_update():
         fw.data = ()
         fw.add_traces(list(fig.data))
-        fw.layout.annotations = ()
-        fw.update_layout(layout)
+        # the whole layout replaced, not merged: an empty figure's hidden axes and note must not outlive it
+        fw.layout = go.Layout(layout, template=fw.layout.template)
         # the figure's own height: it grows with the runs (a row per bar, a legend line per run)
         fw.update_layout(height=max(300, layout.get("height") or 0), width=480)
 
