@@ -13,18 +13,22 @@ from lorakit.memory import CATEGORIES, THIS_MACHINE, plan_text
 from ..fields import advanced
 from .base import Panel
 
-QUANT_OPTIONS = [("none", "none"), ("8-bit", "int8"), ("NF4", "nf4"), ("FP4", "fp4")]
+# the labels are the values the table, the CLI and RunConfig use (one word per idea); the tooltips say what they are
+QUANT_OPTIONS = [("none", "none"), ("int8", "int8"), ("NF4", "nf4"), ("FP4", "fp4")]
+QUANT_TOOLTIPS = ["full-precision base weights", "8-bit base weights (bitsandbytes LLM.int8)",
+                  "4-bit NormalFloat base weights (QLoRA)", "4-bit floating-point base weights"]
 
 
 class QuantPanel(Panel):
-    """none / 8-bit / NF4 / FP4, double quantization, compute dtype, optimizer; predicted memory."""
+    """none / int8 / NF4 / FP4, double quantization, compute dtype, optimizer; planned memory."""
 
     title = "Quantization"
     subtitle = "how the base is stored"
 
     def __init__(self, controller=None, **kwargs):
         super().__init__(controller, **kwargs)
-        self.quant = W.ToggleButtons(options=QUANT_OPTIONS, style=W.ToggleButtonsStyle(button_width="52px"))
+        self.quant = W.ToggleButtons(options=QUANT_OPTIONS, tooltips=QUANT_TOOLTIPS,
+                                     style=W.ToggleButtonsStyle(button_width="52px"))
         self.double_quant = W.Checkbox(indent=False, description="double quantization (4-bit: quantize the "
                                                                  "absmax constants too)")
         self.dtype = W.Dropdown(options=list(DTYPE_CHOICES), layout=W.Layout(width="260px"))
