@@ -230,12 +230,12 @@ def _write_merged(record, out: Path, gguf_type: str, model=None) -> Path:
 def _write_gguf(record, out: Path, gguf_type: str, model=None) -> Path:
     from lorakit.exports.gguf import write_gguf
     from lorakit.exports.modelfile import modelfile_text
-    from lorakit.training.evaluation import _stop_ids
+    from lorakit.training.evaluation import stop_ids
 
     model, tok = model or merged_model(record)
     name = f"{_safe(record.config.name or record.run_id)}.{gguf_type}.gguf"
     write_gguf(model, tok, out / name, gguf_type, name=record.config.name or f"lorakit {record.run_id}")
-    stops = [tok.convert_ids_to_tokens(i) for i in _stop_ids(tok)]
+    stops = [tok.convert_ids_to_tokens(i) for i in stop_ids(tok)]
     (out / "Modelfile").write_text(modelfile_text(name, tok, stops, model.config.max_position_embeddings))
     _card(out, record, "gguf", gguf_file=name, gguf_type=gguf_type)
     return out / name

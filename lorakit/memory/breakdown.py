@@ -40,7 +40,7 @@ from lorakit.memory.saved_tensors import (  # noqa: F401 - measured activations,
     measure_activations,
     saved_activation_tensors,
 )
-from lorakit.memory.tensor_bytes import _Ledger, _module_extra_tensors, _stored_tensors  # noqa: F401 - _Ledger: tests
+from lorakit.memory.tensor_bytes import Ledger, module_extra_tensors, stored_tensors  # noqa: F401 - Ledger: tests
 
 CATEGORIES = ("base_weights", "adapters", "gradients", "optimizer", "activations")
 
@@ -116,15 +116,15 @@ def measure_weights(model) -> tuple[int, int]:
     buffers; adapters are the LoRA tensors (names containing ``lora_``). A tensor shared by a
     LoRA name and a base name (never the case with peft) would count as base.
     """
-    base, adapters = _Ledger(), _Ledger()
+    base, adapters = Ledger(), Ledger()
     for mod_name, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
             full = f"{mod_name}.{pname}" if mod_name else pname
-            (adapters if _is_adapter(full) else base).add_all(_stored_tensors(p))
+            (adapters if _is_adapter(full) else base).add_all(stored_tensors(p))
         for bname, b in module.named_buffers(recurse=False):
             full = f"{mod_name}.{bname}" if mod_name else bname
             (adapters if _is_adapter(full) else base).add(b)
-        base.add_all(_module_extra_tensors(module))
+        base.add_all(module_extra_tensors(module))
     # a storage claimed by both (impossible with peft) counts as base only
     for key in list(adapters._spans):
         if key in base._spans:
@@ -143,7 +143,7 @@ def _trainable(model) -> list:
 
 def expected_gradient_bytes(model) -> int:
     """Bytes the gradients of ``model``'s trainable parameters take once allocated (no backward needed)."""
-    ledger = _Ledger()
+    ledger = Ledger()
     for p in _trainable(model):
         ledger.add(p)
     return ledger.nbytes
@@ -156,7 +156,7 @@ def measure_gradients(model) -> int:
     One behaviour before backward, after it and after ``zero_grad(set_to_none=True)`` (which HF
     Trainer does right after the optimizer step): the figure is what backward needs.
     """
-    ledger = _Ledger()
+    ledger = Ledger()
     for p in _trainable(model):
         g = p.grad
         ledger.add(g if g is not None else p)
@@ -165,7 +165,7 @@ def measure_gradients(model) -> int:
 
 def measure_allocated_grads(model) -> int:
     """Bytes of the gradients allocated right now (``.grad`` tensors that exist), each storage once."""
-    ledger = _Ledger()
+    ledger = Ledger()
     for p in _trainable(model):
         if p.grad is not None:
             ledger.add(p.grad)
@@ -178,7 +178,7 @@ def measure_optimizer(optimizer) -> int:
     if optimizer is None:
         return 0
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps one
-    ledger = _Ledger()
+    ledger = Ledger()
     for state in inner.state.values():
         if isinstance(state, dict):
             for v in state.values():
@@ -205,7 +205,7 @@ def measure_head(model, optimizer=None) -> Optional[dict]:
     params = head_parameters(model)
     if not params:
         return None
-    weights, grads, state = _Ledger(), _Ledger(), _Ledger()
+    weights, grads, state = Ledger(), Ledger(), Ledger()
     inner = getattr(optimizer, "optimizer", optimizer)
     for p in params:
         weights.add(p)

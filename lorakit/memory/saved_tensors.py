@@ -10,34 +10,34 @@ formula (``planning/activations.py``).
 from __future__ import annotations
 
 from lorakit.common.devices import model_device
-from lorakit.memory.tensor_bytes import _is_tensor, _module_extra_tensors, _storage_key, _stored_tensors
+from lorakit.memory.tensor_bytes import is_tensor, module_extra_tensors, storage_key, stored_tensors
 
 
 def _model_tensor_keys(model) -> set:
     keys = set()
     for module in model.modules():
         for p in module.parameters(recurse=False):
-            for t in _stored_tensors(p):
-                keys.add(_storage_key(t))
+            for t in stored_tensors(p):
+                keys.add(storage_key(t))
         for b in module.buffers(recurse=False):
-            keys.add(_storage_key(b))
-        for t in _module_extra_tensors(module):
-            keys.add(_storage_key(t))
+            keys.add(storage_key(b))
+        for t in module_extra_tensors(module):
+            keys.add(storage_key(t))
     return keys
 
 
 def _batch_tensors(batch) -> list:
-    if _is_tensor(batch):
+    if is_tensor(batch):
         return [batch]
     if isinstance(batch, dict):
-        return [v for v in batch.values() if _is_tensor(v)]
+        return [v for v in batch.values() if is_tensor(v)]
     if isinstance(batch, (list, tuple)):
-        return [v for v in batch if _is_tensor(v)]
+        return [v for v in batch if is_tensor(v)]
     return []
 
 
 def _as_inputs(model, batch) -> dict:
-    if _is_tensor(batch):
+    if is_tensor(batch):
         batch = {"input_ids": batch}
     batch = dict(batch)
     if "labels" not in batch and "input_ids" in batch:
@@ -45,7 +45,7 @@ def _as_inputs(model, batch) -> dict:
     if getattr(model, "config", None) is not None:
         batch.setdefault("use_cache", False)  # a KV cache is not part of training memory
     device = model_device(model)
-    return {k: (v.to(device) if _is_tensor(v) else v) for k, v in batch.items()}
+    return {k: (v.to(device) if is_tensor(v) else v) for k, v in batch.items()}
 
 
 class ActivationRecorder:
@@ -58,13 +58,13 @@ class ActivationRecorder:
     """
 
     def __init__(self, model, batch):
-        self.skip = _model_tensor_keys(model) | {_storage_key(t) for t in _batch_tensors(batch)}
+        self.skip = _model_tensor_keys(model) | {storage_key(t) for t in _batch_tensors(batch)}
         self.seen: dict = {}
         self._hooks = None
 
     def pack(self, t):
-        if _is_tensor(t) and t.device.type != "meta":
-            key = _storage_key(t)
+        if is_tensor(t) and t.device.type != "meta":
+            key = storage_key(t)
             if key not in self.skip and key not in self.seen:
                 self.seen[key] = (t, t.untyped_storage().nbytes())
         return t
@@ -125,7 +125,7 @@ def _ctx_held_tensors(out) -> list:
     roots = []
     for name in ("loss", "logits"):
         t = getattr(out, name, None) if not isinstance(out, dict) else out.get(name)
-        if _is_tensor(t) and t.grad_fn is not None:
+        if is_tensor(t) and t.grad_fn is not None:
             roots.append(t.grad_fn)
     found, seen, stack = [], set(), roots
     while stack:
@@ -136,7 +136,7 @@ def _ctx_held_tensors(out) -> list:
         if isinstance(node, torch.autograd.function.BackwardCFunction):
             for v in vars(node).values():
                 vs = v if isinstance(v, (tuple, list)) else (v,)
-                found += [x for x in vs if _is_tensor(x)]
+                found += [x for x in vs if is_tensor(x)]
         stack.extend(nxt for nxt, _ in node.next_functions)
     return found
 

@@ -1,18 +1,18 @@
 """Counting tensor bytes as they sit in memory: each byte of each storage once (tied weights and views
 count once), and a bitsandbytes parameter with its quantization state. Used by the measured breakdown
-(``memory``) and the activation recorder (``saved``)."""
+(``memory.breakdown``), the activation recorder (``memory.saved_tensors``) and the Playground's memory."""
 from __future__ import annotations
 
 from typing import Iterable
 
 
-def _is_tensor(t) -> bool:
+def is_tensor(t) -> bool:
     import torch
 
     return isinstance(t, torch.Tensor)
 
 
-def _storage_key(t) -> tuple:
+def storage_key(t) -> tuple:
     s = t.untyped_storage()
     return (t.device.type, t.device.index, s.data_ptr())
 
@@ -27,7 +27,7 @@ def _byte_span(t) -> tuple[int, int]:
     return start, start + extent * es
 
 
-class _Ledger:
+class Ledger:
     """Bytes of a set of tensors, each byte of each storage counted once.
 
     Tensors sharing a storage (tied weights, views) are merged as byte ranges, so two views of the
@@ -39,19 +39,19 @@ class _Ledger:
         self._spans: dict[tuple, list] = {}
 
     def add(self, t) -> None:
-        if not _is_tensor(t) or t.device.type == "meta":
+        if not is_tensor(t) or t.device.type == "meta":
             return
         lo, hi = _byte_span(t)
         if hi > lo:
-            self._spans.setdefault(_storage_key(t), []).append((lo, hi))
+            self._spans.setdefault(storage_key(t), []).append((lo, hi))
 
-    def add_all(self, tensors: Iterable) -> "_Ledger":
+    def add_all(self, tensors: Iterable) -> "Ledger":
         for t in tensors:
             self.add(t)
         return self
 
     def __contains__(self, t) -> bool:
-        return _is_tensor(t) and _storage_key(t) in self._spans
+        return is_tensor(t) and storage_key(t) in self._spans
 
     @property
     def nbytes(self) -> int:
@@ -77,7 +77,7 @@ def _quant_state_tensors(state) -> list:
     if getattr(state, "nested", False):
         out.append(getattr(state, "offset", None))
         out += _quant_state_tensors(getattr(state, "state2", None))
-    return [t for t in out if _is_tensor(t)]
+    return [t for t in out if is_tensor(t)]
 
 
 def _usual_state(t):
@@ -91,24 +91,24 @@ def _usual_state(t):
     return usual_4bit(t)[1]
 
 
-def _stored_tensors(t) -> list:
+def stored_tensors(t) -> list:
     """A parameter as it sits in memory: the tensor plus any quantization state attached to it."""
     out = [t]
     out += _quant_state_tensors(_usual_state(t))  # Params4bit
     for attr in ("SCB", "CB"):  # Int8Params: int8 rows (CB is the data itself) + fp32 row scales
         v = getattr(t, attr, None)
-        if _is_tensor(v):
+        if is_tensor(v):
             out.append(v)
     return out
 
 
-def _module_extra_tensors(module) -> list:
+def module_extra_tensors(module) -> list:
     """Quantization tensors a bitsandbytes layer keeps outside its parameters (Linear8bitLt.state)."""
     state = getattr(module, "state", None)
     out = []
     if state is not None and state.__class__.__name__ == "MatmulLtState":
         for attr in ("CB", "SCB"):
             v = getattr(state, attr, None)
-            if _is_tensor(v):
+            if is_tensor(v):
                 out.append(v)
     return out

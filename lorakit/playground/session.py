@@ -159,15 +159,15 @@ class Session:
 
     def memory(self) -> PlaygroundMemory:
         """The base's bytes once and each adapter's, measured from the model's tensors (each storage once)."""
-        from lorakit.memory.tensor_bytes import _Ledger, _module_extra_tensors, _stored_tensors
+        from lorakit.memory.tensor_bytes import Ledger, module_extra_tensors, stored_tensors
 
         adapters = [c.name for c in self.columns if c.name != BASE]
-        base, per = _Ledger(), {a: _Ledger() for a in adapters}
+        base, per = Ledger(), {a: Ledger() for a in adapters}
         for mod_name, module in self.model.named_modules():
             for pname, p in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
                 owner = _adapter_of(f"{mod_name}.{pname}", adapters)
-                (per[owner] if owner else base).add_all(_stored_tensors(p))
-            base.add_all(_module_extra_tensors(module))
+                (per[owner] if owner else base).add_all(stored_tensors(p))
+            base.add_all(module_extra_tensors(module))
         return PlaygroundMemory(base.nbytes, {a: per[a].nbytes for a in adapters})
 
     def context_length(self) -> Optional[int]:
@@ -234,9 +234,9 @@ class Session:
             yield ", ".join(f"{k} {v:.3f}" for k, v in probs.items())
             return
         inputs = self.encode(prompt, settings.max_new_tokens)
-        from lorakit.training.evaluation import _quiet_generation
+        from lorakit.training.evaluation import quiet_generation
 
-        with _quiet_generation():
+        with quiet_generation():
             yield from stream_tokens(self.model, self.tokenizer, inputs, settings, stop or threading.Event(), stats,
                                      prepare=lambda: self._as(column))
 

@@ -27,7 +27,7 @@ Messages = list  # [{"role": ..., "content": ...}]
 GENERATION_BATCH = 32
 
 
-def _stop_ids(tokenizer) -> list[int]:
+def stop_ids(tokenizer) -> list[int]:
     """EOS plus the chat template's end-of-turn token, so generation stops at the end of the answer."""
     ids = []
     for text in (tokenizer.eos_token, end_of_turn(tokenizer)):
@@ -43,7 +43,7 @@ def generation_config(tokenizer, max_new_tokens: int = 64):
     """Greedy decoding with no sampling knobs set (so transformers has nothing to warn about)."""
     from transformers import GenerationConfig
 
-    stop = _stop_ids(tokenizer)
+    stop = stop_ids(tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                             temperature=None, top_p=None, top_k=None, use_cache=True,
@@ -51,7 +51,7 @@ def generation_config(tokenizer, max_new_tokens: int = 64):
 
 
 @contextlib.contextmanager
-def _quiet_generation():
+def quiet_generation():
     """Silence per-call chatter: bitsandbytes' int8 cast warning, transformers' generation notes."""
     loggers = [logging.getLogger(n) for n in ("transformers.generation.utils",
                                               "transformers.generation.configuration_utils",
@@ -121,7 +121,7 @@ def generate(model, tokenizer, prompts_or_messages: Sequence[Union[str, Messages
     model.eval()
     try:
         # a 4-bit base on CPU: each weight dequantized once for the whole call, not once per token (dense_4bit)
-        with torch.no_grad(), _quiet_generation(), dense_4bit(model):
+        with torch.no_grad(), quiet_generation(), dense_4bit(model):
             run()
     finally:
         model.train(was_training)
@@ -193,7 +193,7 @@ def classify(model, tokenizer, texts: Sequence[str], labels: Sequence[str], batc
     out: list[str] = []
     model.eval()
     try:
-        with torch.no_grad(), _quiet_generation():
+        with torch.no_grad(), quiet_generation():
             for start in range(0, len(texts), max(1, batch_size)):
                 enc = tokenizer(list(texts[start:start + max(1, batch_size)]), return_tensors="pt", padding=True,
                                 truncation=True, max_length=max_length).to(device)

@@ -238,12 +238,12 @@ def test_int8_activations_include_inputs_kept_by_bitsandbytes():
 
 def test_ledger_counts_each_byte_once():
     t = torch.zeros(100)
-    ledger = M._Ledger().add_all([t, t, t.view(10, 10), t[:50]])
+    ledger = M.Ledger().add_all([t, t, t.view(10, 10), t[:50]])
     assert ledger.nbytes == 400
     ledger.add(torch.zeros(10, dtype=torch.float16))
     assert ledger.nbytes == 420
     big = torch.zeros(1000)
-    assert M._Ledger().add_all([big[:10], big[500:510]]).nbytes == 80  # disjoint slices: own bytes
+    assert M.Ledger().add_all([big[:10], big[500:510]]).nbytes == 80  # disjoint slices: own bytes
 
 
 def test_measure_returns_the_breakdown():
