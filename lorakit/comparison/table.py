@@ -12,6 +12,7 @@ pandas is imported on first use, so ``import lorakit`` stays quick.
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from lorakit.common.display import MiB, finite
@@ -175,8 +176,26 @@ def display_names(records: Sequence[RunRecord]) -> list[str]:
     sharing its label: :mod:`.run_labels`), with a run-id suffix where two runs still share one."""
     if not records:
         return []
-    labels = tell_apart(_frame(records, ("run_id", "label", *(c for c, _ in AXES))))
-    return unique_names(labels.tolist(), [r.run_id for r in records])
+    # a name depends on the run ids and configs alone (frozen): the report's three charts and a redraw of the
+    # same runs ask again, and the frame it takes costs ~50 ms however few the runs
+    key = tuple((r.run_id, r.config) for r in records)
+    try:
+        names = _NAMES_SEEN.get(key)
+    except TypeError:  # a config holding something unhashable: no reuse
+        key, names = None, None
+    if names is None:
+        labels = tell_apart(_frame(records, ("run_id", "label", *(c for c, _ in AXES))))
+        names = unique_names(labels.tolist(), [r.run_id for r in records])
+        if key is not None:
+            with _NAMES_LOCK:
+                _NAMES_SEEN[key] = names
+                while len(_NAMES_SEEN) > 16:
+                    _NAMES_SEEN.pop(next(iter(_NAMES_SEEN)))
+    return list(names)
+
+
+_NAMES_SEEN: dict = {}  # (run id, config) pairs -> their display names; the newest 16 lists
+_NAMES_LOCK = threading.Lock()
 
 
 def unique_names(labels: list[str], run_ids: list[str]) -> list[str]:
