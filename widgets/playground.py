@@ -2,7 +2,7 @@
 (``lorakit.playground.session.Session``).
 
 The panel forwards its widgets' values (``set_prompt``, ``select``, ``set_setting``, ``set_base``) and its
-buttons (``generate``, ``stop``); it redraws on the controller's topics:
+buttons (``generate``, ``stop``, ``clear``); it redraws on the controller's topics:
 
 - ``playground`` (): the choices, the selection, the settings' problems or the memory changed;
 - ``playground_piece`` (column): a column's answer grew by a piece (the panel throttles its redraws);
@@ -11,6 +11,10 @@ buttons (``generate``, ``stop``); it redraws on the controller's topics:
 Generate runs on the Studio's job machinery (``jobs.Jobs``): the session (the base once, the chosen runs'
 adapters by name) is loaded on a job thread, then every chosen column answers in turn, token by token.
 Stop ends the answer being written within a token and skips the columns not yet started.
+
+A conversation: each Generate's answers become a turn (``turns``), and a column answers its own earlier turns
+plus the new prompt (``conversation``), through the chat template; Clear starts a new one. Changing the
+columns attaches / detaches adapters on the loaded base; only another base loads anew.
 """
 from __future__ import annotations
 
@@ -35,6 +39,14 @@ class ColumnState:
     text: str = ""
     stats: AnswerStats = field(default_factory=AnswerStats)
     state: str = "waiting"  # 'waiting', 'writing', 'done', 'stopped', 'failed'
+    messages: list = field(default_factory=list)  # the conversation it answers: its earlier turns + the prompt
+
+
+@dataclass
+class Turn:
+    """One prompt of the conversation and the answer of each column that gave one."""
+    prompt: str
+    answers: dict = field(default_factory=dict)  # column name -> its answer (as shown, a stopped one cut short)
 
 
 class PlaygroundControl:
@@ -48,6 +60,8 @@ class PlaygroundControl:
         self.base = model or self._default_base()
         self.selected: list = []
         self.columns: list = []  # ColumnState of the latest Generate, in column order
+        self.turns: list = []  # the conversation before the latest Generate (Turn); Clear empties it
+        self.asked = ""  # the latest Generate's prompt
         self.memory_text = ""
         self.status: tuple = ("info", "Type a prompt, pick the columns, press Generate.")
         self.lock = threading.Lock()  # guards columns' text while the job thread writes
@@ -105,6 +119,7 @@ class PlaygroundControl:
         if model and model != self.base:
             self.base = model
             self.selected = self._default_selection()
+            self._forget()  # another model: the conversation was with the previous one
             self.c._notify("playground")
 
     def select(self, names) -> None:
@@ -140,13 +155,54 @@ class PlaygroundControl:
         order = [n for n, _ in self.choices() if n in self.selected]
         labels = dict(self.choices())
         with self.lock:
-            self.columns = [ColumnState(n, labels[n]) for n in order]
+            self._fold()
+            self.asked = self.prompt
+            self.columns = [ColumnState(n, labels[n], messages=self.conversation(n)) for n in order]
         self._stop = threading.Event()
         self._running = True
         self.c._notify("playground")
-        self._say("info", "Loading the base and the adapters…" if self._session_key != self._key(order)
-                  else "Generating…")
-        self.c._jobs.start("playground", lambda: self._run(self.prompt, order, settings, self._stop), background)
+        self._say("info", self._loading_text(order))
+        stop = self._stop
+        self.c._jobs.start("playground", lambda: self._run(order, settings, stop), background)
+        return True
+
+    def _loading_text(self, order: list) -> str:
+        if self._session is None or self._session_key[:1] != (self.base,):
+            return "Loading the base and the adapters…"
+        return "Attaching the adapters…" if self._session_key != self._key(order) else "Generating…"
+
+    # --- the conversation ---------------------------------------------------------------------------------
+    def conversation(self, name: str) -> list:
+        """What column ``name`` answers: its earlier turns (the prompts it answered, with its answers) and the
+        latest prompt, as chat messages; the session applies the chat template to all of it."""
+        out = []
+        for t in self.turns:
+            if name in t.answers:
+                out += [{"role": "user", "content": t.prompt}, {"role": "assistant", "content": t.answers[name]}]
+        return out + [{"role": "user", "content": self.asked}]
+
+    def history(self, name: str) -> list:
+        """[(prompt, answer)] of column ``name``'s earlier turns, oldest first (what its column shows above)."""
+        return [(t.prompt, t.answers[name]) for t in self.turns if name in t.answers]
+
+    def _fold(self) -> None:
+        """The latest Generate's answers become a turn of the conversation (a failed or empty one is left out)."""
+        answers = {c.name: c.text.strip() for c in self.columns if c.state in ("done", "stopped") and c.text.strip()}
+        if self.asked and answers:
+            self.turns.append(Turn(self.asked, answers))
+
+    def _forget(self) -> None:
+        with self.lock:
+            self.turns, self.columns, self.asked = [], [], ""
+
+    def clear(self) -> bool:
+        """Start a new conversation (refused while generating: Stop first)."""
+        if self._running:
+            self._say("warn", "The Playground is generating: press Stop, then Clear.")
+            return False
+        self._forget()
+        self.c._notify("playground")
+        self._say("info", "Conversation cleared: the next prompt starts a new one.")
         return True
 
     def _why_not(self) -> str:
@@ -177,18 +233,23 @@ class PlaygroundControl:
         return (self.base, tuple(sorted(n for n in order if n != BASE)))
 
     def _load(self, order: list):
+        """The session for these columns: a different base loads anew; other runs on the same base are
+        attached / detached by name on the base already loaded (``Session.set_runs``)."""
         from lorakit.playground import Session
 
-        key = self._key(order)
-        if self._session is None or self._session_key != key:
+        key, runs = self._key(order), [n for n in order if n != BASE]
+        if self._session is None or self._session.model_name != self.base:
             self._session = None  # let the previous base go before the next one loads
-            self._session = Session([n for n in order if n != BASE], store=self.c.store, model=self.base)
-            self._session_key = key
+            self._session = Session(runs, store=self.c.store, model=self.base)
+        elif self._session_key != key:
+            self._session_key = ()  # a failure part way leaves it to be redone next time
+            self._session.set_runs(runs, store=self.c.store)
+        self._session_key = key
         self.memory_text = self._session.memory().text()
         self.c._notify("playground")
         return self._session
 
-    def _run(self, prompt: str, order: list, settings: GenerationSettings, stop: threading.Event) -> None:
+    def _run(self, order: list, settings: GenerationSettings, stop: threading.Event) -> None:
         try:
             session = self._load(order)
             self._say("info", "Generating…")
@@ -196,7 +257,7 @@ class PlaygroundControl:
                 if stop.is_set():
                     col.state = "stopped"
                     continue
-                self._answer(session, col, prompt, settings, stop)
+                self._answer(session, col, settings, stop)
             done = "Stopped." if stop.is_set() else "Done."
             self._say("warn" if stop.is_set() else "success", f"{done} {self._summary()}")
         except Exception as exc:  # noqa: BLE001 - said in the panel, never a silent thread
@@ -208,10 +269,10 @@ class PlaygroundControl:
             self._running = False
             self.c._notify("playground")
 
-    def _answer(self, session, col: ColumnState, prompt: str, settings, stop) -> None:
+    def _answer(self, session, col: ColumnState, settings, stop) -> None:
         col.state = "writing"
         self.c._notify("playground_piece", col.name)
-        for piece in session.stream(prompt, col.name, settings, stop=stop, stats=col.stats):
+        for piece in session.stream(col.messages, col.name, settings, stop=stop, stats=col.stats):
             with self.lock:
                 col.text += piece
             self.c._notify("playground_piece", col.name)

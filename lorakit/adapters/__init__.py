@@ -1,5 +1,5 @@
 """LoRA with peft: attaching, saving, loading and merging adapters, the variants, and the record of the base an adapter
-was trained on.
+was trained on; a full fine-tuning's kept model (``full_weights``).
 """
 from lorakit.common.public import lazy_names
 
@@ -13,6 +13,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "save_adapter": "lora",
     "load_adapter": "lora",
     "merge_adapter": "lora",
+    "save_full": "full_weights",
+    "load_full": "full_weights",
     "check_base": "base_record",
     "AdapterError": "base_record",
     "AdapterMismatch": "base_record",

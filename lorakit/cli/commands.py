@@ -241,7 +241,8 @@ def cmd_train(ns) -> int:
     print(f"run {rec.run_id}: {rec.status}" + (f" ({rec.reason})" if rec.reason else ""))
     print(f"compute dtype: {rec.config.dtype}" + (" (auto)" if cfg.dtype == "auto" else ""))
     if rec.adapter_path:
-        print(f"adapter: {rec.adapter_path} ({rec.adapter_bytes / MiB:.2f} MiB)")
+        what, size = ("weights", rec.weights_bytes) if rec.config.method == "full" else ("adapter", rec.adapter_bytes)
+        print(f"{what}: {rec.adapter_path} ({(size or 0) / MiB:.2f} MiB)")
     return 0 if rec.status == "finished" else 1
 
 

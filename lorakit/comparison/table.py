@@ -119,6 +119,7 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("samples_s", "float64", _num("samples_s")),  # sample generations beyond the metric's pass
     ("time_to_first_loss_s", "float64", _num("time_to_first_loss_s")),
     ("adapter_bytes", "Int64", lambda r: r.adapter_bytes),
+    ("weights_bytes", "Int64", lambda r: r.weights_bytes),  # a full fine-tuning's kept model on disk
     ("checkpoint_step", "Int64", lambda r: r.checkpoint_step),  # the newest resumable checkpoint's step
     ("checkpoint_bytes", "Int64", lambda r: r.checkpoint_bytes),  # the kept checkpoints on disk
     ("device", "object", lambda r: r.device),
@@ -129,7 +130,8 @@ COLUMNS = tuple(name for name, _, _ in SPEC)
 MEM_COLUMNS = tuple(f"mem_{c}" for c in CATEGORIES) + ("mem_total",)
 PEAK_COLUMNS = ("mem_peak", "mem_peak_planned")
 # shown in MiB, every one
-BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes", "checkpoint_bytes")
+BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes", "weights_bytes",
+                "checkpoint_bytes")
 # The short view (CLI, report, the Studio's table): who the run is, what it cost, what it reached, how long.
 # mem_total: the measured steady bytes (memory); mem_peak: the step's measured peak; task_metric: the task's score.
 SHORT_COLUMNS = ("label", "model", "method", "quant", "rank", "mem_total", "mem_peak", "eval_loss", "task_metric",

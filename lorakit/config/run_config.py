@@ -98,6 +98,8 @@ class RunConfig:
     """Save a resumable checkpoint every N steps, at the end and when stopped (0: none; needs a store)."""
     checkpoint_keep: int = 2
     """Checkpoints kept per run (the newest); older ones are deleted as new ones are saved."""
+    keep_weights: bool = True
+    """Full fine-tuning: keep the trained model in the run's folder (merged/GGUF export needs it; it is large)."""
     name: str = ""
     """Optional label shown in tables and charts."""
     report_to: tuple = ()

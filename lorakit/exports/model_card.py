@@ -56,6 +56,13 @@ def _memory(record) -> list[str]:
     ] + [f"| **total** | {fmt_bytes(record.memory.total)} |"]
 
 
+def _how(cfg, fmt: str, base_path: str, gguf_file: str) -> str:
+    how = _HOW[fmt].format(base=cfg.model, base_path=base_path or cfg.model, gguf_file=gguf_file)
+    if cfg.method == "full":  # no adapter was folded in: every weight trained
+        how = how.replace("the adapter is folded into the weights", "full fine-tuning trained every weight")
+    return how
+
+
 def model_card(record, fmt: str, *, base_path: str = "", gguf_file: str = "", gguf_type: str = "") -> str:
     """Markdown for an export of ``record`` in format ``fmt`` ('peft', 'merged' or 'gguf')."""
     cfg = record.config
@@ -77,6 +84,5 @@ def model_card(record, fmt: str, *, base_path: str = "", gguf_file: str = "", gg
               f"| eval loss | | {_num(record.eval_loss)} |", "",
               f"Trainable parameters: {record.trainable_params:,} ({record.trainable_pct:.3g} %).", "",
               "## Memory (measured after the first optimizer step)", *_memory(record), "",
-              "## How to load it", _HOW[fmt].format(base=cfg.model, base_path=base_path or cfg.model,
-                                                    gguf_file=gguf_file), ""]
+              "## How to load it", _how(cfg, fmt, base_path, gguf_file), ""]
     return "\n".join(lines)

@@ -83,10 +83,13 @@ def _run_problems(record, fmt: str) -> dict:
     if cfg.method == "full":
         if fmt == "peft":
             return {"format": f"run {rid} is full fine-tuning: it has no adapter, so format='peft' does not "
-                              "apply; export format='merged' (or 'gguf')"}
+                              "apply; export format='merged' or 'gguf'"}
         if not _full_weights(record):
-            return {"run": f"run {rid} is full fine-tuning and its trained weights were not kept "
-                           "(lorakit stores the adapters of LoRA runs; a full fine-tuning run keeps no weights)"}
+            why = ("it was trained with keep_weights=False" if not cfg.keep_weights
+                   else f"its run folder holds no model ({record.adapter_path or 'none recorded'}; "
+                        f"{record.status} run)")
+            return {"run": f"run {rid} is full fine-tuning and its trained weights were not kept: {why}. "
+                           "Train it again with keep_weights=True to export it"}
     elif not record.adapter_path or not (Path(record.adapter_path) / "adapter_config.json").is_file():
         where = f" (looked in {record.adapter_path})" if record.adapter_path else ""
         return {"run": f"run {rid} ({record.status}) has no saved adapter{where}: nothing to export"}
@@ -94,9 +97,10 @@ def _run_problems(record, fmt: str) -> dict:
 
 
 def _full_weights(record) -> Optional[Path]:
-    """A full fine-tuning run's saved model folder, where one was kept (``adapter_path`` holding config.json)."""
-    p = Path(record.adapter_path) if record.adapter_path else None
-    return p if p is not None and (p / "config.json").is_file() else None
+    """A full fine-tuning run's kept model folder (its run folder, ``adapter_path``), where one was kept."""
+    from lorakit.adapters.full_weights import kept
+
+    return Path(record.adapter_path) if kept(record.adapter_path) else None
 
 
 def _gguf_base_problem(record) -> str:
@@ -183,13 +187,9 @@ def merged_model(record):
 
 
 def _full_model(record):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from lorakit.adapters.full_weights import load_full
 
-    from lorakit.common.threads import building
-
-    path = _full_weights(record)
-    with building():
-        return AutoModelForCausalLM.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
+    return load_full(_full_weights(record), record.task or record.config.resolved_task())
 
 
 def _generation_config(model, tokenizer):

@@ -10,12 +10,14 @@ adapter is a change to the one shared model.
 
 What a run needs to be a column: a finished or stopped LoRA run with its adapter folder, on the same
 base model (its ``config.model``) and for the same task. A full fine-tuning run is refused with the
-reason: lorakit keeps no weights of one (it would be a whole second model, not an adapter).
+reason: it is a whole second model, not an adapter (columns share one base); its kept weights export as
+``merged``.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -75,8 +77,10 @@ def why_not(record, model: str, task: str = "") -> str:
     """'' when ``record``'s adapter can be a column on base ``model`` (and ``task``); else the reason, in words."""
     cfg = record.config
     if cfg.method != "lora":
-        return (f"run {record.run_id} is a full fine-tuning run: lorakit keeps no weights of it (no adapter to "
-                "attach; it would be a whole second model), so it cannot be a column")
+        size = f", {record.weights_bytes / 2**20:.0f} MiB kept" if record.weights_bytes else ""
+        return (f"run {record.run_id} is a full fine-tuning run: it has no adapter to switch on this base (it is a "
+                f"whole second model{size}), so it cannot be a column; export it with format='merged' and load "
+                "it on its own")
     if cfg.model != model:
         return f"run {record.run_id} was trained on {cfg.model!r}, not on the base {model!r} of these columns"
     if task and record.task and record.task != task:
@@ -84,6 +88,17 @@ def why_not(record, model: str, task: str = "") -> str:
     if not record.adapter_path or not Path(record.adapter_path).is_dir():
         return f"run {record.run_id} has no saved adapter ({record.status}; adapter_path {record.adapter_path!r})"
     return ""
+
+
+def _records(runs, store) -> list:
+    from lorakit.store.runs import open_store
+
+    st, opened = open_store(store, required=True) if runs else (None, False)
+    try:
+        return resolve_runs(runs, st)
+    finally:
+        if opened:
+            st.close()
 
 
 def column_label(record) -> str:
@@ -103,22 +118,13 @@ class Session:
 
     def __init__(self, runs: Sequence = (), store=None, model: Optional[str] = None, quant: Optional[str] = None,
                  device: Optional[str] = None, base: bool = True):
-        from lorakit.store.runs import open_store
-
-        st, opened = open_store(store, required=True) if runs else (None, False)
-        try:
-            records = resolve_runs(runs, st)
-        finally:
-            if opened:
-                st.close()
+        records = _records(runs, store)
         if not records and not model:
             raise ConfigError({"runs": "give at least one run, or model= for the base alone"})
         first = records[0].config if records else None
         self.model_name = model or first.model
         self.task = records[0].task if records else ""
-        problems = [r for r in (why_not(rec, self.model_name, self.task) for rec in records) if r]
-        if problems:
-            raise ConfigError({"runs": "; ".join(problems)})
+        self._check(records)
         self._load(records, first, quant, device)
         self.columns = ([Column(BASE, f"base ({self.model_name})")] if base else []) + [
             Column(r.run_id, column_label(r), r) for r in records]
@@ -144,6 +150,37 @@ class Session:
         model.eval()
         model.config.use_cache = True
         self.model = model
+
+    def _check(self, records) -> None:
+        problems = [r for r in (why_not(rec, self.model_name, self.task) for rec in records) if r]
+        if problems:
+            raise ConfigError({"runs": "; ".join(problems)})
+
+    def set_runs(self, runs: Sequence = (), store=None) -> None:
+        """Make the columns the base plus ``runs`` on the base already loaded (it is never reloaded): the
+        adapters of runs no longer named are deleted (peft's ``delete_adapter``; the last one unloads the
+        LoRA layers), new ones attached by name (``load_adapter``). A run that cannot be a column is a
+        ConfigError naming ``runs``, and nothing changes."""
+        from lorakit.adapters.lora import load_adapter
+
+        records = _records(runs, store)
+        self._check(records)
+        have = [c.name for c in self.columns if c.name != BASE]
+        wanted = {r.run_id for r in records}
+        with self._lock:
+            for name in have:
+                if name not in wanted:
+                    with warnings.catch_warnings():  # 'active adapter deleted': each column sets its own
+                        warnings.simplefilter("ignore", UserWarning)
+                        self.model.delete_adapter(name)
+            if have and not set(have) & wanted and hasattr(self.model, "unload"):
+                self.model = self.model.unload()  # no adapter left: the plain base, without LoRA layers
+            for rec in records:
+                if rec.run_id not in have:
+                    self.model = load_adapter(self.model, rec.adapter_path, adapter_name=rec.run_id)
+            self.model.eval()
+            self.columns = [c for c in self.columns if c.name == BASE] + [
+                Column(r.run_id, column_label(r), r) for r in records]
 
     # --- what it holds -----------------------------------------------------------------------------
 

@@ -58,8 +58,9 @@ class RunRecord:
     samples_s: Optional[float] = None
     before_cached: bool = False  # task_metric_before and the 'before' samples came from the store's cache
     time_to_first_loss_s: Optional[float] = None
-    adapter_path: Optional[str] = None
+    adapter_path: Optional[str] = None  # the run's saved result: its LoRA adapter, or a full run's kept model
     adapter_bytes: Optional[int] = None
+    weights_bytes: Optional[int] = None  # disk a full fine-tuning's kept model takes (config.keep_weights)
     checkpoint_step: Optional[int] = None  # the step of the newest resumable checkpoint (None: none kept)
     checkpoint_bytes: Optional[int] = None  # disk the kept checkpoints take (the adapter's or the full state)
     resumed_at: list = field(default_factory=list)  # the checkpoint steps this run was resumed from, in order

@@ -339,7 +339,9 @@ class RunStore:
 
     def leftover_checkpoints(self) -> list[tuple[Path, str]]:
         """(path, why) of checkpoints nothing can resume from: those a kill cut short while they were written,
-        and the checkpoint folders of runs this store no longer has. A running run's are left alone."""
+        and the checkpoint folders of runs this store no longer has; and the whole folder of such a run when it
+        keeps a full fine-tuning's model (large, and no record to export it from). A running run's are left alone."""
+        from lorakit.adapters.full_weights import kept
         from lorakit.store import checkpoints
 
         root = self.adapters_root
@@ -350,7 +352,9 @@ class RunStore:
         for run_folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             folder = checkpoints.folder_of(run_folder)
             if run_folder.name not in status:
-                if folder.is_dir():
+                if kept(run_folder):
+                    found.append((run_folder, "the kept weights (and checkpoints) of a run this store does not have"))
+                elif folder.is_dir():
                     found.append((folder, "checkpoints of a run this store does not have"))
             elif status[run_folder.name] != "running":
                 found += [(c, "a checkpoint cut short while it was written") for c in checkpoints.incomplete(folder)]

@@ -373,19 +373,23 @@ class _Run:
 
     def save_adapter(self) -> None:
         from lorakit.adapters.base_record import AdapterError
+        from lorakit.adapters.full_weights import save_full
         from lorakit.adapters.lora import save_adapter
 
-        rec = self.record
-        if self.model is None or self.cfg.method != "lora" or not rec.history:
+        rec, full = self.record, self.cfg.method == "full"
+        if self.model is None or not rec.history or (full and not self.cfg.keep_weights):
             return
         if self.store is not None:
             path = self.store.adapter_dir(rec.run_id)
         elif self.output_dir:
-            path = Path(self.output_dir) / "adapter"
+            path = Path(self.output_dir) / ("model" if full else "adapter")
         else:
             return
         try:
-            rec.adapter_bytes = save_adapter(self.model, path, run_id=rec.run_id, base=self.cfg.model)
+            if full:  # no adapter: the whole trained model is what merged/GGUF export takes home
+                rec.weights_bytes = save_full(self.model, self.tokenizer, path)
+            else:
+                rec.adapter_bytes = save_adapter(self.model, path, run_id=rec.run_id, base=self.cfg.model)
             rec.adapter_path = str(path)
         except Exception as exc:  # noqa: BLE001 - keep the run even if the disk is full
             said = str(exc) if isinstance(exc, AdapterError) else f"adapter not saved: {exc}"

@@ -100,14 +100,16 @@ def test_a_failure_on_the_job_thread_is_said_in_the_panel(runs):
 
 
 def test_user_and_model_text_is_escaped(runs):
-    from lorakit.widgets.playground import ColumnState
+    from lorakit.widgets.playground import ColumnState, Turn
 
     path, _, _, _ = runs
     pg = _panel(path)
     pg.play.columns = [ColumnState("base", "<i>label</i>", text="<script>alert(1)</script>")]
+    pg.play.turns, pg.play.asked = [Turn("<b>q</b>", {"base": "<img src=x>"})], "<u>now</u>"
     pg._redraw_columns()
-    head, body, _ = pg._cells["base"]
+    head, body, _, talk = pg._cells["base"]
     assert "<script>" not in body.value and "&lt;script&gt;" in body.value and "&lt;i&gt;" in head.value
+    assert "<img" not in talk.value and "<u>" not in talk.value and "&lt;b&gt;q" in talk.value
 
 
 def test_the_studio_has_a_playground(runs):
@@ -117,3 +119,85 @@ def test_the_studio_has_a_playground(runs):
     s = Studio(store=path, autoload=False, model="tiny-llama")
     assert s.playground_panel in s.children and s.playground_panel.play is s.controller.playground
     assert [n for _, n in s.playground_panel.columns_pick.options] == ["base", *ids]
+
+
+def _spy_loads(monkeypatch) -> list:
+    import lorakit.models.loading as loading
+
+    calls, real = [], loading.load_base
+
+    def counting(base, *args, **kwargs):
+        calls.append(base.model)
+        return real(base, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_base", counting)
+    return calls
+
+
+def _generate(pg, prompt):
+    pg.prompt.value = prompt
+    pg.click_generate()
+    assert pg.play.wait(WAIT) and "Done." in pg.status_text, pg.status_text
+
+
+def test_each_column_keeps_its_conversation_and_the_chat_template_gets_all_of_it(runs, monkeypatch):
+    import lorakit.data
+
+    path, ids, _, _ = runs
+    rendered, real = [], lorakit.data.prompt_text
+    monkeypatch.setattr(lorakit.data, "prompt_text", lambda tok, msgs: rendered.append(real(tok, msgs)) or
+                        rendered[-1])
+    pg = _panel(path)
+    pg.columns_pick.value = tuple(ids)  # the adapters: random, they always say something (the base may not)
+    pg.max_new_tokens.value = 6
+    _generate(pg, PROMPT)
+    first = {c.name: c.text.strip() for c in pg.play.columns}
+    assert all(first.values())
+    follow = "And how old is she?"
+    rendered.clear()
+    _generate(pg, follow)
+    assert len(rendered) == 2 and all(PROMPT in t and follow in t for t in rendered)
+    assert first[ids[0]] in rendered[0] and first[ids[1]] in rendered[1]  # each column its own answers
+    for name in ids:
+        conv = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": first[name]},
+                {"role": "user", "content": follow}]
+        assert pg.play.columns[[c.name for c in pg.play.columns].index(name)].messages == conv
+        # the whole history went through the template: the same answer as the engine gives to the conversation
+        want = lorakit.generate([conv], runs=[name], store=path, max_new_tokens=6, base=False)
+        assert pg.answer_text(name) == want.iloc[0][name]
+        shown = pg.conversation_text(name)
+        assert shown.index(PROMPT) < shown.index(first[name]) < shown.index(follow)
+    pg.click_clear()
+    assert pg.play.turns == [] and pg.play.columns == [] and pg._cells == {} and "cleared" in pg.status_text
+    rendered.clear()
+    _generate(pg, follow)
+    assert pg.conversation_text(ids[0]) == f"you: {follow}"
+    assert len(rendered) == 2 and not any(PROMPT in t for t in rendered)
+
+
+def test_changing_the_columns_attaches_adapters_without_reloading_the_base(runs, monkeypatch):
+    path, ids, gpt2, _ = runs
+    loads = _spy_loads(monkeypatch)
+    pg = _panel(path)
+    pg.columns_pick.value = ("base", ids[0])
+    pg.max_new_tokens.value = 4
+    _generate(pg, PROMPT)
+    assert loads == ["tiny-llama"] and ids[0] in pg.memory.value and ids[1] not in pg.memory.value
+    one = pg.play._session.memory().total
+    pg.columns_pick.value = ("base", *ids)
+    _generate(pg, PROMPT)
+    assert loads == ["tiny-llama"] and ids[0] in pg.memory.value and ids[1] in pg.memory.value
+    assert pg.play._session.memory().total > one  # the second adapter's bytes, the base still once
+    pg.columns_pick.value = (ids[1],)
+    _generate(pg, PROMPT)
+    assert loads == ["tiny-llama"] and ids[0] not in pg.memory.value and ids[1] in pg.memory.value
+    assert pg.play._session.memory().total == one  # the first adapter's tensors are gone
+    conv = pg.play.columns[0].messages  # the conversation so far: its answer in the second Generate too
+    assert len(conv) == 3
+    want = lorakit.generate([conv], runs=[ids[1]], store=path, max_new_tokens=4, base=False)
+    assert pg.answer_text(ids[1]) == want.iloc[0][ids[1]]  # the adapter attached later answers as itself
+    before = len(loads)  # generate() above loaded its own session
+    pg.base.value = "tiny-gpt2"  # another base: loaded anew
+    pg.columns_pick.value = ("base", gpt2)
+    _generate(pg, PROMPT)
+    assert loads[before:] == ["tiny-gpt2"] and gpt2 in pg.memory.value

@@ -1,5 +1,6 @@
 """Playground panel: type a prompt and watch the base and stored runs' adapters answer side by side, token by
-token, with each column's time to first token and tokens/s, and the memory the loaded columns take."""
+token, with each column's time to first token and tokens/s, and the memory the loaded columns take. Each column
+shows its conversation (the earlier prompts and its answers); Clear starts a new one."""
 from __future__ import annotations
 
 import html
@@ -50,6 +51,8 @@ class PlaygroundPanel(Panel):
                                            tooltip="Every chosen column answers the prompt, token by token")
         self.stop_button = self.button("Stop", p.stop, style="danger", width="110px",
                                        tooltip="End the answer being written within a token")
+        self.clear_button = self.button("Clear", p.clear, width="110px",
+                                        tooltip="Forget the conversation: the next prompt starts a new one")
         self.status = W.HTML(status_html(*p.status))
         self.memory = W.HTML("")
         self.outputs = W.HBox(layout=W.Layout(flex_flow="row wrap"))
@@ -65,7 +68,8 @@ class PlaygroundPanel(Panel):
             self.prompt,
             W.HBox([W.VBox([self.base, self.columns_pick, self.unavailable]),
                     W.VBox([self.max_new_tokens, self.temperature, self.top_p, self.seed])]),
-            W.HBox([self.generate_button, self.stop_button, self.memory], layout=W.Layout(align_items="center")),
+            W.HBox([self.generate_button, self.stop_button, self.clear_button, self.memory],
+                   layout=W.Layout(align_items="center")),
             self.status, self.outputs,
         ])
         self._redraw()
@@ -113,7 +117,7 @@ class PlaygroundPanel(Panel):
         if self.status.value != html_:
             self.status.value = html_
         self.stop_button.disabled = not p.running
-        self.generate_button.disabled = p.running
+        self.generate_button.disabled = self.clear_button.disabled = p.running
 
     def _redraw_columns(self, _items=None) -> None:
         with self._draw_lock:
@@ -122,17 +126,20 @@ class PlaygroundPanel(Panel):
     def _draw_columns(self) -> None:
         p = self.play
         with p.lock:
-            cols = [(c.name, c.label, c.text, c.state, c.stats.as_dict()) for c in p.columns]
+            cols = [(c.name, c.label, c.text, c.state, c.stats.as_dict(), p.history(c.name)) for c in p.columns]
+            asked = p.asked
         if [n for n, *_ in cols] != list(self._cells):
-            self._cells = {n: (W.HTML(), W.HTML(), W.HTML()) for n, *_ in cols}
-            self.outputs.children = [W.VBox(list(cells), layout=W.Layout(width="32%", min_width="260px",
-                                                                          margin="4px", padding="4px",
-                                                                          border="1px solid #eee"))
-                                     for cells in self._cells.values()]
-            for name, (head, _, _) in self._cells.items():
+            self._cells = {n: (W.HTML(), W.HTML(), W.HTML(), W.HTML()) for n, *_ in cols}
+            self.outputs.children = [W.VBox([head, talk, body, foot], layout=W.Layout(
+                width="32%", min_width="260px", margin="4px", padding="4px", border="1px solid #eee"))
+                for head, body, foot, talk in self._cells.values()]
+            for name, (head, *_) in self._cells.items():
                 head.add_class(f"lorakit-playground-column-{name}")
-        for name, label, text, state, stats in cols:
-            head, body, foot = self._cells[name]
+        for name, label, text, state, stats, history in cols:
+            head, body, foot, talk = self._cells[name]
+            talk_html = _talk_html(history, asked)
+            if talk.value != talk_html:
+                talk.value = talk_html
             head_html = (f'<b style="font-size:12px">{html.escape(label)}</b> '
                          f'<span style="color:{STATE_COLORS[state]};font-size:11px">{state}</span>')
             body_html = (f'<div class="lorakit-playground-answer" style="white-space:pre-wrap;font-size:13px">'
@@ -150,11 +157,26 @@ class PlaygroundPanel(Panel):
         """Column ``name``'s answer as shown (plain text)."""
         return plain_text(self._cells[name][1].value)
 
+    def conversation_text(self, name: str) -> str:
+        """Column ``name``'s conversation above its answer, as shown (plain text)."""
+        return plain_text(self._cells[name][3].value)
+
+    def click_clear(self) -> None:
+        self.clear_button.click()
+
     def click_generate(self) -> None:
         self.generate_button.click()
 
     def click_stop(self) -> None:
         self.stop_button.click()
+
+
+def _talk_html(history: list, asked: str) -> str:
+    """A column's earlier turns (prompt, its answer) and the prompt it answers now; all text escaped."""
+    you = '<div style="font-size:12px;color:#555;margin-top:4px"><b>you:</b> {}</div>'
+    said = '<div style="white-space:pre-wrap;font-size:13px;color:#333">{}</div>'
+    parts = [you.format(html.escape(q)) + said.format(html.escape(a)) for q, a in history]
+    return "".join(parts) + (you.format(html.escape(asked)) if asked else "")
 
 
 def _stats_html(s: dict) -> str:

@@ -119,8 +119,9 @@ class MlflowSink(TrackerSink):
         if getattr(record, "reason", ""):
             client.set_tag(handle.run_id, "reason", record.reason[:5000])
         adapter = getattr(record, "adapter_path", None)
-        if adapter and Path(adapter).is_dir():
-            client.log_artifacts(handle.run_id, adapter, "adapter")
+        if adapter and Path(adapter).is_dir():  # a full fine-tuning's is its kept model (keep_weights)
+            what = "model" if getattr(record.config, "method", "lora") == "full" else "adapter"
+            client.log_artifacts(handle.run_id, adapter, what)
         self._report(handle, record)
         client.set_terminated(handle.run_id, _STATUS.get(status, "FINISHED"))
 

@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     store = RunStore(root / "runs.db")
     lora = lorakit.train(lorakit.RunConfig(**TINY), store=store)
     assert lora.status == "finished"
-    # what the refusals read: a full fine-tuning run (no adapter, no weights kept) and a GPT-2 LoRA run, as
+    # what the refusals read: a full fine-tuning run (no adapter, no weights in its folder) and a GPT-2 LoRA run, as
     # train() records them (their fields are all the checks look at; training them would only cost time)
     full = RunRecord(lorakit.RunConfig(**dict(TINY, method="full")), status="finished", task="causal-lm")
     gpt2 = RunRecord(lorakit.RunConfig(**dict(TINY, model="tiny-gpt2")), status="finished", task="causal-lm",
@@ -196,7 +196,7 @@ def test_bad_input_is_refused_naming_the_argument_and_nothing_is_written(trained
 def test_a_full_fine_tuning_run_without_kept_weights_is_refused_for_merged_with_the_reason(trained, tmp_path):
     _, _, full, _ = trained
     e = _refused(tmp_path, run=full, path=tmp_path / "x", format="merged")
-    assert set(e.problems) == {"run"} and "keeps no weights" in str(e)
+    assert set(e.problems) == {"run"} and "weights were not kept" in str(e) and "keep_weights=True" in str(e)
 
 
 def test_cli_export_writes_the_folder_and_refuses_an_existing_one(trained, tmp_path, capsys):

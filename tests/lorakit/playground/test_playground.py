@@ -136,7 +136,7 @@ def test_bad_input_names_the_argument(store, tmp_path):
     full = stored_run(other, method="full")
     with pytest.raises(ConfigError) as e:
         Session([full.run_id], store=other)
-    assert "full fine-tuning" in e.value.problems["runs"]
+    assert "full fine-tuning" in e.value.problems["runs"] and "format='merged'" in e.value.problems["runs"]
     with pytest.raises(ConfigError) as e:
         lorakit.generate(PROMPT, runs=[llama.run_id], store=other, max_new_tokens=0, top_p=2.0, colour="red")
     assert set(e.value.problems) == {"colour", "max_new_tokens", "top_p"}
@@ -219,3 +219,29 @@ def test_smollm2_streams_english_in_several_pieces_and_matches_plain_generate(tm
     alone = PeftModel.from_pretrained(plain.model, run.adapter_path)
     assert got == _plain_greedy(alone, plain.tokenizer, PROMPT, 12)
     st.close()
+
+
+def test_set_runs_attaches_and_detaches_adapters_on_the_loaded_base(store, monkeypatch):
+    import lorakit.models.loading as loading
+
+    a, b = store.run_ids()
+    loads, real = [], loading.load_base
+    monkeypatch.setattr(loading, "load_base", lambda *args, **kw: loads.append(1) or real(*args, **kw))
+    s = Session([a], store=store)
+    settings = GenerationSettings(max_new_tokens=8)
+    alone = {r: Session([r], store=store).answer(PROMPT, r, settings) for r in (a, b)}
+    del loads[1:]  # the references' own loads
+    s.set_runs([a, b], store=store)
+    assert s.names == [BASE, a, b] and set(s.memory().adapters) == {a, b}
+    assert {r: s.answer(PROMPT, r, settings) for r in (a, b)} == alone
+    s.set_runs([b], store=store)
+    assert s.names == [BASE, b] and set(s.memory().adapters) == {b}
+    assert not any(f".{a}." in n for n, _ in s.model.named_parameters())  # its tensors are gone
+    assert s.answer(PROMPT, b, settings) == alone[b]
+    s.set_runs([], store=store)  # the last one: the plain base, answering as it
+    assert s.names == [BASE] and s.memory().adapters == {} and not hasattr(s.model, "peft_config")
+    s.set_runs([a], store=store)
+    assert s.answer(PROMPT, a, settings) == alone[a] and len(loads) == 1  # the base was loaded once
+    with pytest.raises(ConfigError) as e:
+        s.set_runs(["no-such-run"], store=store)
+    assert "runs" in e.value.problems and s.names == [BASE, a]  # refused: nothing changed

@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -201,7 +202,8 @@ def test_full_finetuning_and_8bit_optimizer(store):
     assert full.status == "finished", full.reason
     assert full.trainable_params == full.total_params == 172_352
     assert full.memory.adapters == 0 and full.memory.gradients == 4 * 172_352
-    assert full.adapter_path is None  # nothing to save as an adapter
+    assert full.adapter_bytes is None and full.weights_bytes > 4 * 172_352  # the kept fp32 model, not an adapter
+    assert not (Path(full.adapter_path) / "adapter_config.json").exists()
     q8 = lorakit.train(lorakit.RunConfig(**dict(TINY, quant="nf4", optimizer="adamw_8bit", max_steps=2,
                                                 target_modules="all-linear")), store=store)
     assert q8.status == "finished", q8.reason

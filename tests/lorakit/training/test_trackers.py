@@ -172,3 +172,28 @@ def test_the_cli_flag_takes_several_trackers():
     ns = cli.build_parser().parse_args(["sweep", "--rank", "2", "4", "--report-to", "mlflow"])
     kwargs = cli._config_kwargs(ns)
     assert kwargs["report_to"] == [["mlflow"]] and kwargs["rank"] == [2, 4]
+
+
+def test_mlflow_logs_a_full_runs_kept_model_as_the_model_artifact(tmp_path, monkeypatch):
+    """A full fine-tuning's run folder is its kept model, not an adapter: logged under 'model'."""
+    from lorakit.run.record import RunRecord
+    from lorakit.training.trackers.mlflow_sink import MlflowSink, _Run
+
+    logged = []
+
+    class Client:
+        def set_tag(self, *args):
+            pass
+
+        def log_artifacts(self, run_id, folder, name):
+            logged.append((folder, name))
+
+        def set_terminated(self, *args):
+            pass
+
+    monkeypatch.setattr(MlflowSink, "_report", staticmethod(lambda handle, record: None))
+    (tmp_path / "config.json").write_text("{}")
+    for method, want in (("full", "model"), ("lora", "adapter")):
+        rec = RunRecord(RunConfig(model="tiny-llama", method=method), status="finished", adapter_path=str(tmp_path))
+        MlflowSink().close(_Run(Client(), "r1"), rec, "finished")
+        assert logged[-1] == (str(tmp_path), want)
