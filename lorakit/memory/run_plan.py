@@ -1,0 +1,196 @@
+"""``plan(cfg)``: the plan of the run ``lorakit.train(cfg)`` will train, from its own data.
+
+The run's training set is built as ``train`` builds it (the model's tokenizer, ``build_data`` with the same
+seed), no weights loaded; its steps' batches are the ones the Trainer will draw: accelerate's seedable random
+sampler seeded with ``cfg.seed`` (the Trainer's ``data_seed``), one permutation per epoch (seed + epoch), the last
+batch of an epoch short, each batch padded to its longest example by the run's collator. Every step's batch
+is planned (``planner.Planning``, once per distinct shape); the run's step peak is the largest, beside the peak
+of loading the base. Where the data cannot be known the plan is of full-length batches and says it is an
+upper bound.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lorakit.memory.breakdown import MemoryBreakdown
+from lorakit.memory.planning.states import DTYPE_BYTES, FP32, quantized_linear_bytes
+
+
+@dataclass
+class RunPlan:
+    """The plan of one run (bytes): its steady categories, its step peak and the step, batch and phase that make
+    it, the peak of loading its base, and the larger of the two."""
+    breakdown: MemoryBreakdown
+    """Step 1's categories; ``peak``, ``peak_at``, ``transient`` and ``assumes`` those of the run's peak step."""
+    step_peak: int
+    """The largest planned step peak over every step of the run."""
+    peak_step: int
+    """The step (1-based) whose batch makes ``step_peak``."""
+    load_peak: int
+    """What loading (and quantizing) the base holds at its highest."""
+    batches: list = field(default_factory=list)
+    """Every step's batch shape (``batch_size``, ``seq_len``, ``padded``, ``labelled`` where the head uses it)."""
+    upper_bound: bool = False
+    """The data could not be known: full-length batches were planned, so the peak is an upper bound."""
+    why: str = ""
+    """Why the data could not be known (with ``upper_bound``)."""
+    device: str = "cpu"
+    """'cpu' or 'cuda': the device planned for."""
+    seconds: float = 0.0
+    """How long building the data and planning took."""
+
+    @property
+    def peak(self) -> int:
+        """The run's planned peak: the larger of the step peak and the load peak."""
+        return max(self.step_peak, self.load_peak)
+
+    @property
+    def peak_phase(self) -> str:
+        """'loading' where loading the base holds the most, else the step's phase (logits-loss, backward, ...)."""
+        return "loading" if self.load_peak > self.step_peak else self.breakdown.peak_at
+
+    @property
+    def device_total(self) -> int:
+        """``peak`` plus the device overhead (CUDA): what a device must offer."""
+        return self.peak + (self.breakdown.device_overhead or 0)
+
+    @property
+    def peak_batch(self) -> dict:
+        return self.batches[self.peak_step - 1] if self.batches else {}
+
+    @property
+    def text(self) -> str:
+        """Where the peak is, e.g. "step 17's batch, 4 x 93 tokens, logits-loss"."""
+        if self.peak_phase == "loading":
+            return "loading the base"
+        b = self.peak_batch
+        where = "full-length batches" if self.upper_bound else f"step {self.peak_step}'s batch"
+        said = f"{where}, {b.get('batch_size')} x {b.get('seq_len')} tokens, {self.breakdown.peak_at}"
+        return said + (f" (an upper bound: {self.why})" if self.upper_bound else "")
+
+    @property
+    def assumes(self) -> dict:
+        return {**(self.breakdown.assumes or {}), "steps": len(self.batches), "upper_bound": self.upper_bound}
+
+
+def plan(cfg, device: Optional[str] = None, data: bool = True) -> RunPlan:
+    """The plan of the run ``lorakit.train(cfg)`` trains (``cfg``: a ``RunConfig``) on ``device`` ('cpu' or
+    'cuda'; default: cuda when available). ``data=False``: plan full-length batches without reading the data
+    (an upper bound). Raises ``ConfigError`` for settings the planner refuses."""
+    t0 = time.perf_counter()
+    device = _device(device)
+    bundle, why = _bundle(cfg) if data else (None, "the data was not read (data=False)")
+    if bundle is None:
+        result = _upper_bound(cfg, device, why)
+    else:
+        labels = len(bundle.labels) if bundle.kind == "classification" else None
+        result = plan_batches(cfg, run_batches(bundle, cfg), device, labels)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def plan_batches(cfg, batches: list, device: str, num_labels: Optional[int] = None) -> RunPlan:
+    """The run plan of ``batches`` (one shape dict per step, ``run_batches``), each distinct shape planned once."""
+    from lorakit.memory.planner import config_settings, planning
+
+    p = planning(config_settings(cfg, num_labels), device=device)
+    planned: dict = {}
+    peaks = []
+    for i, shape in enumerate(batches):
+        key = (tuple(sorted(shape.items())), i == 0)
+        if key not in planned:
+            planned[key] = p.plan(**shape, first_step=i == 0)
+        peaks.append(planned[key])
+    top = max(range(len(peaks)), key=lambda i: peaks[i].peak)  # the first of equals
+    first, best = peaks[0], peaks[top]
+    breakdown = MemoryBreakdown(first.base_weights, first.adapters, first.gradients, first.optimizer,
+                                first.activations, peak=best.peak, peak_at=best.peak_at,
+                                transient=dict(best.transient or {}), device_overhead=best.device_overhead,
+                                assumes=dict(best.assumes or {}), head=first.head)
+    return RunPlan(breakdown, best.peak, top + 1, load_bytes(p.tally, p.step), list(batches), device=device)
+
+
+def run_batches(bundle, cfg) -> list:
+    """Every step's batch shape, in the order the Trainer draws them (``max_steps`` steps)."""
+    train = bundle.train
+    lengths = [len(ids) for ids in train["input_ids"]]
+    labels = train["labels"]
+    labelled = None
+    if cfg.shape.labelled_head and labels and isinstance(labels[0], list):  # a classifier's labels: one int each
+        from lorakit.data import IGNORE_INDEX
+
+        labelled = [sum(t != IGNORE_INDEX for t in lab[1:]) for lab in labels]  # shifted as the loss shifts
+    shapes = []
+    for rows in step_indices(len(lengths), cfg.batch_size, cfg.max_steps, cfg.seed):
+        seen = [lengths[i] for i in rows]
+        shape = dict(batch_size=len(rows), seq_len=max(seen), padded=min(seen) != max(seen))
+        if labelled is not None:
+            shape["labelled"] = sum(labelled[i] for i in rows)
+        shapes.append(shape)
+    return shapes
+
+
+def step_indices(n: int, batch_size: int, steps: int, seed: int) -> list:
+    """The training examples of each step: the sampler accelerate gives the Trainer (seeded by ``data_seed``,
+    reseeded with seed + epoch each epoch), batches of ``batch_size`` with the epoch's last one short."""
+    from accelerate.data_loader import SeedableRandomSampler
+
+    sampler = SeedableRandomSampler(data_source=range(n), data_seed=seed)
+    out: list = []
+    epoch = 0
+    while len(out) < steps:
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        out += [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        epoch += 1
+    return out[:steps]
+
+
+def load_bytes(tally, step) -> int:
+    """Loading the base at its highest: every weight as loaded (quantized layers packed, the rest in the
+    dtype) plus the largest tensor in flight as read from the checkpoint (fp32 at most) while it is converted."""
+    es = DTYPE_BYTES[step.dtype]
+    total, largest = tally.buffers, 0
+    for _, d_in, d_out, is_head in tally.linears:
+        quantized = step.quantized and not is_head
+        total += quantized_linear_bytes(d_in, d_out, step.quant, step.double_quant) if quantized else d_in * d_out * es
+        largest = max(largest, d_in * d_out)
+    for numel, _ in tally.others:
+        total += numel * es
+        largest = max(largest, numel)
+    return total + sum(tally.biases) * es + largest * FP32
+
+
+def _bundle(cfg) -> tuple:
+    """(the run's data as ``train`` builds it, ''), or (None, why it cannot be known here)."""
+    from lorakit.data import build_data
+    from lorakit.models.loading import load_tokenizer
+
+    try:
+        tokenizer, task = load_tokenizer(cfg.base)
+    except Exception as exc:  # noqa: BLE001 - a config-only size, a hub id not here: plan without the data
+        return None, f"no tokenizer for {cfg.model!r} ({_first_line(exc)})"
+    try:
+        return build_data(cfg, tokenizer, task), ""
+    except Exception as exc:  # noqa: BLE001 - a file that does not read: the plan still stands, as a bound
+        return None, f"the data could not be read ({_first_line(exc)})"
+
+
+def _upper_bound(cfg, device: str, why: str) -> RunPlan:
+    """Full-length batches (``batch_size`` x ``seq_len``, every position labelled) for every step."""
+    shape = dict(batch_size=cfg.batch_size, seq_len=cfg.seq_len, padded=False)
+    result = plan_batches(cfg, [dict(shape) for _ in range(cfg.max_steps)], device)
+    result.upper_bound, result.why = True, why
+    return result
+
+
+def _device(device: Optional[str]) -> str:
+    from lorakit.memory.planner import _device as resolved
+
+    return resolved(device)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
