@@ -102,6 +102,7 @@ class TrainerEvents(TrainerCallback):
         self._probed = False
         self.peak = None  # step_peak.TrainingPeak while the first steps are recorded
         self._memory: Optional[tuple] = None  # (step, measured, planned, why) of the first MemoryMeasured
+        self.run_plan = None  # lorakit.train's: the whole run's plan (memory.run_plan), whose peak is the planned one
         self._t0 = self._t_log = 0.0
         self._tokens_seen = 0  # the Trainer's token count at the previous log
         self.tokens_at_start = 0  # ... when the loop began (a resumed Trainer's count starts at its checkpoint's)
@@ -188,6 +189,7 @@ class TrainerEvents(TrainerCallback):
         measured = self._measure(model, optimizer, batch)
         if measured is not None:
             planned, why = self._plan(batch)
+            planned = self._whole_run(planned)
             self._memory = (int(state.global_step) + 1, measured, planned, why)
             self._emit(MemoryMeasured(self.run_id, int(state.global_step) + 1, measured, planned, plan_error=why))
 
@@ -227,7 +229,20 @@ class TrainerEvents(TrainerCallback):
                 planned.peak, planned.peak_at = stepped.peak, stepped.peak_at
                 planned.transient, planned.assumes = stepped.transient, stepped.assumes
                 planned.device_overhead = stepped.device_overhead
+            self._whole_run(planned)
         self._emit(MemoryMeasured(self.run_id, step, measured, planned, plan_error=why))
+
+    def _whole_run(self, planned):
+        """``planned`` carrying the run plan's peak (what ``lorakit.plan`` showed before the run), the planned
+        peak of the measured steps' batches kept as ``assumes['first_steps_peak']``; as is without a run plan."""
+        if planned is None or self.run_plan is None:
+            return planned
+        run = self.run_plan.as_planned()
+        first = planned.peak
+        planned.peak, planned.peak_at, planned.transient = run.peak, run.peak_at, run.transient
+        planned.device_overhead = run.device_overhead
+        planned.assumes = {**run.assumes, "first_steps_peak": first}
+        return planned
 
     def on_step_end(self, args, state, control, **kwargs):
         self._end_peak_step(state)

@@ -74,3 +74,12 @@ def test_unknown_data_plans_full_length_batches_as_an_upper_bound(how, tmp_path)
     known = lorakit.plan(lorakit.RunConfig(model="tiny-llama", batch_size=2, seq_len=48, max_steps=3), device="cpu")
     if kw["model"] == "tiny-llama":  # the run's own (shorter, labelled-only) batches need less
         assert known.step_peak < plan.step_peak
+
+
+def test_fits_of_a_runconfig_is_the_run_plans_need():
+    cfg = lorakit.RunConfig(model="tiny-llama", dataset="arithmetic", batch_size=2, max_steps=4, train_examples=12)
+    gpu, here = lorakit.fits(cfg, devices=[1, "this machine"])
+    assert gpu.need == lorakit.plan(cfg, device="cuda").device_total  # the peak plus the CUDA overhead
+    assert here.need == lorakit.plan(cfg, device="cpu").peak
+    with pytest.raises(TypeError, match="rank"):
+        lorakit.fits(cfg, rank=4)  # the settings are the RunConfig's
