@@ -219,10 +219,15 @@ def step_indices(n: int, batch_size: int, steps: int, seed: int) -> list:
     return out[:steps]
 
 
+# transformers reads a checkpoint shard by shard: the Hub's large models come in shards of about this size
+SHARD_BYTES = 5 * 2**30
+
+
 def load_bytes(tally, step, file_bytes: int = FP32) -> int:
     """Loading the base at its highest: every weight as loaded (quantized layers packed, the rest in the dtype);
-    a quantized load also holds the checkpoint's weights as read (``file_bytes`` each: fp32 unless the config
-    says) while it quantizes them, an unquantized one the largest tensor being converted to another dtype.
+    a quantized load also holds the checkpoint's weights as read (``file_bytes`` each: fp32 assumed) while it
+    quantizes them, one shard at most (``SHARD_BYTES``); an unquantized one the largest tensor being converted to
+    another dtype.
     Measured on CPU (torch's allocator, SmolLM2 and tiny-llama stored in fp32): nf4 and int8 16-40 % below this,
     no quantization within 0.01 % (the rotary buffers the model computes)."""
     es = DTYPE_BYTES[step.dtype]
@@ -239,7 +244,7 @@ def load_bytes(tally, step, file_bytes: int = FP32) -> int:
     loaded += sum(tally.biases) * es
     params += sum(tally.biases)
     if step.quantized:
-        return loaded + params * file_bytes
+        return loaded + min(params * file_bytes, SHARD_BYTES)
     return loaded + (largest * file_bytes if file_bytes != es else 0)
 
 

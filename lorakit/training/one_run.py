@@ -139,6 +139,7 @@ class _Run:
         if task != "causal-lm":
             set_seed(cfg.seed)  # a classifier's new head is drawn while loading: same seed, same head
         loaded = load_base(cfg.base, self.record.device, labels)
+        self.record.load_peak = _cuda_peak(self.record.device)  # the peak was reset just before loading
         self.record.load_s = loaded.load_s
         self.record.task, self.record.family = loaded.task, loaded.family
         self.tokenizer, self.model = loaded.tokenizer, loaded.model
@@ -419,6 +420,16 @@ def _reset_cuda_peak(device: str) -> None:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _cuda_peak(device: str) -> Optional[int]:
+    """The allocator's peak since the last reset on a CUDA ``device`` (None on CPU: the profiler's cost over a
+    whole load is not paid on every run; ``benchmarks/run_plan.py`` measures it)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
 
 
 def answering_text(n: int, kind: str, with_base: bool) -> str:

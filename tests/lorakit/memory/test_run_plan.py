@@ -36,6 +36,7 @@ def test_planned_batches_are_the_trained_ones(monkeypatch, tmp_path):
     cfg = lorakit.RunConfig(model="tiny-llama", dataset=str(path), train_examples=9, eval_examples=2,
                             batch_size=4, max_steps=5, seq_len=64, checkpoint_every=0, seed=3)
     plan = lorakit.plan(cfg, device="cpu")
+    assert plan.peak_step > 2  # this seed's longest batch comes later: a third step is profiled
     record, trained = _trained_shapes(monkeypatch, cfg)
     assert not plan.upper_bound
     assert plan.batches == trained
@@ -45,6 +46,13 @@ def test_planned_batches_are_the_trained_ones(monkeypatch, tmp_path):
     assert plan.peak >= record.memory.peak
     assert plan.step_peak >= record.planned_memory.peak
     assert plan.text.startswith(f"step {plan.peak_step}'s batch, {plan.peak_batch['batch_size']} x ")
+    # the measured side checks the step the plan names: steps 1, 2 and that one are profiled
+    steps = record.memory.assumes["steps"]
+    assert steps[:2] == [1, 2] and plan.peak_step in steps and len(steps) == len(set(steps)) <= 3
+    row = lorakit.compare([record]).iloc[0]
+    assert row["mem_peak_step"] == record.memory.assumes["peak_step"] in steps
+    assert row["mem_peak_planned"] == plan.peak and row["mem_peak_planned_step"] == plan.peak_step
+    assert row["mem_load_peak_planned"] == plan.load_peak
 
 
 def test_the_peak_step_is_the_largest_batch():
