@@ -12,7 +12,7 @@ to a temporary folder here).
 
     python benchmarks/run_plan.py --quick                  # tiny-llama, LoRA and QLoRA, 4 steps
     python benchmarks/run_plan.py                          # tiny-llama and SmolLM2, every setting, 8 steps
-    python benchmarks/run_plan.py --model smollm2-135m --json out.json
+    python benchmarks/run_plan.py --model smollm2-135m --setting lora --setting qlora-nf4 --data file --steps 6
 """
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny-llama, LoRA and QLoRA, no checkpointing, 4 steps")
     ap.add_argument("--model", action="append", help="models (default: tiny-llama and smollm2-135m)")
+    ap.add_argument("--setting", action="append", choices=list(SETTINGS), help="settings (default: all; --quick: 2)")
+    ap.add_argument("--data", action="append", choices=["task", "file"], help="the built-in task, the user file")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--no-load", action="store_true", help="do not profile loading on CPU (slow under the profiler)")
@@ -97,12 +99,14 @@ def main() -> int:
 
     device = args.device or default_device()
     models = args.model or (["tiny-llama"] if args.quick else ["tiny-llama", "smollm2-135m"])
-    settings = ["lora", "qlora-nf4"] if args.quick else list(SETTINGS)
+    settings = args.setting or (["lora", "qlora-nf4"] if args.quick else list(SETTINGS))
     checkpointing = [False] if args.quick else [False, True]
     steps = args.steps or (4 if args.quick else 8)
     rows = []
+    lorakit.plan(lorakit.RunConfig(model=models[0], max_steps=1), device=device)  # imports: not a plan's time
     with tempfile.TemporaryDirectory() as folder:
-        datasets = ["extract-json", user_file(folder)]
+        datasets = [d for kind, d in (("task", "extract-json"), ("file", user_file(folder)))
+                    if kind in (args.data or ["task", "file"])]
         for model in models:
             for data in datasets:
                 for name in settings:
