@@ -120,11 +120,11 @@ class BackgroundWork:
             return None, "fix the highlighted fields to see the prediction (" + ", ".join(exc.problems) + ")"
         if cfg in self._plan_cache:
             return self._plan_cache[cfg], ""
-        from lorakit.memory import plan_for_config
+        from lorakit.memory import plan as plan_run
 
         try:
-            with self._engine:
-                plan = plan_for_config(cfg)
+            with self._engine:  # the run train(cfg) trains, from its own data: compare()'s planned peak after it
+                plan = plan_run(cfg).as_planned()
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no prediction for {cfg.model}: {error_text(exc)}"
         self._plan_cache[cfg] = plan
@@ -164,12 +164,12 @@ class BackgroundWork:
             cfg = self.config()
         except ConfigError:
             return None, "fix the highlighted fields to see the verdict"
-        from lorakit.memory import config_settings, fits
+        from lorakit.memory import fits
 
         device = self.fit_device
         try:
-            with self._engine:  # the parts plan_for_config plans: the verdict is for the plan shown
-                return fits(config_settings(cfg), devices=[device])[0], ""
+            with self._engine:  # the run plan shown: the verdict is for it
+                return fits(cfg, devices=[device])[0], ""
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no verdict for {device}: {error_text(exc)}"
 

@@ -143,17 +143,17 @@ class SweepControl:
             self.c._notify("sweep")
 
     def _plan(self, t: Trial) -> None:
-        from lorakit.memory import config_settings, fits, plan_for_config
+        from lorakit.memory import fits, plan
 
         cfg, device, cache = t.config, self.c.fit_device, self.c._plan_cache
         try:
             if cfg not in cache:
                 with self.c._engine:
-                    cache[cfg] = plan_for_config(cfg)
+                    cache[cfg] = plan(cfg).as_planned()  # the trial's own run, as the Studio's form plans it
             t.planned = cache[cfg]
             if (cfg, device) not in self._fits:
                 with self.c._engine:
-                    self._fits[(cfg, device)] = fits(config_settings(cfg), devices=[device])[0]
+                    self._fits[(cfg, device)] = fits(cfg, devices=[device])[0]
             t.fit, t.fit_device = self._fits[(cfg, device)], device
         except Exception as exc:  # noqa: BLE001 - an unplannable trial is a message in its row
             t.plan_error = error_text(exc)

@@ -166,24 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_store_parser(sub)
 
-    pl = sub.add_parser("plan", help="predict the memory breakdown of a model without loading weights")
-    pl.add_argument("model", help="built-in name (lorakit models), path to config.json, or local model dir")
-    for name in ("method", "quant", "optimizer", "adapter_dtype"):
-        pl.add_argument("--" + name.replace("_", "-"), default=getattr(RunConfig, name))
-    pl.add_argument("--dtype", default=None, help="of unquantized weights and compute (default: auto, the device's: "
-                                                  "bfloat16 on cuda and on CPUs fast in bf16, else float32)")
+    pl = sub.add_parser("plan", help="the memory of the run `lorakit train` with the same flags would train, from "
+                                     "its own data, without loading weights; and what it fits on")
+    pl.add_argument("model_arg", nargs="?", default=None, metavar="MODEL",
+                    help="the model (as --model): built-in name (lorakit models) or local model dir")
+    _add_config_flags(pl)
     pl.add_argument("--device", choices=("cpu", "cuda"), default=None,
                     help="plan a run on this device (default: cuda when this machine has one)")
     pl.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
                     help="what fits on these: names from lorakit/memory/accelerators.json or a unique prefix ('24GB'), "
                          "'this-machine' (free RAM, as a CPU run), or sizes in GiB (default: all of them)")
-    pl.add_argument("--double-quant", action=argparse.BooleanOptionalAction, default=True)
-    for name in ("rank", "batch_size", "seq_len"):
-        pl.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name),
-                        help="(default: as lorakit train would use)" if name == "batch_size" else None)
-    pl.add_argument("--target-modules", nargs="+", default=[RunConfig.target_modules],  # a preset
-                    help=f"layer names or a preset: {', '.join(targets.PRESETS)}")
-    pl.add_argument("--gradient-checkpointing", action="store_true")
+    pl.add_argument("--data", action=argparse.BooleanOptionalAction, default=True,
+                    help="plan the run's own batches from its data (default); --no-data: full-length batches, "
+                         "an upper bound")
 
     sub.add_parser("models", help="list the built-in models")
 
@@ -329,32 +324,28 @@ def _print_columns(spec: str, column_names) -> tuple:
     return column_names(spec if spec == "all" else [c.strip() for c in spec.split(",") if c.strip()])
 
 
-# ``lorakit plan``'s flags that are planner keywords (RunConfig's names; --target-modules is read as words)
-PLAN_FLAGS = ("method", "quant", "double_quant", "dtype", "rank", "batch_size", "seq_len", "gradient_checkpointing",
-              "optimizer", "adapter_dtype")
-
-
 def cmd_plan(ns) -> int:
     from lorakit.memory.fit import fits
-    from lorakit.memory.planner import planning, settings_of
+    from lorakit.memory.run_plan import plan as plan_run
 
-    if ns.batch_size is None:  # what `lorakit train` would take for this model and method
-        ns.batch_size = recommend.recommended(ns.model, ns.method, ns.quant)["batch_size"]
-    # the flags are plan_memory's keywords (RunConfig's names): one conversion to the parts, validated once
-    flags = {name: getattr(ns, name) for name in PLAN_FLAGS}
-    settings = settings_of(ns.model, **flags, target_modules=targets.from_cli(ns.target_modules))
-    plan = planning(settings, device=ns.device).plan()
-    verdicts = fits(settings, devices=_devices(ns.devices))
-    print(f"planned memory for {ns.model} ({ns.method}, quant={ns.quant}, rank={ns.rank}, "
-          f"batch {ns.batch_size} x {ns.seq_len} tokens):")
+    if ns.model_arg and ns.model is None:  # `lorakit plan MODEL --flags`, as before train's --model existed here
+        ns.model = ns.model_arg
+    cfg = RunConfig(**_config_kwargs(ns))  # the run `lorakit train` with these flags would train
+    run = plan_run(cfg, device=ns.device, data=ns.data)
+    plan = run.as_planned()
+    verdicts = fits(cfg, devices=_devices(ns.devices))
+    print(f"planned memory for {cfg.model} ({cfg.method}, quant={cfg.quant}, rank={cfg.rank}, "
+          f"batch {cfg.batch_size} x up to {cfg.seq_len} tokens, {cfg.max_steps} steps):")
     for name in (*CATEGORIES, "total"):
         print(_bytes_row(name, plan.total if name == "total" else getattr(plan, name)))
-    print(_bytes_row("peak", plan.peak) + "  " + plan_text.transient_text(plan))
+    print(_bytes_row("peak", plan.peak) + f"  in {run.text}")
+    print(_bytes_row("step_peak", run.step_peak) + "  " + plan_text.transient_text(run.breakdown))
+    print(_bytes_row("load_peak", run.load_peak) + "  loading the base (the weights as loaded + one tensor in flight)")
     if plan.device_overhead is not None:
         print(_bytes_row("device_overhead", plan.device_overhead) + "  CUDA context, libraries, allocator caching")
         print(_bytes_row("device_total", plan.device_total) + "  peak + device overhead")
-    print(f"assumes: {plan_text.assumes_text(plan.assumes)}")
-    print("\nwhat fits (the planned peak, plus the device overhead on a GPU, against each device's memory):")
+    print(f"assumes: {plan_text.assumes_text(run.breakdown.assumes)}")
+    print("\nwhat fits (the run's planned peak, plus the device overhead on a GPU, against each device's memory):")
     rows = [plan_text.FIT_HEADER, *(plan_text.fit_row(f) for f in verdicts)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(plan_text.FIT_HEADER))]
     for r in rows:

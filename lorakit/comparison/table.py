@@ -62,6 +62,11 @@ def _num(name: str) -> Callable[[RunRecord], Any]:
     return lambda r: finite(getattr(r, name))
 
 
+def _assumed(memory, key: str):
+    """A run plan's or a measurement's note (``MemoryBreakdown.assumes``), None where not recorded."""
+    return (memory.assumes or {}).get(key) if memory is not None else None
+
+
 def _measured(category: str) -> Callable[[RunRecord], Any]:  # a category, "total" or "peak"
     return lambda r: getattr(r.memory, category) if r.memory is not None else None
 
@@ -99,6 +104,10 @@ SPEC: tuple[tuple[str, str, Callable[[RunRecord], Any]], ...] = (
     ("mem_peak", "Int64", _measured("peak")),  # the first optimizer steps' measured peak (None: not measured)
     ("mem_peak_at", "object", lambda r: (r.memory.peak_at or None) if r.memory is not None else None),
     ("mem_peak_planned", "Int64", lambda r: r.planned_memory.peak if r.planned_memory is not None else None),
+    ("mem_peak_step", "Int64", lambda r: _assumed(r.memory, "peak_step")),  # the measured peak's step
+    ("mem_peak_planned_step", "Int64", lambda r: _assumed(r.planned_memory, "peak_step")),  # the run plan's
+    ("mem_load_peak", "Int64", lambda r: r.load_peak),  # loading the base, measured (CUDA)
+    ("mem_load_peak_planned", "Int64", lambda r: _assumed(r.planned_memory, "load_peak")),
     ("tokens_per_s", "float64", _num("tokens_per_s")),
     ("train_loss", "float64", _num("train_loss")),
     ("eval_loss", "float64", _num("eval_loss")),
@@ -130,8 +139,8 @@ COLUMNS = tuple(name for name, _, _ in SPEC)
 MEM_COLUMNS = tuple(f"mem_{c}" for c in CATEGORIES) + ("mem_total",)
 PEAK_COLUMNS = ("mem_peak", "mem_peak_planned")
 # shown in MiB, every one
-BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "planned_total", "adapter_bytes", "weights_bytes",
-                "checkpoint_bytes")
+BYTE_COLUMNS = (*MEM_COLUMNS, *PEAK_COLUMNS, "mem_load_peak", "mem_load_peak_planned", "planned_total",
+                "adapter_bytes", "weights_bytes", "checkpoint_bytes")
 # The short view (CLI, report, the Studio's table): who the run is, what it cost, what it reached, how long.
 # mem_total: the measured steady bytes (memory); mem_peak: the step's measured peak; task_metric: the task's score.
 SHORT_COLUMNS = ("label", "model", "method", "quant", "rank", "mem_total", "mem_peak", "eval_loss", "task_metric",
@@ -222,8 +231,11 @@ def compare(runs: RunsArg = None, store: Any = None, columns: ColumnsArg = "all"
     the settings that differ between them (``lr 0.0002``: see :mod:`lorakit.comparison.run_labels`). Memory columns
     are measured bytes (``planned_total`` is the planner's total); ``mem_peak`` is the most the tensor
     allocator held during the first optimizer steps, ``mem_peak_at`` its phase (forward, logits-loss,
-    backward, optimizer step), ``mem_peak_planned`` the planner's peak for those steps (without the
-    CUDA device overhead); empty where not known. ``rank``/``alpha`` are empty for
+    backward, optimizer step) and also during the step the run's plan names as its peak (``mem_peak_step``: the
+    step of the measured peak); ``mem_peak_planned`` the run's planned peak (``lorakit.plan``: every step's batch
+    and loading, without the CUDA device overhead; the number the Studio showed before Train), at
+    ``mem_peak_planned_step``; ``mem_load_peak`` and ``mem_load_peak_planned`` loading the base, measured (CUDA)
+    and planned; empty where not known. ``rank``/``alpha`` are empty for
     full fine-tuning; ``trainable_pct`` is in percent; ``created_at`` is local time.
     """
     import pandas as pd

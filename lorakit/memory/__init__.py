@@ -16,6 +16,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "plan_for_steps": "planner",
     "config_settings": "planner",
     "settings_of": "planner",
+    "RunPlan": "run_plan",
+    "plan": "run_plan",
     "Fit": "fit",
     "fits": "fit",
     "accelerators": "fit",

@@ -86,19 +86,51 @@ def _match(name: str, table: dict) -> Optional[str]:
     return hits[0] if len(hits) == 1 else None
 
 
-def _largest(planning, capacity: int, field: str) -> int:
-    """Largest value of ``field`` (batch_size or seq_len) whose need fits ``capacity``; the need
-    grows with both, so doubling then bisecting finds it in O(log n) plans."""
-    def need(value: int) -> int:
-        return planning.plan(**{field: value}).device_total
+def _run_fits(cfg, devices) -> list[Fit]:
+    """``fits`` for a RunConfig: the run's own plan per device kind, its data built once. The largest batch_size
+    regroups the same examples in the same order; the largest seq_len is searched with full-length batches (the
+    data at another length is not built): a lower bound."""
+    from lorakit.memory.planner import config_settings, planning
+    from lorakit.memory.run_plan import plan_known, run_data
 
+    targets = _devices(devices)
+    data = run_data(cfg)
+    needs: dict = {}  # (target, batch_size) -> the run's need: the devices of one kind share their searches
+
+    def run_need(target: str, batch_size: int) -> int:
+        if (target, batch_size) not in needs:
+            needs[(target, batch_size)] = plan_known(cfg, data, target, batch_size).device_total
+        return needs[(target, batch_size)]
+
+    # a batch larger than the training set is the whole set: the search ends there
+    most = len(data.lengths) if data.lengths is not None else _LIMIT
+    out = []
+    for name, capacity, target in targets:
+        need = run_need(target, cfg.batch_size)
+        full = planning(config_settings(cfg, data.num_labels), device=target)
+        out.append(Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
+                       max_batch_size=_search(lambda b, t=target: run_need(t, b), capacity, most),
+                       max_seq_len=_largest(full, capacity, "seq_len"), target=target))
+    return out
+
+
+def _largest(planning, capacity: int, field: str) -> int:
+    """Largest value of ``field`` (batch_size or seq_len) whose need fits ``capacity``."""
+    return _search(lambda value: planning.plan(**{field: value}).device_total, capacity)
+
+
+def _search(need, capacity: int, limit: int = _LIMIT) -> int:
+    """Largest value up to ``limit`` whose ``need(value)`` fits ``capacity``; the need grows with the value, so
+    doubling then bisecting finds it in O(log n) plans."""
     if need(1) > capacity:
         return 0
     lo, hi = 1, 2
-    while hi <= _LIMIT and need(hi) <= capacity:
+    while hi <= limit and need(hi) <= capacity:
         lo, hi = hi, hi * 2
-    if hi > _LIMIT:
-        return lo
+    if hi > limit:
+        hi = limit + 1  # bisect below the limit, the limit itself included
+        if need(limit) <= capacity:
+            return limit
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if need(mid) <= capacity else (lo, mid)
@@ -112,6 +144,8 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
     seq_len, gradient_checkpointing, dtype, ...; ``labelled_head=True``: lorakit.train's labelled-only head;
     ``device`` is set per device); or ``model`` a run's parts (``RunConfig.settings``,
     ``planner.config_settings(cfg)``) with only ``padded``, ``device_overhead`` or ``labelled_tokens``.
+    ``model`` a ``RunConfig`` (``fits(cfg, devices)``): the run ``lorakit.train(cfg)`` trains, planned from its
+    own data (``lorakit.plan``): ``need`` is that run's peak (loading included) plus the device overhead.
     ``devices``: names from ``lorakit/memory/accelerators.json`` (or a unique prefix, e.g. ``"24GB"``),
     ``"this machine"`` (free RAM, a CPU plan) or sizes in GiB; default: every accelerator of the table and
     this machine. GPUs are planned as CUDA runs (bf16 unless ``dtype`` is given) with the CUDA device overhead.
@@ -122,6 +156,12 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
 
     if "device" in plan_kwargs:
         raise ConfigError({"device": "fits() plans each device itself: pass devices=..., not device="})
+    from lorakit.config.run_config import RunConfig
+
+    if isinstance(model, RunConfig):
+        if plan_kwargs:
+            raise TypeError(f"fits(cfg, ...) takes no {', '.join(sorted(plan_kwargs))}: they are in the RunConfig")
+        return _run_fits(model, devices)
     step = {k: plan_kwargs.pop(k) for k in ("padded", "device_overhead", "labelled_tokens") if k in plan_kwargs}
     if step.get("labelled_tokens") is not None:
         plan_kwargs.setdefault("labelled_head", True)  # as plan_memory: a count given is the labelled-only head

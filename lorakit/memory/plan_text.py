@@ -15,7 +15,8 @@ def peak_text(plan) -> str:
     """'peak 9.00 GiB at logits-loss: the bytes alive then + cross-entropy gradients (...) 125.0 MiB'."""
     if plan.peak is None:
         return "no step peak planned"
-    return f"peak {fmt_bytes(plan.peak)} {transient_text(plan)}"
+    where = (plan.assumes or {}).get("peak_of")  # a run's plan (``lorakit.plan``): the batch that makes it
+    return f"peak {fmt_bytes(plan.peak)}" + (f" in {where}" if where else "") + f" {transient_text(plan)}"
 
 
 def transient_text(plan) -> str:

@@ -217,14 +217,18 @@ class TrainingPeak:
     bytes at each step's start are counted from the real tensors (weights, optimizer state, gradients).
     """
 
-    def __init__(self, device: str = "cpu", steps: int = 2):
+    def __init__(self, device: str = "cpu", steps: int = 2, also: Optional[int] = None):
         self.device, self.steps = str(device), steps
+        # one more step to record (1-based), e.g. the one a run's plan names as its peak (``lorakit.plan``)
+        self.also = also if also is not None and also > steps else None
         self.readings: list[PeakReading] = []
+        self.reading_steps: list[int] = []  # the step of each reading
         self.batches: list[dict] = []
         self.errors: list[str] = []
         self._current: Optional[StepPeak] = None
         self._hooks: list = []
         self._batch: Optional[dict] = None
+        self._step = 0
 
     @property
     def recording(self) -> bool:
@@ -232,16 +236,32 @@ class TrainingPeak:
 
     @property
     def done(self) -> bool:
+        return len(self.readings) + len(self.errors) >= self.steps + (self.also is not None)
+
+    @property
+    def first_done(self) -> bool:
+        """The first ``steps`` are recorded (``also`` may still be to come)."""
         return len(self.readings) + len(self.errors) >= self.steps
+
+    @property
+    def peak_step(self) -> Optional[int]:
+        """The step of the highest reading (None before the first step ended)."""
+        if not self.readings:
+            return None
+        return self.reading_steps[max(range(len(self.readings)), key=lambda i: self.readings[i].peak)]
 
     @property
     def reading(self) -> Optional[PeakReading]:
         """The highest reading so far (None before the first step ended)."""
         return max(self.readings, key=lambda r: r.peak, default=None)
 
-    def step_begin(self, model, optimizer) -> None:
+    def step_begin(self, model, optimizer, step: Optional[int] = None) -> None:
+        """Record step ``step`` (1-based; None: the next of the first ``steps``) if it is one to record."""
         if self._current is not None or self.done:
             return
+        if step is not None and self.first_done and step != self.also:
+            return
+        self._step = step if step is not None else len(self.readings) + len(self.errors) + 1
         from lorakit.memory.breakdown import measure_allocated_grads, measure_optimizer, measure_weights
 
         base, adapters = measure_weights(model)
@@ -269,6 +289,7 @@ class TrainingPeak:
         reading = current.stop()
         if reading is not None:
             self.readings.append(reading)
+            self.reading_steps.append(self._step)
             if self._batch is not None:
                 self.batches.append(self._batch)
         elif current.error:

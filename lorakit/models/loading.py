@@ -355,6 +355,25 @@ def load_base(base: Base, device: Optional[str] = None, labels: Optional[Sequenc
                        families.family_of(model_type))
 
 
+def load_tokenizer(base: Base) -> tuple:
+    """(the tokenizer, the task) of the base ``base`` describes, without its weights: what a run's data needs to
+    be built as ``load_base`` would (``lorakit.plan``). ``ModelUnavailable``: a config-only size, a hub id
+    not here."""
+    warm("transformers")
+    from transformers import AutoTokenizer
+
+    local = model_dir(base.model)
+    source = str(local) if local is not None else base.model
+    if local is None:
+        _check_hub_reachable(base.model)
+    with progress_bars_off("transformers"):
+        task = heads.check_task(base.task, _model_type(source))
+        tok = _load_tokenizer(AutoTokenizer, source, local)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok, task
+
+
 def _model_type(source: str) -> str:
     """``config.json``'s model_type (a hub id: fetched, or read from the local Hugging Face cache)."""
     from transformers import AutoConfig

@@ -33,6 +33,7 @@ class RunRecord:
     evals: list = field(default_factory=list)  # [{step, eval_loss, perplexity, task_metric}]
     memory: Optional[MemoryBreakdown] = None  # measured after the first optimizer step
     planned_memory: Optional[MemoryBreakdown] = None  # plan_memory for the same settings
+    load_peak: Optional[int] = None  # bytes the allocator held at loading's highest (CUDA; None: not measured)
     trainable_params: int = 0
     total_params: int = 0
     head_params: int = 0  # of trainable_params: a classifier's new head, trained in full (0: no such head)

@@ -106,7 +106,7 @@ class _Run:
         self.resume = resume  # resume.Resumption when this continues a stored run
         self.prior_s = resume.prior_s if resume is not None else 0.0  # the run's seconds before this session
         self.t0 = time.perf_counter()
-        self.model = self.tokenizer = self.bundle = self.trainer = self.events = None
+        self.model = self.tokenizer = self.bundle = self.trainer = self.events = self.run_plan = None
         self.ended = False
         self.before: list = []  # the base's per-example task details (see evaluate_before)
         self.before_pending = False  # the base's answers are due after training, through the adapter off
@@ -139,10 +139,12 @@ class _Run:
         if task != "causal-lm":
             set_seed(cfg.seed)  # a classifier's new head is drawn while loading: same seed, same head
         loaded = load_base(cfg.base, self.record.device, labels)
+        self.record.load_peak = _cuda_peak(self.record.device)  # the peak was reset just before loading
         self.record.load_s = loaded.load_s
         self.record.task, self.record.family = loaded.task, loaded.family
         self.tokenizer, self.model = loaded.tokenizer, loaded.model
         self.bundle = build_data(cfg, self.tokenizer, loaded.task)  # seeded by cfg.seed itself, not the global RNG
+        self.run_plan = self.plan_run()
         self.record.metric = self.bundle.task.metric if self.bundle.task else (
             "accuracy (and macro-F1)" if loaded.task == "classification" else "")
         self.record.data_stats = dict(self.bundle.stats)
@@ -162,6 +164,17 @@ class _Run:
         emit(self.sinks, RunStarted(self.record.run_id, cfg, self.record.trainable_params,
                                     self.record.total_params,
                                     resumed_at=self.resume.step if self.resume is not None else 0))
+
+    def plan_run(self):
+        """The whole run's plan from the data just built: what ``lorakit.plan(cfg)`` showed before the run
+        (None where the planner cannot read the model: the first steps' plan, or its failure, stands)."""
+        from lorakit.memory.run_plan import data_of, plan_known
+
+        try:
+            return plan_known(self.cfg, data_of(self.bundle, self.cfg), self.record.device)
+        except Exception:  # noqa: BLE001 - TrainerEvents names the planner's failure once
+            log.debug("run plan failed", exc_info=True)
+            return None
 
     def build_trainer(self) -> None:
         from transformers import PrinterCallback, TrainingArguments
@@ -192,6 +205,7 @@ class _Run:
         self.events = TrainerEvents([self.observe, *self.sinks], cfg, run_id=self.record.run_id, stop=self.stop,
                                     clock_start=self.t0 - self.prior_s,
                                     measure_memory=self.resume is None or self.record.memory is None)
+        self.events.run_plan = self.run_plan
         callbacks = [self.events] + ([checkpoints.save_on_stop(self.stop)] if saving is not None else [])
         optimizers = (None, None)  # the Trainer's own, from args.optim
         if cfg.loraplus_lr_ratio:  # LoRA+: same optimizer class, B in a param group at lr x ratio
@@ -410,6 +424,16 @@ def _reset_cuda_peak(device: str) -> None:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _cuda_peak(device: str) -> Optional[int]:
+    """The allocator's peak since the last reset on a CUDA ``device`` (None on CPU: the profiler's cost over a
+    whole load is not paid on every run; ``benchmarks/run_plan.py`` measures it)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated(device))
+    return None
 
 
 def answering_text(n: int, kind: str, with_base: bool) -> str:

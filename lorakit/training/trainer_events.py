@@ -102,6 +102,7 @@ class TrainerEvents(TrainerCallback):
         self._probed = False
         self.peak = None  # step_peak.TrainingPeak while the first steps are recorded
         self._memory: Optional[tuple] = None  # (step, measured, planned, why) of the first MemoryMeasured
+        self.run_plan = None  # lorakit.train's: the whole run's plan (memory.run_plan), whose peak is the planned one
         self._t0 = self._t_log = 0.0
         self._tokens_seen = 0  # the Trainer's token count at the previous log
         self.tokens_at_start = 0  # ... when the loop began (a resumed Trainer's count starts at its checkpoint's)
@@ -164,7 +165,8 @@ class TrainerEvents(TrainerCallback):
             from lorakit.common.devices import model_device
             from lorakit.memory.step_peak import TrainingPeak
 
-            self.peak = TrainingPeak(str(model_device(model)))
+            also = self.run_plan.peak_step if self.run_plan is not None else None  # the plan's peak, checked
+            self.peak = TrainingPeak(str(model_device(model)), also=also)
         self._tokens_seen = self.tokens_at_start = state.num_input_tokens_seen
         self._max_steps = int(state.max_steps or args.max_steps or 0)
         self.num_labels = _num_labels(model)  # a classifier is planned with the head it trains
@@ -188,13 +190,14 @@ class TrainerEvents(TrainerCallback):
         measured = self._measure(model, optimizer, batch)
         if measured is not None:
             planned, why = self._plan(batch)
+            planned = self._whole_run(planned)
             self._memory = (int(state.global_step) + 1, measured, planned, why)
             self._emit(MemoryMeasured(self.run_id, int(state.global_step) + 1, measured, planned, plan_error=why))
 
     # --- the step peak: recorded over the first two optimizer steps ------------------------------------
     def on_step_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.peak is not None and not self.peak.done and model is not None:
-            self.peak.step_begin(model, optimizer)
+            self.peak.step_begin(model, optimizer, step=int(state.global_step) + 1)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         if self.peak is not None:
@@ -203,13 +206,18 @@ class TrainerEvents(TrainerCallback):
     def _end_peak_step(self, state) -> None:
         if self.peak is None or not self.peak.recording:
             return
+        recorded = len(self.peak.readings)
         self.peak.step_end()
-        if self.peak.done or (state.max_steps and state.global_step >= state.max_steps):
-            self._report_peak()
+        last = self.peak.done or (state.max_steps and state.global_step >= state.max_steps)
+        if last or (self.peak.first_done and recorded < self.peak.steps <= len(self.peak.readings)):
+            self._report_peak(last)  # after the first steps, and again after the plan's peak step
 
-    def _report_peak(self) -> None:
-        """MemoryMeasured again, the measured and planned breakdowns now carrying the step peak."""
-        peak, self.peak = self.peak, None
+    def _report_peak(self, last: bool = True) -> None:
+        """MemoryMeasured again, the measured and planned breakdowns now carrying the step peak (``last``: no
+        more steps to record)."""
+        peak = self.peak
+        if last:
+            self.peak = None
         reading = peak.reading
         if self._memory is None or reading is None:
             if peak.errors:
@@ -217,17 +225,31 @@ class TrainerEvents(TrainerCallback):
             return
         step, measured, planned, why = self._memory
         measured.peak, measured.peak_at = reading.peak, reading.peak_at
+        measured.assumes = dict(measured.assumes or {}, peak_step=peak.peak_step, steps=list(peak.reading_steps))
         if reading.reserved is not None:
             measured.cuda = dict(measured.cuda or {}, max_reserved=reading.reserved)
             measured.device_overhead = reading.context
         if planned is not None and peak.batches:
-            # the steady categories stay the recorded forward's; the peak is planned for the steps' batches
-            stepped, why = self._plan(None, peak.batches)
+            # the steady categories stay the recorded forward's; the peak is planned for the first steps' batches
+            stepped, why = self._plan(None, peak.batches[:peak.steps])
             if stepped is not None:
                 planned.peak, planned.peak_at = stepped.peak, stepped.peak_at
                 planned.transient, planned.assumes = stepped.transient, stepped.assumes
                 planned.device_overhead = stepped.device_overhead
+            self._whole_run(planned)
         self._emit(MemoryMeasured(self.run_id, step, measured, planned, plan_error=why))
+
+    def _whole_run(self, planned):
+        """``planned`` carrying the run plan's peak (what ``lorakit.plan`` showed before the run), the planned
+        peak of the measured steps' batches kept as ``assumes['first_steps_peak']``; as is without a run plan."""
+        if planned is None or self.run_plan is None:
+            return planned
+        run = self.run_plan.as_planned()
+        first = planned.peak
+        planned.peak, planned.peak_at, planned.transient = run.peak, run.peak_at, run.transient
+        planned.device_overhead = run.device_overhead
+        planned.assumes = {**run.assumes, "first_steps_peak": first}
+        return planned
 
     def on_step_end(self, args, state, control, **kwargs):
         self._end_peak_step(state)

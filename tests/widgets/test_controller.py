@@ -131,11 +131,7 @@ def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_
         c.set_fit_device(gpu, background=False)
         fit, why = c.fit_result
         assert why == "" and fit.device == gpu
-        cfg = c.config()
-        expected = lorakit.fits(cfg.model, devices=[gpu], method=cfg.method, quant=cfg.quant, dtype=cfg.dtype,
-                                rank=cfg.rank, target_modules=cfg.target_modules, batch_size=cfg.batch_size,
-                                seq_len=cfg.seq_len, dropout=cfg.dropout, adapter_dtype=adapter_dtype,
-                                labelled_head=cfg.labelled_head)[0]  # the head the plan shown beside it plans
+        expected = lorakit.fits(c.config(), devices=[gpu])[0]  # the run the plan shown beside it plans
         assert fit == expected
         needs[adapter_dtype] = fit.need
     assert needs["bfloat16"] < needs["float32"]  # 16-bit adapters, gradients and AdamW state

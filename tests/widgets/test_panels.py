@@ -199,13 +199,15 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
     assert c.wait(WAIT)
     plan = c.plan_result[0]
     text = plain_text(quant.plan.value)
-    assert f"predicted step peak {fmt_bytes(plan.peak)} at {plan.peak_at}" in text
-    assert f"assumes: {plan.assumes['device']}, float32 (given), batch 2 × 256 tokens unpadded" in text
+    # the run's own peak: the step whose batch makes it, that batch's shape among the assumptions
+    assert f"predicted peak {fmt_bytes(plan.peak)} in {plan.assumes['peak_of']} at {plan.peak_at}" in text
+    assert plan.assumes["peak_of"].startswith(f"step {plan.assumes['peak_step']}'s batch, 2 x ")
+    assert f"assumes: {plan.assumes['device']}, float32 (given), batch 2 × {plan.assumes['seq_len']} tokens" in text
     c.set(dtype="auto")  # the dtype this machine's run will compute in, resolved (compute_dtype)
     assert c.wait(WAIT)
     plan, device = c.plan_result[0], c.plan_result[0].assumes["device"]
     text = plain_text(quant.plan.value)
-    assert f"assumes: {device}, {plan.assumes['dtype']} ({device}'s default), batch 2 × 256 tokens unpadded" in text
+    assert f"assumes: {device}, {plan.assumes['dtype']} ({device}'s default), batch 2 × " in text
     # the device: this machine by default, then any accelerator of lorakit's table
     assert [v for _, v in quant.fit_device.options] == [THIS_MACHINE, *accelerators()]
     assert quant.fit_device.value == c.fit_device == THIS_MACHINE
@@ -222,12 +224,10 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
     verdict = plain_text(quant.verdict.value)
     assert fit.device == gpu and fit.fits and f"needs {fmt_bytes(fit.need)} of 8.00 GiB" in verdict
     assert f"largest batch_size {fit.max_batch_size} (at seq_len 256)" in verdict and "CUDA run" in verdict
-    # the verdict flips exactly at the largest batch_size it named
+    # tiny-llama's batches fit 8 GB up to the whole training set (48 examples): a larger batch is that set
+    assert fit.max_batch_size == c.config().train_examples
     c.set(batch_size=fit.max_batch_size)
     assert c.wait(WAIT) and "✓ fits" in plain_text(quant.verdict.value)
-    c.set(batch_size=fit.max_batch_size + 1)
-    assert c.wait(WAIT)
-    assert "✗ does not fit" in plain_text(quant.verdict.value) and not c.fit_result[0].fits
     with pytest.raises(ValueError, match="unknown device '99GB'"):
         c.set_fit_device("99GB")  # from code: only the dropdown's devices
     c.set(rank=0)  # an invalid form: no verdict, and why

@@ -8,7 +8,6 @@ import threading
 
 import lorakit
 from lorakit.common.display import fmt_bytes
-from lorakit.memory.planner import plan_for_config
 from lorakit.run.events import RunFinished, RunStarted, StepLogged
 from lorakit.store import RunStore
 
@@ -36,7 +35,7 @@ def test_trials_and_their_planned_memory_show_before_running_and_invalid_ones_ar
     # each valid trial's row shows its own plan (full fine-tuning plans more than LoRA), computed before any run
     table = panel.table_text
     for t in sweep.valid:
-        planned = plan_for_config(t.config)
+        planned = lorakit.plan(t.config).as_planned()  # the trial's own run
         assert t.planned == planned and t.fit is not None and t.fit.fits
         assert f"{t.label} planned — — — — {fmt_bytes(planned.total)} {fmt_bytes(planned.peak)} fits" in table
     full = next(t for t in sweep.valid if t.changes == {"rank": 4, "method": "full", "quant": "none"})

@@ -64,10 +64,11 @@ class MemoryPanel(Panel):
 MEANING = (
     '<div class="lorakit-memory-meaning" style="font-size:11px;color:#666;line-height:1.35;margin-top:4px">'
     '<b>What these numbers mean.</b> Each bar is the memory held in steady state, by category: '
-    '<b>predicted</b> is the planner\'s estimate (before training: for batch size × sequence length; after the '
+    '<b>predicted</b> is the planner\'s estimate (before training: for the run\'s own first batch; after the '
     'first step: for the batch that step trained), <b>measured</b> is what the tensors took after the first '
     'optimizer step. The <b>step peak</b> (the marker) is the most held at one moment during a training step: '
-    'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar.</div>')
+    'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar; the '
+    'predicted one is the whole run\'s: its largest batch, or loading the base where that holds more.</div>')
 
 
 def _row(name: str, cells, bold: bool = False) -> str:

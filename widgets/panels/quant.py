@@ -88,7 +88,8 @@ def _plan_html(plan, v) -> str:
     # the Memory panel's "predicted (this batch)" bar is for the batch actually trained, often shorter
     head = (f'predicted memory before training (batch {v["batch_size"]} × seq_len {v["seq_len"]}): '
             f'<b>{fmt_bytes(plan.total)}</b>')
-    peak = f'<div class="lorakit-peak">predicted step {html.escape(plan_text.peak_text(plan))}</div>'
+    # the run's peak (lorakit.plan): its own batches and loading, what compare() shows as planned afterwards
+    peak = f'<div class="lorakit-peak">predicted {html.escape(plan_text.peak_text(plan))}</div>'
     overhead = plan_text.overhead_text(plan)
     overhead = f"<div>{html.escape(overhead)}</div>" if overhead else ""
     assumes = (f'<div style="color:#777">assumes: {html.escape(plan_text.assumes_text(plan.assumes))}</div>')

@@ -41,17 +41,19 @@ def _fit_rows(out: str) -> dict:
 
 def test_plan_prints_the_breakdown_the_peak_and_what_it_assumes_for_a_65b_qlora(capsys):
     assert main(["plan", "llama-65b", "--quant", "nf4", "--rank", "16", "--target-modules", "all-linear",
-                 "--device", "cuda", "--devices", "48GB", "80GB"]) == 0
+                 "--dtype", "auto", "--device", "cuda", "--devices", "48GB", "80GB"]) == 0
     out = capsys.readouterr().out
     rows = _plan_rows(out)
     assert set(rows) == {"base_weights", "adapters", "gradients", "optimizer", "activations", "total", "peak",
-                         "device_overhead", "device_total"}
+                         "step_peak", "load_peak", "device_overhead", "device_total"}
+    assert rows["peak"] == max(rows["step_peak"], rows["load_peak"])
     assert 30 < rows["base_weights"] < 40  # GiB: 65B weights in ~4.1 bits
     steady = ("base_weights", "adapters", "gradients", "optimizer", "activations")
     assert rows["total"] == pytest.approx(sum(rows[k] for k in steady), abs=0.05)
     assert rows["device_total"] == pytest.approx(rows["peak"] + rows["device_overhead"], abs=0.02)
-    peak_line = next(line for line in out.splitlines() if line.split()[0] == "peak")
+    peak_line = next(line for line in out.splitlines() if line.split()[0] == "step_peak")
     assert re.search(r"at (forward|logits-loss|backward|optimizer step)", peak_line)
+    assert "an upper bound" in out  # a config-only size: no tokenizer, so full-length batches
     # a CUDA plan without --dtype computes in bf16, and says so
     assumes = next(line for line in out.splitlines() if line.startswith("assumes: "))
     assert assumes.startswith("assumes: cuda, bfloat16 (cuda's default), ")
@@ -62,16 +64,30 @@ def test_plan_prints_the_breakdown_the_peak_and_what_it_assumes_for_a_65b_qlora(
 
 
 def test_plan_verdict_flips_at_the_planned_need(capsys):
-    need = lorakit.fits("tiny-llama", devices=[1], dtype="float32")[0].need  # a GPU: peak + device overhead
+    cfg = lorakit.RunConfig(model="tiny-llama", dtype="float32")
+    need = lorakit.fits(cfg, devices=[1])[0].need  # a GPU: the run's peak + device overhead
     above, below = need * 1.0001 / 2**30, need * 0.9999 / 2**30
     assert main(["plan", "tiny-llama", "--dtype", "float32", "--devices", repr(above), repr(below)]) == 0
     out = capsys.readouterr().out
     assert "float32 (given)" in out
     fit = _fit_rows(out)
-    expected = lorakit.fits("tiny-llama", devices=[above, below], dtype="float32")
+    expected = lorakit.fits(cfg, devices=[above, below])
     assert [f.fits for f in expected] == [True, False]
     assert list(fit.values()) == [("yes" if f.fits else "no", f.max_batch_size, f.max_seq_len) for f in expected]
     assert fit[f"{above:g} GiB"][1] >= 4 > fit[f"{below:g} GiB"][1]  # the default batch_size fits only above
+
+
+def test_plan_takes_trains_flags_and_plans_the_run_train_would_train(capsys):
+    flags = ["--model", "tiny-llama", "--dataset", "arithmetic", "--batch-size", "2", "--max-steps", "5",
+             "--train-examples", "12", "--seq-len", "200"]
+    assert main(["plan", *flags, "--device", "cpu", "--devices", "24GB"]) == 0
+    out = capsys.readouterr().out
+    run = lorakit.plan(lorakit.RunConfig(**_config_kwargs(build_parser().parse_args(["train", *flags]))), device="cpu")
+    peak_line = next(line for line in out.splitlines() if line.split()[0] == "peak")
+    assert f"{run.peak / 2**20:,.1f} MiB" in peak_line and f"in {run.text}" in peak_line
+    assert not run.upper_bound and f"step {run.peak_step}'s batch, 2 x " in peak_line
+    assert main(["plan", *flags, "--device", "cpu", "--devices", "24GB", "--no-data"]) == 0
+    assert "an upper bound: the data was not read" in capsys.readouterr().out
 
 
 def test_plan_lists_every_accelerator_and_this_machine_by_default(capsys):
