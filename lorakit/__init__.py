@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _NAMES = {  # public name -> the module that defines it
     "RunConfig": "config.run_config", "ConfigError": "common.errors",
     "MemoryBreakdown": "memory.breakdown", "plan_memory": "memory.planner", "fits": "memory.fit", "Fit": "memory.fit",
+    "plan_time": "memory.timing", "TimePlan": "memory.timing",
     "RunRecord": "run.record", "RunStarted": "run.events", "StepLogged": "run.events", "EvalDone": "run.events",
     "MemoryMeasured": "run.events", "PhaseStarted": "run.events", "RunFinished": "run.events",
     "load_model": "models.loading", "list_models": "models.loading", "ModelUnavailable": "models.loading",
