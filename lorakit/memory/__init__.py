@@ -25,6 +25,7 @@ _NAMES = {  # public name -> the module of this room that defines it
     "TimePlan": "timing",
     "step_work": "timing",
     "about": "timing",
+    "remaining_seconds": "timing",
     "calibrate": "calibration",
     "Calibration": "calibration",
 }

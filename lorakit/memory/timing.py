@@ -258,3 +258,11 @@ def gpu_step_seconds(planning, card: Card, batch: Optional[dict] = None, efficie
     return (w.matmul_flops / (card.bf16_tflops * 1e12 * efficiency) + moved / (card.bandwidth_gbs * 1e9 * efficiency)
             + w.layer_passes * 25 * KERNEL_S)
 
+
+
+def remaining_seconds(steps_done: int, max_steps: int, elapsed_s: float, eval_s: float = 0.0) -> Optional[float]:
+    """A live ETA: the steps left at this run's mean seconds per step so far, plus the evaluation still to come
+    (``TimePlan.eval_s``); None before the first step."""
+    if steps_done < 1 or elapsed_s <= 0:
+        return None
+    return max(0, max_steps - steps_done) * elapsed_s / steps_done + max(0.0, eval_s)
