@@ -16,6 +16,7 @@ from typing import Callable
 
 TRAIN_ROWS = 256  # a training matmul's rows: SmolLM2's default batch is 4 x 128 tokens, half of them probed
 DECODE_ROWS = 32  # a generation batch (training.evaluation.GENERATION_BATCH)
+MAX_HIDDEN, MAX_INTER = 1024, 4096  # the largest probe shape (a 7B's 4096 x 11008 would take minutes here)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ def calibrate(dtype: str = "float32", hidden: int = 576, inter: int = 1536, *, f
     else measured (a few seconds) and kept. ``fresh``: measure again and replace the kept figures."""
     from lorakit.models.compute_dtype import keep, kept
 
+    # a big model's rates are those of its shape's first few thousand features: probes stay a few seconds
+    hidden, inter = min(hidden, MAX_HIDDEN), min(inter, MAX_INTER)
     name = f"timing {dtype} {hidden}x{inter}"
     figures = None if fresh else kept(name)
     if figures is not None:
