@@ -76,7 +76,7 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
     dora = sum(2 * i * o * rank for i, o in adapted) if step.adapter.use_dora else 0
     forward = lin + attn + head + lora + dora
     # the base's weights: gradients of the activations only (LoRA) or of the weights too (full: twice)
-    backward = (2 if full else 1) * (lin + head) + 2 * attn + 2 * lora
+    backward = (2 if full else 1) * (lin + head) + 2 * attn + 2 * lora - _no_input_grad(planning, step, tokens)
     recompute = lin + attn + lora + dora if step.gradient_checkpointing else 0
     weights = sum(i * o for i, o, _ in body)
     import torch
@@ -99,6 +99,22 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
                     layer_passes=layers * passes,
                     parts={"forward": forward * g, "backward": backward * g, "recompute": recompute * g,
                            "adapters": (lora + dora) * 3 * g, "head": head * (3 if full else 2) * g})
+
+
+ATTENTION_INPUTS = frozenset({"q_proj", "k_proj", "v_proj", "c_attn", "query", "key", "value", "q", "k", "v"})
+
+
+def _no_input_grad(planning, step, tokens: int) -> int:
+    """FLOPs autograd skips under LoRA on a frozen fp base: the first layer's attention projections read the
+    embeddings, which need no gradient, so neither they nor their adapters' A compute one (with checkpointing
+    or a 4-bit base, peft turns the embeddings' gradient on and they do)."""
+    if step.full or step.gradient_checkpointing or step.base.quantized:
+        return 0
+    linears = [(n, i, o) for n, i, o, is_head in planning.tally.linears if not is_head]
+    layers = planning.dims.layers + planning.dims.decoder_layers
+    first = linears[:len(linears) // layers] if layers else []
+    return sum(2 * tokens * i * (o + (step.adapter.rank if n in step.targets else 0))
+               for n, i, o in first if n in ATTENTION_INPUTS)
 
 
 def generation_seconds(planning, cal: Calibration, examples: int, prompt_tokens: int, new_tokens: int) -> float:
