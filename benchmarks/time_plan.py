@@ -10,7 +10,7 @@ predicted/measured training seconds (goal: within 20 %) and evaluation seconds (
 calibration figures and the load (``uptime``) before and after.
 
     python benchmarks/time_plan.py                 # lora, nf4, full; 8 steps each
-    python benchmarks/time_plan.py --method lora --steps 4 --json out.json
+    python benchmarks/time_plan.py --method lora --steps 4 --eval-examples 8 --json out.json   # shorter
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def eval_shape(cfg) -> tuple:
     return sum(lengths) / len(lengths), answer_budget(tok, bundle.eval_raw)
 
 
-def one(name: str, steps: int) -> dict:
+def one(name: str, steps: int, eval_examples: int) -> dict:
     import lorakit
     from lorakit.memory.calibration import calibrate
     from lorakit.memory.planner import _batch_shape
@@ -52,7 +52,8 @@ def one(name: str, steps: int) -> dict:
     from lorakit.models.compute_dtype import resolve
     from lorakit.training import probe
 
-    cfg = lorakit.RunConfig(model="smollm2-135m", max_steps=steps, checkpoint_every=0, **METHODS[name])
+    cfg = lorakit.RunConfig(model="smollm2-135m", max_steps=steps, checkpoint_every=0, eval_examples=eval_examples,
+                            **METHODS[name])
     prompt, budget = eval_shape(cfg)
     before = load()
     cal = calibrate(resolve(cfg.dtype, "cpu"), 576, 1536, fresh=True)
@@ -64,9 +65,15 @@ def one(name: str, steps: int) -> dict:
             shapes.append(_batch_shape(inputs, cfg.labelled_head))
         return original(self, model, inputs, *args, **kwargs)
 
+    def trained(event):  # the training half at once: a run under heavy load may not reach its evaluation in time
+        if isinstance(event, lorakit.StepLogged) and event.step == steps:
+            t = plan_time(cfg, shapes[:steps], eval_passes=0, calibration=cal)
+            print(f"{name:10s} trained: predicted {t.train_s:.1f} s, steps' elapsed {event.elapsed_s:.1f} s "
+                  f"({t.train_s / event.elapsed_s:.3f}); load avg {load()}", flush=True)
+
     probe.ProbingTrainer.compute_loss = recording
     try:
-        rec = lorakit.train(cfg, store=False)
+        rec = lorakit.train(cfg, sinks=[trained], store=False)
     finally:
         probe.ProbingTrainer.compute_loss = original
     if rec.status != "finished":
@@ -89,22 +96,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", action="append", choices=list(METHODS))
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--eval-examples", type=int, default=32, help="RunConfig's default: 32")
     ap.add_argument("--json")
     args = ap.parse_args()
     os.environ.setdefault("LORAKIT_STORE", os.path.join(tempfile.mkdtemp(), "runs.db"))
     rows = []
     for name in args.method or list(METHODS):
-        row = one(name, args.steps)
+        row = one(name, args.steps, args.eval_examples)
         rows.append(row)
         c = row["calibration"]
+        if args.json:  # after each method: a run cut short keeps its rows
+            Path(args.json).write_text(json.dumps(rows, indent=1))
         print(f"{name:10s} train {row['train_pred_s']:7.1f} / {row['train_meas_s']:7.1f} s = {row['train_ratio']:.3f}"
               f"   eval {row['eval_pred_s']:7.1f} / {row['eval_meas_s']:7.1f} s = {row['eval_ratio']}"
               f"   load {row['load_pred_s']:.1f} / {row['load_meas_s']:.1f} s   load avg {row['load_before']}->"
               f"{row['load_after']}   cal {c['train_gflops']} GFLOP/s (decode {c['decode_gflops']}), "
               f"ew {c['elementwise_gbs']} GB/s, dequant {c['dequant_gbs']} GB/s, adamw {c['adamw_ns_per_param']} "
               f"ns/param, layer {c['layer_overhead_s'] * 1e3:.2f} ms", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
