@@ -136,7 +136,9 @@ def generation_seconds(planning, cal: Calibration, examples: int, prompt_tokens:
         attn = 4 * b * context * attn_width
         total += (new_tokens * per_step + attn) / (cal.decode_gflops * DECODE_ROWS / max(b, 1) * 1e9) \
             if b < DECODE_ROWS else (new_tokens * per_step + attn) / (cal.decode_gflops * 1e9)
-        total += new_tokens * layers * cal.layer_overhead_s / 2  # a forward alone: half a layer's fwd + bwd
+        # a real layer's forward (norms, rotary, attention, 7 projections: ~25 ops) dispatches about as many ops
+        # as the probe's small layer forward and backward
+        total += new_tokens * layers * cal.layer_overhead_s
     import torch
 
     if planning.step.base.quantized:
