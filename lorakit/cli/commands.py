@@ -370,7 +370,8 @@ def _print_time(settings, device, verdicts, steps) -> None:
         t = plan_time(settings, steps=steps)
         c = t.calibration
         print(f"\ntime on this machine: {t.text}: load ~{t.load_s:.0f} s, {t.steps} steps x {t.step_s:.2f} s = "
-              f"{about(t.train_s).removeprefix('about ')}, evaluation ~{t.eval_s:.0f} s ({t.step_gflop:.1f} GFLOP a "
+              f"{about(t.train_s).removeprefix('about ')}, evaluation {about(t.eval_s).removeprefix('about ')} "
+              f"({t.step_gflop:.1f} GFLOP a "
               f"step; calibrated {c['dtype']}: {c['train_gflops']} GFLOP/s matmul, {c['dequant_gbs']} GB/s 4-bit "
               "dequantization)")
     timed = [f for f in verdicts if f.step_s is not None]
