@@ -9,7 +9,6 @@ under the cache home, the same machine key), one entry per (machine, torch, dtyp
 """
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -125,11 +124,6 @@ def _adamw_ns(params: int = 1 << 20) -> float:
 
 def _layer_overhead_s() -> float:
     """Forward and backward of a layer too small to compute anything: what each layer costs besides its math."""
-    return _tiny_layer_seconds()
-
-
-@functools.lru_cache(maxsize=1)
-def _tiny_layer_seconds() -> float:
     import torch
 
     torch.manual_seed(0)
