@@ -13,6 +13,7 @@ _NAMES = {  # public name -> the module that defines it
     "RunConfig": "config.run_config", "ConfigError": "common.errors",
     "MemoryBreakdown": "memory.breakdown", "plan_memory": "memory.planner",
     "plan": "memory.run_plan", "RunPlan": "memory.run_plan", "fits": "memory.fit", "Fit": "memory.fit",
+    "plan_time": "memory.timing", "TimePlan": "memory.timing",
     "RunRecord": "run.record", "RunStarted": "run.events", "StepLogged": "run.events", "EvalDone": "run.events",
     "MemoryMeasured": "run.events", "PhaseStarted": "run.events", "RunFinished": "run.events",
     "load_model": "models.loading", "list_models": "models.loading", "ModelUnavailable": "models.loading",

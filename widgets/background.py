@@ -45,6 +45,8 @@ class BackgroundWork:
         self._plan_cache: dict = {}
         self.fit_device: str = THIS_MACHINE  # the device the fit verdict is for
         self.fit_result: tuple = (None, "")  # (lorakit.Fit or None, why there is none)
+        self.time_result: tuple = (None, "")  # (lorakit.TimePlan or None, why there is none)
+        self._time_cache: dict = {}
         # One model construction at a time: the planner builds models under accelerate's
         # init_empty_weights, which patches torch.nn.Module for the whole process, so a model
         # loading on another thread meanwhile would get meta tensors (or untied weights). Jobs
@@ -138,7 +140,37 @@ class BackgroundWork:
     def _replan(self) -> None:
         self.plan_result = self.plan()
         self.fit_result = self.fit_verdict()
+        self.time_result = self.time_estimate()
         self._notify("plan")
+
+    # --- how long it will take ------------------------------------------------------------------------
+    def time_estimate(self) -> tuple:
+        """(lorakit.TimePlan or None, message): how long the form's run will take on this machine (the first
+        estimate measures the machine: a few seconds, once)."""
+        try:
+            cfg = self.config()
+        except ConfigError:
+            return None, ""
+        if cfg in self._time_cache:
+            return self._time_cache[cfg], ""
+        try:
+            with self._engine:
+                plan = lorakit.plan_time(cfg)
+        except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
+            return None, f"no time estimate: {error_text(exc)}"
+        self._time_cache[cfg] = plan
+        return plan, ""
+
+    @property
+    def time_text(self) -> str:
+        """'about 2 min (training 1 min, evaluation 40 s)' for the form's run, or why there is none."""
+        plan, why = self.time_result
+        if plan is None:
+            return why
+        from lorakit.memory import about
+
+        return (f"{plan.text} (training {about(plan.train_s).removeprefix('about ')}, evaluation "
+                f"{about(plan.eval_s).removeprefix('about ')})")
 
     # --- will it fit ----------------------------------------------------------------------------------
     @staticmethod

@@ -44,6 +44,20 @@ class RunControl:
         """True from the Train press until the run's thread has ended."""
         return self._active
 
+    @property
+    def estimate_text(self) -> str:
+        """Beside Train: the run's ETA while it trains ('about 3 min left'), else how long the form's run will
+        take ('about 4 min (training ..., evaluation ...)'); '' while a run starts or evaluates."""
+        live = self.live
+        if self._active and live is not None:
+            eta = live.eta_s
+            if eta is None:
+                return ""
+            from lorakit.memory import about
+
+            return f"{about(eta)} left"
+        return self.time_text
+
     def train(self) -> bool:
         """Start a run in a background thread; False (with a message) when refused."""
         if self._refuse_second_run():
@@ -59,6 +73,8 @@ class RunControl:
             cfg = self.config()
             self.previous = self._previous_candidate()
             self.live = LiveRun.for_config(cfg, self._plan_cache.get(cfg))
+            timed = self._time_cache.get(cfg)
+            self.live.eval_s_planned = timed.eval_s if timed is not None else None
             self._stop = threading.Event()
             self._active = True
             self._thread = threading.Thread(target=self._run, args=(cfg, self._stop, self.live),

@@ -40,6 +40,7 @@ class LiveRun:
     stopping: bool = False  # Stop was pressed; the run ends after the current step
     phase: str = ""  # what the run does after its last step (PhaseStarted.text), "" while it trains
     holds_engine: bool = False  # the Studio's run holds the engine lock until its first step
+    eval_s_planned: Optional[float] = None  # the evaluation's predicted seconds (lorakit.plan_time), for the ETA
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -53,6 +54,16 @@ class LiveRun:
     @property
     def last_step(self) -> int:
         return self.steps[-1][0] if self.steps else 0
+
+    @property
+    def eta_s(self) -> Optional[float]:
+        """Seconds left while it trains: the steps left at the mean step time so far plus the predicted
+        evaluation (``lorakit.memory.remaining_seconds``); None before the first step or once it is done."""
+        if self.done or not self.steps or self.phase:
+            return None
+        from lorakit.memory import remaining_seconds
+
+        return remaining_seconds(self.last_step, self.max_steps, self.elapsed_s, self.eval_s_planned or 0.0)
 
     def apply(self, event) -> None:
         """Fold one lorakit event into the state."""
@@ -101,6 +112,11 @@ class LiveRun:
                 step, loss = self.steps[-1]
                 speed = f" · {self.tokens_per_s:,.0f} tokens/s" if self.tokens_per_s else ""
                 text = f"{name}: step {step}/{self.max_steps} · loss {_num(loss)}{speed}"
+                eta = self.eta_s
+                if eta is not None:
+                    from lorakit.memory import about
+
+                    text += f" · {about(eta)} left"
                 if self.phase:  # after the last step: what the run waits for (the engine's PhaseStarted)
                     text = f"{name}: trained {step}/{self.max_steps} steps · {self.phase}…"
             if self.stopping:

@@ -345,12 +345,36 @@ def cmd_plan(ns) -> int:
         print(_bytes_row("device_overhead", plan.device_overhead) + "  CUDA context, libraries, allocator caching")
         print(_bytes_row("device_total", plan.device_total) + "  peak + device overhead")
     print(f"assumes: {plan_text.assumes_text(run.breakdown.assumes)}")
+    _print_time(cfg, None if run.upper_bound else run.batches, run.breakdown.assumes.get("device", ns.device),
+                verdicts)
     print("\nwhat fits (the run's planned peak, plus the device overhead on a GPU, against each device's memory):")
     rows = [plan_text.FIT_HEADER, *(plan_text.fit_row(f) for f in verdicts)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(plan_text.FIT_HEADER))]
     for r in rows:
         print("  " + r[0].ljust(widths[0]) + "".join(f"  {v:>{w}}" for v, w in zip(r[1:], widths[1:], strict=True)))
     return 0
+
+
+def _print_time(cfg, batches, device, verdicts) -> None:
+    """How long: on this machine (a CPU plan: calibrated here, measured once; ``batches``: the run plan's, None:
+    full-length) and per step on each GPU (an estimate from its published speeds), before the fits table."""
+    from lorakit.memory import about
+    from lorakit.memory.timing import plan_time
+
+    if device != "cuda":
+        t = plan_time(cfg, batches)
+        c = t.calibration
+        print(f"\ntime on this machine: {t.text}: load ~{t.load_s:.0f} s, {t.steps} steps x {t.step_s:.2f} s = "
+              f"{about(t.train_s).removeprefix('about ')}, evaluation {about(t.eval_s).removeprefix('about ')} "
+              f"({t.step_gflop:.1f} GFLOP a "
+              f"step; calibrated {c['dtype']}: {c['train_gflops']} GFLOP/s matmul, {c['dequant_gbs']} GB/s 4-bit "
+              "dequantization)")
+    timed = [f for f in verdicts if f.step_s is not None]
+    if timed:
+        print(f"time per step on GPUs (an estimate at {timed[0].efficiency:.0%} of each card's published bf16 "
+              "throughput and memory bandwidth):")
+        for f in timed:
+            print(f"  {plan_text.device_label(f)}  {f.card}: {f.step_s * 1e3:,.1f} ms a step")
 
 
 def _bytes_row(name: str, nbytes: int) -> str:

@@ -22,6 +22,14 @@ _NAMES = {  # public name -> the module of this room that defines it
     "fits": "fit",
     "accelerators": "fit",
     "THIS_MACHINE": "fit",
+    "speeds": "fit",
+    "plan_time": "timing",
+    "TimePlan": "timing",
+    "step_work": "timing",
+    "about": "timing",
+    "remaining_seconds": "timing",
+    "calibrate": "calibration",
+    "Calibration": "calibration",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -37,6 +37,16 @@ class Fit:
     """Largest seq_len that fits at the plan's batch_size (0: not even one token)."""
     target: str
     """'cuda' or 'cpu': what the plan assumed for this device."""
+    step_s: Optional[float] = None
+    """An estimate of seconds per step on the row's named card (``speeds``), at ``efficiency`` of its peak."""
+    efficiency: Optional[float] = None
+    """The share of the card's published bf16 throughput and bandwidth ``step_s`` assumes."""
+    card: str = ""
+    """The card ``step_s`` is for (the row's first example); '' without one."""
+    run_s: Optional[float] = None
+    """``step_s`` times the run's steps."""
+    cost: Optional[float] = None
+    """The run's price at ``price_per_hour`` (None without one)."""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -47,6 +57,14 @@ def accelerators() -> dict[str, int]:
     """Name -> bytes of the common accelerators (``lorakit/memory/accelerators.json``)."""
     data = json.loads((Path(__file__).with_name("accelerators.json")).read_text())
     return {name: int(gib * GIB) for name, gib in data["devices"].items()}
+
+
+@lru_cache(maxsize=1)
+def speeds() -> dict:
+    """Name -> ``{"card", "bf16_tflops", "bandwidth_gbs", "source"}``: the published speeds of a card of each
+    row of ``accelerators.json`` (rows without one are left out)."""
+    data = json.loads((Path(__file__).with_name("accelerators.json")).read_text())
+    return dict(data.get("speeds", {}))
 
 
 
@@ -86,10 +104,11 @@ def _match(name: str, table: dict) -> Optional[str]:
     return hits[0] if len(hits) == 1 else None
 
 
-def _run_fits(cfg, devices) -> list[Fit]:
+def _run_fits(cfg, devices, price_per_hour=None, efficiency=None) -> list[Fit]:
     """``fits`` for a RunConfig: the run's own plan per device kind, its data built once. The largest batch_size
     regroups the same examples in the same order; the largest seq_len is searched with full-length batches (the
-    data at another length is not built): a lower bound."""
+    data at another length is not built): a lower bound. Time per step as ``fits``' (full-length batches: an upper
+    bound), for the run's ``max_steps``."""
     from lorakit.memory.planner import config_settings, planning
     from lorakit.memory.run_plan import plan_known, run_data
 
@@ -108,9 +127,10 @@ def _run_fits(cfg, devices) -> list[Fit]:
     for name, capacity, target in targets:
         need = run_need(target, cfg.batch_size)
         full = planning(config_settings(cfg, data.num_labels), device=target)
-        out.append(Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
-                       max_batch_size=_search(lambda b, t=target: run_need(t, b), capacity, most),
-                       max_seq_len=_largest(full, capacity, "seq_len"), target=target))
+        fit = Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
+                  max_batch_size=_search(lambda b, t=target: run_need(t, b), capacity, most),
+                  max_seq_len=_largest(full, capacity, "seq_len"), target=target)
+        out.append(_timed(fit, full, speeds().get(name), price_per_hour, cfg.max_steps, efficiency))
     return out
 
 
@@ -137,7 +157,9 @@ def _search(need, capacity: int, limit: int = _LIMIT) -> int:
     return lo
 
 
-def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None, **plan_kwargs) -> list[Fit]:
+def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None, *,
+         price_per_hour: Optional[float] = None, steps: int = 30, efficiency: Optional[float] = None,
+         **plan_kwargs) -> list[Fit]:
     """Does a run fit on each device, and the largest batch_size / seq_len that do.
 
     ``model`` and ``plan_kwargs``: as for ``lorakit.plan_memory`` (method, quant, rank, batch_size,
@@ -149,6 +171,10 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
     ``devices``: names from ``lorakit/memory/accelerators.json`` (or a unique prefix, e.g. ``"24GB"``),
     ``"this machine"`` (free RAM, a CPU plan) or sizes in GiB; default: every accelerator of the table and
     this machine. GPUs are planned as CUDA runs (bf16 unless ``dtype`` is given) with the CUDA device overhead.
+    Time (an estimate): for each row of the table with a named card (``speeds()``), ``step_s`` prices the step's
+    FLOPs and bytes (``memory.timing.gpu_step_seconds``) at ``efficiency`` (default ``timing.GPU_EFFICIENCY``) of
+    its published bf16 throughput and bandwidth; ``run_s`` for ``steps`` steps and, with ``price_per_hour``
+    (any currency), the run's ``cost``.
     Raises ``ConfigError`` naming ``devices`` or the plan's fields.
     """
     from lorakit.config.parts import Settings
@@ -161,7 +187,7 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
     if isinstance(model, RunConfig):
         if plan_kwargs:
             raise TypeError(f"fits(cfg, ...) takes no {', '.join(sorted(plan_kwargs))}: they are in the RunConfig")
-        return _run_fits(model, devices)
+        return _run_fits(model, devices, price_per_hour, efficiency)
     step = {k: plan_kwargs.pop(k) for k in ("padded", "device_overhead", "labelled_tokens") if k in plan_kwargs}
     if step.get("labelled_tokens") is not None:
         plan_kwargs.setdefault("labelled_head", True)  # as plan_memory: a count given is the labelled-only head
@@ -171,11 +197,31 @@ def fits(model="smollm2-135m", devices: Union[None, str, float, Sequence] = None
     settings = model if isinstance(model, Settings) else settings_of(model, **plan_kwargs)
     # validated and resolved once per target; the searches only re-plan the step
     plannings = {t: planning(settings, **step, device=t) for t in {t for _, _, t in targets}}
+    if price_per_hour is not None and (isinstance(price_per_hour, bool) or not isinstance(price_per_hour, (int, float))
+                                       or not 0 <= price_per_hour < math.inf):
+        raise ConfigError({"price_per_hour": f"price_per_hour must be a number >= 0, got {price_per_hour!r}"})
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError({"steps": f"steps must be an integer >= 1, got {steps!r}"})
     out = []
     for name, capacity, target in targets:
         p = plannings[target]
         need = p.plan().device_total
-        out.append(Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
-                       max_batch_size=_largest(p, capacity, "batch_size"),
-                       max_seq_len=_largest(p, capacity, "seq_len"), target=target))
+        fit = Fit(device=name, capacity=capacity, need=need, fits=need <= capacity,
+                  max_batch_size=_largest(p, capacity, "batch_size"),
+                  max_seq_len=_largest(p, capacity, "seq_len"), target=target)
+        out.append(_timed(fit, p, speeds().get(name), price_per_hour, steps, efficiency))
     return out
+
+
+def _timed(fit: Fit, planning, speed: Optional[dict], price_per_hour, steps: int, efficiency) -> Fit:
+    """``fit`` with its card's estimated time per step, the run's seconds and cost (where the row names a card)."""
+    from lorakit.memory.timing import GPU_EFFICIENCY, Card, gpu_step_seconds
+
+    if speed is None or fit.target != "cuda":
+        return fit
+    eff = GPU_EFFICIENCY if efficiency is None else efficiency
+    fit.step_s = gpu_step_seconds(planning, Card(speed["bf16_tflops"], speed["bandwidth_gbs"]), efficiency=eff)
+    fit.efficiency, fit.card, fit.run_s = eff, speed["card"], fit.step_s * steps
+    if price_per_hour is not None:
+        fit.cost = price_per_hour * fit.run_s / 3600
+    return fit

@@ -62,6 +62,19 @@ def measure() -> dict:
     return {"float32": round(fp32, 2), "bfloat16": round(bf16, 2), "speedup": round(bf16 / fp32, 3)}
 
 
+def kept(name: str):
+    """Figures kept for this machine under ``name`` (e.g. ``memory.calibration``'s), or None."""
+    return _read(_cache_path()).get(f"{_machine_key()} {name}")
+
+
+def keep(name: str, figures: dict) -> None:
+    """Keep ``figures`` for this machine under ``name`` in the same file as the bf16 measurement."""
+    path = _cache_path()
+    known = _read(path)  # read again: another process may have written meanwhile
+    known[f"{_machine_key()} {name}"] = figures
+    _write(path, known)
+
+
 def _machine_key() -> str:
     import torch
 

@@ -43,6 +43,7 @@ class TrainPanel(Panel):
         self.progress = W.IntProgress(value=0, min=0, max=max(1, int(self.controller.values["max_steps"] or 1)),
                                       layout=W.Layout(width="96px"))
         self.status = W.HTML(status_html(*self.controller.status))
+        self.estimate = W.HTML(layout=W.Layout(margin="0 0 0 8px"))  # "about 2 min" before, the ETA during
         self.recommended = W.HTML(layout=W.Layout(margin="0 0 0 8px"))  # which values follow the model
         self.chart = LossChart()
         self.throttle = Throttle(self._redraw, interval=interval,
@@ -51,10 +52,12 @@ class TrainPanel(Panel):
         c.on("run", self._guard(self._run_started))
         c.on("event", self._guard(self._event))
         c.on("status", self._guard(self._render_status))
+        c.on("status", self._guard(self._render_estimate))
+        c.on("plan", self._guard(self._render_estimate))
         f = self.fields
         # Train first: the button, the progress and the status line above the settings they use
         self._set_children([
-            W.HBox([self.train_button, self.stop_button, self.progress],
+            W.HBox([self.train_button, self.stop_button, self.progress, self.estimate],
                    layout=W.Layout(align_items="center", margin="4px 0", flex_flow="row wrap")),
             self.status,
             # recommended for the model until set: a first run does not need them
@@ -92,6 +95,12 @@ class TrainPanel(Panel):
         running = self.controller.running and not (self.controller.live and self.controller.live.done)
         self.stop_button.disabled = not running
 
+    def _render_estimate(self) -> None:
+        text = self.controller.estimate_text
+        value = f'<span style="font-size:12px;color:#555">{html.escape(text)}</span>' if text else ""
+        if self.estimate.value != value:
+            self.estimate.value = value
+
     def _redraw(self, _items) -> None:
         live = self.controller.live
         if live is None:
@@ -104,8 +113,13 @@ class TrainPanel(Panel):
         self.progress.bar_style = {"finished": "success", "stopped": "warning", "failed": "danger"}.get(
             live.status, "info")
         self._render_status()
+        self._render_estimate()
 
     # --- for tests and scripts --------------------------------------------------------------------
+    @property
+    def estimate_text(self) -> str:
+        return plain_text(self.estimate.value)
+
     @property
     def status_text(self) -> str:
         return plain_text(self.status.value)

@@ -54,3 +54,20 @@ def test_plan_problems_are_reported_with_their_fields():
         fits("llama-7b", device="cuda")
     assert "device" in e.value.problems
     assert lorakit.fits is fits
+
+
+def test_fits_gives_each_gpu_an_estimated_time_per_step_and_the_run_cost():
+    from lorakit.memory.fit import speeds
+
+    out = fits("tiny-llama", devices=["24GB", "80GB", THIS_MACHINE], price_per_hour=2.0, steps=10)
+    a10, a100, here = out
+    assert a10.card == speeds()[a10.device]["card"] == "A10" and a10.efficiency == 0.4
+    assert 0 < a100.step_s < a10.step_s  # more throughput and bandwidth, less time
+    assert a10.run_s == pytest.approx(10 * a10.step_s) and a10.cost == pytest.approx(2.0 * a10.run_s / 3600)
+    assert here.step_s is None and here.cost is None  # this machine: plan_time's calibration, not a datasheet
+    slower = fits("tiny-llama", devices="24GB", efficiency=0.2)[0]
+    assert slower.step_s > a10.step_s and slower.cost is None
+    big = fits("tiny-llama", devices="24GB", batch_size=64, seq_len=512)[0]
+    assert big.step_s > 10 * a10.step_s
+    with pytest.raises(ConfigError, match="price_per_hour"):
+        fits("tiny-llama", devices="24GB", price_per_hour=-1)

@@ -1,0 +1,133 @@
+"""How fast this machine runs a model's pieces: measured once per machine and model shape, then kept.
+
+``calibrate`` times, in a few seconds: a matmul at the model's training shape (256 tokens through an MLP
+projection) and at its decoding shape (32 rows, one generation batch), an elementwise op over activations, a
+4-bit dequantization with bitsandbytes (its CPU path here), an AdamW step per parameter and the fixed cost of
+one small layer's forward and backward (Python and dispatch: what a step pays per layer whatever its size).
+The figures are kept beside ``dtype="auto"``'s bf16 measurement (``models.compute_dtype``: the same file
+under the cache home, the same machine key), one entry per (machine, torch, dtype, hidden x inter).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+TRAIN_ROWS = 256  # a training matmul's rows: SmolLM2's default batch is 4 x 128 tokens, half of them probed
+DECODE_ROWS = 32  # a generation batch (training.evaluation.GENERATION_BATCH)
+MAX_HIDDEN, MAX_INTER = 1024, 4096  # the largest probe shape (a 7B's 4096 x 11008 would take minutes here)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """This machine's measured speeds for one compute dtype and model shape."""
+    dtype: str
+    """The compute dtype the matmuls ran in."""
+    train_gflops: float
+    """Matmul GFLOP/s at a training shape (256 rows x hidden x inter)."""
+    decode_gflops: float
+    """Matmul GFLOP/s at a decoding shape (32 rows x hidden x inter)."""
+    elementwise_gbs: float
+    """GB/s an elementwise op reads and writes (activations, norms, softmax, optimizer)."""
+    dequant_gbs: float
+    """GB/s of dense weights bitsandbytes' 4-bit dequantization produces."""
+    adamw_ns_per_param: float
+    """Nanoseconds of one AdamW step per trained parameter."""
+    layer_overhead_s: float
+    """Fixed seconds per layer per forward and backward (a tiny layer's: Python and dispatch)."""
+    measured_s: float = 0.0
+    """How long the probes took."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate(dtype: str = "float32", hidden: int = 576, inter: int = 1536, *, fresh: bool = False) -> Calibration:
+    """This machine's ``Calibration`` for ``dtype`` at a model of ``hidden`` x ``inter``: read from the cache home,
+    else measured (a few seconds) and kept. ``fresh``: measure again and replace the kept figures."""
+    from lorakit.models.compute_dtype import keep, kept
+
+    # a big model's rates are those of its shape's first few thousand features: probes stay a few seconds
+    hidden, inter = min(hidden, MAX_HIDDEN), min(inter, MAX_INTER)
+    name = f"timing {dtype} {hidden}x{inter}"
+    figures = None if fresh else kept(name)
+    if figures is not None:
+        try:
+            return Calibration(**figures)
+        except TypeError:  # kept by another version: measured again
+            pass
+    cal = measure(dtype, hidden, inter)
+    keep(name, cal.as_dict())
+    return cal
+
+
+def measure(dtype: str = "float32", hidden: int = 576, inter: int = 1536) -> Calibration:
+    """Every probe, now (nothing read or kept)."""
+    from lorakit.common.devices import matmul_gflops
+
+    t0 = time.perf_counter()
+    train = matmul_gflops(dtype, size=(TRAIN_ROWS, hidden, inter), min_seconds=0.3)
+    decode = matmul_gflops(dtype, size=(DECODE_ROWS, hidden, inter), min_seconds=0.2)
+    return Calibration(dtype=dtype, train_gflops=round(train, 2), decode_gflops=round(decode, 2),
+                       elementwise_gbs=round(_elementwise_gbs(dtype, hidden, inter), 2),
+                       dequant_gbs=round(_dequant_gbs(dtype, hidden, inter), 3),
+                       adamw_ns_per_param=round(_adamw_ns(), 3), layer_overhead_s=_layer_overhead_s(),
+                       measured_s=round(time.perf_counter() - t0, 2))
+
+
+def _seconds(fn: Callable, min_seconds: float = 0.15) -> float:
+    """Mean seconds of ``fn()`` over at least ``min_seconds`` (one call first, untimed)."""
+    fn()
+    done, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        done += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return elapsed / done
+
+
+def _elementwise_gbs(dtype: str, hidden: int, inter: int) -> float:
+    """SiLU times an up projection (the MLP's gate) over training rows: 2 tensors read, 1 written."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a, b = torch.randn(TRAIN_ROWS * 2, inter).to(dt), torch.randn(TRAIN_ROWS * 2, inter).to(dt)
+    seconds = _seconds(lambda: torch.nn.functional.silu(a) * b)
+    return 4 * a.numel() * a.element_size() / seconds / 1e9  # silu: read, write; mul: read 2, write
+
+
+def _dequant_gbs(dtype: str, hidden: int, inter: int) -> float:
+    """bitsandbytes' nf4 dequantization of one (inter x hidden) weight, in dense GB produced per second."""
+    import torch
+
+    from lorakit.common.quiet import quiet_bitsandbytes
+
+    quiet_bitsandbytes()
+    import bitsandbytes.functional as bnbf
+
+    weight = torch.randn(inter, hidden).to(getattr(torch, dtype))
+    packed, state = bnbf.quantize_4bit(weight, quant_type="nf4", compress_statistics=True)
+    seconds = _seconds(lambda: bnbf.dequantize_4bit(packed, state))
+    return weight.numel() * weight.element_size() / seconds / 1e9
+
+
+def _adamw_ns(params: int = 1 << 20) -> float:
+    """torch's AdamW (as the Trainer builds it) stepping ``params`` fp32 parameters, per parameter."""
+    import torch
+
+    p = torch.nn.Parameter(torch.randn(params))
+    p.grad = torch.randn(params)
+    opt = torch.optim.AdamW([p], lr=1e-4)
+    return _seconds(opt.step, 0.1) / params * 1e9
+
+
+def _layer_overhead_s() -> float:
+    """Forward and backward of a layer too small to compute anything: what each layer costs besides its math."""
+    import torch
+
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.LayerNorm(8), torch.nn.Linear(8, 8), torch.nn.SiLU(),
+                                torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+    x = torch.randn(1, 4, 8, requires_grad=True)
+    return round(_seconds(lambda: layer(x).sum().backward(), 0.1), 6)
