@@ -47,6 +47,7 @@ class BackgroundWork:
         self.fit_result: tuple = (None, "")  # (lorakit.Fit or None, why there is none)
         self.time_result: tuple = (None, "")  # (lorakit.TimePlan or None, why there is none)
         self._time_cache: dict = {}
+        self._run_batches: dict = {}  # RunConfig -> the run plan's per-step batch shapes (None: not known)
         # One model construction at a time: the planner builds models under accelerate's
         # init_empty_weights, which patches torch.nn.Module for the whole process, so a model
         # loading on another thread meanwhile would get meta tensors (or untied weights). Jobs
@@ -126,10 +127,12 @@ class BackgroundWork:
 
         try:
             with self._engine:  # the run train(cfg) trains, from its own data: compare()'s planned peak after it
-                plan = plan_run(cfg).as_planned()
+                run = plan_run(cfg)
+                plan = run.as_planned()
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no prediction for {cfg.model}: {error_text(exc)}"
         self._plan_cache[cfg] = plan
+        self._run_batches[cfg] = None if run.upper_bound else run.batches  # the time estimate prices these
         return plan, ""
 
     def request_plan(self, background: bool = True) -> None:
@@ -155,7 +158,7 @@ class BackgroundWork:
             return self._time_cache[cfg], ""
         try:
             with self._engine:
-                plan = lorakit.plan_time(cfg)
+                plan = lorakit.plan_time(cfg, self._run_batches.get(cfg))  # the run plan's batches, where known
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no time estimate: {error_text(exc)}"
         self._time_cache[cfg] = plan
