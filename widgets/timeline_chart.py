@@ -9,15 +9,14 @@ import html
 
 import plotly.graph_objects as go
 
-from lorakit.common import CATEGORY_COLORS, CATEGORY_NAMES, MiB
+from lorakit.common import TIMELINE_COLORS as COLORS
+from lorakit.common import TIMELINE_NAMES as NAMES
+from lorakit.common import MiB
+from lorakit.comparison import timeline_bars as planned_and_measured
 from lorakit.memory import TIMELINE_CATEGORIES
 
 from .charts import repair_first_view
 
-# the phases of a step in order ("end of backward": only planned, for a tied output head under full fine-tuning)
-STEP_ORDER = ("forward", "logits-loss", "backward", "end of backward", "optimizer step")
-NAMES = dict(CATEGORY_NAMES, transient="on top (transient)")
-COLORS = dict(CATEGORY_COLORS, transient="#b279a2")
 EMPTY = "no timeline yet: it appears after the first two optimizer steps"
 
 
@@ -64,11 +63,10 @@ class TimelineChart:
 
 
 def timeline_bars(planned, measured) -> list:
-    """[(phase, 'predicted' | 'measured', {category: bytes})] in step order, predicted first within a phase."""
-    sides = [(kind, dict(m.timeline)) for kind, m in (("predicted", planned), ("measured", measured))
-             if m is not None and m.timeline]
-    phases = [p for p in STEP_ORDER if any(p in moments for _, moments in sides)]
-    return [(p, kind, moments[p]) for p in phases for kind, moments in sides if p in moments]
+    """[(phase, 'predicted' | 'measured', {category: bytes})] in step order, predicted first within a phase
+    (the Studio says "predicted" where the report says "planned")."""
+    return [(phase, "predicted" if kind == "planned" else kind, parts)
+            for phase, kind, parts in planned_and_measured(planned, measured)]
 
 
 def _note(text: str) -> dict:

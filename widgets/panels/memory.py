@@ -29,7 +29,7 @@ class MemoryPanel(Panel):
         if compact:
             self.title = ""
         super().__init__(controller, **kwargs)
-        self.chart = MemoryChart(title="Steady memory by category (not all at once)")
+        self.chart = MemoryChart(title="Memory: steady, by category (not all at once)")
         self.timeline = TimelineChart()
         self.table = W.HTML("")
         c = self.controller
