@@ -154,8 +154,10 @@ class StepPeak:
 
     def mark(self, phase: str) -> None:
         """CUDA: close the current phase (its peak is kept) and begin ``phase``. CPU: nothing to do."""
-        if not (self.cuda and self._started):
-            return
+        if self.cuda and self._started:
+            self._close_phase(phase)
+
+    def _close_phase(self, phase: str) -> None:
         import torch
 
         peak = int(torch.cuda.max_memory_allocated(self.device))
@@ -196,7 +198,7 @@ class StepPeak:
         import torch
 
         torch.cuda.synchronize(self.device)
-        self.mark(self._phase)
+        self._close_phase(self._phase)  # not mark(): the recording has stopped, the last phase's peak still counts
         peak_at = max(self._phase_peaks, key=self._phase_peaks.get) if self._phase_peaks else ""
         free, total = torch.cuda.mem_get_info(self.device)
         reserved_now = int(torch.cuda.memory_reserved(self.device))

@@ -119,3 +119,44 @@ def test_smollm2_timelines_for_two_steps(method, quant):
     assert tallest(m.timeline) == (m.peak_at, m.peak)
     assert dict(m.timeline)["optimizer step"]["gradients"] == pytest.approx(m.gradients, rel=0.02, abs=65536)
     _check_planned(p)
+
+
+class _FakeAllocator:
+    """torch.cuda's allocator figures, driven by hand: the CUDA path without a GPU."""
+
+    def __init__(self, allocated: int):
+        self.allocated = self.peak = allocated
+
+    def set(self, allocated: int, peak: int) -> None:
+        self.allocated, self.peak = allocated, max(self.peak, peak)
+
+    def install(self, monkeypatch) -> None:
+        def reset(_device=None):
+            self.peak = self.allocated
+
+        for name, fn in dict(synchronize=lambda _d=None: None, reset_peak_memory_stats=reset,
+                             memory_allocated=lambda _d=None: self.allocated,
+                             max_memory_allocated=lambda _d=None: self.peak,
+                             max_memory_reserved=lambda _d=None: self.peak + 8, memory_reserved=lambda _d=None: 0,
+                             mem_get_info=lambda _d=None: (0, 0)).items():
+            monkeypatch.setattr(torch.cuda, name, fn)
+
+
+def test_the_cuda_timeline_comes_from_the_allocator_at_the_phase_marks(monkeypatch):
+    fake = _FakeAllocator(100)  # 100 bytes held before the step (an earlier model, say): not this step's
+    fake.install(monkeypatch)
+    sp = StepPeak("cuda:0")
+    sp.start(1000, parts={"base_weights": 900, "adapters": 100})
+    fake.set(150, 160)  # the forward: activations, and a buffer of 10 freed before it ended
+    sp.mark("backward")
+    fake.set(110, 180)  # backward: 30 on top of the activations held, then they are freed
+    sp.mark("optimizer step")
+    fake.set(100, 130)
+    reading = sp.stop()
+    assert (reading.peak, reading.peak_at) == (1080, "backward")
+    tl = dict(reading.timeline)
+    assert list(tl) == ["forward", "backward", "optimizer step"]
+    assert tl["forward"]["activations"] == 60
+    assert (tl["backward"]["activations"], tl["backward"]["transient"]) == (50, 30)
+    assert (tl["optimizer step"]["gradients"], tl["optimizer step"]["transient"]) == (10, 20)
+    assert tallest(reading.timeline) == ("backward", 1080)
