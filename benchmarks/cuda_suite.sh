@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA checks in one bounded run, for a GPU machine lent for a few minutes:
 #   bash benchmarks/cuda_suite.sh OUTDIR [SECONDS]
-# writes OUTDIR/env.txt, tests.txt, run-plan.{txt,json}, throughput-{lora,qlora,full}.txt and memory-N.{txt,json}.
+# writes OUTDIR/env.txt, tests.txt, run-plan.{txt,json}, timeline.txt, throughput-{lora,qlora,full}.txt and memory-N.{txt,json}.
 # Every model is built from its config with random weights (no model package needed there: memory and
 # speed do not depend on the values). Each stage gets what is left of SECONDS (default 540), so a slow
 # stage cuts the later ones short instead of losing everything; memory-N.json is written row by row.
@@ -52,6 +52,8 @@ cat "$out/env.txt"
 stage tests 60 python3 -m pytest -q -p no:cacheprovider "${tests[@]}"
 # the run plan (lorakit.plan) against the allocator's peak over loading and over steps 1, 2 and the plan's peak step
 stage run-plan 90 python3 benchmarks/run_plan.py --quick --device cuda --json "$out/run-plan.json"
+# a step's memory timeline from the allocator at the phase marks: its tallest moment must be the peak
+stage timeline 60 python3 benchmarks/timeline_check.py --model tiny-llama
 for config in lora qlora full; do
     stage "throughput-$config" 80 python3 benchmarks/throughput.py --random-weights --config "$config" "${tp[@]}"
 done

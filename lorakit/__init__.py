@@ -23,6 +23,7 @@ _NAMES = {  # public name -> the module that defines it
     "compare": "comparison.table", "styled": "comparison.table", "SHORT_COLUMNS": "comparison.table",
     "loss_figure": "comparison.figures",
     "memory_figure": "comparison.figures", "pareto_figure": "comparison.figures",
+    "timeline_figure": "comparison.timeline_figure",
     "pareto_front": "comparison.figures", "export_csv": "comparison.report", "export_html": "comparison.report",
     "export": "exports.writer", "ExportError": "exports.writer", "GGUF_TYPES": "exports.gguf",
     "generate": "playground.session", "stream": "playground.session",

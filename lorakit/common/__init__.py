@@ -10,6 +10,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "finite": "display",
     "CATEGORY_NAMES": "display",
     "CATEGORY_COLORS": "display",
+    "TIMELINE_NAMES": "display",
+    "TIMELINE_COLORS": "display",
     "PEAK_COLORS": "display",
     "model_device": "devices",
     "matmul_gflops": "devices",

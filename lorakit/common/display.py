@@ -18,6 +18,9 @@ CATEGORY_COLORS = {
     "base_weights": "#8c96a6", "adapters": "#e45756", "gradients": "#f2a93b",
     "optimizer": "#4c78a8", "activations": "#54a24b",
 }
+# a step's timeline (memory.timeline): the five, and what sits on top only at one moment
+TIMELINE_NAMES = dict(CATEGORY_NAMES, transient="on top (transient)")
+TIMELINE_COLORS = dict(CATEGORY_COLORS, transient="#b279a2")
 # the step peak's marker over a memory bar, measured or planned (predicted)
 PEAK_COLORS = {"measured": "#111111", "planned": "#7b3294"}
 

@@ -7,6 +7,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "styled": "table",
     "loss_figure": "figures",
     "memory_figure": "figures",
+    "timeline_figure": "timeline_figure",
+    "timeline_bars": "timeline_figure",
     "pareto_figure": "figures",
     "pareto_front": "figures",
     "export_csv": "report",

@@ -122,7 +122,8 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
         _add_peak(fig, [(xi, b) for xi, b in zip(_each_x(x), bars, strict=True) if b[1] == kind], kind, two_level)
     highest = max([max(b[2].total, b[2].peak or 0) for b in bars] or [0]) / MiB
     fig.update_layout(
-        barmode="stack", title="Memory by category, and the step peak", yaxis_title="memory (MiB)",
+        barmode="stack", yaxis_title="memory (MiB)",
+        title="Steady memory by category after step 1 (never all alive at once), and the step peak",
         template="plotly_white", legend=dict(traceorder="normal", **LEGEND_INSIDE),
         margin=dict(t=50, r=20, b=50, l=60), height=_height(len(bars), per_row=8),
         # from zero (plotly pads below it for the peak markers otherwise), the top third free for the legend

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence, Union
 
 from lorakit.comparison.figures import loss_figure, memory_figure, pareto_figure
 from lorakit.comparison.table import SHORT_COLUMNS, RunsArg, as_records, compare, display_names, plain_html, styled
+from lorakit.comparison.timeline_figure import timeline_figure
 from lorakit.run.record import RunRecord
 
 __all__ = ["export_csv", "export_html", "samples_html", "tables_html", "REPORT_COLUMNS"]
@@ -166,7 +167,7 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
     df = compare(recs)
     if metric is None:
         metric = "task_metric" if df["task_metric"].notna().any() else "eval_loss"
-    figures = [loss_figure(drawn), memory_figure(drawn), pareto_figure(df, metric=metric)]
+    figures = [loss_figure(drawn), memory_figure(drawn), pareto_figure(df, metric=metric), timeline_figure(drawn)]
     fig_html = []
     for i, fig in enumerate(figures):
         fig_html.append("<div class='figure'>" + fig.to_html(
@@ -189,6 +190,9 @@ def export_html(records: RunsArg = None, path: Union[str, os.PathLike] = "loraki
 {fig_html[0]}
 <h2>Memory</h2>
 {fig_html[1]}
+<p class="note">The categories above never all exist at once: the activations are freed during backward as the
+gradients appear. Below, a step moment by moment: what coexists at each phase; the tallest bar is the step peak.</p>
+{fig_html[3]}
 <h2>Memory vs {html.escape(metric)}</h2>
 {fig_html[2]}
 <h2>Sample generations</h2>

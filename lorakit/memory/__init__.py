@@ -9,6 +9,8 @@ _NAMES = {  # public name -> the module of this room that defines it
     "measure": "breakdown",
     "StepPeak": "step_peak",
     "TrainingPeak": "step_peak",
+    "TIMELINE_CATEGORIES": "timeline",
+    "tallest": "timeline",
     "plan_memory": "planner",
     "planning": "planner",
     "plan_for_config": "planner",

@@ -73,6 +73,10 @@ class MemoryBreakdown:
     head: Optional[dict] = None
     """A trained classifier head's share of the categories, bytes: {base_weights, gradients, optimizer}
     (included in them; None: no such head)."""
+    timeline: Optional[list] = None
+    """A step's memory moment by moment: [(phase, {category: bytes})] in step order, the categories
+    (``timeline.TIMELINE_CATEGORIES``) adding up to what was alive then; the tallest is ``peak``.
+    Planned: ``planning.peak``; measured: ``memory.timeline`` (None: not known, e.g. an older record)."""
 
     @property
     def total(self) -> int:
@@ -92,6 +96,8 @@ class MemoryBreakdown:
         for k in ("transient", "device_overhead", "assumes", "head"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
+        if self.timeline is not None:
+            d["timeline"] = [[phase, dict(parts)] for phase, parts in self.timeline]
         return d
 
     @classmethod
@@ -100,7 +106,8 @@ class MemoryBreakdown:
         return cls(**{c: int(d.get(c, 0)) for c in CATEGORIES}, cuda=d.get("cuda"),
                    peak=int(peak) if peak is not None else None, peak_at=d.get("peak_at") or "",
                    transient=d.get("transient"), device_overhead=d.get("device_overhead"),
-                   assumes=d.get("assumes"), head=d.get("head"))
+                   assumes=d.get("assumes"), head=d.get("head"),
+                   timeline=[(phase, dict(parts)) for phase, parts in d["timeline"]] if d.get("timeline") else None)
 
 
 def _is_adapter(name: str) -> bool:

@@ -253,6 +253,7 @@ def plan_for_steps(cfg, batches: list, device: Optional[str] = None, num_labels:
     top = max(plans, key=lambda p: p.peak)
     plan = plans[0]
     plan.peak, plan.peak_at, plan.transient, plan.assumes = top.peak, top.peak_at, top.transient, top.assumes
+    plan.timeline = top.timeline  # the moments of the step that makes the peak
     plan.device_overhead = top.device_overhead  # on CUDA it grows with the peak (allocator slack)
     return plan
 

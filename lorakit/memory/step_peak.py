@@ -30,6 +30,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Optional
 
+from lorakit.memory.timeline import PhaseLevel, cpu_levels, measured_timeline
+
 PHASES = ("forward", "logits-loss", "backward", "optimizer step")
 
 # ops of the output head and the loss (forward and backward): their transients are the logits-loss phase
@@ -47,9 +49,13 @@ class PeakReading:
     """CUDA only: ``peak`` plus the caching allocator's slack at its most (max reserved - max allocated)."""
     context: Optional[int] = None
     """CUDA only: device memory in use outside the caching allocator (CUDA context, libraries)."""
+    timeline: Optional[list] = None
+    """[(phase, {category: bytes})] at each phase's highest moment (``memory.timeline``); None when the
+    resident categories were not given."""
 
     def as_dict(self) -> dict:
-        return {"peak": self.peak, "peak_at": self.peak_at, "reserved": self.reserved, "context": self.context}
+        return {"peak": self.peak, "peak_at": self.peak_at, "reserved": self.reserved, "context": self.context,
+                "timeline": self.timeline}
 
 
 def phase_of(op_names: list[str]) -> str:
@@ -116,9 +122,17 @@ class StepPeak:
         self._phase = "forward"
         self._slack = self._allocated_at_start = 0
         self._started = False
+        self._parts: Optional[dict] = None
+        self._optimizer = None
+        self._state_at_start = 0
+        self._began: dict[str, int] = {}
 
-    def start(self, resident: int) -> None:
+    def start(self, resident: int, parts: Optional[dict] = None, optimizer=None) -> None:
+        """``parts``: ``resident`` by category (then the reading has a timeline); ``optimizer``: its state
+        created during the step counts as optimizer state in the timeline."""
         self._resident, self._phase_peaks, self._phase, self._slack = int(resident), {}, "forward", 0
+        self._parts, self._optimizer, self._began = parts, optimizer, {"forward": 0}
+        self._state_at_start = _state_bytes(optimizer)
         self._started = True
         if self.cuda:
             import torch
@@ -140,8 +154,10 @@ class StepPeak:
 
     def mark(self, phase: str) -> None:
         """CUDA: close the current phase (its peak is kept) and begin ``phase``. CPU: nothing to do."""
-        if not (self.cuda and self._started):
-            return
+        if self.cuda and self._started:
+            self._close_phase(phase)
+
+    def _close_phase(self, phase: str) -> None:
         import torch
 
         peak = int(torch.cuda.max_memory_allocated(self.device))
@@ -150,41 +166,54 @@ class StepPeak:
         self._slack = max(self._slack, int(torch.cuda.max_memory_reserved(self.device)) - peak)
         torch.cuda.reset_peak_memory_stats(self.device)
         self._phase = phase
+        self._began.setdefault(phase, int(torch.cuda.memory_allocated(self.device)) - self._allocated_at_start)
 
     def stop(self) -> Optional[PeakReading]:
         if not self._started:
             return self.reading
         self._started = False
         try:
-            self.reading = self._stop_cuda() if self.cuda else self._stop_cpu()
+            self.reading, levels = self._stop_cuda() if self.cuda else self._stop_cpu()
+            if self.reading is not None and self._parts is not None:
+                new_state = max(0, _state_bytes(self._optimizer) - self._state_at_start)
+                self.reading.timeline = measured_timeline(self._parts, levels, new_state)
         except Exception as exc:  # noqa: BLE001 - a failed measurement must not fail the run
             self.error = f"could not read the step's peak ({type(exc).__name__}: {exc})"
+        self._optimizer = None
         return self.reading
 
     # --- CPU: the profiler's allocation trajectory ------------------------------------------------
-    def _stop_cpu(self) -> Optional[PeakReading]:
+    def _stop_cpu(self) -> tuple:
         prof, self._prof = self._prof, None
         _RECORDING.discard(self)
         if prof is None:
-            return None
+            return None, []
         with _quiet_profiler():
             prof.__exit__(None, None, None)
-        rise, where = cpu_peak_rise(prof)
-        return PeakReading(peak=self._resident + rise, peak_at=where)
+        levels, rise, where = cpu_levels(prof)  # the whole trajectory, each allocation's phase
+        return PeakReading(peak=self._resident + rise, peak_at=where), levels
 
     # --- CUDA: the caching allocator's own peak ---------------------------------------------------
-    def _stop_cuda(self) -> PeakReading:
+    def _stop_cuda(self) -> tuple:
         import torch
 
         torch.cuda.synchronize(self.device)
-        self.mark(self._phase)
+        self._close_phase(self._phase)  # not mark(): the recording has stopped, the last phase's peak still counts
         peak_at = max(self._phase_peaks, key=self._phase_peaks.get) if self._phase_peaks else ""
         free, total = torch.cuda.mem_get_info(self.device)
         reserved_now = int(torch.cuda.memory_reserved(self.device))
         rise = max(self._phase_peaks.values(), default=0) - self._allocated_at_start
         peak = self._resident + max(0, rise)
+        levels = [PhaseLevel(p, began, self._phase_peaks.get(p, began + self._allocated_at_start)
+                             - self._allocated_at_start) for p, began in self._began.items()]
         return PeakReading(peak=peak, peak_at=peak_at, reserved=peak + self._slack,
-                           context=max(0, int(total - free) - reserved_now))
+                           context=max(0, int(total - free) - reserved_now)), levels
+
+
+def _state_bytes(optimizer) -> int:
+    from lorakit.memory.breakdown import measure_optimizer
+
+    return measure_optimizer(optimizer) if optimizer is not None else 0
 
 
 def cpu_peak_rise(prof) -> tuple[int, str]:
@@ -265,12 +294,14 @@ class TrainingPeak:
         from lorakit.memory.breakdown import measure_allocated_grads, measure_optimizer, measure_weights
 
         base, adapters = measure_weights(model)
-        resident = base + adapters + measure_optimizer(optimizer) + measure_allocated_grads(model)
+        parts = {"base_weights": base, "adapters": adapters, "optimizer": measure_optimizer(optimizer),
+                 "gradients": measure_allocated_grads(model)}
+        resident = sum(parts.values())
         self._batch = None
         self._hooks = [model.register_forward_pre_hook(self._keep_batch, with_kwargs=True),
                        model.register_forward_hook(lambda *a: self.mark("backward"))]
         self._current = StepPeak(self.device)
-        self._current.start(resident)
+        self._current.start(resident, parts, optimizer)
         if self._current.error:
             self.errors.append(self._current.error)
             self._stop_hooks()

@@ -224,7 +224,7 @@ class TrainerEvents(TrainerCallback):
                 log.warning("lorakit: no step peak: %s", peak.errors[0])
             return
         step, measured, planned, why = self._memory
-        measured.peak, measured.peak_at = reading.peak, reading.peak_at
+        measured.peak, measured.peak_at, measured.timeline = reading.peak, reading.peak_at, reading.timeline
         measured.assumes = dict(measured.assumes or {}, peak_step=peak.peak_step, steps=list(peak.reading_steps))
         if reading.reserved is not None:
             measured.cuda = dict(measured.cuda or {}, max_reserved=reading.reserved)
@@ -235,6 +235,7 @@ class TrainerEvents(TrainerCallback):
             if stepped is not None:
                 planned.peak, planned.peak_at = stepped.peak, stepped.peak_at
                 planned.transient, planned.assumes = stepped.transient, stepped.assumes
+                planned.timeline = stepped.timeline
                 planned.device_overhead = stepped.device_overhead
             self._whole_run(planned)
         self._emit(MemoryMeasured(self.run_id, step, measured, planned, plan_error=why))

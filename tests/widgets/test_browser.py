@@ -226,7 +226,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         _train_three_points_then_stop(page, studio, "qlora-nf4-r8")
 
         # memory chart: five categories, predicted next to measured, the LoRA run next to QLoRA
-        mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: predicted")]
+        mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: steady")]
         assert len(mem) == 1, [p["title"] for p in _plots(page)]
         assert [t["name"] for t in mem[0]["traces"]] == [
             "base weights", "adapters", "gradients", "optimizer state", "activations",
@@ -242,7 +242,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         assert rows.count() == 2
         table = page.locator(".lorakit-studio .lorakit-runs-table").first.inner_text()
         assert "lora-r8" in table and "qlora-nf4-r8" in table and "nf4" in table
-        _wait_until(page, lambda: any(str(p["title"]).startswith("Memory by category") and p["bars"] > 0
+        _wait_until(page, lambda: any(str(p["title"]).startswith("Steady memory by category") and p["bars"] > 0
                                       for p in _plots(page)), "the comparison memory chart")
         _wait_until(page, lambda: any(str(p["title"]).startswith("Loss (") and p["traces"] for p in _plots(page)),
                     "the comparison loss chart")

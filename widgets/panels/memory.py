@@ -10,6 +10,7 @@ from lorakit.memory import CATEGORIES
 from lorakit.run import MemoryMeasured, RunFinished, RunStarted
 
 from ..charts import MemoryChart, memory_bars, predicted_tick
+from ..timeline_chart import TimelineChart
 from .base import Panel
 
 
@@ -28,7 +29,8 @@ class MemoryPanel(Panel):
         if compact:
             self.title = ""
         super().__init__(controller, **kwargs)
-        self.chart = MemoryChart()
+        self.chart = MemoryChart(title="Memory: steady, by category (not all at once)")
+        self.timeline = TimelineChart()
         self.table = W.HTML("")
         c = self.controller
         c.on("run", self._guard(lambda live: self.redraw()))
@@ -36,7 +38,7 @@ class MemoryPanel(Panel):
         if c.previous is None:
             c.previous = c._previous_candidate()
         self.meaning = W.HTML(MEANING)
-        self._set_children([self.chart.figure, self.table, self.meaning])
+        self._set_children([self.chart.figure, self.timeline.figure, self.table, self.meaning])
         self.redraw()
 
     def _event(self, event) -> None:
@@ -57,18 +59,27 @@ class MemoryPanel(Panel):
         runs = self.runs()
         bars, notes = memory_bars(runs)
         self.chart.show(bars, notes)
+        if runs:  # this run's step, moment by moment (the last listed: this run, else the previous)
+            label, live = runs[-1]
+            self.timeline.show(label, live.planned, live.memory)
+        else:
+            self.timeline.show("", None, None)
         self.table.value = _table_html(runs, notes)
 
 
 # What the numbers are, beside them (a beginner reads "predicted 8.5 MiB" next to "peak 14.4 MiB" as a contradiction)
 MEANING = (
     '<div class="lorakit-memory-meaning" style="font-size:11px;color:#666;line-height:1.35;margin-top:4px">'
-    '<b>What these numbers mean.</b> Each bar is the memory held in steady state, by category: '
+    '<b>What these numbers mean.</b> The first chart\'s bars are the steady memory after step 1, by category: '
+    '<b>these never all exist at once</b> (the activations are freed during backward as the gradients '
+    'appear). '
     '<b>predicted</b> is the planner\'s estimate (before training: for the run\'s own first batch; after the '
     'first step: for the batch that step trained), <b>measured</b> is what the tensors took after the first '
     'optimizer step. The <b>step peak</b> (the marker) is the most held at one moment during a training step: '
-    'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar; the '
-    'predicted one is the whole run\'s: its largest batch, or loading the base where that holds more.</div>')
+    'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar or below '
+    'it; the predicted one is the whole run\'s: its largest batch, or loading the base where that holds '
+    'more. The second chart shows what does coexist: a step moment by moment (after the forward, at the loss, in '
+    'backward, at the optimizer step), predicted next to measured; the step peak is its tallest bar.</div>')
 
 
 def _row(name: str, cells, bold: bool = False) -> str:

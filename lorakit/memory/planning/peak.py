@@ -37,6 +37,7 @@ from lorakit.memory.planning.activations import layer_model
 from lorakit.memory.planning.layer import residual_bytes
 from lorakit.memory.planning.model import Dims, Step
 from lorakit.memory.planning.states import DTYPE_BYTES, FP32
+from lorakit.memory.timeline import moment
 
 # CUDA context + library handles of a PyTorch process with bitsandbytes loaded: 831-835 MiB measured
 # on an H200 (torch 2.11, CUDA 13, driver 580; benchmarks/RESULTS.md); other GPUs and drivers differ
@@ -90,6 +91,7 @@ def plan_peak(plan: MemoryBreakdown, dims: Dims, step: Step, head_tied: bool,
     plan.peak = peak
     plan.peak_at = peak_at
     plan.transient = {k: int(v) for k, v in parts.items() if v}
+    plan.timeline = _timeline(plan, state, tied, _logits_loss(dims, step), _backward(dims, step))
     if step.device == "cuda":
         plan.device_overhead = (device_overhead if device_overhead is not None
                                 else CUDA_CONTEXT_BYTES + int(CUDA_RESERVED_SLACK * plan.peak))
@@ -102,6 +104,20 @@ def plan_peak(plan: MemoryBreakdown, dims: Dims, step: Step, head_tied: bool,
         "labelled_head": step.labelled is not None, "loss_positions": step.loss_rows,
     }
     return plan
+
+
+def _timeline(plan: MemoryBreakdown, state: int, tied: dict, loss: dict, backward: dict) -> list:
+    """The moments above by category (``memory.timeline``), in step order, plus the end of the forward
+    (every activation, nothing on top): each adds up to the moment's planned bytes."""
+    resident = dict(base_weights=plan.base_weights, adapters=plan.adapters, optimizer=state)
+    acts = dict(resident, activations=plan.activations)
+    out = [("forward", moment(**acts)),
+           ("logits-loss", moment(**acts, transient=sum(loss.values()))),
+           ("backward", moment(**acts, transient=sum(backward.values())))]
+    if tied:
+        out.append(("end of backward", moment(**resident, gradients=plan.gradients, transient=sum(tied.values()))))
+    out.append(("optimizer step", moment(**dict(resident, optimizer=plan.optimizer), gradients=plan.gradients)))
+    return out
 
 
 def _dtype_name(nbytes: int) -> str:

@@ -1,6 +1,7 @@
 """Exports: the HTML report (self-contained, escaped) and the CSV table; the sample generations' HTML."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -11,6 +12,8 @@ from comparison_support import sample_records
 from lorakit.common.display import MiB
 from lorakit.comparison.report import export_csv, export_html
 from lorakit.comparison.table import compare
+from lorakit.comparison.timeline_figure import timeline_figure
+from lorakit.memory.timeline import moment
 
 
 @pytest.fixture
@@ -25,7 +28,7 @@ def test_export_html_is_self_contained(records, tmp_path):
 
     bundle = get_plotlyjs()
     assert text.count(bundle[:200]) == 1  # the library itself is inlined, once ...
-    assert text.count("Plotly.newPlot") == 3  # ... and three charts use it
+    assert text.count("Plotly.newPlot") == 4  # ... and four charts use it (loss, memory, Pareto, timeline)
     assert '<script src="http' not in text
     assert re.search(r"<script[^>]*\bsrc\s*=", text) is None  # no external script of any kind
     assert re.search(r"<link[^>]*\bhref\s*=\s*[\"']https?:", text) is None
@@ -84,3 +87,26 @@ def test_the_report_table_names_the_model_in_the_short_columns_and_folds_every_c
     folded = folded[:folded.index("</details>")]
     assert f"Every column ({len(COLUMNS)})" in folded
     assert set(re.findall(r'class="col_heading level0 col\d+" >([^<]*)</th>', folded)) == set(COLUMNS)
+
+
+def test_the_report_shows_a_step_moment_by_moment_planned_next_to_measured(records, tmp_path):
+    lora = records[0]
+    base = dict(base_weights=lora.memory.base_weights, adapters=lora.memory.adapters)
+    lora.memory.timeline = [("forward", moment(**base, activations=70 * MiB)),
+                            ("logits-loss", moment(**base, activations=58 * MiB, transient=40 * MiB))]
+    lora.planned_memory.timeline = [("forward", moment(**base, activations=56 * MiB)),
+                                    ("logits-loss", moment(**base, activations=56 * MiB, transient=24 * MiB)),
+                                    ("optimizer step", moment(**base, gradients=MiB, optimizer=3 * MiB))]
+    lora.config = dataclasses.replace(lora.config, name="<script>x</script>")
+    fig = timeline_figure(records)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert {t.name for t in bars} == {"base weights", "adapters", "gradients", "optimizer state", "activations",
+                                      "on top (transient)"}
+    x = [list(level) for level in bars[0].x]  # only the LoRA run has a timeline: one row of bars
+    assert x == [["forward", "forward", "logits-loss", "logits-loss", "optimizer step"],
+                 ["planned", "measured", "planned", "measured", "planned"]]
+    heights = [sum(t.y[i] for t in bars) * MiB for i in range(5)]
+    assert max(heights) == pytest.approx(lora.memory.base_weights + lora.memory.adapters + 98 * MiB)  # measured, loss
+    assert "&lt;script&gt;x&lt;/script&gt;" in fig.layout.annotations[0].text  # the run's name, escaped
+    text = export_html(records, tmp_path / "runs.html").read_text(encoding="utf-8")
+    assert "never all exist at once" in text and "A step, moment by moment" in text
