@@ -4,6 +4,7 @@ planner and the fit verdict.
 from lorakit.common.public import lazy_names
 
 _NAMES = {  # public name -> the module of this room that defines it
+    # (no "planning": the subpackage memory.planning owns that name; the function is memory.planner.planning)
     "MemoryBreakdown": "breakdown",
     "CATEGORIES": "breakdown",
     "measure": "breakdown",
@@ -12,7 +13,6 @@ _NAMES = {  # public name -> the module of this room that defines it
     "TIMELINE_CATEGORIES": "timeline",
     "tallest": "timeline",
     "plan_memory": "planner",
-    "planning": "planner",
     "plan_for_config": "planner",
     "plan_for_batch": "planner",
     "plan_for_steps": "planner",

@@ -219,9 +219,10 @@ def test_plan_prints_how_long_here_and_per_step_on_each_gpu(capsys, monkeypatch)
     monkeypatch.setattr(timing, "calibrate", lambda *a, **k: cal)  # nothing measured: the figures are known
     assert main(["plan", "tiny-llama", "--device", "cpu", "--devices", "24GB", "this-machine"]) == 0
     out = capsys.readouterr().out
-    expected = timing.plan_time(lorakit.memory.settings_of("tiny-llama", batch_size=4), calibration=cal)
+    cfg = lorakit.RunConfig(model="tiny-llama")  # what `lorakit train tiny-llama` would train: its own batches
+    expected = timing.plan_time(cfg, lorakit.plan(cfg, device="cpu").batches, calibration=cal)
     assert f"time on this machine: {expected.text}: " in out
     assert f"{expected.steps} steps x {expected.step_s:.2f} s" in out
-    a10 = lorakit.fits("tiny-llama", devices="24GB", batch_size=4)[0]
+    a10 = lorakit.fits(cfg, devices="24GB")[0]
     assert f"A10: {a10.step_s * 1e3:,.1f} ms a step" in out and "at 40% of each card's published bf16" in out
     assert list(_fit_rows(out)) == ["24GB (e.g. RTX 3090 / 4090 / A10 / L4)", "this machine (free RAM, as a CPU run)"]

@@ -6,7 +6,8 @@ import pytest
 import lorakit
 from lorakit.common.errors import ConfigError
 from lorakit.memory import calibration as C
-from lorakit.memory import planning, settings_of
+from lorakit.memory import settings_of
+from lorakit.memory.planner import planning
 from lorakit.memory.timing import TimePlan, about, plan_time, step_work
 
 # tiny-llama: hidden 64, inter 128, 2 layers, 4 heads of 16 (2 kv heads), vocab 1536, tied head
