@@ -1,4 +1,4 @@
-"""What the Studio works out on background threads before a run: the model's layers, the predicted
+"""What the Studio works out on background threads before a run: the model's layers, the planned
 memory, whether the data fits, and the data preview.
 
 ``BackgroundWork`` is a part of ``StudioController`` (a mixin: it shares the controller's form,
@@ -6,7 +6,7 @@ lock and notifications). Results land in attributes the panels read, and each is
 topic (``model``, ``plan``, ``data``); errors become messages next to a field, never exceptions.
 
 - the model (``load_model``): loaded once for its linear layers and tokenizer, weights dropped;
-- the plan (``request_plan``): the planner's prediction for the form, and whether it fits on the chosen
+- the plan (``request_plan``): the planner's plan for the form, and whether it fits on the chosen
   device (``fit_device``: "this machine" or a name of ``lorakit.memory.fit.accelerators()``), coalesced;
 - the data check (``request_data_check``): the engine builds the form's data with the loaded model's
   tokenizer, coalesced; a combination that cannot train (no example fits in ``seq_len``, a missing
@@ -41,7 +41,7 @@ class BackgroundWork:
         self._previewed = False  # a preview (its counts or its error) is shown
         self._data_checked: Optional[tuple] = None  # the data key the check or a preview last built
         self._check_lock = threading.Lock()  # one data check at a time (a job, or train() itself)
-        self.plan_result: tuple = (None, "computing the prediction…")  # (MemoryBreakdown or None, message)
+        self.plan_result: tuple = (None, "computing the plan…")  # (MemoryBreakdown or None, message)
         self._plan_cache: dict = {}
         self.fit_device: str = THIS_MACHINE  # the device the fit verdict is for
         self.fit_result: tuple = (None, "")  # (lorakit.Fit or None, why there is none)
@@ -116,11 +116,11 @@ class BackgroundWork:
 
     # --- planner -------------------------------------------------------------------------------------
     def plan(self) -> tuple:
-        """(MemoryBreakdown or None, message): the planner's prediction for the form's choices."""
+        """(MemoryBreakdown or None, message): the planner's plan for the form's choices."""
         try:
             cfg = self.config()
         except ConfigError as exc:
-            return None, "fix the highlighted fields to see the prediction (" + ", ".join(exc.problems) + ")"
+            return None, "fix the highlighted fields to see the plan (" + ", ".join(exc.problems) + ")"
         if cfg in self._plan_cache:
             return self._plan_cache[cfg], ""
         from lorakit.memory import plan as plan_run
@@ -130,7 +130,7 @@ class BackgroundWork:
                 run = plan_run(cfg)
                 plan = run.as_planned()
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
-            return None, f"no prediction for {cfg.model}: {error_text(exc)}"
+            return None, f"no plan for {cfg.model}: {error_text(exc)}"
         self._plan_cache[cfg] = plan
         self._run_batches[cfg] = None if run.upper_bound else run.batches  # the time estimate prices these
         return plan, ""

@@ -78,14 +78,14 @@ class LossChart:
         return list(zip(self.figure.data[EVAL].x or (), self.figure.data[EVAL].y or (), strict=False))
 
 
-PEAK_KINDS = ("predicted", "measured")  # the step-peak marker traces, after the five bars
+PEAK_KINDS = ("planned", "measured")  # the step-peak marker traces, after the five bars
 
 
 class MemoryChart:
-    """Stacked bars of the five memory categories: predicted next to measured, one pair per run; the step
+    """Stacked bars of the five memory categories: planned next to measured, one pair per run; the step
     peak (the most the allocator holds during a training step) as a marker over each bar that has one."""
 
-    def __init__(self, height: int = 270, width: int = 470, title: str = "Memory: predicted vs measured"):
+    def __init__(self, height: int = 270, width: int = 470, title: str = "Memory: planned vs measured"):
         self.figure = repair_first_view(go.FigureWidget(
             data=[go.Bar(x=[], y=[], name=CATEGORY_NAMES[c], marker_color=CATEGORY_COLORS[c],
                          hovertemplate=f"%{{customdata}}<br>{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<extra></extra>")
@@ -110,9 +110,9 @@ class MemoryChart:
         self.notes: list = []
 
     def show(self, bars: Sequence, notes: Sequence = ()) -> None:
-        """bars: [(run label, 'predicted' | 'measured', MemoryBreakdown or None[, tick text])]; None draws
-        an empty slot. The tick text (default: the kind) says what a bar is, e.g. which batch a prediction
-        is for. notes: lines shown over the bars (why a prediction is missing)."""
+        """bars: [(run label, 'planned' | 'measured', MemoryBreakdown or None[, tick text])]; None draws
+        an empty slot. The tick text (default: the kind) says what a bar is, e.g. which batch a plan
+        is for. notes: lines shown over the bars (why a plan is missing)."""
         self.bars = [tuple(b) + (b[1],) * (4 - len(b)) for b in bars]
         self.notes = list(notes)
         ticks = [b[3] for b in self.bars]
@@ -172,36 +172,36 @@ def _peak_hover(bar) -> str:
     return text
 
 
-# The two predictions differ: before training the planner assumes full batch_size x seq_len rows
-# (the Quantization panel); after the first step it predicts for the batch that step trained.
-PREDICTED_TICKS = {"config": "predicted<br>(before training)", "batch": "predicted<br>(this batch)"}
+# The two plans differ: before training the planner assumes full batch_size x seq_len rows
+# (the Quantization panel); after the first step it plans for the batch that step trained.
+PLANNED_TICKS = {"config": "planned<br>(before training)", "batch": "planned<br>(this batch)"}
 
 
 def memory_bars(runs: Sequence) -> tuple:
-    """(bars, notes) for ``MemoryChart.show`` from [(label, LiveRun)]: predicted next to measured."""
+    """(bars, notes) for ``MemoryChart.show`` from [(label, LiveRun)]: planned next to measured."""
     bars, notes = [], []
     for label, live in runs:
-        bars.append((label, "predicted", live.planned, predicted_tick(live)))
+        bars.append((label, "planned", live.planned, planned_tick(live)))
         bars.append((label, "measured", live.memory))
-        note = _prediction_note(live)
+        note = _plan_note(live)
         if note:
             notes.append(f"{label}: {note}")
     return bars, notes
 
 
-def predicted_tick(live) -> str:
-    """What a run's predicted bar is: for the trained batch, before training, or missing."""
+def planned_tick(live) -> str:
+    """What a run's planned bar is: for the trained batch, before training, or missing."""
     if live.planned is not None:
-        return PREDICTED_TICKS.get(live.plan_scope, "predicted")
-    return "no prediction" if _prediction_note(live) else "predicted"  # else: not computed yet
+        return PLANNED_TICKS.get(live.plan_scope, "planned")
+    return "no plan" if _plan_note(live) else "planned"  # else: not computed yet
 
 
-def _prediction_note(live) -> str:
-    """Why a run has no prediction (for the trained batch), or ""."""
+def _plan_note(live) -> str:
+    """Why a run has no plan (for the trained batch), or ""."""
     if live.planned is not None:
-        return f"no prediction for the trained batch: {live.plan_error}" if live.plan_error else ""
+        return f"no plan for the trained batch: {live.plan_error}" if live.plan_error else ""
     if live.plan_error or live.memory is not None:  # measured, yet nothing to set it against
-        return f"no prediction: {live.plan_error or 'the planner gave none'}"
+        return f"no plan: {live.plan_error or 'the planner gave none'}"
     return ""
 
 

@@ -7,7 +7,7 @@ topic they subscribed to with ``on(topic, fn)``:
 - ``values`` (changes): form values changed (a preset button, a loaded model's targets);
 - ``problems`` (problems): field -> message, for the message next to each field;
 - ``model`` (): a model was loaded, or loading started / failed (``model_info``, ``model_error``);
-- ``plan`` (): the planner's prediction for the form (``plan_result``) was recomputed;
+- ``plan`` (): the planner's plan for the form (``plan_result``) was recomputed;
 - ``data`` (): a data check or preview finished or failed, or a change made it stale (``data_stats``,
   ``data_html``, ``data_error``, ``data_changed``, ``data_hint``);
 - ``status`` (): the status line changed for a reason other than a training step;

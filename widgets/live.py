@@ -85,11 +85,11 @@ class LiveCallback(TrainerEvents):
 
     target: None (a new ``LiveDashboard``, shown when the callback is displayed), a ``Studio`` or its
     controller (its Train and Memory panels show the run), or any callable sink of lorakit events.
-    config: an optional ``lorakit.RunConfig`` describing the run, for the planner's prediction next
+    config: an optional ``lorakit.RunConfig`` describing the run, for the planner's plan next
     to the measured memory. measure_memory: False skips the one-off measurement.
     """
 
-    NO_CONFIG = "pass LiveCallback(config=RunConfig(...)) for the planner's prediction"
+    NO_CONFIG = "pass LiveCallback(config=RunConfig(...)) for the planner's plan"
 
     def __init__(self, target: Any = None, label: str = "your run", config=None, measure_memory: bool = True):
         if target is None:

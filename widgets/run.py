@@ -147,16 +147,16 @@ class RunControl:
             if rec.memory is not None:
                 live = LiveRun.for_config(rec.config, rec.planned_memory)
                 live.memory, live.status, live.run_id, live.record = rec.memory, rec.status, rec.run_id, rec
-                live.plan_scope = "batch"  # the engine stores the prediction for the trained batch
+                live.plan_scope = "batch"  # the engine stores the plan for the trained batch
                 if rec.planned_memory is None:
-                    live.plan_error = "the run store has no prediction for this run"
+                    live.plan_error = "the run store has no plan for this run"
                 return live
         return None
 
     def _run(self, cfg: RunConfig, stop: threading.Event, live: LiveRun, resume_id: str = "") -> None:
         try:
             warm()
-            if live.planned is None and not resume_id:  # the prediction, before the model loads (replaced later)
+            if live.planned is None and not resume_id:  # the plan, before the model loads (replaced later)
                 live.planned = self.plan()[0]
                 self._notify("run", live)
             self._engine.acquire()

@@ -22,10 +22,10 @@ class LiveRun:
     max_steps: int = 0
     config: Any = None
     planned: Optional[MemoryBreakdown] = None
-    # what ``planned`` predicts: "config" (before training: the form's batch_size x seq_len) or
+    # what ``planned`` plans: "config" (before training: the form's batch_size x seq_len) or
     # "batch" (the batch the first step actually trained, from MemoryMeasured.planned)
     plan_scope: str = "config"
-    plan_error: str = ""  # why there is no prediction for the trained batch
+    plan_error: str = ""  # why there is no plan for the trained batch
     run_id: str = ""
     status: str = "starting"  # starting | running | finished | stopped | failed
     reason: str = ""
@@ -40,7 +40,7 @@ class LiveRun:
     stopping: bool = False  # Stop was pressed; the run ends after the current step
     phase: str = ""  # what the run does after its last step (PhaseStarted.text), "" while it trains
     holds_engine: bool = False  # the Studio's run holds the engine lock until its first step
-    eval_s_planned: Optional[float] = None  # the evaluation's predicted seconds (lorakit.plan_time), for the ETA
+    eval_s_planned: Optional[float] = None  # the evaluation's planned seconds (lorakit.plan_time), for the ETA
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -57,7 +57,7 @@ class LiveRun:
 
     @property
     def eta_s(self) -> Optional[float]:
-        """Seconds left while it trains: the steps left at the mean step time so far plus the predicted
+        """Seconds left while it trains: the steps left at the mean step time so far plus the planned
         evaluation (``lorakit.memory.remaining_seconds``); None before the first step or once it is done."""
         if self.done or not self.steps or self.phase:
             return None

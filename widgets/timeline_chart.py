@@ -1,4 +1,4 @@
-"""A step's memory timeline as stacked bars: by category at each phase, predicted next to measured.
+"""A step's memory timeline as stacked bars: by category at each phase, planned next to measured.
 
 What one bar stacks is what coexists at that moment (``MemoryBreakdown.timeline``), so the tallest bar is
 the step peak; the steady five-category bars (``charts.MemoryChart``) never all exist at once.
@@ -21,7 +21,7 @@ EMPTY = "no timeline yet: it appears after the first two optimizer steps"
 
 
 class TimelineChart:
-    """Stacked bars per phase of a step (forward, logits-loss, backward, optimizer step), the predicted bar next
+    """Stacked bars per phase of a step (forward, logits-loss, backward, optimizer step), the planned bar next
     to the measured one; one trace per category (``TIMELINE_CATEGORIES``)."""
 
     def __init__(self, height: int = 250, width: int = 470, title: str = "A step, moment by moment"):
@@ -63,10 +63,9 @@ class TimelineChart:
 
 
 def timeline_bars(planned, measured) -> list:
-    """[(phase, 'predicted' | 'measured', {category: bytes})] in step order, predicted first within a phase
-    (the Studio says "predicted" where the report says "planned")."""
-    return [(phase, "predicted" if kind == "planned" else kind, parts)
-            for phase, kind, parts in planned_and_measured(planned, measured)]
+    """[(phase, 'planned' | 'measured', {category: bytes})] in step order, planned first within a phase (the
+    report's words: one vocabulary)."""
+    return list(planned_and_measured(planned, measured))
 
 
 def _note(text: str) -> dict:

@@ -167,7 +167,8 @@ def plan_batches(cfg, batches: list, device: str, num_labels: Optional[int] = No
     breakdown = MemoryBreakdown(first.base_weights, first.adapters, first.gradients, first.optimizer,
                                 first.activations, peak=best.peak, peak_at=best.peak_at,
                                 transient=dict(best.transient or {}), device_overhead=best.device_overhead,
-                                assumes=dict(best.assumes or {}), head=first.head)
+                                assumes=dict(best.assumes or {}), head=first.head,
+                                timeline=best.timeline)  # the peak step's moments: its tallest is the step peak
     return RunPlan(breakdown, best.peak, top + 1, load_bytes(p.tally, p.step), list(batches), device=device)
 
 

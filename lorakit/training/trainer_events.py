@@ -248,6 +248,7 @@ class TrainerEvents(TrainerCallback):
         run = self.run_plan.as_planned()
         first = planned.peak
         planned.peak, planned.peak_at, planned.transient = run.peak, run.peak_at, run.transient
+        planned.timeline = run.timeline or planned.timeline  # the moments of the step the run's peak is planned at
         planned.device_overhead = run.device_overhead
         planned.assumes = {**run.assumes, "first_steps_peak": first}
         return planned

@@ -208,7 +208,7 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         # the model panel reports the loaded default model
         page.wait_for_selector(".lorakit-studio .lorakit-model-info:has-text('parameters')", timeout=LONG)
         assert page.locator(".lorakit-studio .lorakit-trainable:has-text('trainable:')").count() == 1
-        page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # predicted memory
+        page.wait_for_selector(".lorakit-studio .lorakit-plan", timeout=LONG)  # planned memory
         # a laptop's screen with the file browser open: Train, the loss and the memory chart without scrolling
         assert page.locator("#filebrowser").is_visible()  # JupyterLab opens with it, and a beginner keeps it
         _wait_until(page, lambda: all(page.evaluate(BOXES_JS).values()), "Train, the loss and the memory chart")
@@ -225,15 +225,15 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         page.wait_for_selector(".lorakit-studio .lorakit-trainable:has-text('trainable:')", timeout=LONG)
         _train_three_points_then_stop(page, studio, "qlora-nf4-r8")
 
-        # memory chart: five categories, predicted next to measured, the LoRA run next to QLoRA
+        # memory chart: five categories, planned next to measured, the LoRA run next to QLoRA
         mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: steady")]
         assert len(mem) == 1, [p["title"] for p in _plots(page)]
         assert [t["name"] for t in mem[0]["traces"]] == [
             "base weights", "adapters", "gradients", "optimizer state", "activations",
-            "step peak (predicted)", "step peak (measured)"]
+            "step peak (planned)", "step peak (measured)"]
         assert len(mem[0]["traces"][6]["y"]) == 2  # both runs' measured peaks (recorded by step 2)
         base = mem[0]["traces"][0]["y"]
-        assert len(base) == 4, base  # LoRA predicted, measured; QLoRA predicted, measured
+        assert len(base) == 4, base  # LoRA planned, measured; QLoRA planned, measured
         assert mem[0]["bars"] >= 10
         # MiB of base weights: SmolLM2 fp32 ~513, NF4 ~161: the picture QLoRA is about
         assert base[1] > 400 and base[3] < 0.4 * base[1], base

@@ -120,7 +120,7 @@ def test_the_real_plan_follows_the_form_and_an_invalid_form_says_which_fields(ti
     assert c.plan_result[0].base_weights < plan.base_weights  # 4-bit base weights
     c.set(batch_size=0)
     assert c.wait(WAIT)
-    assert c.plan_result == (None, "fix the highlighted fields to see the prediction (batch_size)")
+    assert c.plan_result == (None, "fix the highlighted fields to see the plan (batch_size)")
 
 
 def test_the_fit_verdict_plans_every_planner_field_of_the_config_even_those_set_from_code(tiny):

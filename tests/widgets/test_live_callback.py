@@ -67,8 +67,8 @@ def test_live_callback_feeds_an_open_studio(tmp_path):
     assert "finished" in s.train_panel.status_text
     bars = s.memory_panel.chart.values()
     this = f"{cfg.label} (this run)"
-    assert bars[(this, "measured")] is not None and bars[(this, "predicted")] is not None  # planner next to it
-    assert bars[(this, "predicted")]["adapters"] == bars[(this, "measured")]["adapters"]
+    assert bars[(this, "measured")] is not None and bars[(this, "planned")] is not None  # planner next to it
+    assert bars[(this, "planned")]["adapters"] == bars[(this, "measured")]["adapters"]
 
 
 def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_live_callback_measures_activations_in_the_real_step_without_a_replay(tm
 
 def test_with_gradient_accumulation_measured_and_predicted_describe_the_same_batch(tmp_path):
     """Micro-batches of different lengths: the recorded forward is the step's first, the optimizer step
-    comes after the second; the prediction must be for the recorded one."""
+    comes after the second; the plan must be for the recorded one."""
     import torch
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -125,9 +125,9 @@ def test_with_gradient_accumulation_measured_and_predicted_describe_the_same_bat
     Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), callbacks=[cb]).train()
     assert not cb.errors, cb.errors
     bars = cb.dashboard.memory.values()
-    measured, planned = bars[("accum", "measured")], bars[("accum", "predicted")]
+    measured, planned = bars[("accum", "measured")], bars[("accum", "planned")]
     assert planned is not None
-    # equal up to the Trainer's loss scalars (normaliser, accumulation: 3 x 4 bytes); a prediction for
+    # equal up to the Trainer's loss scalars (normaliser, accumulation: 3 x 4 bytes); a plan for
     # the other micro-batch (16 vs 96 tokens) would be off by a factor
     assert abs(planned["activations"] - measured["activations"]) <= 16, (planned, measured)
 

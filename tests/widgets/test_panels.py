@@ -115,7 +115,7 @@ def test_a_refused_preview_does_not_become_a_dataset_problem(tiny):
     assert "8 train · 1 eval" in _preview(data)
 
 
-# --- the memory chart says what each prediction is for ---------------------------------------------------
+# --- the memory chart says what each plan is for ---------------------------------------------------
 
 def _mem(base: int) -> MemoryBreakdown:
     return MemoryBreakdown(base_weights=base * MiB, adapters=MiB, gradients=MiB, optimizer=2 * MiB,
@@ -129,26 +129,26 @@ def test_memory_chart_labels_which_prediction_and_says_why_none(tiny):
     c = _controller(tiny)
     memory, quant = MemoryPanel(c), QuantPanel(c)
     assert c.wait(WAIT)
-    assert "predicted memory before training (batch 2 × seq_len 256)" in plain_text(quant.plan.value)
+    assert "planned memory before training (batch 2 × seq_len 256)" in plain_text(quant.plan.value)
     cfg = RunConfig(model="tiny-llama", batch_size=2, seq_len=256)
     this = f"{cfg.label} (this run)"
     # before the first step: the plan for the form's full batch x seq_len
     c.feed(RunStarted("run1", cfg, 10, 100, planned_memory=_mem(10)))
-    assert memory.chart.ticks()[(this, "predicted")] == "predicted<br>(before training)"
+    assert memory.chart.ticks()[(this, "planned")] == "planned<br>(before training)"
     # after it: the plan for the batch actually trained
     c.feed(MemoryMeasured("run1", 1, _mem(12), _mem(11)))
-    assert memory.chart.ticks()[(this, "predicted")] == "predicted<br>(this batch)"
-    assert memory.chart.values()[(this, "predicted")]["base_weights"] == 11 * MiB
-    assert "predicted (this batch)" in plain_text(memory.table.value)
+    assert memory.chart.ticks()[(this, "planned")] == "planned<br>(this batch)"
+    assert memory.chart.values()[(this, "planned")]["base_weights"] == 11 * MiB
+    assert "planned (this batch)" in plain_text(memory.table.value)
     assert not memory.chart.figure.layout.annotations
     c.feed(RunFinished("run1", "finished", None))
     # a run the planner could not predict: said, not an empty bar
     c.feed(RunStarted("run2", cfg, 10, 100))
     c.feed(MemoryMeasured("run2", 1, _mem(12), None, plan_error="ValueError: unknown architecture"))
     prev = f"{cfg.label} (previous)"
-    assert memory.chart.ticks() == {(prev, "predicted"): "predicted<br>(this batch)", (prev, "measured"): "measured",
-                                    (this, "predicted"): "no prediction", (this, "measured"): "measured"}
-    note = f"{this}: no prediction: ValueError: unknown architecture"
+    assert memory.chart.ticks() == {(prev, "planned"): "planned<br>(this batch)", (prev, "measured"): "measured",
+                                    (this, "planned"): "no plan", (this, "measured"): "measured"}
+    note = f"{this}: no plan: ValueError: unknown architecture"
     assert note in plain_text(memory.table.value)
     assert [a.text for a in memory.chart.figure.layout.annotations] == [note]
 
@@ -169,24 +169,25 @@ def test_memory_chart_marks_the_predicted_and_measured_step_peak(tiny):
     this = f"{cfg.label} (this run)"
     c.feed(RunStarted("run1", cfg, 10, 100, planned_memory=_mem(10)))
     c.feed(MemoryMeasured("run1", 1, _mem(12), _mem(11)))  # the first step: no peak yet
-    assert memory.chart.peaks() == {(this, "predicted"): None, (this, "measured"): None}
-    predicted, measured = memory.chart.figure.data[5:]
-    assert not predicted.showlegend and not measured.showlegend
+    assert memory.chart.peaks() == {(this, "planned"): None, (this, "measured"): None}
+    planned_peak, measured_peak = memory.chart.figure.data[5:]
+    assert not planned_peak.showlegend and not measured_peak.showlegend
     planned = _peaked(11, 30, "logits-loss")
     planned.transient = {"cross-entropy gradients": 6 * MiB}
     c.feed(MemoryMeasured("run1", 2, _peaked(12, 33, "backward"), planned))  # after the second: the peaks
-    assert memory.chart.peaks() == {(this, "predicted"): 30 * MiB, (this, "measured"): 33 * MiB}
-    assert (predicted.name, measured.name) == ("step peak (predicted)", "step peak (measured)")
-    assert list(predicted.y) == [30.0, None] and list(measured.y) == [None, 33.0]  # over their own bars
-    assert [list(level) for level in measured.x] == [list(level) for level in memory.chart.figure.data[0].x]
-    assert "at logits-loss" in predicted.customdata[0] and "cross-entropy gradients 6.0 MiB" in predicted.customdata[0]
-    assert predicted.showlegend and measured.showlegend
+    assert memory.chart.peaks() == {(this, "planned"): 30 * MiB, (this, "measured"): 33 * MiB}
+    assert (planned_peak.name, measured_peak.name) == ("step peak (planned)", "step peak (measured)")
+    assert list(planned_peak.y) == [30.0, None] and list(measured_peak.y) == [None, 33.0]  # over their own bars
+    assert [list(level) for level in measured_peak.x] == [list(level) for level in memory.chart.figure.data[0].x]
+    assert "at logits-loss" in planned_peak.customdata[0]
+    assert "cross-entropy gradients 6.0 MiB" in planned_peak.customdata[0]
+    assert planned_peak.showlegend and measured_peak.showlegend
     table = plain_text(memory.table.value)
     assert "step peak 30.0 MiB 33.0 MiB" in table and "peak at logits-loss backward" in table
     assert "CUDA overhead" not in table  # a CPU run has none
 
 
-# --- the Quantization panel: the predicted peak and whether it fits, before Train ----------------------------
+# --- the Quantization panel: the planned peak and whether it fits, before Train ----------------------------
 
 def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_device(tiny):
     from lorakit.common.display import fmt_bytes
@@ -200,7 +201,7 @@ def test_quant_panel_shows_the_predicted_peak_and_the_fit_verdict_for_a_chosen_d
     plan = c.plan_result[0]
     text = plain_text(quant.plan.value)
     # the run's own peak: the step whose batch makes it, that batch's shape among the assumptions
-    assert f"predicted peak {fmt_bytes(plan.peak)} in {plan.assumes['peak_of']} at {plan.peak_at}" in text
+    assert f"planned peak {fmt_bytes(plan.peak)} in {plan.assumes['peak_of']} at {plan.peak_at}" in text
     assert plan.assumes["peak_of"].startswith(f"step {plan.assumes['peak_step']}'s batch, 2 x ")
     assert f"assumes: {plan.assumes['device']}, float32 (given), batch 2 × {plan.assumes['seq_len']} tokens" in text
     c.set(dtype="auto")  # the dtype this machine's run will compute in, resolved (compute_dtype)
@@ -315,7 +316,7 @@ PANELS = {
     "ModelPanel": (dict(autoload=False), lambda p: p.registry,
                    lambda p, st: "smollm2-135m" in str(st["_options_labels"])),
     "AdapterPanel": (dict(autoload=False), lambda p: p.rank, lambda p, st: st["_options_labels"][-1] == "256"),
-    "QuantPanel": ({}, lambda p: p.plan, lambda p, st: "predicted memory before training" in st["value"]),
+    "QuantPanel": ({}, lambda p: p.plan, lambda p, st: "planned memory before training" in st["value"]),
     "DataPanel": ({}, lambda p: p.task, lambda p, st: any("extract-json" in o for o in st["_options_labels"])),
     "TrainPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 2),
     "MemoryPanel": ({}, lambda p: p.chart.figure, lambda p, st: len(p.chart.figure.data) == 7),

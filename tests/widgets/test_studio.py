@@ -42,16 +42,16 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
 
     bars = s.memory_panel.chart.values()
     this = "lora-r16 (this run)"
-    assert set(bars) == {(this, "predicted"), (this, "measured")}
-    for kind in ("predicted", "measured"):
+    assert set(bars) == {(this, "planned"), (this, "measured")}
+    for kind in ("planned", "measured"):
         assert set(bars[(this, kind)]) == set(CATEGORIES)
         assert bars[(this, kind)]["base_weights"] > 0 and bars[(this, kind)]["adapters"] > 0
     assert bars[(this, "measured")]["adapters"] == 14_336 * 4  # fp32 LoRA tensors, measured
-    assert len(s.memory_panel.chart.figure.data) == 7  # five categories + the predicted and measured peaks
-    assert "predicted" in s.memory_panel.table.value and "measured" in s.memory_panel.table.value
-    # the step peak of the first two optimizer steps, measured and predicted for those very batches
+    assert len(s.memory_panel.chart.figure.data) == 7  # five categories + the planned and measured peaks
+    assert "planned" in s.memory_panel.table.value and "measured" in s.memory_panel.table.value
+    # the step peak of the first two optimizer steps, measured and planned for those very batches
     peaks = s.memory_panel.chart.peaks()
-    assert peaks == {(this, "predicted"): live.planned.peak, (this, "measured"): live.memory.peak}
+    assert peaks == {(this, "planned"): live.planned.peak, (this, "measured"): live.memory.peak}
     assert live.memory.peak > live.memory.base_weights + live.memory.activations
     assert live.memory.peak_at in PHASES and live.planned.peak_at in PHASES
     assert "step peak" in s.memory_panel.table.value
@@ -92,7 +92,7 @@ def test_train_lora_then_qlora_fills_chart_memory_and_table(studio, store_path):
 
     again = Studio(store=store_path, autoload=False)
     assert list(again.compare_panel.frame["run_id"]) == list(cp.frame["run_id"])
-    assert set(again.memory_panel.chart.values()) == {("qlora-nf4-r16 (previous)", "predicted"),
+    assert set(again.memory_panel.chart.values()) == {("qlora-nf4-r16 (previous)", "planned"),
                                                       ("qlora-nf4-r16 (previous)", "measured")}
 
 
@@ -229,13 +229,13 @@ def test_panels_alone(tmp_path, tiny):
     adapter.method.value = "full"
     assert "100 %" in adapter.trainable_text and adapter.rank.disabled
     adapter.method.value = "lora"
-    # the planner's prediction for the quantization choice, before anything is trained
+    # the planner's plan for the quantization choice, before anything is trained
     assert c.wait(WAIT)
-    base_none = quant.predicted.base_weights
+    base_none = quant.planned.base_weights
     quant.quant.value = "nf4"
     assert c.wait(WAIT)
-    assert quant.predicted.base_weights < base_none
-    assert "predicted memory" in quant.plan.value and "base weights" in quant.plan.value
+    assert quant.planned.base_weights < base_none
+    assert "planned memory" in quant.plan.value and "base weights" in quant.plan.value
     assert not quant.double_quant.disabled
     # data: counts and the loss-token preview
     data.preview_button.click()

@@ -43,7 +43,7 @@ def test_train_comes_first_beside_the_live_charts_and_advanced_options_are_folde
 def test_the_live_memory_chart_starts_at_zero_with_its_legend_inside():
     chart = MemoryChart()
     mem = MemoryBreakdown(400 * 2**20, 2**20, 2**20, 2 * 2**20, 60 * 2**20, peak=500 * 2**20)
-    chart.show([("lora-r8", "predicted", mem), ("lora-r8", "measured", mem)])
+    chart.show([("lora-r8", "planned", mem), ("lora-r8", "measured", mem)])
     layout = chart.figure.layout
     assert layout.yaxis.rangemode == "tozero" and layout.yaxis.range[0] == 0
     assert layout.yaxis.range[1] >= 1.4 * 500  # headroom above the highest peak: the legend's place

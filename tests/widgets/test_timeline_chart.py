@@ -1,4 +1,4 @@
-"""The Memory panel's timeline chart: a step by phase, predicted next to measured, what coexists stacked."""
+"""The Memory panel's timeline chart: a step by phase, planned next to measured, what coexists stacked."""
 from __future__ import annotations
 
 from lorakit.common import MiB
@@ -35,10 +35,10 @@ def test_the_memory_panel_stacks_what_coexists_phase_by_phase(tiny):
     cfg = RunConfig(model="tiny-llama", batch_size=2, seq_len=256, name="<b>mine</b>")
     c.feed(RunStarted("run1", cfg, 10, 100))
     c.feed(MemoryMeasured("run1", 2, _timed(MEASURED, "logits-loss"), _timed(PLANNED, "logits-loss")))
-    # in step order, predicted next to measured; a phase only one side has stands alone
-    assert list(chart.values()) == [("forward", "predicted"), ("forward", "measured"), ("logits-loss", "predicted"),
-                                    ("logits-loss", "measured"), ("backward", "predicted"),
-                                    ("end of backward", "predicted"), ("optimizer step", "predicted"),
+    # in step order, planned next to measured; a phase only one side has stands alone
+    assert list(chart.values()) == [("forward", "planned"), ("forward", "measured"), ("logits-loss", "planned"),
+                                    ("logits-loss", "measured"), ("backward", "planned"),
+                                    ("end of backward", "planned"), ("optimizer step", "planned"),
                                     ("optimizer step", "measured")]
     fig = chart.figure
     transient = next(t for t in fig.data if t.name == "on top (transient)")

@@ -1,4 +1,4 @@
-"""Memory panel: the five categories as stacked bars, predicted next to measured, this run and the previous."""
+"""Memory panel: the five categories as stacked bars, planned next to measured, this run and the previous."""
 from __future__ import annotations
 
 import html
@@ -9,19 +9,19 @@ from lorakit.common import CATEGORY_NAMES, fmt_bytes
 from lorakit.memory import CATEGORIES
 from lorakit.run import MemoryMeasured, RunFinished, RunStarted
 
-from ..charts import MemoryChart, memory_bars, predicted_tick
+from ..charts import MemoryChart, memory_bars, planned_tick
 from ..timeline_chart import TimelineChart
 from .base import Panel
 
 
 class MemoryPanel(Panel):
-    """Base weights, adapters, gradients, optimizer state, activations: what the planner predicted and
+    """Base weights, adapters, gradients, optimizer state, activations: what the planner planned and
     what was measured after the first optimizer step, for this run and the one before it (so LoRA and
-    QLoRA read side by side); and the step peak of the first two optimizer steps, predicted and
+    QLoRA read side by side); and the step peak of the first two optimizer steps, planned and
     measured, with its phase (a marker over each bar, and rows of the table)."""
 
     title = "Memory"
-    subtitle = "predicted vs measured"
+    subtitle = "planned vs measured"
 
     def __init__(self, controller=None, compact: bool = False, **kwargs):
         """``compact``: no title line above the chart (its own title says what it is), so that in the Studio
@@ -67,19 +67,19 @@ class MemoryPanel(Panel):
         self.table.value = _table_html(runs, notes)
 
 
-# What the numbers are, beside them (a beginner reads "predicted 8.5 MiB" next to "peak 14.4 MiB" as a contradiction)
+# What the numbers are, beside them (a beginner reads "planned 8.5 MiB" next to "peak 14.4 MiB" as a contradiction)
 MEANING = (
     '<div class="lorakit-memory-meaning" style="font-size:11px;color:#666;line-height:1.35;margin-top:4px">'
     '<b>What these numbers mean.</b> The first chart\'s bars are the steady memory after step 1, by category: '
     '<b>these never all exist at once</b> (the activations are freed during backward as the gradients '
     'appear). '
-    '<b>predicted</b> is the planner\'s estimate (before training: for the run\'s own first batch; after the '
+    '<b>planned</b> is the planner\'s estimate (before training: for the run\'s own first batch; after the '
     'first step: for the batch that step trained), <b>measured</b> is what the tensors took after the first '
     'optimizer step. The <b>step peak</b> (the marker) is the most held at one moment during a training step: '
     'steady memory plus short-lived buffers (e.g. the loss\'s gradients), so it can stand above the bar or below '
-    'it; the predicted one is the whole run\'s: its largest batch, or loading the base where that holds '
+    'it; the planned one is the whole run\'s: its largest batch, or loading the base where that holds '
     'more. The second chart shows what does coexist: a step moment by moment (after the forward, at the loss, in '
-    'backward, at the optimizer step), predicted next to measured; the step peak is its tallest bar.</div>')
+    'backward, at the optimizer step), planned next to measured; the step peak is its tallest bar.</div>')
 
 
 def _row(name: str, cells, bold: bool = False) -> str:
@@ -91,9 +91,9 @@ def _row(name: str, cells, bold: bool = False) -> str:
 def _table_html(runs: list, notes: list = ()) -> str:
     if not runs:
         return ('<div style="font-size:12px;color:#777">No run yet: press Train. The bars appear after the '
-                'first optimizer step (measured) next to the planner\'s prediction.</div>')
+                'first optimizer step (measured) next to the planner\'s plan.</div>')
     head = "".join(f'<th colspan="2" style="padding:1px 8px">{html.escape(label)}</th>' for label, _ in runs)
-    sub = "".join(f'<th style="padding:1px 8px">{predicted_tick(live).replace("<br>", " ")}</th>'
+    sub = "".join(f'<th style="padding:1px 8px">{planned_tick(live).replace("<br>", " ")}</th>'
                   '<th style="padding:1px 8px">measured</th>' for _, live in runs)
     pairs = [m for _, live in runs for m in (live.planned, live.memory)]  # the columns, in order
     rows = []
@@ -105,7 +105,7 @@ def _table_html(runs: list, notes: list = ()) -> str:
     rows.append(_row("peak at", (html.escape(m.peak_at) if m is not None and m.peak_at else "—" for m in pairs)))
     if any(m is not None and m.device_overhead is not None for m in pairs):
         rows.append(_row("+ CUDA overhead", (fmt_bytes(None if m is None else m.device_overhead) for m in pairs)))
-    why = "".join(f'<div class="lorakit-no-prediction" style="font-size:12px;color:#b26a00">'
+    why = "".join(f'<div class="lorakit-no-plan" style="font-size:12px;color:#b26a00">'
                   f'{html.escape(n)}</div>' for n in notes)
     return (f'<table class="lorakit-memory-table" style="font-size:12px;border-collapse:collapse">'
             f'<tr><th></th>{head}</tr><tr><th></th>{sub}</tr>{"".join(rows)}</table>{why}')

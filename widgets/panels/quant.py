@@ -1,4 +1,4 @@
-"""Quantization panel: how the frozen base is stored, the planner's predicted memory and step peak for the
+"""Quantization panel: how the frozen base is stored, the planned memory and step peak for the
 choices, and whether the run fits on a chosen device (this machine or a common GPU) before Train."""
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class QuantPanel(Panel):
         self.double_quant.disabled = not four_bit(v["quant"])
         plan, why = c.plan_result
         text = _plan_html(plan, v) if plan is not None else (
-            f'<div style="font-size:12px;color:#777">predicted memory: {html.escape(why)}</div>')
+            f'<div style="font-size:12px;color:#777">planned memory: {html.escape(why)}</div>')
         if self.plan.value != text:
             self.plan.value = text
         if self.fit_device.value != c.fit_device:
@@ -69,8 +69,8 @@ class QuantPanel(Panel):
             self.verdict.value = verdict
 
     @property
-    def predicted(self):
-        """The breakdown shown (None when there is no prediction)."""
+    def planned(self):
+        """The breakdown shown (None when there is no plan)."""
         return self.controller.plan_result[0]
 
 
@@ -85,11 +85,11 @@ def _plan_html(plan, v) -> str:
             f'<td style="padding:1px 6px;text-align:right">{fmt_bytes(b)}</td>'
             f'<td style="width:160px"><div style="background:{CATEGORY_COLORS[c]};height:10px;'
             f'width:{width:.1f}%"></div></td></tr>')
-    # the Memory panel's "predicted (this batch)" bar is for the batch actually trained, often shorter
-    head = (f'predicted memory before training (batch {v["batch_size"]} × seq_len {v["seq_len"]}): '
+    # the Memory panel's "planned (this batch)" bar is for the batch actually trained, often shorter
+    head = (f'planned memory before training (batch {v["batch_size"]} × seq_len {v["seq_len"]}): '
             f'<b>{fmt_bytes(plan.total)}</b>')
     # the run's peak (lorakit.plan): its own batches and loading, what compare() shows as planned afterwards
-    peak = f'<div class="lorakit-peak">predicted {html.escape(plan_text.peak_text(plan))}</div>'
+    peak = f'<div class="lorakit-peak">planned {html.escape(plan_text.peak_text(plan))}</div>'
     overhead = plan_text.overhead_text(plan)
     overhead = f"<div>{html.escape(overhead)}</div>" if overhead else ""
     assumes = (f'<div style="color:#777">assumes: {html.escape(plan_text.assumes_text(plan.assumes))}</div>')
