@@ -106,28 +106,29 @@ def memory_figure(records: RunsArg = None, planned: bool = True, store: Any = No
             bars.append((name, "planned", r.planned_memory))
     two_level = any(kind == "planned" for _, kind, _ in bars)
     if two_level:
-        x: Any = [[b[0] for b in bars], [b[1] for b in bars]]
+        y: Any = [[b[0] for b in bars], [b[1] for b in bars]]
     else:
-        x = [b[0] for b in bars]
+        y = [b[0] for b in bars]
     fig = go.Figure()
+    # horizontal bars: run labels read left to right however many runs there are (vertical ones overlap)
     for c in CATEGORIES:
         fig.add_trace(go.Bar(
-            x=x, y=[getattr(b[2], c) / MiB for b in bars], name=CATEGORY_NAMES[c],
+            y=y, x=[getattr(b[2], c) / MiB for b in bars], name=CATEGORY_NAMES[c], orientation="h",
             marker_color=CATEGORY_COLORS[c],
             customdata=[[b[1], b[2].total / MiB] for b in bars],
-            hovertemplate=(f"{CATEGORY_NAMES[c]}: %{{y:,.1f}} MiB<br>%{{customdata[0]}} total "
+            hovertemplate=(f"{CATEGORY_NAMES[c]}: %{{x:,.1f}} MiB<br>%{{customdata[0]}} total "
                            "%{customdata[1]:,.1f} MiB<extra></extra>"),
         ))
     for kind in ("measured", "planned"):
-        _add_peak(fig, [(xi, b) for xi, b in zip(_each_x(x), bars, strict=True) if b[1] == kind], kind, two_level)
-    highest = max([max(b[2].total, b[2].peak or 0) for b in bars] or [0]) / MiB
+        _add_peak(fig, [(yi, b) for yi, b in zip(_each_x(y), bars, strict=True) if b[1] == kind], kind, two_level)
+    widest = max([max(b[2].total, b[2].peak or 0) for b in bars] or [0]) / MiB
     fig.update_layout(
-        barmode="stack", yaxis_title="memory (MiB)",
+        barmode="stack", xaxis_title="memory (MiB)",
         title="Steady memory by category after step 1 (never all alive at once), and the step peak",
         template="plotly_white", legend=dict(traceorder="normal", **LEGEND_INSIDE),
-        margin=dict(t=50, r=20, b=50, l=60), height=_height(len(bars), per_row=8),
-        # from zero (plotly pads below it for the peak markers otherwise), the top third free for the legend
-        yaxis=dict(rangemode="tozero", range=[0, highest * 1.6] if highest else None),
+        margin=dict(t=50, r=20, b=50, l=60), height=_height(len(bars)),
+        # the first run on top; the right third left free for the legend
+        yaxis=dict(autorange="reversed"), xaxis=dict(rangemode="tozero", range=[0, widest * 1.6] if widest else None),
     )
     if not bars:
         _empty_note(fig, "memory bars appear here once a run has measured its first optimizer step")
@@ -146,12 +147,12 @@ def _add_peak(fig, points: list, kind: str, two_level: bool) -> None:
     points = [(xi, b[2]) for xi, b in points if b[2].peak is not None]
     if not points:
         return
-    xs = [list(level) for level in zip(*(xi for xi, _ in points), strict=True)] if two_level else [p[0] for p in points]
+    ys = [list(level) for level in zip(*(yi for yi, _ in points), strict=True)] if two_level else [p[0] for p in points]
     fig.add_trace(go.Scatter(
-        x=xs, y=[m.peak / MiB for _, m in points], mode="markers", name=f"step peak ({kind})",
-        marker=dict(symbol="line-ew", size=40, line=dict(color=PEAK_COLORS[kind], width=3)),  # a short bar
+        y=ys, x=[m.peak / MiB for _, m in points], mode="markers", name=f"step peak ({kind})",
+        marker=dict(symbol="line-ns", size=18, line=dict(color=PEAK_COLORS[kind], width=3)),  # across its bar
         customdata=[_peak_note(m) for _, m in points],
-        hovertemplate=f"step peak ({kind}): %{{y:,.1f}} MiB<br>%{{customdata}}<extra></extra>",
+        hovertemplate=f"step peak ({kind}): %{{x:,.1f}} MiB<br>%{{customdata}}<extra></extra>",
     ))
 
 

@@ -43,17 +43,17 @@ def test_memory_figure_stacks_measured_and_planned(records):
     assert fig.layout.barmode == "stack"
     assert [t.name for t in fig.data[:5]] == ["base weights", "adapters", "gradients", "optimizer state", "activations"]
     base, *_rest, act = fig.data[:5]
-    # bars: lora8 measured, lora8 planned, qlora16 measured, full measured (two-level axis)
-    assert [list(level) for level in base.x] == [[S + "lora-r8", S + "lora-r8", S + "qlora-nf4-r16", S + "full"],
+    # bars: lora8 measured, lora8 planned, qlora16 measured, full measured (horizontal bars, two-level y axis)
+    assert [list(level) for level in base.y] == [[S + "lora-r8", S + "lora-r8", S + "qlora-nf4-r16", S + "full"],
                                                   ["measured", "planned", "measured", "measured"]]
-    assert list(base.y) == pytest.approx([538_060_032 / MiB, 538_060_032 / MiB, 92_000_000 / MiB, 538_060_032 / MiB])
-    assert list(act.y) == pytest.approx([61_865_984 / MiB, 58_720_256 / MiB, 70_000_000 / MiB, 80_000_000 / MiB])
-    stacked = [sum(t.y[i] for t in fig.data[:5]) for i in range(4)]
+    assert list(base.x) == pytest.approx([538_060_032 / MiB, 538_060_032 / MiB, 92_000_000 / MiB, 538_060_032 / MiB])
+    assert list(act.x) == pytest.approx([61_865_984 / MiB, 58_720_256 / MiB, 70_000_000 / MiB, 80_000_000 / MiB])
+    stacked = [sum(t.x[i] for t in fig.data[:5]) for i in range(4)]
     assert stacked == pytest.approx([r / MiB for r in (records[0].memory.total, records[0].planned_memory.total,
                                                         records[1].memory.total, records[2].memory.total)])
-    assert "MiB" in fig.layout.yaxis.title.text
+    assert "MiB" in fig.layout.xaxis.title.text and all(t.orientation == "h" for t in fig.data[:5])
     only_measured = memory_figure(records, planned=False)
-    assert list(only_measured.data[0].x) == [S + "lora-r8", S + "qlora-nf4-r16", S + "full"]
+    assert list(only_measured.data[0].y) == [S + "lora-r8", S + "qlora-nf4-r16", S + "full"]
 
 
 def test_memory_figure_marks_the_measured_and_planned_step_peak_over_their_bars(records):
@@ -62,15 +62,15 @@ def test_memory_figure_marks_the_measured_and_planned_step_peak_over_their_bars(
     assert (measured.name, planned.name) == ("step peak (measured)", "step peak (planned)")
     assert all(isinstance(t, go.Scatter) and t.mode == "markers" for t in (measured, planned))
     # over the bar of the same run and kind; full fine-tuning has no peak (stored before peaks existed)
-    assert [list(level) for level in measured.x] == [[S + "lora-r8", S + "qlora-nf4-r16"], ["measured", "measured"]]
-    assert list(measured.y) == pytest.approx([LORA_PEAK / MiB, QLORA_PEAK / MiB])
-    assert [list(level) for level in planned.x] == [[S + "lora-r8"], ["planned"]]
-    assert list(planned.y) == pytest.approx([LORA_PEAK_PLANNED / MiB])
+    assert [list(level) for level in measured.y] == [[S + "lora-r8", S + "qlora-nf4-r16"], ["measured", "measured"]]
+    assert list(measured.x) == pytest.approx([LORA_PEAK / MiB, QLORA_PEAK / MiB])
+    assert [list(level) for level in planned.y] == [[S + "lora-r8"], ["planned"]]
+    assert list(planned.x) == pytest.approx([LORA_PEAK_PLANNED / MiB])
     assert list(measured.customdata) == ["at logits-loss", "at backward"]
     assert "cross-entropy gradients 24.0 MiB" in planned.customdata[0]
     only_measured = memory_figure(records, planned=False)
     assert [t.name for t in only_measured.data[5:]] == ["step peak (measured)"]
-    assert list(only_measured.data[5].x) == [S + "lora-r8", S + "qlora-nf4-r16"]
+    assert list(only_measured.data[5].y) == [S + "lora-r8", S + "qlora-nf4-r16"]
     assert len(memory_figure(records[2:]).data) == 5  # no peak anywhere: no marker trace
 
 
@@ -125,7 +125,7 @@ def test_figures_of_twelve_runs_keep_axes_at_or_above_zero_and_legends_inside():
     recs = twelve_runs()
     figs = {"loss": loss_figure(recs), "memory": memory_figure(recs), "pareto": pareto_figure(recs)}
     for name, fig in figs.items():
-        numeric = [fig.layout.yaxis] if name == "memory" else _axes(fig)  # the memory chart's x: the runs
+        numeric = [a for a in _axes(fig) if a.type != "multicategory" and a.autorange != "reversed"]
         assert numeric, name
         for axis in numeric:  # never below zero: memory, steps and losses are not negative
             assert axis.rangemode in ("tozero", "nonnegative") or (axis.range and axis.range[0] >= 0), (name, axis)
@@ -133,9 +133,10 @@ def test_figures_of_twelve_runs_keep_axes_at_or_above_zero_and_legends_inside():
         assert 0 <= legend.x <= 1 and 0 <= legend.y <= 1, (name, legend)
         assert (legend.xanchor, legend.yanchor) == ("right", "top"), name
     mem = figs["memory"]
-    assert mem.layout.yaxis.range[0] == 0  # never below zero (plotly padded below it for the peak markers)
-    highest = max(max(r.memory.total, r.memory.peak) for r in recs) / MiB
-    assert mem.layout.yaxis.range[1] >= 1.5 * highest  # the top third free for the legend
+    assert all(t.orientation == "h" for t in mem.data[:5])  # run labels as rows: they never overlap
+    assert mem.layout.height >= 22 * 24 and mem.layout.xaxis.range[0] == 0  # 24 bars, each its row
+    widest = max(max(r.memory.total, r.memory.peak) for r in recs) / MiB
+    assert mem.layout.xaxis.range[1] >= 1.5 * widest  # the right third free for the legend
     assert [t.showlegend is not False for t in figs["loss"].data].count(True) == 12  # one entry per run
     assert figs["loss"].layout.height >= 20 * 12
     assert figs["pareto"].data[0].mode == "markers"  # names in the hover, not overlapping labels
