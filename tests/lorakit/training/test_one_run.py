@@ -40,7 +40,11 @@ def test_a_finished_run_emits_events_and_returns_a_full_record(store):
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
     assert [e.step for e in rec_sink.of(ev.StepLogged)] == [1, 2, 3, 4]
     # the breakdown after the first optimizer step, then again with the first two steps' peak
-    first, with_peak = rec_sink.of(ev.MemoryMeasured)
+    # step 1's breakdown, then again with the peak of steps 1-2, and again once the step the run plan names as
+    # its peak (a later one) was profiled
+    measured = rec_sink.of(ev.MemoryMeasured)
+    first, with_peak = measured[0], measured[-1]
+    assert 2 <= len(measured) <= 3
     assert first.step == 1 and with_peak.measured.peak is not None and with_peak.planned.peak is not None
     assert rec.memory.peak == with_peak.measured.peak and len(rec_sink.of(ev.EvalDone)) == 1
     # the record
