@@ -71,7 +71,7 @@ class RunControl:
                 self._set_status("error", cannot_train(problems))
                 return False
             cfg = self.config()
-            self.previous = self._previous_candidate()
+            self.previous = self._previous_candidate(cfg.model)
             self.live = LiveRun.for_config(cfg, self._plan_cache.get(cfg))
             timed = self._time_cache.get(cfg)
             self.live.eval_s_planned = timed.eval_s if timed is not None else None
@@ -114,7 +114,7 @@ class RunControl:
                 return False
             rec = self.store.load(run_id)
             step = step_of(resume_point(rec, self.store))
-            self.previous = self._previous_candidate()
+            self.previous = self._previous_candidate(rec.config.model)
             live = self.live = LiveRun.for_config(rec.config, rec.planned_memory)
             live.run_id, live.memory = run_id, rec.memory
             live.steps = [(h["step"], h["loss"]) for h in rec.history if h["step"] <= step]
@@ -137,14 +137,17 @@ class RunControl:
                                  "Press Stop first, or wait for it to finish.")
         return True
 
-    def _previous_candidate(self) -> Optional[LiveRun]:
-        """The last run with a memory breakdown: this session's, else the newest in the store."""
-        if self.live is not None and self.live.memory is not None:
-            return self.live
-        if self.previous is not None:
-            return self.previous
+    def _previous_candidate(self, model=None) -> Optional[LiveRun]:
+        """The last run with a memory breakdown on ``model`` (None: any): this session's, else the newest in the
+        store. Like with like: a SmolLM2 run beside a tiny-llama one reads as "QLoRA saves 99 %"."""
+        def same(cfg) -> bool:
+            return model is None or getattr(cfg, "model", None) == model
+
+        for live in (self.live, self.previous):
+            if live is not None and live.memory is not None and same(live.config):
+                return live
         for rec in reversed(self.records()):
-            if rec.memory is not None:
+            if rec.memory is not None and same(rec.config):
                 live = LiveRun.for_config(rec.config, rec.planned_memory)
                 live.memory, live.status, live.run_id, live.record = rec.memory, rec.status, rec.run_id, rec
                 live.plan_scope = "batch"  # the engine stores the plan for the trained batch

@@ -374,3 +374,28 @@ def test_data_preview_says_which_format_it_detected(tiny, tmp_path):
     data = DataPanel(_controller(tiny, train_examples=4, eval_examples=1))
     data.path.value = str(path)
     assert "format: Alpaca ('instruction' and 'output' columns" in _preview(data)
+
+
+def test_the_memory_panel_sets_runs_of_the_same_model_side_by_side_and_says_how_much(tmp_path):
+    from store_support import make_record  # tests/support
+
+    from lorakit.store import RunStore
+    from lorakit.widgets import StudioController
+    from lorakit.widgets.fields import plain_text
+    from lorakit.widgets.panels.memory import _verdict_html
+    from lorakit.widgets.runstate import LiveRun
+
+    db = tmp_path / "runs.db"
+    with RunStore(db) as s:
+        s.save(make_record(run_id="small", created_at=1e9, config=RunConfig(model="smollm2-135m", rank=8)))
+        s.save(make_record(run_id="tiny", created_at=1e9 + 1, config=RunConfig(model="tiny-llama", rank=8)))
+    c = StudioController(store=db, model="smollm2-135m")
+    # the newest run is tiny-llama's, but a SmolLM2 run is compared with a SmolLM2 run (or with none)
+    assert c._previous_candidate("smollm2-135m").run_id == "small"
+    assert c._previous_candidate("tiny-llama").run_id == "tiny"
+    assert c._previous_candidate("gpt2") is None
+    before, now = (LiveRun.for_config(RunConfig(model="smollm2-135m", quant=q, rank=8)) for q in ("none", "nf4"))
+    before.memory, now.memory = _peaked(600, 1000, "logits-loss"), _peaked(300, 650, "logits-loss")
+    said = plain_text(_verdict_html([("previous", before), ("this", now)]))
+    assert said.startswith("qlora-nf4-r8 used 65 % of lora-r8's memory at the step's peak (")
+    assert said.endswith("both on smollm2-135m)") and _verdict_html([("this", now)]) == ""

@@ -35,7 +35,7 @@ class MemoryPanel(Panel):
         c = self.controller
         c.on("run", self._guard(lambda live: self.redraw()))
         c.on("event", self._guard(self._event))
-        if c.previous is None:
+        if c.previous is None:  # the newest stored run; a run started then is set beside one of its own model
             c.previous = c._previous_candidate()
         self.meaning = W.HTML(MEANING)
         self._set_children([self.chart.figure, self.timeline.figure, self.table, self.meaning])
@@ -64,7 +64,21 @@ class MemoryPanel(Panel):
             self.timeline.show(label, live.planned, live.memory)
         else:
             self.timeline.show("", None, None)
-        self.table.value = _table_html(runs, notes)
+        self.table.value = _verdict_html(runs) + _table_html(runs, notes)
+
+
+def _verdict_html(runs: list) -> str:
+    """One line comparing this run's measured step peak with the previous run's on the same model, e.g.
+    "qlora-nf4-r8 used 65 % of lora-r8's memory at the step's peak (663 vs 1,015 MiB)"; "" otherwise."""
+    if len(runs) != 2:
+        return ""
+    (_, before), (_, now) = runs
+    a, b = (getattr(r.memory, "peak", None) for r in (now, before))
+    if not a or not b:
+        return ""
+    text = (f"{now.label} used {100 * a / b:.0f} % of {before.label}'s memory at the step's peak "
+            f"({fmt_bytes(a)} vs {fmt_bytes(b)}, both on {getattr(now.config, 'model', '?')})")
+    return f'<div class="lorakit-memory-verdict" style="font-size:12px;margin:2px 0">{html.escape(text)}</div>'
 
 
 # What the numbers are, beside them (a beginner reads "planned 8.5 MiB" next to "peak 14.4 MiB" as a contradiction)
