@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_support import chat_batch as _batch  # tests/support
+from export_support import logits as _logits
 
 import lorakit
 from lorakit.exports.writer import ExportError, export
@@ -40,15 +42,6 @@ def adapted(trained):
     return model, loaded.tokenizer
 
 
-def _batch(tok):
-    texts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
-             for t in ("Extract the name: Ada, 36, London", "What is 12 + 30?", "Say hi")]
-    return tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-
-
-def _logits(model, enc):
-    with torch.no_grad():
-        return model(**enc).logits.float()
 
 
 def _entries(folder):

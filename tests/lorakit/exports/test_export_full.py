@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_support import chat_batch as _batch  # tests/support
+from export_support import logits as _logits
 
 import lorakit
 from lorakit.adapters import full_weights
@@ -17,15 +19,6 @@ FULL = dict(model="tiny-llama", method="full", max_steps=4, batch_size=2, train_
             learning_rate=1e-2, checkpoint_every=0)  # a high rate: the weights move far from the base's
 
 
-def _batch(tok):
-    texts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
-             for t in ("Extract the name: Ada, 36, London", "What is 12 + 30?", "Say hi")]
-    return tok(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
-
-
-def _logits(model, enc):
-    with torch.no_grad():
-        return model(**enc).logits.float()
 
 
 @pytest.fixture(scope="module")
