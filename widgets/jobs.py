@@ -8,9 +8,11 @@ more run with the newest values, so typing in a field never queues a job per key
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from typing import Callable, Optional
 
 from lorakit.common import warm
@@ -27,6 +29,7 @@ class Jobs:
         self.report = report
         self._threads: list = []
         self._lock = threading.Lock()
+        _EVERY.add(self)
 
     def start(self, what: str, fn: Callable[[], None], background: bool = True) -> None:
         """Run ``fn`` on a thread named after ``what`` (or here, when not ``background``)."""
@@ -59,6 +62,20 @@ class Jobs:
             if deadline is not None and time.monotonic() >= deadline:
                 with self._lock:
                     return not any(t.is_alive() for t in self._threads)
+
+
+_EVERY: "weakref.WeakSet[Jobs]" = weakref.WeakSet()
+EXIT_WAIT_S = 120.0  # the most a script's exit waits for the Studio's background jobs
+
+
+@atexit.register
+def _end_jobs_at_exit() -> None:
+    """Let running jobs end before the interpreter does: a daemon thread still inside torch or bitsandbytes
+    (a plan, the machine's time calibration) when Python finalizes aborts the process ("terminate called without
+    an active exception", exit -6), so a script that builds a Studio and ends would fail."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for jobs in list(_EVERY):
+        jobs.wait(deadline)
 
 
 class Coalesced:
