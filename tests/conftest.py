@@ -1,7 +1,15 @@
-"""Shared test setup: a model cache of its own unless LORAKIT_HOME is already set."""
+"""Shared test setup: a model cache of its own unless LORAKIT_HOME is already set; with
+``LORAKIT_EMULATE_AVX512BF16=1``, bitsandbytes behaves as on a CPU with AVX512-BF16 (tests/support/bf16_cpu.py)."""
 import os
 
 import pytest
+
+
+def pytest_configure(config):
+    if os.environ.get("LORAKIT_EMULATE_AVX512BF16") == "1":
+        import bf16_cpu
+
+        bf16_cpu.install()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,7 @@ topic (``model``, ``plan``, ``data``); errors become messages next to a field, n
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Optional
 
 import lorakit
@@ -24,6 +25,21 @@ from lorakit.memory import THIS_MACHINE
 
 from .form import ModelSummary
 from .jobs import Coalesced, error_text
+
+
+class Recent(OrderedDict):
+    """A dict of the ``size`` newest entries: a form's recent values stay planned, and a session that goes through
+    hundreds of values (or a fuzzer) does not keep every plan and its per-step batches."""
+
+    def __init__(self, size: int = 32):
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
 
 
 class BackgroundWork:
@@ -42,12 +58,12 @@ class BackgroundWork:
         self._data_checked: Optional[tuple] = None  # the data key the check or a preview last built
         self._check_lock = threading.Lock()  # one data check at a time (a job, or train() itself)
         self.plan_result: tuple = (None, "computing the plan…")  # (MemoryBreakdown or None, message)
-        self._plan_cache: dict = {}
+        self._plan_cache: dict = Recent(256)  # a sweep grid reads its trials here
         self.fit_device: str = THIS_MACHINE  # the device the fit verdict is for
         self.fit_result: tuple = (None, "")  # (lorakit.Fit or None, why there is none)
         self.time_result: tuple = (None, "")  # (lorakit.TimePlan or None, why there is none)
-        self._time_cache: dict = {}
-        self._run_batches: dict = {}  # RunConfig -> the run plan's per-step batch shapes (None: not known)
+        self._time_cache: dict = Recent(256)
+        self._run_batches: dict = Recent(16)  # RunConfig -> the run plan's per-step batch shapes (None: not known)
         # One model construction at a time: the planner builds models under accelerate's
         # init_empty_weights, which patches torch.nn.Module for the whole process, so a model
         # loading on another thread meanwhile would get meta tensors (or untied weights). Jobs
@@ -158,7 +174,7 @@ class BackgroundWork:
             return self._time_cache[cfg], ""
         try:
             with self._engine:
-                plan = lorakit.plan_time(cfg, self._run_batches.get(cfg))  # the run plan's batches, where known
+                plan = lorakit.plan_time(cfg, self._run_batches.get(cfg), steps=cfg.max_steps)  # the plan's batches
         except Exception as exc:  # noqa: BLE001 - an unplannable model is a message, not a crash
             return None, f"no time estimate: {error_text(exc)}"
         self._time_cache[cfg] = plan

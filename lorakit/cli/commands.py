@@ -362,7 +362,7 @@ def _print_time(cfg, batches, device, verdicts) -> None:
     from lorakit.memory.timing import plan_time
 
     if device != "cuda":
-        t = plan_time(cfg, batches)
+        t = plan_time(cfg, batches, steps=cfg.max_steps)  # past the batches listed: their mean
         c = t.calibration
         print(f"\ntime on this machine: {t.text}: load ~{t.load_s:.0f} s, {t.steps} steps x {t.step_s:.2f} s = "
               f"{about(t.train_s).removeprefix('about ')}, evaluation {about(t.eval_s).removeprefix('about ')} "

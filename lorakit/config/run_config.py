@@ -250,6 +250,9 @@ _CHOICES = {"init": INITS, "method": METHODS, "quant": QUANTS, "dtype": DTYPE_CH
 _AT_LEAST = {"rank": 1, "max_steps": 1, "batch_size": 1, "seq_len": 1, "train_examples": 1, "eval_examples": 1,
              "warmup_steps": 0, "eval_every": 0, "seed": 0, "checkpoint_every": 0, "checkpoint_keep": 1,
              "loftq_iter": 1}
+# and at most: a C int, which the Trainer, numpy's seeding and the planner's step arithmetic all hold (numpy refuses
+# a seed from 2**32 on; a max_steps of 10**40 would be planned and trained for ever)
+AT_MOST = 2**31 - 1
 
 
 def field_problems(values: dict) -> dict[str, str]:
@@ -263,6 +266,8 @@ def field_problems(values: dict) -> dict[str, str]:
         value = values.get(name, lo)
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             p[name] = f"{name} must be an integer >= {lo}, got {value!r}"
+        elif value > AT_MOST:
+            p[name] = f"{name} must be an integer <= {AT_MOST:,}, got {value!r}"
     for name in _BOOL_FIELDS:  # 'no' or 0 would be truthy/falsy by accident further down
         if name in values and not isinstance(values[name], bool):
             p[name] = f"{name} must be True or False, got {values[name]!r}"

@@ -6,7 +6,9 @@ sampler seeded with ``cfg.seed`` (the Trainer's ``data_seed``), one permutation 
 batch of an epoch short, each batch padded to its longest example by the run's collator. Every step's batch
 is planned (``planner.Planning``, once per distinct shape); the run's step peak is the largest, beside the peak
 of loading the base. Where the data cannot be known the plan is of full-length batches and says it is an
-upper bound.
+upper bound. A run longer than ``EXACT_STEPS`` has its first ``EXACT_STEPS`` batches drawn exactly; each later
+step is bounded by the largest batch its examples can make (``RunData.later``), so planning costs the same for
+ten thousand steps and for a billion.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from typing import Optional
 from lorakit.memory.breakdown import MemoryBreakdown
 from lorakit.memory.planning.states import DTYPE_BYTES, FP32, quantized_linear_bytes
 
+EXACT_STEPS = 10_000  # steps whose batches are drawn as the Trainer draws them (about 0.1 s of sampling)
+
 
 @dataclass
 class RunPlan:
@@ -26,12 +30,13 @@ class RunPlan:
     """Step 1's categories; ``peak``, ``peak_at``, ``transient`` and ``assumes`` those of the run's peak step."""
     step_peak: int
     """The largest planned step peak over every step of the run."""
-    peak_step: int
-    """The step (1-based) whose batch makes ``step_peak``."""
+    peak_step: Optional[int]
+    """The step (1-based) whose batch makes ``step_peak``; None: a step after the first ``EXACT_STEPS`` (``later``)."""
     load_peak: int
     """What loading (and quantizing) the base holds at its highest."""
     batches: list = field(default_factory=list)
-    """Every step's batch shape (``batch_size``, ``seq_len``, ``padded``, ``labelled`` where the head uses it)."""
+    """Every step's batch shape (``batch_size``, ``seq_len``, ``padded``, ``labelled`` where the head uses it), for
+    the first ``EXACT_STEPS`` steps."""
     upper_bound: bool = False
     """The data could not be known: full-length batches were planned, so the peak is an upper bound."""
     why: str = ""
@@ -40,6 +45,11 @@ class RunPlan:
     """'cpu' or 'cuda': the device planned for."""
     seconds: float = 0.0
     """How long building the data and planning took."""
+    steps: int = 0
+    """Steps the run trains (``len(batches)`` unless the run is longer than ``EXACT_STEPS``)."""
+    later: Optional[dict] = None
+    """With a run longer than ``EXACT_STEPS``: the largest batch a later step can draw (its longest examples
+    together), planned as those steps' bound."""
 
     @property
     def peak(self) -> int:
@@ -58,6 +68,8 @@ class RunPlan:
 
     @property
     def peak_batch(self) -> dict:
+        if self.peak_step is None:
+            return self.later or {}
         return self.batches[self.peak_step - 1] if self.batches else {}
 
     @property
@@ -72,7 +84,8 @@ class RunPlan:
 
     @property
     def assumes(self) -> dict:
-        return {**(self.breakdown.assumes or {}), "steps": len(self.batches), "upper_bound": self.upper_bound}
+        steps = self.steps or len(self.batches)
+        return {**(self.breakdown.assumes or {}), "steps": steps, "upper_bound": self.upper_bound}
 
     def as_planned(self) -> MemoryBreakdown:
         """The breakdown every place shows as this run's plan (the Studio, ``fits``, the record's
@@ -88,11 +101,13 @@ class RunPlan:
 
     @property
     def where(self) -> str:
-        """The peak's batch in words: "step 17's batch, 4 x 93 tokens", or "loading the base"."""
+        """The peak's batch in words: "step 17's batch, 4 x 93 tokens", "a batch after step 10,000 (its longest
+        examples together), 4 x 128 tokens", or "loading the base"."""
         if self.peak_phase == "loading":
             return "loading the base"
         b = self.peak_batch
-        where = "full-length batches" if self.upper_bound else f"step {self.peak_step}'s batch"
+        where = ("full-length batches" if self.upper_bound else f"step {self.peak_step}'s batch" if self.peak_step
+                 else f"a batch after step {len(self.batches):,} (its longest examples together)")
         return f"{where}, {b.get('batch_size')} x {b.get('seq_len')} tokens"
 
 
@@ -119,11 +134,25 @@ class RunData:
     """Why the data is unknown."""
 
     def batches(self, cfg, batch_size: Optional[int] = None) -> list:
-        """Every step's batch shape for ``cfg`` (``batch_size``: another batch size, same order of examples)."""
+        """Every step's batch shape for ``cfg`` (``batch_size``: another batch size, same order of examples), for the
+        first ``EXACT_STEPS`` steps."""
         size = batch_size or cfg.batch_size
+        steps = min(cfg.max_steps, EXACT_STEPS)
         if self.lengths is None:
-            return [dict(batch_size=size, seq_len=cfg.seq_len, padded=False) for _ in range(cfg.max_steps)]
-        return batch_shapes(self, step_indices(len(self.lengths), size, cfg.max_steps, cfg.seed))
+            return [dict(batch_size=size, seq_len=cfg.seq_len, padded=False) for _ in range(steps)]
+        return batch_shapes(self, step_indices(len(self.lengths), size, steps, cfg.seed))
+
+    def later(self, cfg, batch_size: Optional[int] = None) -> Optional[dict]:
+        """The largest batch a step after the first ``EXACT_STEPS`` can draw: its longest examples together (padded
+        where they differ), the most labelled positions; None for a run no longer than that, or unknown data
+        (every batch full-length already)."""
+        if cfg.max_steps <= EXACT_STEPS or self.lengths is None:
+            return None
+        rows = min(batch_size or cfg.batch_size, len(self.lengths))
+        shape = dict(batch_size=rows, seq_len=max(self.lengths), padded=rows > 1 and len(set(self.lengths)) > 1)
+        if self.labelled is not None:
+            shape["labelled"] = sum(sorted(self.labelled, reverse=True)[:rows])
+        return shape
 
 
 def run_data(cfg, data: bool = True) -> RunData:
@@ -148,20 +177,25 @@ def data_of(bundle, cfg) -> RunData:
 
 def plan_known(cfg, data: RunData, device: str, batch_size: Optional[int] = None) -> RunPlan:
     """The run plan of ``data`` on ``device`` (``batch_size``: the same run with another batch size)."""
-    result = plan_batches(cfg, data.batches(cfg, batch_size), device, data.num_labels)
+    result = plan_batches(cfg, data.batches(cfg, batch_size), device, data.num_labels,
+                          steps=cfg.max_steps, later=data.later(cfg, batch_size))
     result.upper_bound, result.why = data.lengths is None, data.why
     return result
 
 
-def plan_batches(cfg, batches: list, device: str, num_labels: Optional[int] = None) -> RunPlan:
+def plan_batches(cfg, batches: list, device: str, num_labels: Optional[int] = None, *, steps: Optional[int] = None,
+                 later: Optional[dict] = None) -> RunPlan:
     """The run plan of ``batches`` (one shape dict per step, ``run_batches``): step 1 and the shapes that can make
-    the peak, each planned once."""
+    the peak, each planned once. ``steps``: the run's steps where more than ``len(batches)``, each later one bounded
+    by the shape ``later``."""
     from lorakit.memory.planner import config_settings, planning
 
     p = planning(config_settings(cfg, num_labels), device=device)
     # step 1 (no optimizer state yet), then each distinct shape no other batch outgrows, at its first step
     candidates = [0] + _undominated(batches[1:], offset=1)
     plans = {i: p.plan(**batches[i], first_step=i == 0) for i in candidates}
+    if later is not None and not any(_outgrows(_size(batches[i]), _size(later)) for i in candidates):
+        plans[len(batches)] = p.plan(**later, first_step=False)  # index len(batches): "a later step"
     top = max(sorted(plans), key=lambda i: plans[i].peak)  # the first of equals
     first, best = plans[0], plans[top]
     breakdown = MemoryBreakdown(first.base_weights, first.adapters, first.gradients, first.optimizer,
@@ -169,7 +203,8 @@ def plan_batches(cfg, batches: list, device: str, num_labels: Optional[int] = No
                                 transient=dict(best.transient or {}), device_overhead=best.device_overhead,
                                 assumes=dict(best.assumes or {}), head=first.head,
                                 timeline=best.timeline)  # the peak step's moments: its tallest is the step peak
-    return RunPlan(breakdown, best.peak, top + 1, load_bytes(p.tally, p.step), list(batches), device=device)
+    return RunPlan(breakdown, best.peak, top + 1 if top < len(batches) else None, load_bytes(p.tally, p.step),
+                   list(batches), device=device, steps=steps or len(batches), later=later)
 
 
 def _undominated(batches: list, offset: int = 0) -> list:
@@ -179,8 +214,12 @@ def _undominated(batches: list, offset: int = 0) -> list:
     for i, shape in enumerate(batches):
         first.setdefault(_size(shape), i)
     sizes = list(first)
-    return sorted(first[a] + offset for a in sizes
-                  if not any(b != a and all(x >= y for x, y in zip(b, a, strict=True)) for b in sizes))
+    return sorted(first[a] + offset for a in sizes if not any(b != a and _outgrows(b, a) for b in sizes))
+
+
+def _outgrows(b: tuple, a: tuple) -> bool:
+    """Whether a batch of size ``b`` is at least ``a`` in every dimension (``_size``)."""
+    return all(x >= y for x, y in zip(b, a, strict=True))
 
 
 def _size(shape: dict) -> tuple:

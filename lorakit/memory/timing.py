@@ -12,6 +12,7 @@ machine), adds loading and the evaluation before and after training (greedy gene
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -194,7 +195,8 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
 
     ``settings_or_cfg``: a ``RunConfig`` (its steps and eval examples are used) or its parts (``RunConfig.settings``,
     ``memory.settings_of(...)``). ``batches``: every step's batch as ``{"batch_size", "seq_len", "labelled"}``
-    (``RunPlan.batches``); None: ``steps`` full-length batches (an upper bound where examples are shorter).
+    (``RunPlan.batches``); None: ``steps`` full-length batches (an upper bound where examples are shorter). With
+    ``batches``, ``steps`` (``RunPlan.steps``) may be more than them: the later steps are priced at their mean.
     ``eval_examples``: prompts generated for per pass (default: the config's, else 32); ``eval_prompt_tokens``:
     their mean length (default half of ``seq_len``); ``eval_new_tokens``: the answer budget decoded (greedy stops
     at the end of the longest answer of a batch: an upper bound); ``eval_passes``: 2 (before and after training),
@@ -216,12 +218,16 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     p = planning(settings, device="cpu")
     dims = p.dims
     cal = calibration or calibrate(p.step.base.dtype, dims.hidden, dims.inter)
-    steps = len(batches) if batches is not None else int(steps or (cfg.max_steps if cfg else None) or 30)
-    batch_list = batches if batches is not None else [None]
-    works = [step_work(p, b) for b in batch_list]
-    seconds = [w.seconds(cal) for w in works]
-    step_s = sum(seconds) / len(seconds)
-    train_s = sum(seconds) if batches is not None else step_s * steps
+    if batches is not None:  # ``steps`` past the batches listed (a run over ``EXACT_STEPS``) go on with their mix
+        steps = max(len(batches), int(steps or 0))
+    else:
+        steps = int(steps or (cfg.max_steps if cfg else None) or 30)
+    # each distinct shape priced once, weighted by its steps: ten thousand steps cost what their shapes cost
+    shapes = Counter(tuple(sorted(b.items())) for b in batches) if batches is not None else Counter({None: 1})
+    works = {k: step_work(p, None if k is None else dict(k)) for k in shapes}
+    drawn = sum(shapes.values())
+    step_s = sum(works[k].seconds(cal) * n for k, n in shapes.items()) / drawn
+    train_s = step_s * steps
     examples = eval_examples if eval_examples is not None else (cfg.eval_examples if cfg else 32)
     prompt = eval_prompt_tokens or max(1, p.step.seq_len // 2)
     eval_s = eval_passes * generation_seconds(p, cal, examples, prompt, eval_new_tokens) if eval_passes else 0.0
@@ -231,7 +237,7 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     load_s = _load_seconds(p, cal)
     return TimePlan(load_s=load_s, step_s=step_s, steps=steps, train_s=train_s, eval_s=eval_s,
                     total_s=load_s + train_s + eval_s, calibration=cal.as_dict(),
-                    step_gflop=sum(w.matmul_flops for w in works) / len(works) * 1e-9,
+                    step_gflop=sum(works[k].matmul_flops * n for k, n in shapes.items()) / drawn * 1e-9,
                     assumes={"batches": "the run's own" if batches is not None else
                              f"{steps} full-length batches of {p.step.batch_size} x {p.step.seq_len}",
                              "eval_examples": examples, "eval_prompt_tokens": prompt,

@@ -66,6 +66,35 @@ def test_the_peak_step_is_the_largest_batch():
     assert plan.peak == max(plan.step_peak, plan.load_peak)
 
 
+def test_a_long_run_lists_its_first_steps_and_bounds_the_rest(monkeypatch):
+    """A run of a billion steps is planned as fast as one of EXACT_STEPS: those steps' batches exactly, every
+    later one bounded by the longest examples together (a Studio field set to a huge max_steps once enumerated every
+    step, and the process grew until the machine killed it)."""
+    from lorakit.config.run_config import AT_MOST
+    from lorakit.memory import run_plan
+
+    cfg = lorakit.RunConfig(model="tiny-llama", dataset="extract-json", train_examples=40, batch_size=4,
+                            max_steps=run_plan.EXACT_STEPS)
+    exact = lorakit.plan(cfg, device="cpu")
+    long = lorakit.plan(cfg.replace(max_steps=AT_MOST), device="cpu")
+    assert long.batches == exact.batches and long.steps == AT_MOST == long.assumes["steps"]
+    data = run_plan.run_data(cfg)
+    assert long.later == dict(batch_size=4, seq_len=max(data.lengths), padded=True,
+                              labelled=sum(sorted(data.labelled)[-4:]))  # the labelled-only head's positions
+    assert long.step_peak >= exact.step_peak  # never below the steps drawn exactly
+    # the time of a long run: the drawn steps' mean, over every step
+    t_exact = lorakit.plan_time(cfg, exact.batches)
+    t_long = lorakit.plan_time(cfg, exact.batches, steps=10 * run_plan.EXACT_STEPS)
+    assert t_long.steps == 10 * t_exact.steps and t_long.train_s == pytest.approx(10 * t_exact.train_s)
+    # a bound no drawn batch reaches is planned, and named as the peak's batch
+    monkeypatch.setattr(run_plan, "EXACT_STEPS", 1)
+    short = lorakit.plan(cfg.replace(max_steps=2), device="cpu")
+    assert len(short.batches) == 1 and short.steps == 2 and short.peak_step is None
+    first = lorakit.plan(cfg.replace(max_steps=1), device="cpu")
+    assert short.peak_batch == short.later and short.step_peak > first.step_peak
+    assert short.where.startswith("a batch after step 1 (its longest examples together), 4 x ")
+
+
 @pytest.mark.parametrize("how", ["config-only", "no data", "unreadable"])
 def test_unknown_data_plans_full_length_batches_as_an_upper_bound(how, tmp_path):
     kw = dict(model="tiny-llama", batch_size=2, seq_len=48, max_steps=3)
