@@ -15,7 +15,6 @@ _NAMES = {  # public name -> the module of this room that defines it
     "quantization_error": "quantization",
     "quant_state_bytes": "quantization",
     "QuantizationUnavailable": "quantization",
-    "dense_4bit": "dense_4bit",
     "usual_4bit": "bnb_layout",
 }
 __all__ = sorted(_NAMES)

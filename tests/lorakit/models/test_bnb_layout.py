@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import lorakit
+import lorakit.models.dense_4bit as dense_4bit
 from lorakit.adapters import lora as adapters
 from lorakit.memory import breakdown as memory
-from lorakit.models import dense_4bit
 
 warnings.filterwarnings("ignore")
 TEXT = "The quick brown fox jumps over the lazy dog."

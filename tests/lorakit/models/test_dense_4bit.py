@@ -5,8 +5,8 @@ import warnings
 import pytest
 import torch
 
+import lorakit.models.dense_4bit as D  # the module (its RAM_SHARE), not the function of the same name
 from lorakit.adapters.lora import attach_lora
-from lorakit.models import dense_4bit as D
 from lorakit.models.loading import load_model
 from lorakit.training import evaluation
 
