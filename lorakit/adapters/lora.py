@@ -351,6 +351,7 @@ def _replace_quantized_layers(peft_model):
 
     model = peft_model.get_base_model()
     adapter = peft_model.active_adapter
+    dtypes = set()
     for name, module in list(model.named_modules()):
         has_lora = hasattr(module, "lora_A") and hasattr(module, "base_layer")
         base = module.base_layer if has_lora else module
@@ -360,6 +361,7 @@ def _replace_quantized_layers(peft_model):
         if has_lora and adapter in module.lora_A:
             w = effective_weight(module, adapter, base=w)  # W + s·BA (DoRA: rescaled per output row)
         dtype = getattr(base, "compute_dtype", None) or torch.float32
+        dtypes.add(dtype)
         lin = _plain_layer(base, w.device, dtype)
         with torch.no_grad():
             lin.weight.copy_(w.to(dtype).T if adapter_base.is_conv1d(lin) else w.to(dtype))
@@ -367,6 +369,8 @@ def _replace_quantized_layers(peft_model):
                 lin.bias.copy_(base.bias.to(dtype))
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, lin)
+    if len(dtypes) == 1:
+        _one_dtype(model, dtypes.pop())
     for attr in ("is_loaded_in_4bit", "is_loaded_in_8bit", "is_quantized"):
         if hasattr(model, attr):
             setattr(model, attr, False)
@@ -374,6 +378,20 @@ def _replace_quantized_layers(peft_model):
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model
+
+
+def _one_dtype(model, dtype) -> None:
+    """Every parameter in ``dtype`` but those of the modules the model keeps in fp32 (``_keep_in_fp32_modules``:
+    T5's ``wo``), as a model of that dtype loads. peft's ``prepare_model_for_kbit_training`` put the embeddings,
+    norms and head of a 4-bit base in fp32 for training; next to merged layers in a bf16 compute dtype, the model
+    would feed fp32 activations to bf16 layers and fail ("expected m1 and m2 to have the same dtype")."""
+    keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    for name, module in model.named_modules():
+        if any(name == k or name.endswith("." + k) or f".{k}." in f".{name}." for k in keep):
+            continue
+        for p in module.parameters(recurse=False):
+            if p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
 
 
 def _plain_layer(base, device, dtype):

@@ -143,6 +143,28 @@ def test_merge_matches_the_adapter_model(quant, tol, tmp_path):
     assert (got - want).abs().max().item() < tol
 
 
+def test_a_bf16_qlora_model_merges_into_one_bf16_model_that_runs(tmp_path):
+    """A 4-bit base computing in bf16: peft kept its embeddings and norms in fp32 for training, the merged layers
+    are bf16; the merged model is bf16 throughout (it once fed fp32 activations to bf16 layers and failed)."""
+    lm = lorakit.load_model("tiny-llama", quant="nf4", dtype="bfloat16", device="cpu")
+    enc = batch(lm)
+    pm = adapters.attach_lora(lm.model, rank=8, alpha=16, dropout=0.0, target_modules="all-linear")
+    train_steps(pm, enc)
+    pm.eval()
+    with torch.no_grad():
+        want = pm(**enc).logits.float()
+        merged = adapters.merge_adapter(pm, tmp_path / "merged", tokenizer=lm.tokenizer).eval()
+        got = merged(**enc).logits.float()
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    assert (got - want).abs().max() < 0.02 * want.abs().max()  # bf16 norms now: bf16 noise, no more
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype="auto").eval()  # plain transformers
+    assert reloaded.dtype == torch.bfloat16
+    with torch.no_grad():
+        assert torch.equal(reloaded(**enc).logits.float(), got)
+
+
 @pytest.mark.e2e
 def test_smollm2_r8_on_q_v_has_460800_trainable_parameters():
     lm = lorakit.load_model("smollm2-135m", device="cpu")
