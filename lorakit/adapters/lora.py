@@ -164,7 +164,7 @@ def attach(model, adapter: Adapter, gradient_checkpointing: bool = False, *, ada
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*gradient_checkpointing_enable.*", category=FutureWarning)
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                    gradient_checkpointing_kwargs={"use_reentrant": True})
+                                                    **{_checkpointing_kwargs(): {"use_reentrant": True}})
     elif gradient_checkpointing:
         _checkpointing_on(model)
         model.enable_input_require_grads()
@@ -224,6 +224,18 @@ def _checkpointing_on(model) -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:  # transformers < 5.24
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _checkpointing_kwargs() -> str:
+    """The name ``prepare_model_for_kbit_training`` takes the checkpointing options by: peft 0.22 renamed
+    ``gradient_checkpointing_kwargs`` to ``activation_checkpointing_kwargs`` (the old name warns that it goes)."""
+    import inspect
+
+    from peft import prepare_model_for_kbit_training
+
+    new = "activation_checkpointing_kwargs"
+    known = inspect.signature(prepare_model_for_kbit_training).parameters
+    return new if new in known else "gradient_checkpointing_kwargs"
 
 
 def count_params(model) -> tuple[int, int]:
