@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -225,6 +226,11 @@ def test_studio_in_jupyterlab(lab, tmp_path):
         page.wait_for_selector(".lorakit-studio .lorakit-trainable:has-text('trainable:')", timeout=LONG)
         _train_three_points_then_stop(page, studio, "qlora-nf4-r8")
 
+        # the Memory panel says in one line how the two runs of one model compare
+        verdict = page.locator(".lorakit-studio .lorakit-memory-verdict")
+        verdict.wait_for(timeout=LONG)
+        assert re.fullmatch(r"qlora-nf4-r8 used \d+ % of lora-r8's memory at the step's peak \(.+ vs .+, both on "
+                            r"smollm2-135m\)", verdict.inner_text().strip()), verdict.inner_text()
         # memory chart: five categories, planned next to measured, the LoRA run next to QLoRA
         mem = [p for p in _plots(page) if str(p["title"]).startswith("Memory: steady")]
         assert len(mem) == 1, [p["title"] for p in _plots(page)]
