@@ -26,3 +26,17 @@ def test_the_studio_plan_before_train_is_compares_planned_peak_after(tiny, store
     df = lorakit.compare(store=store_path)
     assert int(df.loc[0, "mem_peak_planned"]) == shown.peak
     assert record.planned_memory.assumes["peak_of"] == shown.assumes["peak_of"]  # the same step named
+
+
+def test_the_studio_keeps_only_its_newest_plans():
+    """The Studio's plan, time and batch caches hold their newest entries only: a session (or a fuzzer) that goes
+    through hundreds of form values does not keep every plan and its per-step batches."""
+    from lorakit.widgets.background import Recent
+
+    kept = Recent(3)
+    for i in range(5):
+        kept[i] = [i] * 10_000
+    assert list(kept) == [2, 3, 4]
+    kept[2] = "again"  # set again: the newest now
+    kept[5] = "new"
+    assert list(kept) == [4, 2, 5] and kept.get(3) is None and kept[2] == "again"
