@@ -399,7 +399,7 @@ def _one_dtype(model, dtype) -> None:
     would feed fp32 activations to bf16 layers and fail ("expected m1 and m2 to have the same dtype")."""
     keep = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
     for name, module in model.named_modules():
-        if any(name == k or name.endswith("." + k) or f".{k}." in f".{name}." for k in keep):
+        if any(f".{k}." in f".{name}." for k in keep):  # the kept module itself, by its last name, or inside it
             continue
         for p in module.parameters(recurse=False):
             if p.is_floating_point() and p.dtype != dtype:
