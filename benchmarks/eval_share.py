@@ -7,7 +7,7 @@ Times one run from its events, so the same script measures any lorakit commit: t
     PYTHONPATH=/tmp/old .venv/bin/python benchmarks/eval_share.py --store /tmp/old.db  # an old checkout
     .venv/bin/python benchmarks/eval_share.py --store /tmp/new.db --warm  # the base's result cached first
 
-Defaults: ``RunConfig()`` (LoRA r8 on smollm2-135m, extract-json, 30 steps, 32 eval examples); ``--demo``:
+Defaults: ``RunConfig()`` (LoRA r8 on smollm2-135m at its recommended values; ``--set quant=nf4``: QLoRA); ``--demo``:
 the LoRA run of ``lorakit demo`` (40 steps, 24 eval examples, learning rate 5e-4), the issue's yardstick.
 """
 from __future__ import annotations
@@ -57,16 +57,29 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=1, help="identical runs in a row")
     p.add_argument("--max-steps", type=int, default=None, help=f"default {RunConfig.max_steps}; --demo: 40")
     p.add_argument("--demo", action="store_true", help="the demo's LoRA run instead of RunConfig()'s")
+    p.add_argument("--set", nargs="*", default=[], help="other RunConfig fields, e.g. quant=nf4 eval_examples=32")
     p.add_argument("--warm", action="store_true",
                    help="first a 1-step run, so the measured runs find the base's result in the store")
     ns = p.parse_args()
     cfg = RunConfig(max_steps=40, eval_examples=24, learning_rate=5e-4) if ns.demo else RunConfig()
+    extra = {k: _number(v) for k, v in (s.split("=", 1) for s in ns.set)}
+    if extra:
+        cfg = cfg.replace(**extra)
     if ns.max_steps is not None:
         cfg = cfg.replace(max_steps=ns.max_steps)
     if ns.warm:
         print(json.dumps(dict(run="warm-up", **measure(cfg.replace(max_steps=1), ns.store))), flush=True)
     for i in range(ns.runs):
         print(json.dumps(dict(run=i + 1, **measure(cfg, ns.store))), flush=True)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 if __name__ == "__main__":

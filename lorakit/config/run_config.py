@@ -70,8 +70,8 @@ class RunConfig:
     """A dataset file's invalid rows: 'error' (stop, naming the first) or 'skip' (leave out, counted)."""
     train_examples: int = 512
     """Number of training examples (built-in tasks generate this many; files are capped at it)."""
-    eval_examples: int = 32
-    """Number of held-out examples for eval loss and the task metric."""
+    eval_examples: int = 16
+    """Held-out examples for eval loss and the task metric (16 keeps evaluation under a fifth of training)."""
     max_steps: Optional[int] = None
     """Optimizer steps to train; None: recommended for the model's task (30; a classifier 40)."""
     batch_size: Optional[int] = None

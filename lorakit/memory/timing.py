@@ -197,7 +197,7 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     ``memory.settings_of(...)``). ``batches``: every step's batch as ``{"batch_size", "seq_len", "labelled"}``
     (``RunPlan.batches``); None: ``steps`` full-length batches (an upper bound where examples are shorter). With
     ``batches``, ``steps`` (``RunPlan.steps``) may be more than them: the later steps are priced at their mean.
-    ``eval_examples``: prompts generated for per pass (default: the config's, else 32); ``eval_prompt_tokens``:
+    ``eval_examples``: prompts generated for per pass (default: the config's, else RunConfig's default); ``eval_prompt_tokens``:
     their mean length (default half of ``seq_len``); ``eval_new_tokens``: the answer budget decoded (greedy stops
     at the end of the longest answer of a batch: an upper bound); ``eval_passes``: 2 (before and after training),
     1 where the base's result is kept from an earlier run, 0 with no evaluation.
@@ -228,7 +228,7 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     drawn = sum(shapes.values())
     step_s = sum(works[k].seconds(cal) * n for k, n in shapes.items()) / drawn
     train_s = step_s * steps
-    examples = eval_examples if eval_examples is not None else (cfg.eval_examples if cfg else 32)
+    examples = eval_examples if eval_examples is not None else (cfg.eval_examples if cfg else _default_eval_examples())
     prompt = eval_prompt_tokens or max(1, p.step.seq_len // 2)
     eval_s = eval_passes * generation_seconds(p, cal, examples, prompt, eval_new_tokens) if eval_passes else 0.0
     if eval_passes:  # the eval-loss pass after training: a forward of every eval example
@@ -290,3 +290,9 @@ def remaining_seconds(steps_done: int, max_steps: int, elapsed_s: float, eval_s:
     if steps_done < 1 or elapsed_s <= 0:
         return None
     return max(0, max_steps - steps_done) * elapsed_s / steps_done + max(0.0, eval_s)
+
+
+def _default_eval_examples() -> int:
+    from lorakit.config.run_config import RunConfig
+
+    return RunConfig.eval_examples
