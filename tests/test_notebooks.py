@@ -9,6 +9,7 @@ notebooks, on an exercise check that is not green. Select or skip with ``-m note
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -25,6 +26,9 @@ WORKSHOP = (
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 # Library warnings and tqdm bars must not reach a learner's screen.
 FORBIDDEN = ("Warning", "warn(", "it/s", "%|")
+# torch's C++ side logs to file descriptor 2 as "[W1207 20:37:17.572635138 CPUAllocator.cpp:245] ...": a kernel
+# puts that in the cell too
+CPP_LOG = re.compile(r"\[[WE]\d{4} \d{2}:\d{2}:\d{2}")
 # Outputs that are data for a renderer, not text a person reads.
 SKIPPED_MIMETYPES = ("application/vnd.plotly.v1+json", "image/png", "image/jpeg", "image/svg+xml",
                      "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
@@ -104,6 +108,8 @@ def test_notebook_executes_cleanly(path, tmp_path, monkeypatch):
                     if bad in text:
                         at = text.index(bad)
                         problems.append(f"cell {i}: {bad!r} in output: ...{text[max(0, at - 150):at + 150]}...")
+                if CPP_LOG.search(text):
+                    problems.append(f"cell {i}: a C++ log line in output: {text.strip()[:300]}")
                 if path.stem in WORKSHOP and "❌" in text:
                     problems.append(f"cell {i}: an exercise check is red: {text.strip()[:300]}")
     assert not problems, f"{path.name}:\n" + "\n".join(problems)

@@ -91,6 +91,47 @@ def _quiet_profiler():
             os.close(saved)
 
 
+# torch's CPU allocator logs this (to file descriptor 2, every 1000th time) when a block allocated before the
+# profiler started is freed while it records: every recorded training step frees some. It is about the
+# profiler's own bookkeeping, not the user's run, and it reached notebook cells ("[W1207 ... CPUAllocator.cpp:245]").
+_ALLOCATOR_NOTICE = b"Memory block of unknown size was allocated before the profiling started"
+
+
+class _StderrSieve:
+    """While the profiler records, file descriptor 2 goes to a temporary file; when it stops, every line
+    written meanwhile is passed on except the allocator's notice (delayed by the recorded steps, not lost)."""
+
+    def __init__(self):
+        self._saved: Optional[int] = None
+        self._file = None
+
+    def begin(self) -> None:
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            file = tempfile.TemporaryFile()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no fd 2 to redirect (an embedded interpreter): leave it alone
+            return
+        self._saved, self._file = saved, file
+        os.dup2(file.fileno(), 2)
+
+    def end(self) -> None:
+        if self._saved is None:
+            return
+        saved, file, self._saved, self._file = self._saved, self._file, None, None
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        file.seek(0)
+        kept = b"".join(line for line in file if _ALLOCATOR_NOTICE not in line)
+        file.close()
+        if kept:
+            os.write(2, kept)
+
+
 _RECORDING: "weakref.WeakSet[StepPeak]" = weakref.WeakSet()
 
 
@@ -116,6 +157,7 @@ class StepPeak:
         self.cuda = self.device.startswith("cuda")
         self.reading: Optional[PeakReading] = None
         self.error: Optional[str] = None
+        self._sieve = _StderrSieve()
         self._prof = None
         self._resident = 0
         self._phase_peaks: dict[str, int] = {}
@@ -148,6 +190,7 @@ class StepPeak:
             with _quiet_profiler():
                 self._prof.__enter__()
             _RECORDING.add(self)
+            self._sieve.begin()
         except Exception as exc:  # noqa: BLE001 - e.g. another profiler already running: no peak, say why
             self._prof, self._started = None, False
             self.error = f"could not record the step's peak ({type(exc).__name__}: {exc})"
@@ -188,8 +231,11 @@ class StepPeak:
         _RECORDING.discard(self)
         if prof is None:
             return None, []
-        with _quiet_profiler():
-            prof.__exit__(None, None, None)
+        try:
+            with _quiet_profiler():
+                prof.__exit__(None, None, None)
+        finally:
+            self._sieve.end()
         levels, rise, where = cpu_levels(prof)  # the whole trajectory, each allocation's phase
         return PeakReading(peak=self._resident + rise, peak_at=where), levels
 
