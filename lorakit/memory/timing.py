@@ -197,10 +197,10 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     ``memory.settings_of(...)``). ``batches``: every step's batch as ``{"batch_size", "seq_len", "labelled"}``
     (``RunPlan.batches``); None: ``steps`` full-length batches (an upper bound where examples are shorter). With
     ``batches``, ``steps`` (``RunPlan.steps``) may be more than them: the later steps are priced at their mean.
-    ``eval_examples``: prompts generated for per pass (default: the config's, else RunConfig's default); ``eval_prompt_tokens``:
-    their mean length (default half of ``seq_len``); ``eval_new_tokens``: the answer budget decoded (greedy stops
-    at the end of the longest answer of a batch: an upper bound); ``eval_passes``: 2 (before and after training),
-    1 where the base's result is kept from an earlier run, 0 with no evaluation.
+    ``eval_examples``: prompts generated for per pass (default: the config's, else RunConfig's);
+    ``eval_prompt_tokens``: their mean length (default half of ``seq_len``); ``eval_new_tokens``: the answer budget
+    decoded (greedy stops at the end of the longest answer of a batch: an upper bound); ``eval_passes``: 2 (before
+    and after training), 1 where the base's result is kept from an earlier run, 0 with no evaluation.
     ``calibration``: the speeds to price with (default: this machine's, measured once and kept).
     """
     from lorakit.config.parts import Settings
