@@ -163,7 +163,7 @@ def test_smollm2_labels_and_lengths():
     tok = lorakit.load_model("smollm2-135m").tokenizer
     bundle = build_data(RunConfig(), tok)
     s = bundle.stats
-    assert (s["n_train"], s["n_eval"]) == (512, 32)
+    assert (s["n_train"], s["n_eval"]) == (512, RunConfig.eval_examples) == (512, 16)
     assert s["truncated_train"] == 0 and s["max_len"] <= 128  # the default task fits the default seq_len
     for ex, raw in zip(bundle.train.select(range(5)), bundle.train_raw, strict=False):  # the first five
         n_prompt = prompt_len(tok, raw["messages"])

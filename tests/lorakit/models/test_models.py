@@ -102,7 +102,7 @@ def test_tiny_llama_trains_every_builtin_task_with_the_defaults(task, tmp_path):
     from lorakit.data import build_data
 
     stats = build_data(lorakit.RunConfig(model="tiny-llama", dataset=task), tiny_llama.tiny_tokenizer()).stats
-    assert (stats["n_train"], stats["n_eval"]) == (512, 32)
+    assert (stats["n_train"], stats["n_eval"]) == (512, lorakit.RunConfig.eval_examples)
     assert stats["truncated_train"] == stats["truncated_eval"] == 0 and stats["max_len"] <= 100  # room to spare
 
 
