@@ -111,11 +111,18 @@ class _StderrSieve:
         try:
             sys.stderr.flush()
             file = tempfile.TemporaryFile()
+        except (OSError, ValueError):  # no temporary file to be had: leave fd 2 alone
+            return
+        saved = None
+        try:
             saved = os.dup(2)
-        except (OSError, ValueError):  # no fd 2 to redirect (an embedded interpreter): leave it alone
+            os.dup2(file.fileno(), 2)
+        except OSError:  # no fd 2 to redirect (an embedded interpreter): leave it alone
+            if saved is not None:
+                os.close(saved)
+            file.close()
             return
         self._saved, self._file = saved, file
-        os.dup2(file.fileno(), 2)
 
     def end(self) -> None:
         if self._saved is None:
