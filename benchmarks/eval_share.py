@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import lorakit
 from lorakit.config.run_config import RunConfig
@@ -62,7 +64,10 @@ def main() -> None:
                    help="first a 1-step run, so the measured runs find the base's result in the store")
     ns = p.parse_args()
     cfg = RunConfig(max_steps=40, eval_examples=24, learning_rate=5e-4) if ns.demo else RunConfig()
-    extra = {k: _number(v) for k, v in (s.split("=", 1) for s in ns.set)}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run through at_checkout.py
+    from recommended_defaults import field_values
+
+    extra = field_values(ns.set)
     if extra:
         cfg = cfg.replace(**extra)
     if ns.max_steps is not None:
@@ -71,15 +76,6 @@ def main() -> None:
         print(json.dumps(dict(run="warm-up", **measure(cfg.replace(max_steps=1), ns.store))), flush=True)
     for i in range(ns.runs):
         print(json.dumps(dict(run=i + 1, **measure(cfg, ns.store))), flush=True)
-
-
-def _number(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 if __name__ == "__main__":

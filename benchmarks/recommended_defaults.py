@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--set", nargs="*", default=[], help="other RunConfig fields, e.g. max_steps=40 batch_size=8")
     ns = p.parse_args()
-    extra = {k: _number(v) for k, v in (s.split("=", 1) for s in ns.set)}
+    extra = field_values(ns.set)
     store = str(Path(tempfile.mkdtemp(prefix="lorakit-defaults-")) / "runs.db")
     print("| model | method | lr | seed | steps x batch | metric before -> after | eval loss | wall s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -47,6 +47,12 @@ def main() -> None:
                 print(f"| {ns.model} | {method} | {cfg.learning_rate:g} | {seed} | {cfg.max_steps} x {cfg.batch_size}"
                       f" | {_f(run.task_metric_before)} -> {_f(run.task_metric)} | {_f(run.eval_loss)} | {wall:.0f} |",
                       flush=True)
+
+
+def field_values(pairs: list[str]) -> dict:
+    """``["max_steps=40", "quant=nf4"]`` -> ``{"max_steps": 40, "quant": "nf4"}`` (ints and floats as numbers);
+    the ``--set`` of this script and of ``eval_share.py``."""
+    return {k: _number(v) for k, v in (pair.split("=", 1) for pair in pairs)}
 
 
 def _number(text: str):
