@@ -204,6 +204,7 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     ``calibration``: the speeds to price with (default: this machine's, measured once and kept).
     """
     from lorakit.config.parts import Settings
+    from lorakit.config.run_config import RunConfig
     from lorakit.memory.planner import config_settings, planning
 
     if isinstance(settings_or_cfg, Settings):
@@ -228,7 +229,7 @@ def plan_time(settings_or_cfg, batches: Optional[list] = None, *, steps: Optiona
     drawn = sum(shapes.values())
     step_s = sum(works[k].seconds(cal) * n for k, n in shapes.items()) / drawn
     train_s = step_s * steps
-    examples = eval_examples if eval_examples is not None else (cfg.eval_examples if cfg else _default_eval_examples())
+    examples = eval_examples if eval_examples is not None else (cfg or RunConfig).eval_examples
     prompt = eval_prompt_tokens or max(1, p.step.seq_len // 2)
     eval_s = eval_passes * generation_seconds(p, cal, examples, prompt, eval_new_tokens) if eval_passes else 0.0
     if eval_passes:  # the eval-loss pass after training: a forward of every eval example
@@ -290,9 +291,3 @@ def remaining_seconds(steps_done: int, max_steps: int, elapsed_s: float, eval_s:
     if steps_done < 1 or elapsed_s <= 0:
         return None
     return max(0, max_steps - steps_done) * elapsed_s / steps_done + max(0.0, eval_s)
-
-
-def _default_eval_examples() -> int:
-    from lorakit.config.run_config import RunConfig
-
-    return RunConfig.eval_examples
