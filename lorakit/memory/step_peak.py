@@ -28,7 +28,7 @@ import sys
 import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from lorakit.memory.timeline import PhaseLevel, cpu_levels, measured_timeline
 
@@ -70,38 +70,13 @@ def phase_of(op_names: list[str]) -> str:
     return "forward"
 
 
-@contextlib.contextmanager
-def _quiet_profiler():
-    """Silence what the profiler's C++ side prints on start and stop (kineto's "USDT: ...
-    profiler_start" lines go to file descriptor 2, past Python's sys.stderr, into notebook cells)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):
-            yield
-            return
-        try:
-            with open(os.devnull, "w") as null:
-                os.dup2(null.fileno(), 2)
-                yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-# torch's CPU allocator logs this (to file descriptor 2, every 1000th time) when a block allocated before the
-# profiler started is freed while it records: every recorded training step frees some. It is about the
-# profiler's own bookkeeping, not the user's run, and it reached notebook cells ("[W1207 ... CPUAllocator.cpp:245]").
-_ALLOCATOR_NOTICE = b"Memory block of unknown size was allocated before the profiling started"
-
-
 class _StderrSieve:
-    """While the profiler records, file descriptor 2 goes to a temporary file; when it stops, every line
-    written meanwhile is passed on except the allocator's notice (delayed by the recorded steps, not lost)."""
+    """From ``begin`` to ``end``, file descriptor 2 goes to a temporary file (torch's C++ side writes there, past
+    Python's sys.stderr, into notebook cells); at ``end`` every line written meanwhile is passed on unless ``drop``
+    says otherwise (delayed, not lost)."""
 
-    def __init__(self):
+    def __init__(self, drop: Callable[[bytes], bool]):
+        self.drop = drop
         self._saved: Optional[int] = None
         self._file = None
 
@@ -133,10 +108,33 @@ class _StderrSieve:
         os.dup2(saved, 2)
         os.close(saved)
         file.seek(0)
-        kept = b"".join(line for line in file if _ALLOCATOR_NOTICE not in line)
+        kept = b"".join(line for line in file if not self.drop(line))
         file.close()
         if kept:
             os.write(2, kept)
+
+
+@contextlib.contextmanager
+def _quiet_profiler():
+    """Silence what the profiler's C++ side prints on start and stop (kineto's "USDT: ... profiler_start" lines)."""
+    sieve = _StderrSieve(drop=lambda line: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sieve.begin()
+        try:
+            yield
+        finally:
+            sieve.end()
+
+
+# torch's CPU allocator logs this (to file descriptor 2, every 1000th time) when a block allocated before the
+# profiler started is freed while it records: every recorded training step frees some. It is about the
+# profiler's own bookkeeping, not the user's run, and it reached notebook cells ("[W1207 ... CPUAllocator.cpp:245]").
+_ALLOCATOR_NOTICE = b"Memory block of unknown size was allocated before the profiling started"
+
+
+def _allocator_notice(line: bytes) -> bool:
+    return _ALLOCATOR_NOTICE in line
 
 
 _RECORDING: "weakref.WeakSet[StepPeak]" = weakref.WeakSet()
@@ -164,7 +162,7 @@ class StepPeak:
         self.cuda = self.device.startswith("cuda")
         self.reading: Optional[PeakReading] = None
         self.error: Optional[str] = None
-        self._sieve = _StderrSieve()
+        self._sieve = _StderrSieve(drop=_allocator_notice)  # while the profiler records
         self._prof = None
         self._resident = 0
         self._phase_peaks: dict[str, int] = {}
