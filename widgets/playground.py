@@ -258,13 +258,15 @@ class PlaygroundControl:
                     col.state = "stopped"
                     continue
                 self._answer(session, col, settings, stop)
-            done = "Stopped." if stop.is_set() else "Done."
-            self._say("warn" if stop.is_set() else "success", f"{done} {self._summary()}")
+            stopped = any(c.state == "stopped" for c in self.columns)
+            # set, not said: the redraw below draws the columns' final state, then this line
+            self.status = ("warn", f"Stopped. {self._summary()}") if stopped else \
+                ("success", f"Done. {self._summary()}")
         except Exception as exc:  # noqa: BLE001 - said in the panel, never a silent thread
             for col in self.columns:
                 if col.state in ("waiting", "writing"):
                     col.state = "failed"
-            self._say("error", f"Generate failed: {error_text(exc)}")
+            self.status = ("error", f"Generate failed: {error_text(exc)}")
         finally:
             self._running = False
             self.c._notify("playground")

@@ -336,7 +336,8 @@ ANSWERS_JS = "() => Array.from(document.querySelectorAll('.lorakit-playground-an
 
 def test_playground_in_jupyterlab(lab, tmp_path):
     """Type a prompt, press Generate: two adapter columns fill token by token (three or more intermediate
-    states seen in the page), then Stop ends the answer being written."""
+    states seen in the page), then Stop ends the answer being written. A third column makes the check hold
+    whatever the model writes: even if the second answer ends (EOS) just before the click, the third is stopped."""
     sys.path.insert(0, str(REPO / "tests" / "support"))  # the server's kernel too: pytest's pythonpath is ours only
     from playground_support import stored_run
 
@@ -344,7 +345,7 @@ def test_playground_in_jupyterlab(lab, tmp_path):
 
     url, root = lab
     with RunStore(root / "lorakit_runs.db") as st:  # the lab's LORAKIT_STORE
-        ids = [stored_run(st, seed=1).run_id, stored_run(st, seed=2).run_id]
+        ids = [stored_run(st, seed=seed).run_id for seed in (1, 2, 3)]
     _notebook(root / "playground.ipynb", PLAYGROUND_CELL)
     with _run_all_cells(url, "playground.ipynb") as page:
         panel = page.locator(".lorakit-playground-prompt")
@@ -352,7 +353,7 @@ def test_playground_in_jupyterlab(lab, tmp_path):
         page.locator(".lorakit-playground-prompt textarea").fill("Anna is 31 and lives in Oslo.")
         page.locator(".widget-select-multiple select").select_option(value=None, label=[
             o for o in page.locator(".widget-select-multiple select option").all_inner_texts()
-            if o.startswith(ids[0]) or o.startswith(ids[1])])
+            if o.startswith(tuple(ids))])
         number = page.locator(".widget-inline-hbox:has-text('max new tokens') input")
         number.fill("300")
         number.press("Enter")
@@ -361,7 +362,7 @@ def test_playground_in_jupyterlab(lab, tmp_path):
         deadline = time.monotonic() + LONG / MS
         while True:
             texts = page.evaluate(ANSWERS_JS)
-            if len(texts) == 2 and (not seen or seen[-1] != texts):
+            if len(texts) == 3 and (not seen or seen[-1] != texts):
                 seen.append(texts)
             # the second column has grown through three states: both have filled progressively; press Stop
             if len({s[1] for s in seen if s[1].strip()}) >= 3:
@@ -373,6 +374,7 @@ def test_playground_in_jupyterlab(lab, tmp_path):
         first = [s[0] for s in seen if s[0].strip()]
         assert len(set(first)) >= 3, first[:5]  # the first column, too, was seen part-written
         assert all(a.startswith(b) for a, b in zip(first[1:], first[:-1], strict=False))  # growing, never rewritten
+        page.wait_for_selector(".lorakit-playground-columns:has-text('stopped')", timeout=LONG)
         heads = page.locator(".lorakit-playground-columns").inner_text()
-        assert "stopped" in heads and "tok/s" in heads
+        assert "done" in heads and "tok/s" in heads, heads  # the first answer finished, with its rate
         page.screenshot(path=str(tmp_path / "playground.png"))

@@ -50,6 +50,24 @@ def test_generate_fills_every_chosen_column_with_its_models_answer(runs):
     pg.controller.close() if hasattr(pg.controller, "close") else None
 
 
+def test_the_final_status_shows_only_after_every_column_shows_its_final_state(runs):
+    """The page gets the columns' last redraw before "Done.": with the throttle's trailing redraw held off
+    (a 60 s interval), the heads must still read "done" by the time the status says so."""
+    from lorakit.widgets import Playground
+
+    path, ids, _, _ = runs
+    pg = Playground(store=path, model="tiny-llama", interval=60)
+    pg.columns_pick.value = ("base", ids[0])
+    pg.max_new_tokens.value = 8
+    pg.prompt.value = PROMPT
+    heads_at_done = []
+    pg.status.observe(lambda ch: heads_at_done.append([pg._cells[n][0].value for n in ("base", ids[0])])
+                      if "Done." in ch["new"] else None, names="value")
+    pg.click_generate()
+    assert pg.play.wait(WAIT) and "Done." in pg.status_text
+    assert heads_at_done and all(">done<" in h for h in heads_at_done[0]), heads_at_done
+
+
 def test_stop_ends_the_answer_and_skips_the_columns_not_started(runs):
     path, ids, _, _ = runs
     pg = _panel(path)

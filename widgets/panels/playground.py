@@ -105,8 +105,8 @@ class PlaygroundPanel(Panel):
             f'<div style="font-size:11px;color:#777">{html.escape(rid)}: {html.escape(why)}</div>'
             for rid, why in p.unavailable())
         self.memory.value = f'<span style="font-size:12px;color:#555">{html.escape(p.memory_text)}</span>'
+        self._redraw_columns()  # before the status: "Done." / "Stopped." never shows above a column still writing
         self._redraw_status()
-        self._redraw_columns()
 
     def _redraw_status(self) -> None:
         p = self.play
