@@ -20,8 +20,6 @@ FORM_FIELDS = (
 )
 # The values the data depends on: changing any of them makes a preview or a data check stale.
 DATA_FIELDS = ("model", "dataset", "seq_len", "train_examples", "eval_examples")
-# The values the recommended ones depend on (``lorakit.config.recommend``): changing one re-recommends the others.
-RECOMMENDING = ("model", "method", "quant", "task")
 # The ranks the Studio's rank slider offers; a rank set from code outside them (Studio(rank=12)) is
 # valid LoRA and becomes one extra stop on the slider rather than a refusal.
 RANKS = tuple(2 ** i for i in range(9))  # 1 … 256
@@ -68,12 +66,15 @@ class Form:
         if "model" in changes and "dataset" not in changes and recommend.data_kind_problem(
                 basis.get("dataset"), basis.get("model"), basis.get("task", "")):
             self.recommended.add("dataset")  # a task the new model cannot train: it follows the model again
+        # the steps follow the task: the one chosen, or (when the task follows the model too) the recommended one
+        data = "" if "dataset" in self.recommended else basis.get("dataset", "")
         rec = recommend.recommended(basis.get("model"), basis.get("method"), basis.get("quant"),
-                                    basis.get("task", ""))
+                                    basis.get("task", ""), data)
         return {k: rec[k] for k in self.recommended if k in self.values and self.values[k] != rec[k]}
 
     def recommended_note(self) -> str:
-        """'steps, batch size, learning rate: recommended for minilm-l6 (LoRA)', or '' when none follow."""
+        """'steps, batch size, learning rate: recommended for minilm-l6 (LoRA)' (', on sort-words' where the
+        steps follow the task), or '' when none follow."""
         names = {"max_steps": "steps", "batch_size": "batch size", "learning_rate": "learning rate",
                  "dataset": "task"}
         shown = [label for k, label in names.items() if k in self.recommended and k in self.values]
@@ -82,7 +83,8 @@ class Form:
         v = self.values
         kind = {"lora": "LoRA", "qlora": "QLoRA", "full": "full fine-tuning"}[recommend.method_kind(v["method"],
                                                                                                   v["quant"])]
-        return f"{', '.join(shown)}: recommended for {v['model']} ({kind})"
+        on = f" on {v['dataset']}" if "max_steps" in self.recommended and v["dataset"] in recommend.TASK_STEPS else ""
+        return f"{', '.join(shown)}: recommended for {v['model']} ({kind}){on}"
 
     def changed(self, changes: dict) -> dict:
         """The ``changes`` (widget values) that differ from the form, as RunConfig values; not applied."""

@@ -73,7 +73,7 @@ class RunConfig:
     eval_examples: int = 16
     """Held-out examples for eval loss and the task metric (16 keeps evaluation under a fifth of training)."""
     max_steps: Optional[int] = None
-    """Optimizer steps to train; None: recommended for the model's task (30; a classifier 40)."""
+    """Optimizer steps to train; None: recommended for the task (30; a classifier 40; sort-words, arithmetic 100)."""
     batch_size: Optional[int] = None
     """Examples per step; None: recommended for the model's task (4; a classifier 8)."""
     seq_len: int = 128
@@ -130,7 +130,7 @@ class RunConfig:
         again for the new model, while values the user gave always win."""
         unset = [name for name in recommend.RECOMMENDED_FIELDS if getattr(self, name) in (None, "")]
         if unset:
-            values = recommend.recommended(self.model, self.method, self.quant, self.task)
+            values = recommend.recommended(self.model, self.method, self.quant, self.task, self.dataset)
             for name in unset:
                 object.__setattr__(self, name, values[name])
         object.__setattr__(self, "_recommended", frozenset(unset))

@@ -365,6 +365,23 @@ def test_the_train_panel_follows_the_models_recommended_values_until_the_user_se
     assert c.values["learning_rate"] == 1e-4 and "(full fine-tuning)" in train.recommended.value
 
 
+def test_the_steps_follow_the_task_picked_until_the_user_sets_them():
+    """sort-words and arithmetic need 100 steps where the other decoder tasks learn in 30 (RESULTS.md)."""
+    from lorakit.widgets import StudioController
+    from lorakit.widgets.panels import DataPanel, TrainPanel
+
+    c = StudioController(store=False)
+    train, data = TrainPanel(c), DataPanel(c)
+    data.task.value = "sort-words"
+    assert train.max_steps.value == 100 and "recommended for smollm2-135m (LoRA) on sort-words" in \
+        train.recommended.value
+    data.task.value = "date-iso"
+    assert train.max_steps.value == 30 and "on date-iso" not in train.recommended.value
+    train.max_steps.value = 12  # typed by the user: the task no longer changes it
+    data.task.value = "arithmetic"
+    assert c.values["max_steps"] == 12 and c.config().max_steps == 12
+
+
 def test_data_preview_says_which_format_it_detected(tiny, tmp_path):
     from lorakit.widgets import DataPanel
 
