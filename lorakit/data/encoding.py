@@ -24,15 +24,28 @@ def encode_example(tokenizer, messages: list, answer: str, seq_len: int, eot: Op
     Returns input_ids, attention_mask, labels, plus ``truncated`` (the example was longer than
     seq_len) and ``answer_tokens`` (answer tokens left after truncation; 0 means drop it).
     """
+    return {k: v[0] for k, v in encode_examples(tokenizer, [messages], [answer], seq_len, eot).items()}
+
+
+def encode_examples(tokenizer, messages: list, answers: list, seq_len: int, eot: Optional[str] = None) -> dict:
+    """``encode_example`` for many examples at once, as columns (one list per key): the prompts and the
+    answers each go through the tokenizer as one batch (a fast tokenizer's ``encode_batch``: 512 examples in
+    ~0.1 s, where one call per example took ~0.5 s)."""
+    out = {k: [] for k in ("input_ids", "attention_mask", "labels", "truncated", "answer_tokens")}
+    if not messages:
+        return out
     eot = end_of_turn(tokenizer) if eot is None else eot
-    p_ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
-    a_ids = tokenizer(answer + eot, add_special_tokens=False)["input_ids"]
-    ids = p_ids + a_ids
-    labels = [IGNORE_INDEX] * len(p_ids) + list(a_ids)
-    truncated = len(ids) > seq_len
-    ids, labels = ids[:seq_len], labels[:seq_len]
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels,
-            "truncated": truncated, "answer_tokens": sum(label != IGNORE_INDEX for label in labels)}
+    prompts = tokenizer([prompt_text(tokenizer, m) for m in messages], add_special_tokens=False)["input_ids"]
+    replies = tokenizer([a + eot for a in answers], add_special_tokens=False)["input_ids"]
+    for p_ids, a_ids in zip(prompts, replies, strict=True):
+        ids, labels = p_ids + a_ids, [IGNORE_INDEX] * len(p_ids) + list(a_ids)
+        out["truncated"].append(len(ids) > seq_len)
+        ids, labels = ids[:seq_len], labels[:seq_len]
+        out["input_ids"].append(ids)
+        out["attention_mask"].append([1] * len(ids))
+        out["labels"].append(labels)
+        out["answer_tokens"].append(sum(label != IGNORE_INDEX for label in labels))
+    return out
 
 
 def encode_rows(tokenizer, rows: list[dict], seq_len: int, eot: Optional[str] = None):
@@ -40,25 +53,15 @@ def encode_rows(tokenizer, rows: list[dict], seq_len: int, eot: Optional[str] = 
     lost their whole answer: (dataset, how many were truncated, how many dropped)."""
     import datasets
 
-    eot = end_of_turn(tokenizer) if eot is None else eot
-
-    def encode(batch):
-        out = {k: [] for k in ("input_ids", "attention_mask", "labels", "truncated", "answer_tokens")}
-        for messages, answer in zip(batch["messages"], batch["answer"], strict=True):
-            enc = encode_example(tokenizer, messages, answer, seq_len, eot)
-            for k in out:
-                out[k].append(enc[k])
-        return out
-
-    with progress_bars_off("datasets"):  # no "Map: 100%" bars in notebook output
-        raw = datasets.Dataset.from_list([{"messages": r["messages"], "answer": r["answer"]} for r in rows])
-        enc = raw.map(encode, batched=True, remove_columns=raw.column_names)
-        truncated = sum(enc["truncated"])
-        keep = [i for i, n in enumerate(enc["answer_tokens"]) if n > 0]
-        dropped = len(enc) - len(keep)
-        if dropped:
-            enc = enc.select(keep)
-        return enc.remove_columns(["truncated", "answer_tokens"]), truncated, dropped
+    enc = encode_examples(tokenizer, [r["messages"] for r in rows], [r["answer"] for r in rows], seq_len, eot)
+    keep = [i for i, n in enumerate(enc["answer_tokens"]) if n > 0]
+    # the column types datasets' own map gives a tokenizer's output (and an empty set too)
+    features = datasets.Features({"input_ids": datasets.Sequence(datasets.Value("int32")),
+                                  "attention_mask": datasets.Sequence(datasets.Value("int8")),
+                                  "labels": datasets.Sequence(datasets.Value("int64"))})
+    with progress_bars_off("datasets"):
+        data = datasets.Dataset.from_dict({k: [enc[k][i] for i in keep] for k in features}, features=features)
+    return data, sum(enc["truncated"]), len(rows) - len(keep)
 
 
 def encode_labelled(tokenizer, rows: list[dict], seq_len: int, labels: tuple):
