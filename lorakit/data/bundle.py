@@ -66,7 +66,8 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
         notes.append(f"{train_truncated} train and {eval_truncated} eval examples were longer than "
                      f"seq_len={cfg.seq_len} and were truncated ({train_dropped} + {eval_dropped} "
                      "dropped: nothing of the answer was left)")
-    train_lengths = [len(x) for x in train["input_ids"]]
+    columns = train[:]  # every row's lists at once (a column read row by row formats each row: ~10x slower)
+    train_lengths = [len(x) for x in columns["input_ids"]]
     stats = {
         "source": source,
         "format": found.format_label,  # the user data's format as detected from its columns ("" for a task)
@@ -77,7 +78,7 @@ def build_data(cfg, tokenizer, task_kind: str = "") -> DataBundle:
         "dropped_train": train_dropped,
         "dropped_eval": eval_dropped,
         "train_tokens": sum(train_lengths),
-        "loss_tokens": sum(sum(1 for t in lab if t != IGNORE_INDEX) for lab in train["labels"]),
+        "loss_tokens": sum(sum(1 for t in lab if t != IGNORE_INDEX) for lab in columns["labels"]),
         "max_len": max(train_lengths),
         "mean_len": sum(train_lengths) / len(train_lengths),
         "seq_len": cfg.seq_len,

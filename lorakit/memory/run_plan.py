@@ -164,15 +164,15 @@ def run_data(cfg, data: bool = True) -> RunData:
 
 def data_of(bundle, cfg) -> RunData:
     """A built ``DataBundle``'s training examples as ``RunData``."""
-    train = bundle.train
-    labels = train["labels"]
+    columns = bundle.train[:]  # every row's lists at once, not row by row
+    labels = columns["labels"]
     labelled = None
     if cfg.shape.labelled_head and labels and isinstance(labels[0], list):  # a classifier's labels: one int each
         from lorakit.data import IGNORE_INDEX
 
         labelled = [sum(t != IGNORE_INDEX for t in lab[1:]) for lab in labels]  # shifted as the loss shifts
     num_labels = len(bundle.labels) if bundle.kind == "classification" else None
-    return RunData([len(ids) for ids in train["input_ids"]], labelled, num_labels)
+    return RunData([len(ids) for ids in columns["input_ids"]], labelled, num_labels)
 
 
 def plan_known(cfg, data: RunData, device: str, batch_size: Optional[int] = None) -> RunPlan:
