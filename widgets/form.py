@@ -83,7 +83,8 @@ class Form:
         v = self.values
         kind = {"lora": "LoRA", "qlora": "QLoRA", "full": "full fine-tuning"}[recommend.method_kind(v["method"],
                                                                                                   v["quant"])]
-        on = f" on {v['dataset']}" if "max_steps" in self.recommended and v["dataset"] in recommend.TASK_STEPS else ""
+        follows_task = self.recommended & {"max_steps", "learning_rate"} and v["dataset"] in recommend.TASK_STEPS
+        on = f" on {v['dataset']}" if follows_task else ""
         return f"{', '.join(shown)}: recommended for {v['model']} ({kind}){on}"
 
     def changed(self, changes: dict) -> dict:

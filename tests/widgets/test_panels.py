@@ -375,6 +375,10 @@ def test_the_steps_follow_the_task_picked_until_the_user_sets_them():
     data.task.value = "sort-words"
     assert train.max_steps.value == 100 and "recommended for smollm2-135m (LoRA) on sort-words" in \
         train.recommended.value
+    c.set(quant="nf4")  # QLoRA learns sort-words at 4e-3 (RESULTS.md), LoRA at the family's 2e-3
+    assert train.learning_rate.value == 4e-3 and "(QLoRA) on sort-words" in train.recommended.value
+    c.set(quant="none")
+    assert train.learning_rate.value == 2e-3
     data.task.value = "date-iso"
     assert train.max_steps.value == 30 and "on date-iso" not in train.recommended.value
     train.max_steps.value = 12  # typed by the user: the task no longer changes it

@@ -32,6 +32,14 @@ def test_a_task_no_method_learns_in_30_steps_gets_the_steps_it_was_measured_to_n
     assert RunConfig(max_steps=30).replace(dataset="arithmetic").max_steps == 30
 
 
+def test_the_rates_a_tasks_own_runs_learned_at_win_over_the_familys():
+    assert RunConfig(dataset="sort-words", quant="nf4").learning_rate == 4e-3  # QLoRA: 0.03 at 2e-3, 0.19 at 4e-3
+    assert RunConfig(dataset="sort-words").learning_rate == 2e-3  # LoRA learns it at the family's rate
+    assert RunConfig(dataset="arithmetic", method="full").learning_rate == 1e-4  # 0.00 at 2e-4 and 5e-4
+    assert RunConfig(dataset="arithmetic", method="full").replace(dataset="extract-json").learning_rate == 2e-4
+    assert RunConfig(dataset="arithmetic", method="full", learning_rate=3e-4).learning_rate == 3e-4  # given: kept
+
+
 @pytest.mark.parametrize("method, quant, lr", [("lora", "none", 3e-3), ("lora", "nf4", 3e-3), ("full", "none", 1e-4)])
 def test_changing_only_the_model_to_a_classifier_gives_a_run_that_can_train(method, quant, lr):
     cfg = RunConfig(model="minilm-l6", method=method, quant=quant)
