@@ -118,7 +118,8 @@ def main() -> None:
               f"   load {row['load_pred_s']:.1f} / {row['load_meas_s']:.1f} s   load avg {row['load_before']}->"
               f"{row['load_after']}   cal {c['train_gflops']} GFLOP/s (decode {c['decode_gflops']}), "
               f"ew {c['elementwise_gbs']} GB/s, dequant {c['dequant_gbs']} GB/s, adamw {c['adamw_ns_per_param']} "
-              f"ns/param, layer {c['layer_overhead_s'] * 1e3:.2f} ms", flush=True)
+              f"ns/param, layer {c['layer_overhead_s'] * 1e3:.2f} ms, attention {c['attention_gflops']} GFLOP/s, "
+              f"dropout {c['dropout_ns_per_element']} ns/element", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 ``calibrate`` times, in a few seconds: a matmul at the model's training shape (256 tokens through an MLP
 projection) and at its decoding shape (32 rows, one generation batch), an elementwise op over activations, a
-4-bit dequantization with bitsandbytes (its CPU path here), an AdamW step per parameter and the fixed cost of
-one small layer's forward and backward (Python and dispatch: what a step pays per layer whatever its size).
+4-bit dequantization with bitsandbytes (its CPU path here), an AdamW step per parameter, the fixed cost of
+one small layer's forward and backward (Python and dispatch: what a step pays per layer whatever its size),
+attention as the models run it (``scaled_dot_product_attention`` forward and backward with a mask: its small
+per-head matmuls and softmax run far below the big matmul's rate) and LoRA's dropout (a random mask drawn per
+element, which costs far more than an elementwise pass).
 The figures are kept beside ``dtype="auto"``'s bf16 measurement (``models.compute_dtype``: the same file
 under the cache home, the same machine key), one entry per (machine, torch, dtype, hidden x inter).
 """
@@ -35,6 +38,10 @@ class Calibration:
     """Nanoseconds of one AdamW step per trained parameter."""
     layer_overhead_s: float
     """Fixed seconds per layer per forward and backward (a tiny layer's: Python and dispatch)."""
+    attention_gflops: float
+    """Attention's GFLOP/s (its q @ k^T and p @ v counted) in a masked forward and backward at a training shape."""
+    dropout_ns_per_element: float
+    """Nanoseconds per element of a dropout's forward (drawing the mask) and backward."""
     measured_s: float = 0.0
     """How long the probes took."""
 
@@ -72,6 +79,8 @@ def measure(dtype: str = "float32", hidden: int = 576, inter: int = 1536) -> Cal
                        elementwise_gbs=round(_elementwise_gbs(dtype, hidden, inter), 2),
                        dequant_gbs=round(_dequant_gbs(dtype, hidden, inter), 3),
                        adamw_ns_per_param=round(_adamw_ns(), 3), layer_overhead_s=_layer_overhead_s(),
+                       attention_gflops=round(_attention_gflops(dtype, hidden), 2),
+                       dropout_ns_per_element=round(_dropout_ns(dtype, hidden), 3),
                        measured_s=round(time.perf_counter() - t0, 2))
 
 
@@ -131,3 +140,35 @@ def _layer_overhead_s() -> float:
                                 torch.nn.Linear(8, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
     x = torch.randn(1, 4, 8, requires_grad=True)
     return round(_seconds(lambda: layer(x).sum().backward(), 0.1), 6)
+
+
+ATTENTION_BATCH, ATTENTION_SEQ, HEAD_DIM = 4, 128, 64  # the default batch; heads of 64 (hidden // 64 of them)
+
+
+def _attention_gflops(dtype: str, hidden: int) -> float:
+    """A layer's attention at the default batch: scaled_dot_product_attention with a causal boolean mask (what
+    transformers hands it for a padded batch), forward and backward, as GFLOP/s of its two matmuls counted as
+    ``timing.step_work`` counts them (4 x batch x seq^2 x heads x head_dim forward, twice that backward)."""
+    import torch
+
+    dt, heads = getattr(torch, dtype), max(1, hidden // HEAD_DIM)
+    shape = (ATTENTION_BATCH, heads, ATTENTION_SEQ, HEAD_DIM)
+    q, k, v = (torch.randn(shape).to(dt).requires_grad_() for _ in range(3))
+    mask = torch.ones(ATTENTION_SEQ, ATTENTION_SEQ, dtype=torch.bool).tril().expand(ATTENTION_BATCH, 1, -1, -1)
+
+    def step():
+        torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+    flops = 3 * 4 * ATTENTION_BATCH * ATTENTION_SEQ ** 2 * heads * HEAD_DIM
+    return flops / _seconds(step, 0.15) / 1e9
+
+
+def _dropout_ns(dtype: str, hidden: int) -> float:
+    """Dropout (p=0.05, LoRA's default) over a layer input of training rows, forward and backward, per element."""
+    import torch
+
+    x = torch.randn(TRAIN_ROWS * 2, hidden).to(getattr(torch, dtype)).requires_grad_()
+    grad = torch.ones_like(x)
+
+    def step():
+        torch.nn.functional.dropout(x, p=0.05, training=True).backward(grad)
+    return _seconds(step, 0.1) / x.numel() * 1e9

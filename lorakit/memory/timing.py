@@ -28,6 +28,10 @@ class StepWork:
     """One training step's work, by kind."""
     matmul_flops: float = 0.0
     """FLOPs of every matrix multiply: forward, backward and any recomputation."""
+    attention_flops: float = 0.0
+    """The part of ``matmul_flops`` that is attention's (q @ k^T, p @ v): priced at the attention probe's rate."""
+    dropout_elements: float = 0.0
+    """Elements LoRA's dropout masks (each forward and recomputation; its backward applies the same mask)."""
     dequant_bytes: float = 0.0
     """Dense bytes bitsandbytes produces from 4-bit weights (each use: forward, backward, recomputation)."""
     elementwise_bytes: float = 0.0
@@ -40,7 +44,10 @@ class StepWork:
     """GFLOPs by part: forward, backward, recompute, adapters, head (for reading, not pricing)."""
 
     def seconds(self, cal: Calibration) -> float:
-        return (self.matmul_flops / (cal.train_gflops * 1e9) + self.dequant_bytes / (cal.dequant_gbs * 1e9)
+        return ((self.matmul_flops - self.attention_flops) / (cal.train_gflops * 1e9)
+                + self.attention_flops / (cal.attention_gflops * 1e9)
+                + self.dropout_elements * cal.dropout_ns_per_element * 1e-9
+                + self.dequant_bytes / (cal.dequant_gbs * 1e9)
                 + self.elementwise_bytes / (cal.elementwise_gbs * 1e9)
                 + self.trained_params * cal.adamw_ns_per_param * 1e-9 + self.layer_passes * cal.layer_overhead_s)
 
@@ -85,17 +92,20 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
     width = getattr(torch, step.base.dtype).itemsize
     uses = 2 + (1 if step.gradient_checkpointing else 0) + (1 if step.adapter.use_dora else 0)
     dequant = weights * width * uses if step.base.quantized else 0
-    # per token per layer: norms and residuals (~8 x hidden), the MLP's activation (3 x inter), the attention
-    # probabilities' softmax and mask (3 x heads x seq), dropout on each adapted input; backward ~2x forward
-    per_token = (8 * dims.hidden + 3 * dims.inter + 3 * dims.heads * step.seq_len) * layers \
-        + sum(i for i, _ in adapted) * (step.adapter.dropout > 0)
+    # per token per layer: norms and residuals (~8 x hidden), the MLP's activation (3 x inter); backward ~2x
+    # forward. The attention's softmax and mask are in its own probe's rate, dropout in its own.
+    per_token = (8 * dims.hidden + 3 * dims.inter) * layers
     passes = 3 + (1 if step.gradient_checkpointing else 0)
+    forwards = 1 + (1 if step.gradient_checkpointing else 0)  # a recomputed forward draws its masks again
+    dropout = tokens * sum(i for i, _ in adapted) * forwards if step.adapter.dropout > 0 else 0
     elementwise = per_token * tokens * width * ACT_BYTES_PER_ELEMENT * passes + rows * h_out * 4 * 3
     trained = sum(i * o for i, o, _ in body) + (0 if planning.tally.head_tied else h_in * h_out) \
         + sum(n for n, _ in planning.tally.others) if full else sum(rank * (i + o) for i, o in adapted) \
         + (sum(o for _, o in adapted) if step.adapter.use_dora else 0) + sum(planning.tally.head)
     g = 1e-9
-    return StepWork(matmul_flops=forward + backward + recompute, dequant_bytes=dequant,
+    attention = attn * (3 + (1 if step.gradient_checkpointing else 0))  # forward, backward (2x), recomputation
+    return StepWork(matmul_flops=forward + backward + recompute, attention_flops=attention,
+                    dropout_elements=dropout, dequant_bytes=dequant,
                     elementwise_bytes=elementwise, trained_params=trained,
                     layer_passes=layers * passes,
                     parts={"forward": forward * g, "backward": backward * g, "recompute": recompute * g,
@@ -135,8 +145,9 @@ def generation_seconds(planning, cal: Calibration, examples: int, prompt_tokens:
         per_step = 2 * b * (weights + h_in * h_out)
         context = new_tokens * prompt_tokens + new_tokens * (new_tokens + 1) / 2  # keys read over the decode
         attn = 4 * b * context * attn_width
-        total += (new_tokens * per_step + attn) / (cal.decode_gflops * DECODE_ROWS / max(b, 1) * 1e9) \
-            if b < DECODE_ROWS else (new_tokens * per_step + attn) / (cal.decode_gflops * 1e9)
+        # a decoding step reads every weight whatever its rows: below the probe's 32 rows it takes as long as
+        # the probe's step, so its rate falls with the rows (b / 32 of the probe's)
+        total += (new_tokens * per_step + attn) / (cal.decode_gflops * min(b, DECODE_ROWS) / DECODE_ROWS * 1e9)
         # a real layer's forward (norms, rotary, attention, 7 projections: ~25 ops) dispatches about as many ops
         # as the probe's small layer forward and backward
         total += new_tokens * layers * cal.layer_overhead_s

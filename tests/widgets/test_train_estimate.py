@@ -9,7 +9,8 @@ from lorakit.memory import calibration
 from lorakit.run import StepLogged
 
 CAL = calibration.Calibration("float32", train_gflops=2.0, decode_gflops=1.0, elementwise_gbs=1.0,
-                              dequant_gbs=1.0, adamw_ns_per_param=5.0, layer_overhead_s=0.001)
+                              dequant_gbs=1.0, adamw_ns_per_param=5.0, layer_overhead_s=0.001,
+                              attention_gflops=1.0, dropout_ns_per_element=3.0)
 
 
 @pytest.fixture

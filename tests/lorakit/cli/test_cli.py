@@ -215,7 +215,7 @@ def test_plan_prints_how_long_here_and_per_step_on_each_gpu(capsys, monkeypatch)
     import lorakit.memory.timing as timing
     from lorakit.memory.calibration import Calibration
 
-    cal = Calibration("float32", 2.0, 1.0, 1.0, 1.0, 5.0, 0.001)
+    cal = Calibration("float32", 2.0, 1.0, 1.0, 1.0, 5.0, 0.001, 1.0, 3.0)
     monkeypatch.setattr(timing, "calibrate", lambda *a, **k: cal)  # nothing measured: the figures are known
     assert main(["plan", "tiny-llama", "--device", "cpu", "--devices", "24GB", "this-machine"]) == 0
     out = capsys.readouterr().out

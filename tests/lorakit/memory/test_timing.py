@@ -20,7 +20,7 @@ LORA = 2 * TOKENS * 2 * 8 * ((64 + 64) + (64 + 32))  # rank 8 on q_proj and v_pr
 # under LoRA on a frozen base, layer 0's q/k/v (and q's and v's A) read the embeddings: no input gradient
 NO_GRAD = 2 * TOKENS * (64 * (64 + 8) + 64 * 32 + 64 * (32 + 8))
 CAL = C.Calibration("float32", train_gflops=10.0, decode_gflops=5.0, elementwise_gbs=2.0, dequant_gbs=1.0,
-                    adamw_ns_per_param=2.0, layer_overhead_s=0.001)
+                    adamw_ns_per_param=2.0, layer_overhead_s=0.001, attention_gflops=1.0, dropout_ns_per_element=3.0)
 
 
 def work(**kw):
@@ -51,6 +51,18 @@ def test_the_count_is_torchs_own_flop_counter_plus_attention(method):
     with FlopCounterMode(display=False) as counter:
         model(input_ids=ids, labels=ids).loss.backward()
     assert work(method=method).matmul_flops == counter.get_total_flops() + 3 * ATTN
+
+
+def test_attention_and_dropout_are_priced_at_their_own_probes_rates():
+    """Attention's matmuls run far below the big matmul's rate (their own probe), and LoRA's dropout draws a
+    mask per element of each adapted input (per forward: a recomputation draws again)."""
+    no_drop, drop, ck = work(dropout=0.0), work(dropout=0.05), work(dropout=0.05, gradient_checkpointing=True)
+    assert drop.attention_flops == 3 * ATTN and ck.attention_flops == 4 * ATTN
+    assert no_drop.dropout_elements == 0 and drop.dropout_elements == TOKENS * 2 * (64 + 64)  # q, v inputs x 2 layers
+    assert ck.dropout_elements == 2 * drop.dropout_elements
+    assert drop.seconds(CAL) - no_drop.seconds(CAL) == pytest.approx(drop.dropout_elements * 3.0e-9)
+    at_matmul_rate = C.Calibration(**{**CAL.as_dict(), "attention_gflops": CAL.train_gflops})
+    assert drop.seconds(CAL) - drop.seconds(at_matmul_rate) == pytest.approx(3 * ATTN * (1 / 1e9 - 1 / 10e9))
 
 
 def test_full_fine_tuning_adds_the_weight_gradients():
@@ -86,6 +98,16 @@ def test_dora_adds_b_times_a_per_forward():
     assert dora.trained_params - lora.trained_params == 2 * (64 + 32)  # a magnitude per output feature
 
 
+def test_a_decoding_step_of_fewer_rows_than_the_probes_takes_as_long_as_the_probes():
+    """Decoding reads every weight per step, whatever the batch: 16 prompts decode no faster per step than 32
+    (the probe's rows), so the same tokens for half the prompts take about as long, not a quarter as long."""
+    from lorakit.memory.timing import generation_seconds
+
+    p = planning(settings_of("smollm2-135m", batch_size=2, seq_len=8), device="cpu")
+    at = {n: generation_seconds(p, CAL, n, 8, 40) - generation_seconds(p, CAL, n, 8, 0) for n in (8, 16, 32)}
+    assert at[16] == pytest.approx(at[32], rel=0.05) and at[8] == pytest.approx(at[32], rel=0.05)
+
+
 @pytest.fixture
 def home(monkeypatch, tmp_path):
     monkeypatch.setenv("LORAKIT_HOME", str(tmp_path))
@@ -114,6 +136,7 @@ def test_the_probes_measure_something(monkeypatch):
     monkeypatch.setattr(C, "_seconds", lambda fn, min_seconds=0.0: (fn(), 1e-3)[1])  # one call each: quick
     cal = C.measure("float32", 64, 128)
     assert cal.elementwise_gbs > 0 and cal.dequant_gbs > 0 and cal.adamw_ns_per_param > 0 and cal.train_gflops > 0
+    assert cal.attention_gflops > 0 and cal.dropout_ns_per_element > 0
 
 
 def test_plan_time_prices_the_steps_and_the_evaluation(home):
