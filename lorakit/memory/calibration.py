@@ -12,12 +12,14 @@ under the cache home, the same machine key), one entry per (machine, torch, dtyp
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 TRAIN_ROWS = 256  # a training matmul's rows: SmolLM2's default batch is 4 x 128 tokens, half of them probed
 DECODE_ROWS = 32  # a generation batch (training.evaluation.GENERATION_BATCH)
+ROUNDS = 7  # matmul probe rounds, their median kept
 MAX_HIDDEN, MAX_INTER = 1024, 4096  # the largest probe shape (a 7B's 4096 x 11008 would take minutes here)
 
 
@@ -73,8 +75,11 @@ def measure(dtype: str = "float32", hidden: int = 576, inter: int = 1536) -> Cal
     from lorakit.common.devices import matmul_gflops
 
     t0 = time.perf_counter()
-    train = matmul_gflops(dtype, size=(TRAIN_ROWS, hidden, inter), min_seconds=0.3)
-    decode = matmul_gflops(dtype, size=(DECODE_ROWS, hidden, inter), min_seconds=0.2)
+    # the median of rounds spread over a second or two: one short probe on a shared machine measured anywhere
+    # from 61 to 135 GFLOP/s minutes apart, and a kept figure is used for every later plan
+    rounds = [(matmul_gflops(dtype, size=(TRAIN_ROWS, hidden, inter), min_seconds=0.1),
+               matmul_gflops(dtype, size=(DECODE_ROWS, hidden, inter), min_seconds=0.06)) for _ in range(ROUNDS)]
+    train, decode = (statistics.median(r[i] for r in rounds) for i in (0, 1))
     return Calibration(dtype=dtype, train_gflops=round(train, 2), decode_gflops=round(decode, 2),
                        elementwise_gbs=round(_elementwise_gbs(dtype, hidden, inter), 2),
                        dequant_gbs=round(_dequant_gbs(dtype, hidden, inter), 3),
