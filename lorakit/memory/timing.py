@@ -32,6 +32,9 @@ class StepWork:
     """The part of ``matmul_flops`` that is attention's (q @ k^T, p @ v): priced at the attention probe's rate."""
     dropout_elements: float = 0.0
     """Elements LoRA's dropout masks (each forward and recomputation; its backward applies the same mask)."""
+    probed_bytes: float = 0.0
+    """Bytes attention's softmax and mask and the dropout read and write: on a CPU inside their own probes' rates,
+    on a GPU moved at its bandwidth."""
     dequant_bytes: float = 0.0
     """Dense bytes bitsandbytes produces from 4-bit weights (each use: forward, backward, recomputation)."""
     elementwise_bytes: float = 0.0
@@ -98,6 +101,8 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
     passes = 3 + (1 if step.gradient_checkpointing else 0)
     forwards = 1 + (1 if step.gradient_checkpointing else 0)  # a recomputed forward draws its masks again
     dropout = tokens * sum(i for i, _ in adapted) * forwards if step.adapter.dropout > 0 else 0
+    probed = (3 * dims.heads * step.seq_len * layers + sum(i for i, _ in adapted) * (step.adapter.dropout > 0)) \
+        * tokens * width * ACT_BYTES_PER_ELEMENT * passes
     elementwise = per_token * tokens * width * ACT_BYTES_PER_ELEMENT * passes + rows * h_out * 4 * 3
     trained = sum(i * o for i, o, _ in body) + (0 if planning.tally.head_tied else h_in * h_out) \
         + sum(n for n, _ in planning.tally.others) if full else sum(rank * (i + o) for i, o in adapted) \
@@ -105,7 +110,7 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
     g = 1e-9
     attention = attn * (3 + (1 if step.gradient_checkpointing else 0))  # forward, backward (2x), recomputation
     return StepWork(matmul_flops=forward + backward + recompute, attention_flops=attention,
-                    dropout_elements=dropout, dequant_bytes=dequant,
+                    dropout_elements=dropout, probed_bytes=probed, dequant_bytes=dequant,
                     elementwise_bytes=elementwise, trained_params=trained,
                     layer_passes=layers * passes,
                     parts={"forward": forward * g, "backward": backward * g, "recompute": recompute * g,
@@ -290,7 +295,7 @@ def gpu_step_seconds(planning, card: Card, batch: Optional[dict] = None, efficie
     if not 0 < efficiency <= 1:
         raise ConfigError({"efficiency": f"efficiency must be in (0, 1], got {efficiency!r}"})
     w = step_work(planning, batch)
-    moved = w.dequant_bytes * 1.25 + w.elementwise_bytes + 16 * w.trained_params
+    moved = w.dequant_bytes * 1.25 + w.elementwise_bytes + w.probed_bytes + 16 * w.trained_params
     return (w.matmul_flops / (card.bf16_tflops * 1e12 * efficiency) + moved / (card.bandwidth_gbs * 1e9 * efficiency)
             + w.layer_passes * 25 * KERNEL_S)
 
