@@ -4,11 +4,13 @@
 (a frozen base computes the activations' gradients but no weight gradients; LoRA's own small matmuls; full
 fine-tuning's weight gradients; DoRA's B @ A per forward; gradient checkpointing's second forward of the layers;
 the labelled-only head at the labelled rows alone), the dense bytes bitsandbytes dequantizes from a 4-bit base
-(per forward, per backward, per recomputation), the elementwise bytes of the activations and the trained
-parameters the optimizer steps. ``plan_time`` prices that with ``calibration.calibrate`` (measured once per
-machine), adds loading and the evaluation before and after training (greedy generation as
-``training.evaluation.generate`` runs it: a prefill, then one decoding step per new token), and returns a
-``TimePlan``. On a GPU ``gpu_step_seconds`` prices the same work at a card's published throughput.
+(per forward, per backward, per recomputation), attention's FLOPs (priced at their own probe's rate: masked
+attention runs far below the big matmuls' rate), the elements LoRA's dropout masks, the elementwise bytes of the
+activations and the trained parameters the optimizer steps. ``plan_time`` prices that with
+``calibration.calibrate`` (measured once per machine), adds loading and the evaluation before and after
+training (greedy generation as ``training.evaluation.generate`` runs it: a prefill, then one decoding step per
+new token), and returns a ``TimePlan``. On a GPU ``gpu_step_seconds`` prices the same work at a card's published
+throughput.
 """
 from __future__ import annotations
 
