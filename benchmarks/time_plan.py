@@ -92,13 +92,9 @@ def one(name: str, steps: int, eval_examples: int) -> dict:
             "calibration": cal.as_dict()}
 
 
-def lorakit_default_eval_examples() -> int:
+def main() -> None:
     from lorakit import RunConfig
 
-    return RunConfig.eval_examples
-
-
-def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", action="append", choices=list(METHODS))
     ap.add_argument("--steps", type=int, default=8)
@@ -108,7 +104,7 @@ def main() -> None:
     os.environ.setdefault("LORAKIT_STORE", os.path.join(tempfile.mkdtemp(), "runs.db"))
     rows = []
     for name in args.method or list(METHODS):
-        row = one(name, args.steps, args.eval_examples or lorakit_default_eval_examples())
+        row = one(name, args.steps, args.eval_examples or RunConfig.eval_examples)
         rows.append(row)
         c = row["calibration"]
         if args.json:  # after each method: a run cut short keeps its rows

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from lorakit.data.chat import end_of_turn
 from lorakit.data.encoding import (
     IGNORE_INDEX,
-    encode_example,
+    encode_examples,
     encode_labelled,
     encode_rows,
     encode_seq2seq,
@@ -139,9 +139,9 @@ def _build_labelled(cfg, tokenizer, found: Source, kind: str = "classification")
 
 def _nothing_fits(tokenizer, rows: list, seq_len: int, eot: str) -> str:
     """Why no example can train, with the lengths this tokenizer gives them: how far to raise seq_len."""
-    whole = [encode_example(tokenizer, r["messages"], r["answer"], 1 << 30, eot) for r in rows]
-    prompts = [ex["labels"].count(IGNORE_INDEX) for ex in whole]
-    longest = max(len(ex["input_ids"]) for ex in whole)
+    whole = encode_examples(tokenizer, [r["messages"] for r in rows], [r["answer"] for r in rows], 1 << 30, eot)
+    prompts = [labels.count(IGNORE_INDEX) for labels in whole["labels"]]
+    longest = max(map(len, whole["input_ids"]))
     return (f"dataset: no training example fits in seq_len={seq_len} tokens: with this model's tokenizer the "
             f"prompts alone take {min(prompts)}-{max(prompts)} tokens, so all {len(rows)} answers were truncated "
             f"away; raise seq_len ({longest} keeps every example whole)")

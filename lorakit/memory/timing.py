@@ -101,10 +101,10 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
     # forward. The attention's softmax and mask are in its own probe's rate, dropout in its own.
     per_token = (8 * dims.hidden + 3 * dims.inter) * layers
     passes = 3 + (1 if step.gradient_checkpointing else 0)
+    masked = sum(i for i, _ in adapted) if step.adapter.dropout > 0 else 0  # features dropout masks per token
     forwards = 1 + (1 if step.gradient_checkpointing else 0)  # a recomputed forward draws its masks again
-    dropout = tokens * sum(i for i, _ in adapted) * forwards if step.adapter.dropout > 0 else 0
-    probed = (3 * dims.heads * step.seq_len * layers + sum(i for i, _ in adapted) * (step.adapter.dropout > 0)) \
-        * tokens * width * ACT_BYTES_PER_ELEMENT * passes
+    dropout = tokens * masked * forwards
+    probed = (3 * dims.heads * step.seq_len * layers + masked) * tokens * width * ACT_BYTES_PER_ELEMENT * passes
     elementwise = per_token * tokens * width * ACT_BYTES_PER_ELEMENT * passes + rows * h_out * 4 * 3
     trained = sum(i * o for i, o, _ in body) + (0 if planning.tally.head_tied else h_in * h_out) \
         + sum(n for n, _ in planning.tally.others) if full else sum(rank * (i + o) for i, o in adapted) \
