@@ -267,25 +267,6 @@ def _state_bytes(optimizer) -> int:
     return measure_optimizer(optimizer) if optimizer is not None else 0
 
 
-def cpu_peak_rise(prof) -> tuple[int, str]:
-    """(largest rise of allocated bytes over the recording, phase of the allocation that made it)
-    from a finished ``torch.profiler.profile(profile_memory=True)``."""
-    events = list(prof.profiler.kineto_results.events())
-    mem = sorted((e for e in events if e.name() == "[memory]"), key=lambda e: e.start_ns())
-    level = peak = 0
-    at = None
-    for e in mem:
-        level += e.nbytes()
-        if level > peak:
-            peak, at = level, e
-    if at is None:
-        return 0, ""
-    t, thread = at.start_ns(), at.start_thread_id()
-    enclosing = sorted((e for e in events if e.name() != "[memory]" and e.start_thread_id() == thread
-                        and e.start_ns() <= t <= e.end_ns()), key=lambda e: e.start_ns())
-    return peak, phase_of([e.name() for e in enclosing])
-
-
 class TrainingPeak:
     """The peak of a training run's first ``steps`` optimizer steps, one ``StepPeak`` per step.
 
@@ -309,6 +290,7 @@ class TrainingPeak:
         self._hooks: list = []
         self._batch: Optional[dict] = None
         self._step = 0
+        self._weights: Optional[tuple] = None  # (base, adapters) bytes
 
     @property
     def recording(self) -> bool:
@@ -344,7 +326,9 @@ class TrainingPeak:
         self._step = step if step is not None else len(self.readings) + len(self.errors) + 1
         from lorakit.memory.breakdown import measure_allocated_grads, measure_optimizer, measure_weights
 
-        base, adapters = measure_weights(model)
+        if self._weights is None:  # the weights' bytes do not change while training: counted once
+            self._weights = measure_weights(model)
+        base, adapters = self._weights
         parts = {"base_weights": base, "adapters": adapters, "optimizer": measure_optimizer(optimizer),
                  "gradients": measure_allocated_grads(model)}
         resident = sum(parts.values())

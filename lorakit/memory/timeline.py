@@ -82,22 +82,34 @@ def measured_timeline(resident: dict, levels: list, new_state: int = 0) -> list:
 
 
 # --- CPU: the profiler's trajectory, each allocation with its phase -----------------------------------
+# phase_of's precedence, lowest first: an allocation inside any op of a later phase belongs to that phase
+_PRECEDENCE = ("forward", "backward", "logits-loss", "optimizer step")
+
+
 def cpu_levels(prof) -> tuple[list, int, str]:
     """(``PhaseLevel`` s in the order the phases began, the largest rise, the phase of the allocation that
-    made it) from a finished ``torch.profiler.profile(profile_memory=True)``; one pass over its events."""
+    made it) from a finished ``torch.profiler.profile(profile_memory=True)``; one pass over its events.
+
+    A recorded SmolLM2 step has ~40,000 events and is read while the run waits: only the ops that raise the phase
+    above ``forward`` (backward nodes, the loss, the optimizer) are kept with their times, each name classified
+    once (``step_peak.phase_of`` is the highest phase any enclosing op names, so it is decided op by op)."""
     from lorakit.memory.step_peak import phase_of
 
-    events = list(prof.profiler.kineto_results.events())
+    rank_of: dict = {}  # op name -> its index in _PRECEDENCE
+    mems, ops = defaultdict(list), defaultdict(list)  # by thread: (time, order, bytes); (start, -end, rank)
+    for i, e in enumerate(prof.profiler.kineto_results.events()):
+        name = e.name()
+        if name == "[memory]":
+            mems[e.start_thread_id()].append((e.start_ns(), i, e.nbytes()))
+            continue
+        rank = rank_of.get(name)
+        if rank is None:
+            rank = rank_of[name] = _PRECEDENCE.index(phase_of([name]))
+        if rank:
+            ops[e.start_thread_id()].append((e.start_ns(), -e.end_ns(), rank))
     phased = []  # (time, order, bytes, phase)
-    mem_by_thread, ops_by_thread = defaultdict(list), defaultdict(list)
-    for i, e in enumerate(events):
-        if e.name() == "[memory]":
-            mem_by_thread[e.start_thread_id()].append((e.start_ns(), i, e.nbytes()))
-        else:
-            ops_by_thread[e.start_thread_id()].append((e.start_ns(), -e.end_ns(), e.name()))
-    cache: dict = {}
-    for thread, mems in mem_by_thread.items():
-        phased += _phase_each(sorted(mems), sorted(ops_by_thread.get(thread, ())), phase_of, cache)
+    for thread, events in mems.items():
+        phased += _phase_each(sorted(events), sorted(ops.get(thread, ())))
     phased.sort()
     level = rise = 0
     at = ""
@@ -111,19 +123,19 @@ def cpu_levels(prof) -> tuple[list, int, str]:
     return [PhaseLevel(p, began[p], top[p]) for p in began], rise, at
 
 
-def _phase_each(mems: list, ops: list, phase_of, cache: dict) -> list:
-    """[(time, order, bytes, phase)] for one thread's memory events (sorted by time), each phase from the
-    names of the ops enclosing it (``ops``: (start, -end, name) sorted), with a stack of open ops."""
+def _phase_each(mems: list, ops: list) -> list:
+    """[(time, order, bytes, phase)] for one thread's memory events (sorted by time), each phase the highest rank
+    of the kept ops enclosing it (``ops``: (start, -end, rank) sorted). The ops of one thread nest, so a stack of
+    (end, highest rank so far) holds the open ones."""
     out, stack, j = [], [], 0
     for t, order, nbytes in mems:
         while j < len(ops) and ops[j][0] <= t:
-            start, neg_end, name = ops[j]
-            while stack and -stack[-1][1] < start:
+            start, neg_end, rank = ops[j]
+            while stack and stack[-1][0] < start:
                 stack.pop()
-            stack.append(ops[j])
+            stack.append((-neg_end, max(rank, stack[-1][1]) if stack else rank))
             j += 1
-        names = tuple(name for start, neg_end, name in stack if -neg_end >= t)
-        if names not in cache:
-            cache[names] = phase_of(list(names))
-        out.append((t, order, nbytes, cache[names]))
+        while stack and stack[-1][0] < t:  # ended before this allocation
+            stack.pop()
+        out.append((t, order, nbytes, _PRECEDENCE[stack[-1][1] if stack else 0]))
     return out
