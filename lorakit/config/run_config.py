@@ -90,6 +90,8 @@ class RunConfig:
     """Run forward/backward under bfloat16 autocast (transformers' bf16=True)."""
     labelled_head: bool = True
     """Causal LMs: apply the output head and cross-entropy only where labels are set (same loss, faster)."""
+    measure_memory: bool = True
+    """Measure memory at the first two steps and the plan's peak step (CPU: torch's profiler); False: the plan only."""
     eval_every: int = 0
     """Evaluate every N steps (0: only at the end)."""
     seed: int = 0

@@ -145,6 +145,8 @@ class _Run:
         self.tokenizer, self.model = loaded.tokenizer, loaded.model
         self.bundle = build_data(cfg, self.tokenizer, loaded.task)  # seeded by cfg.seed itself, not the global RNG
         self.run_plan = self.plan_run()
+        if not cfg.measure_memory and self.run_plan is not None:  # nothing measured: the plan is what it shows
+            self.record.planned_memory = self.run_plan.as_planned()
         self.record.metric = self.bundle.task.metric if self.bundle.task else (
             "accuracy (and macro-F1)" if loaded.task == "classification" else "")
         self.record.data_stats = dict(self.bundle.stats)
@@ -204,7 +206,8 @@ class _Run:
         # a resumed run keeps the memory its first steps measured; elapsed_s goes on from the checkpoint's
         self.events = TrainerEvents([self.observe, *self.sinks], cfg, run_id=self.record.run_id, stop=self.stop,
                                     clock_start=self.t0 - self.prior_s,
-                                    measure_memory=self.resume is None or self.record.memory is None)
+                                    measure_memory=cfg.measure_memory and (self.resume is None
+                                                                           or self.record.memory is None))
         self.events.run_plan = self.run_plan
         callbacks = [self.events] + ([checkpoints.save_on_stop(self.stop)] if saving is not None else [])
         optimizers = (None, None)  # the Trainer's own, from args.optim
@@ -216,7 +219,8 @@ class _Run:
             model=self.model, args=args, optimizers=optimizers, train_dataset=self.bundle.train,
             eval_dataset=self.bundle.eval,
             data_collator=self.bundle.collator, processing_class=self.tokenizer,
-            callbacks=callbacks, activation_probe=self.events.activations_recorded,
+            callbacks=callbacks,
+            activation_probe=self.events.activations_recorded if self.events.measure_memory else None,
             labelled_head=cfg.labelled_head,
         )
         # with tqdm off, Trainer prints every log dict to stdout; lorakit's sinks report instead

@@ -85,6 +85,25 @@ def test_same_config_and_seed_give_the_same_loss_curve():
     assert [h["loss"] for h in a.history] != [h["loss"] for h in c.history]
 
 
+def test_measure_memory_off_trains_the_same_steps_without_any_measurement(monkeypatch):
+    """``measure_memory=False``: no profiler, no activation count, no resident count; the same losses (the
+    measurement never changes what trains), and the plan still made."""
+    from lorakit.memory import breakdown, step_peak
+
+    used = []
+    monkeypatch.setattr(step_peak.StepPeak, "start", lambda self, *a, **k: used.append("profiler"))
+    monkeypatch.setattr(breakdown.ActivationRecorder, "__enter__", lambda self: used.append("activations"))
+    monkeypatch.setattr(breakdown, "measure", lambda *a, **k: used.append("resident"))
+    cfg = lorakit.RunConfig(**dict(TINY, max_steps=3, eval_examples=1))
+    off = lorakit.train(cfg.replace(measure_memory=False), store=False)
+    assert off.status == "finished", off.reason
+    assert used == [] and off.memory is None and off.planned_memory is not None
+    monkeypatch.undo()
+    on = lorakit.train(cfg, store=False)
+    assert on.memory is not None and on.memory.assumes["steps"] == [1, 2]
+    assert [h["loss"] for h in on.history] == [h["loss"] for h in off.history]
+
+
 def test_stop_from_another_thread_ends_the_run_after_the_current_step(store):
     stop = threading.Event()
 
