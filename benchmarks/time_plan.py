@@ -1,8 +1,9 @@
 """Time: the predicted training and evaluation seconds against a real run's, for the default runs of each method.
 
 For LoRA, QLoRA (nf4) and full fine-tuning on SmolLM2 (the default task, 4 x 128, ``--steps`` steps, the
-before-training evaluation not kept: both passes generated), this measures the machine's calibration afresh
-(``lorakit.memory.calibration.calibrate(fresh=True)``) right before the run, trains the run with ``lorakit.train``
+before-training evaluation not kept: both passes generated), this measures the machine's calibration afresh right
+before the run (``lorakit.memory.calibration.calibrate(fresh=True)``: kept with the machine's last ones, the plan
+priced with each figure's median, as every plan is), trains the run with ``lorakit.train``
 while recording each step's batch shape (its size, padded length and labelled rows, as the Trainer hands it
 over), and prices those batches with ``plan_time``. The evaluation is predicted before training from the data:
 the eval prompts' mean token count and the answer budget ``lorakit.train`` decodes with. It prints, per method,

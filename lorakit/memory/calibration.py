@@ -8,7 +8,10 @@ attention as the models run it (``scaled_dot_product_attention`` forward and bac
 per-head matmuls and softmax run far below the big matmul's rate) and LoRA's dropout (a random mask drawn per
 element, which costs far more than an elementwise pass).
 The figures are kept beside ``dtype="auto"``'s bf16 measurement (``models.compute_dtype``: the same file
-under the cache home, the same machine key), one entry per (machine, torch, dtype, hidden x inter).
+under the cache home, the same machine key), one entry per (machine, torch, dtype, hidden x inter): the last
+``KEPT`` calibrations, of which a plan uses each figure's median. A shared machine's speed moves 10-20 % within
+seconds and one calibration is one moment of it (benchmarks/RESULTS.md, "A second draw"); each ``fresh``
+calibration adds a moment, and the median of several is the machine's typical speed.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Callable
 TRAIN_ROWS = 256  # a training matmul's rows: SmolLM2's default batch is 4 x 128 tokens, half of them probed
 DECODE_ROWS = 32  # a generation batch (training.evaluation.GENERATION_BATCH)
 ROUNDS = 7  # matmul probe rounds, their median kept
+KEPT = 9  # calibrations kept per machine and shape, the newest; a plan prices with their medians
 MAX_HIDDEN, MAX_INTER = 1024, 4096  # the largest probe shape (a 7B's 4096 x 11008 would take minutes here)
 
 
@@ -52,22 +56,35 @@ class Calibration:
 
 
 def calibrate(dtype: str = "float32", hidden: int = 576, inter: int = 1536, *, fresh: bool = False) -> Calibration:
-    """This machine's ``Calibration`` for ``dtype`` at a model of ``hidden`` x ``inter``: read from the cache home,
-    else measured (a few seconds) and kept. ``fresh``: measure again and replace the kept figures."""
+    """This machine's ``Calibration`` for ``dtype`` at a model of ``hidden`` x ``inter``: the median of the kept
+    calibrations, else measured (a few seconds) and kept. ``fresh``: measure again, keep it with the last ones."""
     from lorakit.models.compute_dtype import keep, kept
 
     # a big model's rates are those of its shape's first few thousand features: probes stay a few seconds
     hidden, inter = min(hidden, MAX_HIDDEN), min(inter, MAX_INTER)
     name = f"timing {dtype} {hidden}x{inter}"
-    figures = None if fresh else kept(name)
-    if figures is not None:
-        try:
-            return Calibration(**figures)
-        except TypeError:  # kept by another version: measured again
-            pass
-    cal = measure(dtype, hidden, inter)
-    keep(name, cal.as_dict())
-    return cal
+    history = _readable(kept(name))
+    if history and not fresh:
+        return typical(history)
+    history = (history + [measure(dtype, hidden, inter)])[-KEPT:]
+    keep(name, [cal.as_dict() for cal in history])
+    return typical(history)
+
+
+def typical(history: list) -> Calibration:
+    """Each figure's median over calibrations of one dtype and shape."""
+    numbers = {name: round(statistics.median(getattr(c, name) for c in history), 6)
+               for name, value in asdict(history[-1]).items() if isinstance(value, (int, float))}
+    return Calibration(**{**asdict(history[-1]), **numbers})
+
+
+def _readable(figures) -> list:
+    """The kept calibrations as ``Calibration`` s; [] for none, and for figures another version kept."""
+    entries = figures if isinstance(figures, list) else [figures] if isinstance(figures, dict) else []
+    try:
+        return [Calibration(**e) for e in entries]
+    except TypeError:  # kept by another version (other fields): measured again
+        return []
 
 
 def measure(dtype: str = "float32", hidden: int = 576, inter: int = 1536) -> Calibration:

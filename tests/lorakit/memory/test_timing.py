@@ -126,10 +126,36 @@ def test_the_calibration_is_measured_once_per_machine_and_shape_then_read(home):
     assert C.calibrate("float32", 64, 128) == CAL  # read back from the file, not measured
     assert calls == [("float32", 64, 128)]
     saved = json.loads((tmp_path / "capability.json").read_text())
-    assert [v["train_gflops"] for k, v in saved.items() if "timing float32 64x128" in k] == [10.0]
+    assert [[c["train_gflops"] for c in v] for k, v in saved.items() if "timing float32 64x128" in k] == [[10.0]]
     C.calibrate("float32", 64, 128, fresh=True)
     C.calibrate("float32", 576, 1536)
     assert len(calls) == 3
+
+
+def test_a_plan_prices_with_the_median_of_the_last_calibrations(home, monkeypatch):
+    """A shared machine's speed moves within seconds: each fresh calibration is kept with the last ``KEPT``, and
+    every figure is their median, so one probe caught at a fast or slow moment does not price every later plan."""
+    from dataclasses import replace
+
+    tmp_path, calls = home
+    speeds = iter([100.0, 300.0, 90.0, 110.0, 50.0])
+    monkeypatch.setattr(C, "measure", lambda *a: calls.append(a) or replace(CAL, train_gflops=next(speeds)))
+    monkeypatch.setattr(C, "KEPT", 3)
+    assert [C.calibrate("float32", 64, 128, fresh=True).train_gflops for _ in range(5)] == \
+        [100.0, 200.0, 100.0, 110.0, 90.0]  # of [100], [100, 300], [100, 300, 90], [300, 90, 110], [90, 110, 50]
+    assert C.calibrate("float32", 64, 128).train_gflops == 90.0 and len(calls) == 5  # read, not measured
+    assert C.calibrate("float32", 64, 128).adamw_ns_per_param == CAL.adamw_ns_per_param
+
+
+def test_figures_kept_by_an_earlier_version_are_read_or_measured_again(home):
+    """One calibration kept as a dict (before the history) still counts; figures with other fields are measured."""
+    from lorakit.models.compute_dtype import keep
+
+    tmp_path, calls = home
+    keep("timing float32 64x128", CAL.as_dict())
+    assert C.calibrate("float32", 64, 128) == CAL and calls == []
+    keep("timing float32 64x128", {**CAL.as_dict(), "gone": 1.0})
+    assert C.calibrate("float32", 64, 128) == CAL and len(calls) == 1
 
 
 def test_the_probes_measure_something(monkeypatch):
