@@ -126,12 +126,12 @@ def cpu_levels(prof) -> tuple[list, int, str]:
 def _phase_each(mems: list, ops: list) -> list:
     """[(time, order, bytes, phase)] for one thread's memory events (sorted by time), each phase the highest rank
     of the kept ops enclosing it (``ops``: (start, -end, rank) sorted). The ops of one thread nest, so a stack of
-    (end, highest rank so far) holds the open ones."""
+    (end, highest rank so far) holds a chain of ops, each inside the one below it."""
     out, stack, j = [], [], 0
     for t, order, nbytes in mems:
         while j < len(ops) and ops[j][0] <= t:
             start, neg_end, rank = ops[j]
-            while stack and stack[-1][0] < start:
+            while stack and stack[-1][0] < -neg_end:  # not inside the top (it ended first): not its parent
                 stack.pop()
             stack.append((-neg_end, max(rank, stack[-1][1]) if stack else rank))
             j += 1

@@ -87,6 +87,17 @@ def test_the_measured_attribution_by_phase():
     assert all(sum(parts.values()) == 110 + lv.top for lv, parts in zip(levels, tl.values(), strict=True))
 
 
+def test_an_allocation_takes_the_phase_of_the_ops_enclosing_it_not_of_a_sibling_that_ended():
+    """The profiler's ops as (start, -end, rank) (rank: index in forward, backward, logits-loss, optimizer step):
+    an optimizer op [0, 10], a backward op [10, 20] starting as it ends, a loss op [12, 15] inside that one."""
+    from lorakit.memory.timeline import _phase_each
+
+    ops = sorted([(0, -10, 3), (10, -20, 1), (12, -15, 2)])
+    mems = [(t, i, 1) for i, t in enumerate((5, 11, 13, 17, 25))]
+    assert [phase for _, _, _, phase in _phase_each(mems, ops)] == \
+        ["optimizer step", "backward", "logits-loss", "backward", "forward"]
+
+
 def test_a_step_peak_without_categories_has_no_timeline():
     sp = StepPeak("cpu")
     sp.start(resident=0)
