@@ -227,6 +227,8 @@ def _batch_shape(batch: dict, labelled_head: bool = False) -> dict:
     for the labelled-only head, ``labelled``: its positions whose next token has a label (as the loss shifts)."""
     b, t = batch["input_ids"].shape
     mask, labels = batch.get("attention_mask"), batch.get("labels")
+    if labels is not None and labels.dim() == 2 and labels.shape[1] != t:  # seq2seq targets: the T5 plan takes
+        t = max(t, labels.shape[1])  # one length for encoder and decoder, the longer (an upper bound)
     shape = dict(batch_size=int(b), seq_len=int(t), padded=bool((mask == 0).any()) if mask is not None else False)
     if labelled_head and labels is not None and labels.dim() == 2:  # a classifier's labels: one per example
         from lorakit.models.labelled_loss import labelled_rows

@@ -132,6 +132,8 @@ class RunData:
     """A classifier's outputs (its data's labels)."""
     why: str = ""
     """Why the data is unknown."""
+    targets: Optional[list] = None
+    """A seq2seq run's target (decoder) tokens per example; None for the other tasks."""
 
     def batches(self, cfg, batch_size: Optional[int] = None) -> list:
         """Every step's batch shape for ``cfg`` (``batch_size``: another batch size, same order of examples), for the
@@ -149,7 +151,8 @@ class RunData:
         if cfg.max_steps <= EXACT_STEPS or self.lengths is None:
             return None
         rows = min(batch_size or cfg.batch_size, len(self.lengths))
-        shape = dict(batch_size=rows, seq_len=max(self.lengths), padded=rows > 1 and len(set(self.lengths)) > 1)
+        shape = dict(batch_size=rows, seq_len=max(self.lengths + (self.targets or [])),
+                     padded=rows > 1 and len(set(self.lengths)) > 1)
         if self.labelled is not None:
             shape["labelled"] = sum(sorted(self.labelled, reverse=True)[:rows])
         return shape
@@ -172,7 +175,8 @@ def data_of(bundle, cfg) -> RunData:
 
         labelled = [sum(t != IGNORE_INDEX for t in lab[1:]) for lab in labels]  # shifted as the loss shifts
     num_labels = len(bundle.labels) if bundle.kind == "classification" else None
-    return RunData([len(ids) for ids in columns["input_ids"]], labelled, num_labels)
+    targets = [len(target) for target in labels] if bundle.kind == "seq2seq" else None
+    return RunData([len(ids) for ids in columns["input_ids"]], labelled, num_labels, targets=targets)
 
 
 def plan_known(cfg, data: RunData, device: str, batch_size: Optional[int] = None) -> RunPlan:
@@ -236,7 +240,10 @@ def batch_shapes(data: RunData, steps: list) -> list:
     shapes = []
     for rows in steps:
         seen = [data.lengths[i] for i in rows]
-        shape = dict(batch_size=len(rows), seq_len=max(seen), padded=min(seen) != max(seen))
+        # the T5 plan takes one length for its encoder and decoder: the longer of the inputs and targets (a bound);
+        # padding is the inputs' (the attention mask's)
+        longest = max(max(seen), max(data.targets[i] for i in rows) if data.targets else 0)
+        shape = dict(batch_size=len(rows), seq_len=longest, padded=min(seen) != max(seen))
         if data.labelled is not None:
             shape["labelled"] = sum(data.labelled[i] for i in rows)
         shapes.append(shape)

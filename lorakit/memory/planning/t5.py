@@ -2,7 +2,9 @@
 ``activations.py`` does for LLaMA; derived from ``memory.saved_activation_tensors`` on 2-layer T5 and
 T5 v1.1 models built from configs, fp32, CPU, LoRA).
 
-Assumes the target (decoder) sequence as long as the input (``seq_len`` both). With activation
+Assumes the target (decoder) sequence as long as the input (``seq_len`` both): a run's plan passes the longer of
+a batch's inputs and targets (``run_plan.batch_shapes``, ``planner._batch_shape``), an upper bound where they differ
+(1.4-1.8x on the tiny T5, benchmarks/RESULTS.md). With activation
 checkpointing, only the blocks' inputs stay (``_checkpointed_bytes``). Each block is pre-norm
 (T5's RMS LayerNorm: input and 1/rms, as LLaMA's): self-attention (q, k, v, o; the relative position
 bias is a float mask, so sdpa takes its fp32 math path, as with dropout), in the decoder a cross-
