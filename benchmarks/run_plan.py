@@ -7,12 +7,14 @@ peak: ``record.memory.assumes['steps']``) and prints planned / measured (goal: w
 The load peak is measured apart: the CPU allocator's trajectory over ``load_base`` (torch's profiler), or on
 CUDA ``record.load_peak`` (``torch.cuda.max_memory_allocated`` over loading).
 
-Data: a built-in task (``extract-json``) and a user JSONL file whose answers vary about 5x in length (written
-to a temporary folder here).
+Data: the model's own built-in task (``extract-json`` for the decoders, ``topic`` for MiniLM, ``headline`` for the
+T5) and a user JSONL file whose answers vary about 5x in length (written to a temporary folder here; prompt and
+completion, so not for a classifier).
 
     python benchmarks/run_plan.py --quick                  # tiny-llama, LoRA and QLoRA, 4 steps
     python benchmarks/run_plan.py                          # tiny-llama and SmolLM2, every setting, 8 steps
     python benchmarks/run_plan.py --model smollm2-135m --setting lora --setting qlora-nf4 --data file --steps 6
+    python benchmarks/run_plan.py --model minilm-l6 --model tiny-t5 --setting lora --data task   # BERT and T5
 """
 from __future__ import annotations
 
@@ -46,13 +48,15 @@ def user_file(folder: str) -> str:
 
 def load_peak(cfg, device: str):
     """(measured bytes at loading's highest, seconds): the profiler's trajectory on CPU."""
+    from lorakit.data import data_labels
     from lorakit.memory.step_peak import StepPeak
     from lorakit.models.loading import load_base
 
+    labels = data_labels(cfg) if cfg.resolved_task() == "classification" else None  # as lorakit.train loads it
     peak = StepPeak(device)
     peak.start(0)
     t0 = time.perf_counter()
-    load_base(cfg.base, device)
+    load_base(cfg.base, device, labels)
     reading = peak.stop()
     return (reading.peak if reading is not None else None), time.perf_counter() - t0
 
@@ -63,7 +67,7 @@ def row(cfg, device: str, measure_load: bool) -> dict:
     plan = lorakit.plan(cfg, device=device)
     rec = lorakit.train(cfg, store=False, device=device)
     mem = rec.memory
-    out = dict(model=cfg.model, dataset=Path(cfg.dataset).name, method=cfg.method, quant=cfg.quant,
+    out = dict(model=cfg.model, dataset=Path(str(cfg.dataset)).name, method=cfg.method, quant=cfg.quant,
                dora=cfg.use_dora, checkpointing=cfg.gradient_checkpointing, status=rec.status,
                plan_s=round(plan.seconds, 3), planned_step_peak=plan.step_peak, planned_step=plan.peak_step,
                planned_load_peak=plan.load_peak, planned_peak=plan.peak, where=plan.text)
@@ -95,6 +99,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import lorakit
+    from lorakit.config.families import default_task
     from lorakit.models.loading import default_device
 
     device = args.device or default_device()
@@ -105,10 +110,12 @@ def main() -> int:
     rows = []
     lorakit.plan(lorakit.RunConfig(model=models[0], max_steps=1), device=device)  # imports: not a plan's time
     with tempfile.TemporaryDirectory() as folder:
-        datasets = [d for kind, d in (("task", "extract-json"), ("file", user_file(folder)))
-                    if kind in (args.data or ["task", "file"])]
+        kinds = args.data or ["task", "file"]
+        datasets = [d for kind, d in (("task", ""), ("file", user_file(folder))) if kind in kinds]  # "": own task
+        architecture = {m.name: m.architecture for m in lorakit.list_models()}
         for model in models:
-            for data in datasets:
+            classifier = default_task(architecture.get(model, "")) == "classification"
+            for data in [d for d in datasets if d == "" or not classifier]:
                 for name in settings:
                     for ckpt in checkpointing:
                         cfg = lorakit.RunConfig(model=model, dataset=data, max_steps=steps, train_examples=64,
