@@ -7,7 +7,7 @@ of it. Runs alternate on, off, off, on, ... so a machine drifting slower or fast
 
 Per run it reports the training seconds (``RunRecord.train_s``: the steps, no loading, no evaluation), the measured
 steps' seconds, and the median seconds of a step that records nothing; per method the cost:
-``sum(on) / sum(off) - 1`` (goal: under 3 %). A shared 2-core machine drifts 10-20 % in speed between runs a
+``sum(on) / sum(off) - 1`` (goal: under 3 %). A shared 2-core machine drifts 10-25 % in speed between runs a
 minute apart, more than the cost sought, so the cost is also given with each run's training counted in its own
 median step (``train_s / median_step_s``): what the run spent beyond its typical step, drift taken out (a cost that
 slowed every step alike would hide there: the medians of the two arms are printed to compare).
@@ -50,7 +50,7 @@ def one(name: str, measure: bool, steps) -> dict:
 
     rec = lorakit.train(cfg, sinks=[sink], store=False)
     if rec.status != "finished":
-        raise SystemExit(f"{name}: the run ended {rec.status}: {rec.error}")
+        raise SystemExit(f"{name}: the run ended {rec.status}: {rec.reason}")
     ordered = sorted(elapsed)
     step_s = {s: elapsed[s] - elapsed[p] for p, s in zip(ordered[:-1], ordered[1:], strict=True)}  # step 1: no start
     recorded = list((rec.memory.assumes or {}).get("steps", [])) if measure and rec.memory is not None else []

@@ -78,7 +78,7 @@ def one(name: str, steps: int, eval_examples: int) -> dict:
     finally:
         probe.ProbingTrainer.compute_loss = original
     if rec.status != "finished":
-        raise SystemExit(f"{name}: the run ended {rec.status}: {rec.error}")
+        raise SystemExit(f"{name}: the run ended {rec.status}: {rec.reason}")
     passes = 1 if rec.before_cached else 2
     plan = plan_time(cfg, shapes[:steps], eval_examples=cfg.eval_examples, eval_prompt_tokens=round(prompt),
                      eval_new_tokens=budget, eval_passes=passes, calibration=cal)
