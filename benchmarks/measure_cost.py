@@ -27,13 +27,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-METHODS = {"lora": dict(method="lora", quant="none"), "qlora-nf4": dict(method="lora", quant="nf4"),
-           "full": dict(method="full", quant="none")}
-
-
-def load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from time_plan import METHODS, load  # noqa: E402 - the sibling benchmark's default runs and load reading
 
 
 def one(name: str, measure: bool, steps) -> dict:
@@ -86,7 +81,7 @@ def main() -> None:
                   flush=True)
         on = sum(r["train_s"] for r in mine if r["measure"])
         off = sum(r["train_s"] for r in mine if not r["measure"])
-        seconds, steady = cost(mine, "train_s"), cost(mine, "in_median_steps")
+        seconds, steady = on / off - 1, cost(mine, "in_median_steps")
         summary.append({"method": name, "on_s": round(on, 2), "off_s": round(off, 2), "cost": round(seconds, 4),
                         "cost_in_median_steps": round(steady, 4)})
         print(f"{name:10s} measurement costs {100 * seconds:+.1f} % of the training seconds ({on:.1f} s on, "
