@@ -110,7 +110,7 @@ def step_work(planning, batch: Optional[dict] = None) -> StepWork:
         + sum(n for n, _ in planning.tally.others) if full else sum(rank * (i + o) for i, o in adapted) \
         + (sum(o for _, o in adapted) if step.adapter.use_dora else 0) + sum(planning.tally.head)
     g = 1e-9
-    attention = attn * (3 + (1 if step.gradient_checkpointing else 0))  # forward, backward (2x), recomputation
+    attention = attn * passes  # forward, backward (2x), recomputation
     return StepWork(matmul_flops=forward + backward + recompute, attention_flops=attention,
                     dropout_elements=dropout, probed_bytes=probed, dequant_bytes=dequant,
                     elementwise_bytes=elementwise, trained_params=trained,
